@@ -1,0 +1,3 @@
+from broker.cli.server import main
+
+main()

@@ -1,0 +1,101 @@
+"""create_app(config): builds the engine, store and services once, and mounts the routers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from broker import __version__, logs
+from broker.admin_auth import AdminTokens
+from broker.config import Config, load_config
+from broker.db.session import current_revision, head_revision, make_engine, migrate
+from broker.db.store import SqlMappingStore
+from broker.errors import Duplicate, StorageUnavailable, Unavailable
+from broker.flow import Flow
+from broker.metrics import Metrics
+from broker.web import admin_api, ops
+from broker.web import errors as web_errors
+from broker.web.middleware import BodyLimit, RequestContext
+
+log = logs.get_logger("broker.app")
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    store: SqlMappingStore
+    flow: Flow
+    admin_tokens: AdminTokens
+    metrics: Metrics
+    readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+
+def _check_schema(engine: Engine) -> None:
+    have, want = current_revision(engine), head_revision()
+    if have != want:
+        raise Unavailable(f"database schema is at {have or 'nothing'}, the broker needs {want}: run `broker migrate`")
+
+
+def _sync_config(store: SqlMappingStore, config: Config) -> None:
+    """Config-declared mappings into the database; replicas starting together may race once."""
+    for attempt in range(3):
+        try:
+            plan = store.sync_config(config.mapping)
+            if plan.changes:
+                log.info("config_mapping_synced", changes=plan.changes)
+            return
+        except (Duplicate, StorageUnavailable):
+            if attempt == 2:
+                raise
+
+
+def build_services(config: Config, *, env: Mapping[str, str] | None = None) -> Services:
+    env = os.environ if env is None else env
+    engine = make_engine(config.database)
+    if config.database.auto_migrate:
+        migrate(engine)
+    _check_schema(engine)
+    store = SqlMappingStore(engine)
+    _sync_config(store, config)
+    services = Services(
+        config=config,
+        engine=engine,
+        store=store,
+        flow=Flow(store=store),
+        admin_tokens=AdminTokens(config.admin, env),
+        metrics=Metrics(),
+    )
+    services.readiness["database"] = lambda: (store.ping(), _check_schema(engine))
+    return services
+
+
+def create_app(config: Config, *, env: Mapping[str, str] | None = None, configure_logging: bool = True) -> FastAPI:
+    if configure_logging:
+        logs.configure(config.logging.level, config.logging.format)
+    services = build_services(config, env=env)
+    if not services.admin_tokens.configured:
+        log.warning("no_admin_tokens", hint="set BROKER_ADMIN_TOKEN or admin.tokens to use the admin API")
+    app = FastAPI(
+        title="Federation broker",
+        version=__version__,
+        description="Directory identities into AWS accounts and roles, with no AWS keys anywhere.",
+    )
+    app.state.services = services
+    app.state.metrics = services.metrics
+    web_errors.install(app)
+    app.include_router(ops.router)
+    app.include_router(admin_api.router)
+    # Outermost first: the request id exists before the body limit can answer.
+    app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (`broker serve` with several workers): the config path is $BROKER_CONFIG."""
+    return create_app(load_config())

@@ -1,0 +1,109 @@
+"""The audit log: one row per admin write and per access decision.
+
+Rows are written in the same transaction as the change they describe, so a change without
+its audit event (or the reverse) cannot exist. Nothing secret is ever put in an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker.db.models import AuditEvent
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    actor: str
+    request_id: str | None = None
+    source_ip: str | None = None
+
+
+SYSTEM = AuditContext(actor="system")
+
+
+def record(
+    s: Session,
+    ctx: AuditContext,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    outcome: str = "allow",
+    details: dict[str, Any] | None = None,
+) -> None:
+    s.add(
+        AuditEvent(
+            actor=ctx.actor,
+            action=action,
+            outcome=outcome,
+            target_type=target_type,
+            target_id=target_id,
+            request_id=ctx.request_id,
+            source_ip=ctx.source_ip,
+            before=before,
+            after=after,
+            details=details,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    """Exact action, or a prefix ending in '.' / '*' (``mapping.`` matches mapping.create ...)."""
+    target_type: str | None = None
+    target_id: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:
+    """Newest first; ``before_id`` is the keyset cursor (the last id of the previous page)."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(AuditEvent.id < before_id)
+    if f.actor:
+        q = q.where(AuditEvent.actor == f.actor)
+    if f.action:
+        if f.action.endswith(("*", ".")):
+            prefix = f.action.rstrip("*")
+            q = q.where(AuditEvent.action.startswith(prefix, autoescape=True))
+        else:
+            q = q.where(AuditEvent.action == f.action)
+    if f.target_type:
+        q = q.where(AuditEvent.target_type == f.target_type)
+    if f.target_id:
+        q = q.where(AuditEvent.target_id == f.target_id)
+    if f.outcome:
+        q = q.where(AuditEvent.outcome == f.outcome)
+    if f.since:
+        q = q.where(AuditEvent.at >= f.since)
+    if f.until:
+        q = q.where(AuditEvent.at < f.until)
+    return list(s.scalars(q))
+
+
+def event_dict(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at.isoformat().replace("+00:00", "Z") if e.at.tzinfo else e.at.isoformat() + "Z",
+        "actor": e.actor,
+        "action": e.action,
+        "outcome": e.outcome,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "request_id": e.request_id,
+        "source_ip": e.source_ip,
+        "before": e.before,
+        "after": e.after,
+        "details": e.details,
+    }

@@ -1,0 +1,1 @@
+"""Command-line entry points: `broker` (server side) and `awsbroker` (the user CLI)."""

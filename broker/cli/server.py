@@ -1,0 +1,173 @@
+"""`broker`: run, migrate and check the server side."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from broker.errors import BrokerError, ConfigError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="The federation broker (server side).")
+keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for the SAML IdP and the OIDC issuer.")
+app.add_typer(keys_app, name="keys")
+
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
+]
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _load(path: Path | None):  # type: ignore[no-untyped-def]
+    from broker.config import load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="the YAML file to validate")]) -> None:
+    """Validate a configuration file; print every problem with its path."""
+    config = _load(file)
+    m = config.mapping
+    typer.echo(
+        f"{file}: OK ({len(m.accounts)} account(s), {sum(len(a.roles) for a in m.accounts)} role(s), "
+        f"{len(m.mappings)} mapping(s), {len(m.rules)} rule(s) declared)"
+    )
+
+
+@app.command()
+def migrate(
+    config: ConfigOpt = None,
+    revision: Annotated[str, typer.Option(help="target revision (default: the newest)")] = "head",
+    downgrade: Annotated[bool, typer.Option("--downgrade", help="go down to --revision instead")] = False,
+) -> None:
+    """Upgrade the database schema (SQLite or PostgreSQL) with the Alembic migrations."""
+    from broker.db import session
+
+    cfg = _load(config)
+    engine = session.make_engine(cfg.database)
+    try:
+        if downgrade:
+            session.downgrade(engine, revision if revision != "head" else "base")
+        else:
+            session.migrate(engine, revision)
+    except Exception as exc:  # report, do not dump a stack on an operator
+        typer.echo(f"migration failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"database schema at revision {session.current_revision(engine)}")
+
+
+def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    from broker.app import create_app
+
+    workers = workers or cfg.server.workers
+    if workers > 1:
+        # Each worker builds its own app from $BROKER_CONFIG.
+        uvicorn.run(
+            "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
+            workers=workers, access_log=False, log_config=None, proxy_headers=True,
+        )
+        return
+    try:
+        application = create_app(cfg)
+    except BrokerError as exc:
+        typer.echo(f"cannot start: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None, proxy_headers=True)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes (default: server.workers)")] = None,
+) -> None:
+    """Run the broker with a configuration file."""
+    cfg = _load(config)
+    if config is not None:
+        os.environ["BROKER_CONFIG"] = str(config)
+    _run(cfg, workers=workers)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8000,
+    config: ConfigOpt = None,
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(".demo"),
+) -> None:
+    """The embedded demo: SQLite, in-process state, sandbox accounts; ready in a browser."""
+    os.environ["BROKER_DEMO_PORT"] = str(port)
+    os.environ["BROKER_DEMO_DIR"] = str(data_dir)
+    token = os.environ.get("BROKER_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    os.environ["BROKER_ADMIN_TOKEN"] = token
+    path = config or _repo_root() / "config" / "demo.yaml"
+    cfg = _load(path)
+    url = f"http://127.0.0.1:{port}"
+    typer.echo(
+        "\n".join(
+            [
+                "",
+                "  Federation broker demo (SANDBOX: no real AWS account is touched)",
+                f"  open      {url}/docs      the API, try it in the browser",
+                f"  admin     Authorization: Bearer {token}",
+                f"  try       curl -H 'Authorization: Bearer {token}' {url}/api/v1/admin/accounts",
+                f"  explain   curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
+                f"              -d '{{\"username\": \"alice\", \"groups\": [\"aws-admins\"]}}' {url}/api/v1/admin/explain",
+                "",
+            ]
+        )
+    )
+    _run(cfg, workers=1)
+
+
+@app.command("admin-token")
+def admin_token(name: Annotated[str, typer.Option(help="who the token is for (the audit actor)")] = "admin") -> None:
+    """Make a new admin token and the config lines that accept it (only its hash is stored)."""
+    from broker.admin_auth import hash_token, new_token
+
+    token = new_token()
+    typer.echo(f"token (give it to {name}; it is shown once): {token}")
+    typer.echo("config lines:\nadmin:\n  tokens:\n" f"    - name: {name}\n      sha256: {hash_token(token)}")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for key.pem and cert.pem")] = Path("keys"),
+    name: Annotated[str, typer.Option(help="file name stem, e.g. 'next' for a rotation key")] = "signing",
+    common_name: Annotated[str, typer.Option(help="certificate subject CN")] = "federation-broker",
+    days: Annotated[int, typer.Option(help="certificate validity in days")] = 3650,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing files")] = False,
+) -> None:
+    """Write an RSA-2048 signing key (mode 0600) and its self-signed certificate."""
+    from broker.minting.keys import generate_keypair
+
+    try:
+        key_path, cert_path, kid = generate_keypair(out, name=name, common_name=common_name, days=days, force=force)
+    except FileExistsError as exc:
+        typer.echo(f"{exc}: refusing to overwrite (use --force)", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"key  {key_path} (mode 0600)\ncert {cert_path}\nkid  {kid}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Tables. The schema is owned by the Alembic migrations in migrations/; keep both in step."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# BigInteger ids that SQLite still auto-increments (SQLite only does so for INTEGER PRIMARY KEY).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    alias: Mapped[str | None] = mapped_column(String(63), unique=True)
+    partition: Mapped[str] = mapped_column(String(16))
+    default_region: Mapped[str | None] = mapped_column(String(32))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    federation_path: Mapped[str] = mapped_column(String(16))
+    saml_provider: Mapped[str | None] = mapped_column(String(128))
+    audience: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    roles: Mapped[list["Role"]] = relationship(back_populates="account", order_by="Role.name_key")
+
+
+class Role(Base):
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("account_id", "name_key", name="uq_roles_account_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(64))
+    name_key: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(512), default="/")
+    max_session_duration: Mapped[int] = mapped_column(Integer, default=3600)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="roles")
+
+
+class Mapping(Base):
+    __tablename__ = "mappings"
+    __table_args__ = (
+        UniqueConstraint("group_key", "role_id", name="uq_mappings_group_role"),
+        Index("ix_mappings_group_key", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(String(1024))
+    group_key: Mapped[str] = mapped_column(String(1024))
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"), index=True)
+    session_duration: Mapped[int | None] = mapped_column(Integer)
+    console: Mapped[bool] = mapped_column(Boolean, default=True)
+    cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    role: Mapped[Role] = relationship()
+
+
+class NamingRule(Base):
+    __tablename__ = "naming_rules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(1024))
+    session_duration: Mapped[int | None] = mapped_column(Integer)
+    console: Mapped[bool] = mapped_column(Boolean, default=True)
+    cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_actor", "actor"),
+        Index("ix_audit_action", "action"),
+        Index("ix_audit_target", "target_type", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), default="allow")
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(1100))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    details: Mapped[dict | None] = mapped_column(JSON)

@@ -1,0 +1,97 @@
+"""Frozen value types shared across the broker's packages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Channel = Literal["console", "cli"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a person is, as a connector established it."""
+
+    id: str
+    """Immutable id (AD objectGUID, LDAP entryUUID, upstream subject): SourceIdentity, ID token sub."""
+    username: str
+    display_name: str = ""
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Directory attributes kept for session tags, as (name, values) pairs."""
+    source: str = ""
+    """The connector that established this identity."""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantReason:
+    """Why a grant exists: one mapping row or one naming rule, and the group that matched."""
+
+    kind: Literal["mapping", "rule"]
+    ref: str
+    """The mapping id or the rule name."""
+    group: str
+    """The user's group (as given) that matched."""
+    console: bool
+    cli: bool
+    session_duration: int | None
+    """This reason's own cap (seconds), if any."""
+    source: Literal["config", "api"] = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class RoleGrant:
+    """A role a user may assume, with every reason they may."""
+
+    account_id: str
+    account_alias: str | None
+    partition: str
+    region: str
+    environment: str | None
+    federation_path: Literal["saml", "web_identity"]
+    saml_provider: str | None
+    audience: str | None
+    role_name: str
+    role_path: str
+    role_max_session: int
+    reasons: tuple[GrantReason, ...] = field(default=())
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account_id}:role{self.role_path}{self.role_name}"
+
+    @property
+    def saml_provider_arn(self) -> str | None:
+        if self.saml_provider is None:
+            return None
+        return f"arn:{self.partition}:iam::{self.account_id}:saml-provider/{self.saml_provider}"
+
+    def allows(self, channel: Channel) -> bool:
+        return any(getattr(r, channel) for r in self.reasons)
+
+    def max_duration(self, channel: Channel) -> int:
+        """The longest session this grant allows on a channel: min(role max, cap), best reason wins."""
+        best = 0
+        for r in self.reasons:
+            if getattr(r, channel):
+                cap = self.role_max_session if r.session_duration is None else r.session_duration
+                best = max(best, min(cap, self.role_max_session))
+        return best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "account_alias": self.account_alias,
+            "environment": self.environment,
+            "partition": self.partition,
+            "region": self.region,
+            "role_name": self.role_name,
+            "role_arn": self.role_arn,
+            "federation_path": self.federation_path,
+            "provider": self.saml_provider_arn if self.federation_path == "saml" else self.audience,
+            "console": self.allows("console"),
+            "cli": self.allows("cli"),
+            "max_session_duration": {"console": self.max_duration("console"), "cli": self.max_duration("cli")},
+            "reasons": [asdict(r) for r in self.reasons],
+        }

@@ -1,0 +1,71 @@
+"""Structured JSON logs (structlog) with the request id, and a last line of defence for secrets.
+
+The broker never passes a secret to a logger; ``redact`` still masks any event key whose
+name says it holds one (password, token, assertion, SAMLResponse, secret, signin, session
+key, authorization, cookie), and any value that looks like a bearer header or a SAML response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEY = re.compile(
+    r"pass(word)?|token|assertion|samlresponse|secret|signin|sessionkey|session_key|authorization|cookie|private|credential",
+    re.I,
+)
+_SECRET_VALUE = re.compile(r"(?i)\bbearer\s+\S+|PHNhbWxwOlJlc3BvbnNl\S*|<samlp?:Response.*", re.S)
+MASK = "***"
+
+
+def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in list(event.items()):
+        if key in ("event", "level", "timestamp", "logger", "request_id"):
+            continue
+        if _SECRET_KEY.search(key) and value not in (None, "", False):
+            event[key] = MASK
+        elif isinstance(value, str) and _SECRET_VALUE.search(value):
+            event[key] = _SECRET_VALUE.sub(MASK, value)
+    return event
+
+
+def configure(level: str = "info", fmt: str = "json") -> None:
+    """Process-wide: structlog and the stdlib loggers (uvicorn, alembic) both go to stdout."""
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        timestamper,
+        redact,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Our own access log replaces uvicorn's, which would print query strings.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def get_logger(name: str = "broker") -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""Group-to-role mapping: the data model, pure resolution and the store interface."""

@@ -1,0 +1,264 @@
+"""The mapping data model: AWS accounts, their roles, group mappings and naming rules.
+
+These pydantic models are the one description of the mapping, shared by the YAML
+configuration (read-only, GitOps-declared objects), the admin API bodies and the
+export/import document. Every validation error carries a stable code (the pydantic
+error ``type``), e.g. ``invalid_account_id``, ``invalid_role_name``, ``invalid_regex``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+# IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
+ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+# IAM: a path is "/" or "/segment/.../" of printable ASCII, at most 512 characters.
+ROLE_PATH = re.compile(r"^/(?:[\x21-\x7E]*/)?$")
+ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?$")
+REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
+SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+PARTITIONS = ("aws", "aws-us-gov", "aws-cn")
+Partition = Literal["aws", "aws-us-gov", "aws-cn"]
+DEFAULT_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
+MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
+
+
+def _fail(code: str, message: str, **ctx: object) -> PydanticCustomError:
+    return PydanticCustomError(code, message, ctx or None)
+
+
+def check_account_id(value: str) -> str:
+    if not ACCOUNT_ID.match(value):
+        raise _fail("invalid_account_id", "an AWS account id is exactly 12 digits, got {value!r}", value=value)
+    return value
+
+
+def check_role_name(value: str) -> str:
+    if not ROLE_NAME.match(value):
+        raise _fail(
+            "invalid_role_name",
+            "an IAM role name is 1-64 characters of A-Z a-z 0-9 + = , . @ _ -, got {value!r}",
+            value=value,
+        )
+    if value.lower().startswith("awsreservedsso_"):
+        raise _fail(
+            "reserved_role",
+            "{value!r} is an IAM Identity Center role (AWSReservedSSO_*); AWS does not let "
+            "an external identity provider assume it",
+            value=value,
+        )
+    return value
+
+
+def check_role_path(value: str) -> str:
+    if len(value) > 512 or not ROLE_PATH.match(value):
+        raise _fail("invalid_role_path", "an IAM path is '/' or '/a/b/' (printable ASCII, at most 512)")
+    return value
+
+
+def check_alias(value: str) -> str:
+    if not ALIAS.match(value):
+        raise _fail(
+            "invalid_alias", "an account alias is 3-63 lowercase letters, digits and inner hyphens"
+        )
+    if ACCOUNT_ID.match(value):
+        raise _fail("invalid_alias", "an account alias cannot be a 12-digit number")
+    return value
+
+
+def check_region(value: str) -> str:
+    if not REGION.match(value):
+        raise _fail("invalid_region", "not an AWS region name: {value!r}", value=value)
+    return value
+
+
+def check_rule_pattern(value: str) -> str:
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise _fail("invalid_regex", "the pattern does not compile: {reason}", reason=str(exc)) from None
+    missing = {"account", "role"} - set(compiled.groupindex)
+    if missing:
+        raise _fail(
+            "invalid_regex",
+            "the pattern needs the named groups (?P<account>...) and (?P<role>...); missing: {missing}",
+            missing=", ".join(sorted(missing)),
+        )
+    return value
+
+
+def check_group(value: str) -> str:
+    from broker.groups import display_name
+
+    name = display_name(value)
+    if not name:
+        raise _fail("invalid_group", "a group name cannot be empty")
+    return name
+
+
+AccountId = Annotated[str, AfterValidator(check_account_id)]
+RoleName = Annotated[str, AfterValidator(check_role_name)]
+RolePath = Annotated[str, AfterValidator(check_role_path)]
+Alias = Annotated[str, AfterValidator(check_alias)]
+Region = Annotated[str, AfterValidator(check_region)]
+RulePattern = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(check_rule_pattern)]
+GroupName = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(check_group)]
+SessionSeconds = Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)]
+Text = Annotated[str, Field(max_length=1024)]
+# An account given by its 12-digit id or its alias.
+AccountRef = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True, strict=True)
+
+
+class SamlFederation(Strict):
+    """AWS trusts the broker through an IAM SAML provider (AssumeRoleWithSAML)."""
+
+    path: Literal["saml"] = "saml"
+    saml_provider: Annotated[str, Field(pattern=SAML_PROVIDER_NAME.pattern)] = "broker"
+
+
+class WebIdentityFederation(Strict):
+    """AWS trusts the broker as an IAM OIDC provider (AssumeRoleWithWebIdentity)."""
+
+    path: Literal["web_identity"]
+    audience: Annotated[str, Field(min_length=1, max_length=255)] = "sts.amazonaws.com"
+
+
+Federation = Annotated[SamlFederation | WebIdentityFederation, Field(discriminator="path")]
+
+
+class RoleFields(Strict):
+    path: RolePath = "/"
+    max_session_duration: SessionSeconds = AWS_DEFAULT_MAX_SESSION
+    description: Text = ""
+
+
+class RoleSpec(RoleFields):
+    name: RoleName
+
+
+class AccountFields(Strict):
+    alias: Alias | None = None
+    partition: Partition = "aws"
+    default_region: Region | None = None
+    environment: Annotated[str, Field(max_length=64)] | None = None
+    owner: Annotated[str, Field(max_length=256)] | None = None
+    description: Text = ""
+    federation: Federation = Field(default_factory=SamlFederation)
+
+    @model_validator(mode="after")
+    def _region_in_partition(self) -> "AccountFields":
+        region = self.default_region
+        if region is None:
+            return self
+        in_partition = {
+            "aws-us-gov": region.startswith("us-gov-"),
+            "aws-cn": region.startswith("cn-"),
+            "aws": not region.startswith(("us-gov-", "cn-")),
+        }[self.partition]
+        if not in_partition:
+            raise _fail(
+                "invalid_region",
+                "region {region!r} is not in partition {partition!r}",
+                region=region,
+                partition=self.partition,
+            )
+        return self
+
+    @property
+    def region(self) -> str:
+        return self.default_region or DEFAULT_REGION[self.partition]
+
+
+class AccountSpec(AccountFields):
+    id: AccountId
+    roles: list[RoleSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_roles(self) -> "AccountSpec":
+        seen: set[str] = set()
+        for role in self.roles:
+            key = role.name.lower()
+            if key in seen:
+                raise _fail("duplicate", "role {name!r} is listed twice in account {id}", name=role.name, id=self.id)
+            seen.add(key)
+        return self
+
+
+class GrantOptions(Strict):
+    session_duration: SessionSeconds | None = Field(
+        default=None, description="cap on the session length this grant allows (seconds)"
+    )
+    console: bool = True
+    cli: bool = True
+
+    @model_validator(mode="after")
+    def _some_channel(self) -> "GrantOptions":
+        if not (self.console or self.cli):
+            raise _fail("invalid_input", "a grant must allow the console, the command line, or both")
+        return self
+
+
+class MappingSpec(GrantOptions):
+    group: GroupName
+    account: AccountRef
+    role: RoleName
+    description: Text = ""
+
+
+class RuleSpec(GrantOptions):
+    name: Annotated[str, Field(pattern=RULE_NAME.pattern)]
+    pattern: RulePattern
+    description: Text = ""
+
+
+class MappingDocument(Strict):
+    """The whole mapping, as exported, imported and declared in the config file."""
+
+    version: Literal[1] = 1
+    accounts: list[AccountSpec] = Field(default_factory=list)
+    mappings: list[MappingSpec] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(default_factory=list)
+
+
+def reference_problems(doc: MappingDocument) -> list[str]:
+    """Cross-object problems of a whole document: duplicates and dangling references."""
+    from broker.groups import match_key
+
+    problems: list[str] = []
+    ids: dict[str, AccountSpec] = {}
+    aliases: dict[str, str] = {}
+    for acc in doc.accounts:
+        if acc.id in ids:
+            problems.append(f"account {acc.id} is listed twice")
+        ids[acc.id] = acc
+        if acc.alias:
+            if acc.alias in aliases and aliases[acc.alias] != acc.id:
+                problems.append(f"alias {acc.alias!r} is used by {aliases[acc.alias]} and {acc.id}")
+            aliases[acc.alias] = acc.id
+    seen: set[tuple[str, str, str]] = set()
+    for m in doc.mappings:
+        account_id = m.account if m.account in ids else aliases.get(m.account.lower())
+        if account_id is None:
+            problems.append(f"mapping for group {m.group!r}: unknown account {m.account!r}")
+            continue
+        if m.role.lower() not in {r.name.lower() for r in ids[account_id].roles}:
+            problems.append(f"mapping for group {m.group!r}: account {account_id} has no role {m.role!r}")
+            continue
+        key = (match_key(m.group), account_id, m.role.lower())
+        if key in seen:
+            problems.append(f"mapping {m.group!r} -> {account_id}/{m.role} is listed twice")
+        seen.add(key)
+    names = [r.name for r in doc.rules]
+    problems.extend(f"rule {n!r} is listed twice" for n in sorted({n for n in names if names.count(n) > 1}))
+    return problems

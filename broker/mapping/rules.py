@@ -1,0 +1,117 @@
+"""Mapping resolution: a pure function from a user's groups and the mapping data to role grants.
+
+Each grant lists every reason it exists (the mapping row or naming rule, and the group that
+matched). Groups match case-insensitively after DN reduction (``broker.groups``).
+
+Naming rules are regular expressions over group names with the named groups ``account``
+(a 12-digit id or an alias of a registered account) and ``role``, e.g. the ADFS convention
+``^AWS-(?P<account>\\d{12})-(?P<role>[\\w+=,.@-]+)$``. The pattern must match the whole
+group name (``fullmatch``). A rule never creates an account: the account must be registered.
+A role the rule names but that is not registered gets AWS's default maximum session (1 h),
+the shortest any IAM role allows, so the broker never asks for more than the role permits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from broker.domain import GrantReason, RoleGrant
+from broker.groups import normalize
+from broker.mapping.model import AWS_DEFAULT_MAX_SESSION, ROLE_NAME
+from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord
+
+
+@dataclass(frozen=True)
+class NormalizedGroup:
+    given: str
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    grants: tuple[RoleGrant, ...]
+    groups: tuple[NormalizedGroup, ...]
+    unmatched: tuple[str, ...]
+    """Groups (display names) that produced no grant."""
+    notes: tuple[str, ...] = field(default=())
+    """Why a rule match produced nothing (unknown account, invalid role name)."""
+
+
+def normalize_groups(groups: Iterable[str]) -> tuple[NormalizedGroup, ...]:
+    seen: dict[str, NormalizedGroup] = {}
+    for g in groups:
+        name, key = normalize(g)
+        if key and key not in seen:
+            seen[key] = NormalizedGroup(g, name, key)
+    return tuple(seen.values())
+
+
+def rule_candidates(
+    groups: Iterable[NormalizedGroup], rules: Iterable[RuleRecord]
+) -> list[tuple[NormalizedGroup, RuleRecord, str, str]]:
+    """(group, rule, account ref, role name) for every rule that matches a group."""
+    out = []
+    rules = tuple(rules)
+    for g in groups:
+        for rule in rules:
+            m = rule.compiled.fullmatch(g.name)
+            if m:
+                out.append((g, rule, m.group("account"), m.group("role")))
+    return out
+
+
+def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
+    normalized = normalize_groups(groups)
+    reasons: dict[tuple[str, str], list[GrantReason]] = {}
+    targets: dict[tuple[str, str], tuple[AccountRecord, RoleRecord]] = {}
+    matched: set[str] = set()
+    notes: list[str] = []
+
+    def add(acc: AccountRecord, role: RoleRecord, reason: GrantReason, group_key: str) -> None:
+        key = (acc.id, role.name.lower())
+        targets.setdefault(key, (acc, role))
+        reasons.setdefault(key, []).append(reason)
+        matched.add(group_key)
+
+    for g in normalized:
+        for m in data.mappings_by_group.get(g.key, ()):
+            acc = data.accounts.get(m.account_id)
+            role = data.role(m.account_id, m.role_name)
+            if acc is None or role is None:  # a partial snapshot that misses it: not reachable
+                continue
+            add(acc, role, GrantReason("mapping", m.id, g.given, m.console, m.cli, m.session_duration, m.source), g.key)
+
+    for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules):
+        acc = data.account(account_ref)
+        if acc is None:
+            notes.append(f"rule {rule.name!r} matched {g.name!r} but account {account_ref!r} is not registered")
+            continue
+        if not ROLE_NAME.match(role_name) or role_name.lower().startswith("awsreservedsso_"):
+            notes.append(f"rule {rule.name!r} matched {g.name!r} but {role_name!r} is not an assumable role name")
+            continue
+        role = data.role(acc.id, role_name) or RoleRecord(acc.id, role_name, "/", AWS_DEFAULT_MAX_SESSION)
+        add(acc, role, GrantReason("rule", rule.name, g.given, rule.console, rule.cli, rule.session_duration, rule.source), g.key)
+
+    grants = []
+    for key in sorted(targets, key=lambda k: ((targets[k][0].alias or "").lower(), k[0], k[1])):
+        acc, role = targets[key]
+        grants.append(
+            RoleGrant(
+                account_id=acc.id,
+                account_alias=acc.alias,
+                partition=acc.partition,
+                region=acc.region,
+                environment=acc.environment,
+                federation_path=acc.federation_path,
+                saml_provider=acc.saml_provider,
+                audience=acc.audience,
+                role_name=role.name,
+                role_path=role.path,
+                role_max_session=role.max_session_duration,
+                reasons=tuple(reasons[key]),
+            )
+        )
+    unmatched = tuple(g.name for g in normalized if g.key not in matched)
+    return Resolution(tuple(grants), normalized, unmatched, tuple(notes))

@@ -1,0 +1,102 @@
+"""An immutable view of (part of) the mapping data, indexed for resolution.
+
+A store builds a snapshot either of everything (export, benchmarks) or of just what a
+set of groups can reach (one issuance); ``broker.mapping.rules.resolve`` reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+Source = Literal["config", "api"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    id: str
+    alias: str | None
+    partition: str
+    region: str
+    environment: str | None
+    federation_path: Literal["saml", "web_identity"]
+    saml_provider: str | None
+    audience: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRecord:
+    account_id: str
+    name: str
+    path: str
+    max_session_duration: int
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRecord:
+    id: str
+    group: str
+    group_key: str
+    account_id: str
+    role_name: str
+    session_duration: int | None
+    console: bool
+    cli: bool
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRecord:
+    name: str
+    pattern: str
+    session_duration: int | None
+    console: bool
+    cli: bool
+    source: Source
+    compiled: re.Pattern[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Compiled once per record; the pattern was validated when it was stored.
+        object.__setattr__(self, "compiled", re.compile(self.pattern))
+
+
+@dataclass(frozen=True)
+class MappingSnapshot:
+    accounts: dict[str, AccountRecord]
+    roles: dict[tuple[str, str], RoleRecord]
+    """(account id, lower-cased role name) → role; IAM role names are case-insensitive."""
+    mappings_by_group: dict[str, tuple[MappingRecord, ...]]
+    rules: tuple[RuleRecord, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        accounts: Iterable[AccountRecord],
+        roles: Iterable[RoleRecord],
+        mappings: Iterable[MappingRecord],
+        rules: Iterable[RuleRecord] = (),
+    ) -> "MappingSnapshot":
+        accs = {a.id: a for a in accounts}
+        by_group: dict[str, list[MappingRecord]] = {}
+        for m in mappings:
+            by_group.setdefault(m.group_key, []).append(m)
+        return cls(
+            accounts=accs,
+            roles={(r.account_id, r.name.lower()): r for r in roles},
+            mappings_by_group={k: tuple(v) for k, v in by_group.items()},
+            rules=tuple(rules),
+            aliases={a.alias.lower(): a.id for a in accs.values() if a.alias},
+        )
+
+    def account(self, ref: str) -> AccountRecord | None:
+        """An account by its 12-digit id or its alias (case-insensitive)."""
+        acc = self.accounts.get(ref)
+        if acc is None:
+            acc_id = self.aliases.get(ref.lower())
+            acc = self.accounts.get(acc_id) if acc_id else None
+        return acc
+
+    def role(self, account_id: str, name: str) -> RoleRecord | None:
+        return self.roles.get((account_id, name.lower()))

@@ -1,0 +1,88 @@
+"""The mapping store interface. ``broker.db.store.SqlMappingStore`` implements it on SQLite
+and PostgreSQL; the conformance suite in tests/ runs the same tests against each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.snapshot import MappingSnapshot
+
+
+@dataclass
+class KindPlan:
+    create: list[dict[str, Any]] = field(default_factory=list)
+    update: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def changes(self) -> int:
+        return len(self.create) + len(self.update) + len(self.delete)
+
+
+@dataclass
+class ImportPlan:
+    """What an import (or the config-file sync) changes, object by object."""
+
+    accounts: KindPlan = field(default_factory=KindPlan)
+    roles: KindPlan = field(default_factory=KindPlan)
+    mappings: KindPlan = field(default_factory=KindPlan)
+    rules: KindPlan = field(default_factory=KindPlan)
+    conflicts: list[str] = field(default_factory=list)
+    applied: bool = False
+
+    def kinds(self) -> dict[str, KindPlan]:
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+
+    @property
+    def changes(self) -> int:
+        return sum(k.changes for k in self.kinds().values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "changes": self.changes,
+            "conflicts": self.conflicts,
+            **{
+                name: {"create": k.create, "update": k.update, "delete": k.delete, "unchanged": k.unchanged}
+                for name, k in self.kinds().items()
+            },
+        }
+
+
+class MappingStore(Protocol):
+    # reads used on the issuance path
+    def snapshot_for(self, groups: Iterable[str]) -> MappingSnapshot: ...
+    def full_snapshot(self) -> MappingSnapshot: ...
+
+    # admin reads (views are JSON-ready dicts: the spec plus id/source/timestamps)
+    def list_accounts(self) -> list[dict[str, Any]]: ...
+    def get_account(self, ref: str) -> dict[str, Any]: ...
+    def list_roles(self, account: str) -> list[dict[str, Any]]: ...
+    def get_role(self, account: str, name: str) -> dict[str, Any]: ...
+    def list_mappings(
+        self, *, group: str | None, account: str | None, role: str | None, limit: int, after_id: int | None
+    ) -> list[dict[str, Any]]: ...
+    def get_mapping(self, mapping_id: int) -> dict[str, Any]: ...
+    def list_rules(self) -> list[dict[str, Any]]: ...
+    def get_rule(self, name: str) -> dict[str, Any]: ...
+    def export(self, *, source: str | None = None) -> MappingDocument: ...
+
+    # admin writes: each one transaction, with its audit event
+    def create_account(self, spec: AccountSpec, ctx: Any) -> dict[str, Any]: ...
+    def update_account(self, ref: str, fields: AccountFields, ctx: Any) -> dict[str, Any]: ...
+    def delete_account(self, ref: str, ctx: Any) -> None: ...
+    def create_role(self, account: str, spec: RoleSpec, ctx: Any) -> dict[str, Any]: ...
+    def update_role(self, account: str, name: str, spec: RoleSpec, ctx: Any) -> dict[str, Any]: ...
+    def delete_role(self, account: str, name: str, ctx: Any) -> None: ...
+    def create_mapping(self, spec: MappingSpec, ctx: Any) -> dict[str, Any]: ...
+    def update_mapping(self, mapping_id: int, spec: MappingSpec, ctx: Any) -> dict[str, Any]: ...
+    def delete_mapping(self, mapping_id: int, ctx: Any) -> None: ...
+    def create_rule(self, spec: RuleSpec, ctx: Any) -> dict[str, Any]: ...
+    def update_rule(self, name: str, spec: RuleSpec, ctx: Any) -> dict[str, Any]: ...
+    def delete_rule(self, name: str, ctx: Any) -> None: ...
+    def plan_import(self, doc: MappingDocument) -> ImportPlan: ...
+    def apply_import(self, doc: MappingDocument, ctx: Any) -> ImportPlan: ...
+    def sync_config(self, doc: MappingDocument) -> ImportPlan: ...

@@ -1,0 +1,1 @@
+"""What the broker signs: SAML assertions (AWS SAML federation) and OIDC ID tokens."""

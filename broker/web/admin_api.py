@@ -1,0 +1,306 @@
+"""The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
+export/import and the audit log. Thin: validation is the mapping model's, work is the store's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from broker.audit import AuditFilter
+from broker.errors import BadRequest, Conflict, InvalidImport, ReadOnly
+from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.web.deps import AdminDep, AuditCtx, ServicesDep
+from broker.web.errors import validation_response
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+_META = ("source", "created_at", "updated_at", "id", "arn", "account")
+
+
+def _merge(current: dict[str, Any], patch: dict[str, Any], model: type[BaseModel], drop: tuple[str, ...] = _META) -> Any:
+    """PATCH: the current object with ``patch`` laid over it, validated as a whole."""
+    base = {k: v for k, v in current.items() if k not in drop}
+    return model.model_validate(base | patch)
+
+
+def _patch_body(body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("a PATCH body is a JSON object of the fields to change")
+    return body
+
+
+PatchBody = Annotated[dict[str, Any], Body(description="fields to change")]
+
+# ---- accounts ----
+
+
+@router.get("/accounts", summary="List registered AWS accounts")
+def list_accounts(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
+    return services.store.list_accounts()
+
+
+@router.post("/accounts", status_code=201, summary="Register an AWS account (optionally with its roles)")
+def create_account(spec: AccountSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.create_account(spec, ctx)
+
+
+@router.get("/accounts/{account}", summary="One account, by 12-digit id or alias")
+def get_account(account: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.store.get_account(account)
+
+
+@router.put("/accounts/{account}", summary="Replace an account's fields")
+def replace_account(account: str, fields: AccountFields, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.update_account(account, fields, ctx)
+
+
+@router.patch("/accounts/{account}", summary="Change some of an account's fields")
+def patch_account(account: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    current = services.store.get_account(account)
+    fields = _merge(current, _patch_body(patch), AccountFields, drop=(*_META, "id"))
+    return services.store.update_account(account, fields, ctx)
+
+
+@router.delete("/accounts/{account}", status_code=204, summary="Remove an account (it must have no roles)")
+def delete_account(account: str, ctx: AuditCtx, services: ServicesDep) -> Response:
+    services.store.delete_account(account, ctx)
+    return Response(status_code=204)
+
+
+# ---- roles ----
+
+
+@router.get("/accounts/{account}/roles", summary="An account's roles")
+def list_roles(account: str, _: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
+    return services.store.list_roles(account)
+
+
+@router.post("/accounts/{account}/roles", status_code=201, summary="Register a role in an account")
+def create_role(account: str, spec: RoleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.create_role(account, spec, ctx)
+
+
+@router.get("/accounts/{account}/roles/{role}")
+def get_role(account: str, role: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.store.get_role(account, role)
+
+
+@router.put("/accounts/{account}/roles/{role}")
+def replace_role(account: str, role: str, spec: RoleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.update_role(account, role, spec, ctx)
+
+
+@router.patch("/accounts/{account}/roles/{role}")
+def patch_role(account: str, role: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    spec = _merge(services.store.get_role(account, role), _patch_body(patch), RoleSpec)
+    return services.store.update_role(account, role, spec, ctx)
+
+
+@router.delete("/accounts/{account}/roles/{role}", status_code=204, summary="Remove a role (no mapping may use it)")
+def delete_role(account: str, role: str, ctx: AuditCtx, services: ServicesDep) -> Response:
+    services.store.delete_role(account, role, ctx)
+    return Response(status_code=204)
+
+
+# ---- mappings ----
+
+
+@router.get("/mappings", summary="Group-to-role mappings, filtered, in pages")
+def list_mappings(
+    _: AdminDep,
+    services: ServicesDep,
+    group: str | None = None,
+    account: str | None = None,
+    role: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    cursor: Annotated[int | None, Query(ge=0, description="the next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    limit = min(limit, services.config.admin.max_page_size)
+    items = services.store.list_mappings(group=group, account=account, role=role, limit=limit, after_id=cursor)
+    return {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.post("/mappings", status_code=201, summary="Map a directory group to an account role")
+def create_mapping(spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.create_mapping(spec, ctx)
+
+
+@router.get("/mappings/{mapping_id}")
+def get_mapping(mapping_id: int, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.store.get_mapping(mapping_id)
+
+
+@router.put("/mappings/{mapping_id}")
+def replace_mapping(mapping_id: int, spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.update_mapping(mapping_id, spec, ctx)
+
+
+@router.patch("/mappings/{mapping_id}")
+def patch_mapping(mapping_id: int, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    spec = _merge(services.store.get_mapping(mapping_id), _patch_body(patch), MappingSpec, drop=("source", "created_at", "updated_at", "id"))
+    return services.store.update_mapping(mapping_id, spec, ctx)
+
+
+@router.delete("/mappings/{mapping_id}", status_code=204)
+def delete_mapping(mapping_id: int, ctx: AuditCtx, services: ServicesDep) -> Response:
+    services.store.delete_mapping(mapping_id, ctx)
+    return Response(status_code=204)
+
+
+# ---- naming rules ----
+
+
+@router.get("/rules", summary="Naming rules (regular expressions over group names)")
+def list_rules(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
+    return services.store.list_rules()
+
+
+@router.post("/rules", status_code=201)
+def create_rule(spec: RuleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.create_rule(spec, ctx)
+
+
+@router.get("/rules/{name}")
+def get_rule(name: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.store.get_rule(name)
+
+
+@router.put("/rules/{name}")
+def replace_rule(name: str, spec: RuleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.update_rule(name, spec, ctx)
+
+
+@router.patch("/rules/{name}")
+def patch_rule(name: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    spec = _merge(services.store.get_rule(name), _patch_body(patch), RuleSpec)
+    return services.store.update_rule(name, spec, ctx)
+
+
+@router.delete("/rules/{name}", status_code=204)
+def delete_rule(name: str, ctx: AuditCtx, services: ServicesDep) -> Response:
+    services.store.delete_rule(name, ctx)
+    return Response(status_code=204)
+
+
+# ---- explain ----
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, Field(min_length=1, max_length=256)]
+    groups: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=5000)]
+
+
+@router.post("/explain", summary="Which roles would this user get, and why")
+def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.flow.explain(body.username, body.groups).to_dict()
+
+
+# ---- export / import ----
+
+
+@router.get("/export", summary="The whole mapping as YAML (or JSON)")
+def export(
+    _: AdminDep,
+    services: ServicesDep,
+    source: Literal["all", "config", "api"] = "all",
+    format: Literal["yaml", "json"] = "yaml",
+) -> Response:
+    doc = services.store.export(source=None if source == "all" else source)
+    data = doc.model_dump(mode="json", exclude_defaults=False)
+    if format == "json":
+        return Response(json.dumps(data, indent=2), media_type="application/json")
+    return Response(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), media_type="application/yaml")
+
+
+def _no_aliases(text: str) -> None:
+    """YAML anchors and aliases can expand a small document into a huge one: refused."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise InvalidImport("YAML anchors and aliases are not accepted in an import")
+    except yaml.YAMLError as exc:
+        raise InvalidImport(f"not valid YAML or JSON: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def _plan_hash(plan: dict[str, Any]) -> str:
+    body = {k: v for k, v in plan.items() if k not in ("applied", "plan_hash")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@router.post(
+    "/import",
+    summary="Import a mapping document: a dry-run diff by default, ?apply=true applies it atomically",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def import_mapping(
+    request: Request,
+    ctx: AuditCtx,
+    services: ServicesDep,
+    apply: bool = False,
+    plan_hash: Annotated[str | None, Query(description="apply only if the plan is still the one this dry run showed")] = None,
+) -> Any:
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidImport("the document is not UTF-8") from None
+    if not text.strip():
+        raise InvalidImport("the document is empty")
+    _no_aliases(text)
+    data = yaml.safe_load(text)  # JSON is YAML
+    try:
+        doc = MappingDocument.model_validate(data)
+    except ValidationError as exc:
+        return validation_response(request, [e | {"loc": ("document", *e["loc"])} for e in exc.errors()])
+
+    plan = (await run_in_threadpool(services.store.plan_import, doc)).to_dict()
+    plan["plan_hash"] = _plan_hash(plan)
+    if not apply:
+        return plan
+    if plan["conflicts"]:
+        raise ReadOnly(
+            "the import would change objects declared in the configuration file; nothing was changed",
+            details=plan["conflicts"],
+        )
+    if plan_hash is not None and plan_hash != plan["plan_hash"]:
+        raise Conflict("the mapping changed since that dry run; review a new dry run", details={"plan_hash": plan["plan_hash"]})
+    applied = (await run_in_threadpool(services.store.apply_import, doc, ctx)).to_dict()
+    applied["plan_hash"] = _plan_hash(applied)
+    return applied
+
+
+# ---- audit ----
+
+
+@router.get("/audit", summary="The audit log, newest first, filtered and paged")
+def audit_log(
+    _: AdminDep,
+    services: ServicesDep,
+    actor: str | None = None,
+    action: Annotated[str | None, Query(description="exact action, or a prefix ending in '.' or '*'")] = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    outcome: Literal["allow", "deny", "error"] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    limit = min(limit, services.config.admin.max_page_size)
+    items = services.store.audit_events(
+        AuditFilter(actor, action, target_type, target_id, outcome, since, until), limit=limit, before_id=cursor
+    )
+    return {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}

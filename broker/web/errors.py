@@ -1,0 +1,88 @@
+"""Every error leaves as JSON ``{"error": {"code", "message", "details"?}, "request_id"}``.
+
+BrokerError subclasses carry their own code and status. Request validation errors become
+400 ``malformed_json`` (the body is not JSON) or 422 with the most specific stable code the
+validators raised (``invalid_account_id``, ``invalid_regex``, ...; ``invalid_input`` when they
+differ). Anything unexpected is a 500 ``internal_error`` without a stack trace in the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.errors import BrokerError
+from broker.logs import get_logger
+
+log = get_logger("broker.web")
+
+_PYDANTIC_GENERIC = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "json_invalid": "malformed_json",
+    "model_attributes_type": "invalid_type",
+    "dict_type": "invalid_type",
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden", 413: "body_too_large"}
+
+
+def error_response(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(body["code"]).inc()
+    return JSONResponse(
+        {"error": body, "request_id": getattr(request.state, "request_id", None)}, status_code=status, headers=headers
+    )
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _error_code(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind in _PYDANTIC_GENERIC:
+        return _PYDANTIC_GENERIC[kind]
+    if kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "bool_parsing"):
+        return "invalid_type"
+    if kind.startswith(("string_", "greater_", "less_", "too_", "literal_", "union_tag", "enum")) or kind == "value_error":
+        return "invalid_value"
+    return kind  # one of the broker's own codes (PydanticCustomError)
+
+
+def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+    details = [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
+    codes = {d["code"] for d in details}
+    if "malformed_json" in codes:
+        return error_response(request, 400, {"code": "malformed_json", "message": "the request body is not valid JSON", "details": details})
+    code = codes.pop() if len(codes) == 1 else "invalid_input"
+    message = details[0]["message"] if len(details) == 1 else f"{len(details)} problems in the request"
+    return error_response(request, 422, {"code": code, "message": message, "details": details})
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(BrokerError)
+    async def _broker_error(request: Request, exc: BrokerError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("broker_error", code=exc.code, error=exc.message)
+        return error_response(request, exc.status, exc.to_dict(), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(request, list(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(request, exc.status_code, {"code": code, "message": message}, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path, exc_info=exc)
+        return error_response(request, 500, {"code": "internal_error", "message": "internal error; quote the request id"})
