@@ -15,9 +15,11 @@ in one place per package; a user never sees a stack trace.
     │       ├── InvalidRegex         invalid_regex
     │       ├── UnknownAccount       unknown_account
     │       ├── UnknownRole          unknown_role
-    │       └── InvalidImport        invalid_import
+    │       ├── InvalidImport        invalid_import
+    │       └── SessionTagInvalid    session_tag_invalid
     ├── Unauthenticated (401)        unauthenticated
     ├── Forbidden (403)              forbidden
+    │   └── ChannelNotAllowed        channel_not_allowed
     ├── NotFound (404)               not_found
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
@@ -25,6 +27,20 @@ in one place per package; a user never sees a stack trace.
     │   └── InUse                    in_use
     ├── PayloadTooLarge (413)        body_too_large
     ├── ConfigError                  config_invalid       (start-up only, never HTTP)
+    │   └── SigningKeyError          signing_key_invalid
+    ├── StsError (502)               sts_error            (AWS STS refused; broker.aws.sts.translate)
+    │   ├── StsRoleNotTrusted (403)        sts_role_not_trusted
+    │   ├── StsInvalidIdentityToken        sts_invalid_identity_token
+    │   ├── StsExpiredToken                sts_expired_token
+    │   ├── StsIdpRejectedClaim (403)      sts_idp_rejected_claim
+    │   ├── StsIdpCommunicationError       sts_idp_communication_error
+    │   ├── StsRegionDisabled (403)        sts_region_disabled
+    │   ├── StsPolicyTooLarge              sts_policy_too_large
+    │   ├── StsInvalidRequest              sts_invalid_request
+    │   ├── StsThrottled (503)             sts_throttled
+    │   └── StsUnavailable (503)           sts_unavailable
+    ├── ConsoleSigninError (502)     console_signin_failed (the AWS federation endpoint refused)
+    │   └── ConsoleSigninUnavailable (503) console_signin_unavailable
     └── Unavailable (503)            unavailable
         └── StorageUnavailable       storage_unavailable
 """
@@ -93,6 +109,10 @@ class InvalidImport(InvalidInput):
     code, message = "invalid_import", "the import document is invalid"
 
 
+class SessionTagInvalid(InvalidInput):
+    code, message = "session_tag_invalid", "a directory attribute cannot become an AWS session tag"
+
+
 class Unauthenticated(BrokerError):
     code, status, message = "unauthenticated", 401, "authentication required"
     headers = {"WWW-Authenticate": 'Bearer realm="broker"'}
@@ -100,6 +120,10 @@ class Unauthenticated(BrokerError):
 
 class Forbidden(BrokerError):
     code, status, message = "forbidden", 403, "not allowed"
+
+
+class ChannelNotAllowed(Forbidden):
+    code, message = "channel_not_allowed", "the mapping does not allow this role on this channel (console or CLI)"
 
 
 class NotFound(BrokerError):
@@ -140,6 +164,67 @@ class ConfigError(BrokerError):
             f"  - {p}" for p in problems
         )
         super().__init__(text, details=problems)
+
+
+class SigningKeyError(ConfigError):
+    """Start-up only: a signing key or certificate file is missing, unreadable, too open or unusable."""
+
+    code = "signing_key_invalid"
+
+
+class StsError(BrokerError):
+    """AWS STS refused an AssumeRoleWith* call; ``details`` carries AWS's code, message and request id."""
+
+    code, status, message = "sts_error", 502, "AWS STS refused the request"
+
+
+class StsRoleNotTrusted(StsError):
+    code, status, message = "sts_role_not_trusted", 403, "the role does not trust this broker"
+
+
+class StsInvalidIdentityToken(StsError):
+    code, message = "sts_invalid_identity_token", "AWS rejected the broker's SAML assertion or ID token"
+
+
+class StsExpiredToken(StsError):
+    code, message = "sts_expired_token", "AWS considers the broker's assertion or token expired (check clocks)"
+
+
+class StsIdpRejectedClaim(StsError):
+    code, status, message = "sts_idp_rejected_claim", 403, "AWS rejected a claim of the broker's assertion or token"
+
+
+class StsIdpCommunicationError(StsError):
+    code, message = "sts_idp_communication_error", "AWS could not fetch the broker's OIDC keys"
+
+
+class StsRegionDisabled(StsError):
+    code, status, message = "sts_region_disabled", 403, "STS is not activated in that region for the account"
+
+
+class StsPolicyTooLarge(StsError):
+    code, message = "sts_policy_too_large", "the session tags and policies are too large for AWS"
+
+
+class StsInvalidRequest(StsError):
+    code, message = "sts_invalid_request", "AWS STS refused the request as invalid"
+
+
+class StsThrottled(StsError):
+    code, status, message = "sts_throttled", 503, "AWS STS is throttling the broker; try again shortly"
+    headers = {"Retry-After": "5"}
+
+
+class StsUnavailable(StsError):
+    code, status, message = "sts_unavailable", 503, "AWS STS cannot be reached"
+
+
+class ConsoleSigninError(BrokerError):
+    code, status, message = "console_signin_failed", 502, "the AWS federation endpoint refused the console sign-in"
+
+
+class ConsoleSigninUnavailable(ConsoleSigninError):
+    code, status, message = "console_signin_unavailable", 503, "the AWS federation endpoint cannot be reached"
 
 
 class Unavailable(BrokerError):

@@ -89,3 +89,57 @@ def app_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+# ---- databases: every store test runs on SQLite and on PostgreSQL ----
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database per test, created from BROKER_TEST_DATABASE_URL, dropped after."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ["BROKER_TEST_DATABASE_URL"])
+    name = f"broker_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # the server is not there: a missing component
+        admin.dispose()
+        component_missing(f"PostgreSQL at {base.render_as_string(hide_password=True)}: {type(exc).__name__}: {exc}")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Any]:
+    """An empty database of either kind, migrated to the newest schema."""
+    from broker.config import DatabaseConfig
+    from broker.db.session import make_engine, migrate
+
+    eng = make_engine(DatabaseConfig(url=database_url))
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def store(engine: Any) -> Any:
+    from broker.db.store import SqlMappingStore
+
+    return SqlMappingStore(engine)

@@ -516,10 +516,14 @@ def _reconcile(s: Session, doc: MappingDocument, *, managed: str, ctx: AuditCont
     assert ctx is not None
     source = managed
 
+    via = {"via": "config-sync" if managed == "config" else "import"}
+
+    def note(action: str, target_type: str, target_id: str, before: Any, after: Any = None) -> None:
+        audit.record(s, ctx, action, target_type=target_type, target_id=target_id, before=before, after=after, details=via)
+
     def take(row: Any, action: str, target_type: str, target_id: str, before: Any, after: Any) -> None:
         row.source = source
-        audit.record(s, ctx, action, target_type=target_type, target_id=target_id, before=before, after=after,
-                     details={"via": "config-sync" if managed == "config" else "import"})
+        note(action, target_type, target_id, before, after)
 
     for key, spec in acc_c:
         acc = Account(id=spec.id, source=source)
@@ -551,10 +555,10 @@ def _reconcile(s: Session, doc: MappingDocument, *, managed: str, ctx: AuditCont
         repos.apply_rule_fields(row, spec)
         take(row, "rule.update", "rule", name, before, _dump(spec))
     for name, row in rule_d:
-        audit.record(s, ctx, "rule.delete", target_type="rule", target_id=name, before=_dump(repos.rule_spec(row)))
+        note("rule.delete", "rule", name, _dump(repos.rule_spec(row)))
         s.delete(row)
     for key, row in map_d:
-        audit.record(s, ctx, "mapping.delete", target_type="mapping", target_id=str(row.id), before=_dump(repos.mapping_spec(row)))
+        note("mapping.delete", "mapping", str(row.id), _dump(repos.mapping_spec(row)))
         s.delete(row)
     s.flush()
     roles_now = {(r.account_id, r.name_key): r for r in s.scalars(select(Role))}
@@ -570,11 +574,11 @@ def _reconcile(s: Session, doc: MappingDocument, *, managed: str, ctx: AuditCont
         take(row, "mapping.update", "mapping", str(row.id), before, _dump(spec))
     s.flush()
     for (acc_id, _), row in role_d:
-        audit.record(s, ctx, "role.delete", target_type="role", target_id=f"{acc_id}/{row.name}", before=_dump(repos.role_spec(row)))
+        note("role.delete", "role", f"{acc_id}/{row.name}", _dump(repos.role_spec(row)))
         s.delete(row)
     s.flush()
     for acc_id, row in acc_d:
-        audit.record(s, ctx, "account.delete", target_type="account", target_id=acc_id, before=_dump(repos.account_spec(row)))
+        note("account.delete", "account", acc_id, _dump(repos.account_spec(row)))
         s.delete(row)
     s.flush()
     plan.applied = True

@@ -19,7 +19,7 @@ ACCOUNT_ID = re.compile(r"^\d{12}$")
 ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 # IAM: a path is "/" or "/segment/.../" of printable ASCII, at most 512 characters.
 ROLE_PATH = re.compile(r"^/(?:[\x21-\x7E]*/)?$")
-ALIAS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?$")
+ALIAS = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -36,7 +36,7 @@ def _fail(code: str, message: str, **ctx: object) -> PydanticCustomError:
 
 def check_account_id(value: str) -> str:
     if not ACCOUNT_ID.match(value):
-        raise _fail("invalid_account_id", "an AWS account id is exactly 12 digits, got {value!r}", value=value)
+        raise _fail("invalid_account_id", "an AWS account id is exactly 12 digits, got '{value}'", value=value)
     return value
 
 
@@ -44,13 +44,13 @@ def check_role_name(value: str) -> str:
     if not ROLE_NAME.match(value):
         raise _fail(
             "invalid_role_name",
-            "an IAM role name is 1-64 characters of A-Z a-z 0-9 + = , . @ _ -, got {value!r}",
+            "an IAM role name is 1-64 characters of A-Z a-z 0-9 + = , . @ _ -, got '{value}'",
             value=value,
         )
     if value.lower().startswith("awsreservedsso_"):
         raise _fail(
             "reserved_role",
-            "{value!r} is an IAM Identity Center role (AWSReservedSSO_*); AWS does not let "
+            "'{value}' is an IAM Identity Center role (AWSReservedSSO_*); AWS does not let "
             "an external identity provider assume it",
             value=value,
         )
@@ -75,7 +75,7 @@ def check_alias(value: str) -> str:
 
 def check_region(value: str) -> str:
     if not REGION.match(value):
-        raise _fail("invalid_region", "not an AWS region name: {value!r}", value=value)
+        raise _fail("invalid_region", "not an AWS region name: '{value}'", value=value)
     return value
 
 
@@ -169,7 +169,7 @@ class AccountFields(Strict):
         if not in_partition:
             raise _fail(
                 "invalid_region",
-                "region {region!r} is not in partition {partition!r}",
+                "region '{region}' is not in partition '{partition}'",
                 region=region,
                 partition=self.partition,
             )
@@ -190,7 +190,7 @@ class AccountSpec(AccountFields):
         for role in self.roles:
             key = role.name.lower()
             if key in seen:
-                raise _fail("duplicate", "role {name!r} is listed twice in account {id}", name=role.name, id=self.id)
+                raise _fail("duplicate", "role '{name}' is listed twice in account {id}", name=role.name, id=self.id)
             seen.add(key)
         return self
 

@@ -46,6 +46,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 def _error_code(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
+    if kind == "missing" and tuple(err.get("loc", ())) == ("body",):
+        return "missing_body"
     if kind in _PYDANTIC_GENERIC:
         return _PYDANTIC_GENERIC[kind]
     if kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "bool_parsing"):
@@ -80,6 +82,8 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own
+            code, message = "malformed_json", "the request body is not valid JSON (UTF-8)"
         return error_response(request, exc.status_code, {"code": code, "message": message}, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -1,0 +1,274 @@
+"""The admin API over HTTP: CRUD, stable error codes, read-only config objects, import, audit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import ADMIN_TOKEN
+
+ACC = {"id": "111122223333", "alias": "prod", "environment": "prod", "owner": "sre"}
+CONFIG_MAPPING = {
+    "accounts": [
+        {"id": "999988887777", "alias": "core", "roles": [{"name": "Admin", "max_session_duration": 43200}]}
+    ],
+    "mappings": [{"group": "core-admins", "account": "core", "role": "Admin"}],
+    "rules": [{"name": "adfs", "pattern": r"^AWS-(?P<account>\d{12})-(?P<role>[\w+=,.@-]+)$"}],
+}
+
+
+@pytest.fixture
+def client(app_factory):
+    return app_factory(mapping=CONFIG_MAPPING)
+
+
+@pytest.fixture
+def api(client, admin_headers):
+    class Api:
+        def __getattr__(self, method):
+            def call(path, **kw):
+                return getattr(client, method)(f"/api/v1/admin{path}", headers={**admin_headers, **kw.pop("headers", {})}, **kw)
+
+            return call
+
+    return Api()
+
+
+def seeded(api):
+    assert api.post("/accounts", json={**ACC, "roles": [{"name": "Admin", "max_session_duration": 43200}]}).status_code == 201
+    assert api.post("/accounts/prod/roles", json={"name": "ReadOnly", "path": "/audit/"}).status_code == 201
+    r = api.post("/mappings", json={"group": "CN=Ops,OU=Groups,DC=corp", "account": "prod", "role": "Admin"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_crud_round_trip(api):
+    m = seeded(api)
+    assert m["group"] == "Ops" and m["account"] == "111122223333"
+    assert api.get("/accounts/111122223333").json()["alias"] == "prod"
+    assert [r["name"] for r in api.get("/accounts/prod/roles").json()] == ["Admin", "ReadOnly"]
+    assert api.get("/accounts/prod/roles/readonly").json()["arn"] == "arn:aws:iam::111122223333:role/audit/ReadOnly"
+    r = api.patch(f"/mappings/{m['id']}", json={"cli": False, "session_duration": 3600})
+    assert r.status_code == 200 and r.json()["cli"] is False and r.json()["session_duration"] == 3600
+    r = api.patch("/accounts/prod", json={"owner": "platform"})
+    assert r.json()["owner"] == "platform" and r.json()["alias"] == "prod"
+    r = api.put("/accounts/prod/roles/ReadOnly", json={"name": "ReadOnly", "max_session_duration": 7200})
+    assert r.json()["max_session_duration"] == 7200 and r.json()["path"] == "/"
+    assert api.post("/rules", json={"name": "mine", "pattern": "^x-(?P<account>\\d{12})-(?P<role>\\w+)$"}).status_code == 201
+    assert api.patch("/rules/mine", json={"console": False}).json()["console"] is False
+    assert api.delete("/rules/mine").status_code == 204
+    assert api.delete(f"/mappings/{m['id']}").status_code == 204
+    assert api.get(f"/mappings/{m['id']}").json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "path, body, status, code",
+    [
+        ("/accounts", {"id": "12345"}, 422, "invalid_account_id"),
+        ("/accounts", {"id": "11112222333a"}, 422, "invalid_account_id"),
+        ("/accounts", {"id": "111122224444", "partition": "aws-mars"}, 422, "invalid_value"),
+        ("/accounts", {"id": "111122224444", "partition": "aws-cn", "default_region": "eu-west-1"}, 422, "invalid_region"),
+        ("/accounts/prod/roles", {"name": "bad role!"}, 422, "invalid_role_name"),
+        ("/accounts/prod/roles", {"name": "AWSReservedSSO_Admin_0123"}, 422, "reserved_role"),
+        ("/accounts/prod/roles", {"name": "X", "max_session_duration": 50000}, 422, "invalid_value"),
+        ("/accounts/000000000000/roles", {"name": "X"}, 422, "unknown_account"),
+        ("/mappings", {"group": "g", "account": "nosuch", "role": "Admin"}, 422, "unknown_account"),
+        ("/mappings", {"group": "g", "account": "prod", "role": "Nope"}, 422, "unknown_role"),
+        ("/mappings", {"group": "g", "account": "prod", "role": "Admin", "console": False, "cli": False}, 422, "invalid_input"),
+        ("/rules", {"name": "r", "pattern": "^(?P<account>\\d{12}"}, 422, "invalid_regex"),
+        ("/rules", {"name": "r", "pattern": "^AWS-(?P<acct>\\d{12})-(?P<role>\\w+)$"}, 422, "invalid_regex"),
+        ("/accounts", {**ACC}, 409, "duplicate"),
+        ("/accounts/prod/roles", {"name": "admin"}, 409, "duplicate"),
+        ("/mappings", {"group": "ops", "account": "111122223333", "role": "ADMIN"}, 409, "duplicate"),
+        ("/mappings", {"group": "g", "account": "prod", "role": "Admin", "session_duration": "3600"}, 422, "invalid_type"),
+        ("/mappings", {"group": "g", "account": "prod", "role": "Admin", "colour": "red"}, 422, "unknown_field"),
+        ("/mappings", {"account": "prod", "role": "Admin"}, 422, "missing_field"),
+        ("/mappings", ["not", "an", "object"], 422, "invalid_type"),
+    ],
+)
+def test_bad_input_gets_a_stable_code_and_changes_nothing(api, path, body, status, code):
+    seeded(api)
+    before = api.get("/export", params={"format": "json"}).json()
+    audit_before = api.get("/audit").json()["items"][0]["id"]
+    r = api.post(path, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and "Traceback" not in r.text
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    assert api.get("/export", params={"format": "json"}).json() == before
+    assert api.get("/audit").json()["items"][0]["id"] == audit_before
+
+
+def test_regex_errors_say_why(api):
+    r = api.post("/rules", json={"name": "r", "pattern": "^AWS-(?P<account>\\d{12})$"})
+    assert r.status_code == 422 and "missing: role" in r.json()["error"]["message"]
+    r = api.post("/rules", json={"name": "r", "pattern": "(?P<account>[)(?P<role>x)"})
+    assert "does not compile" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "content, code, status",
+    [
+        (b'{"id": "111122224444",', "malformed_json", 400),
+        (b"\xff\xfe not utf8", "malformed_json", 400),
+        (b"", "missing_body", 422),
+    ],
+)
+def test_malformed_bodies(api, content, code, status):
+    r = api.post("/accounts", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == status and r.json()["error"]["code"] == code
+
+
+def test_oversized_body_is_refused(app_factory, admin_headers):
+    client = app_factory(server={"max_body_bytes": 2048})
+    big = {"id": "111122224444", "description": "x" * 5000}
+    r = client.post("/api/v1/admin/accounts", json=big, headers=admin_headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        for _ in range(10):
+            yield b" " * 1024
+
+    r = client.post("/api/v1/admin/accounts", content=chunks(), headers={**admin_headers, "content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert client.get("/api/v1/admin/accounts", headers=admin_headers).json() == []
+    assert client.get("/healthz").status_code == 200
+
+
+def test_authentication(client):
+    r = client.get("/api/v1/admin/accounts")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert client.get("/api/v1/admin/accounts", headers={"Authorization": "Bearer another-deployments-token"}).status_code == 401
+    assert client.get("/api/v1/admin/accounts", headers={"Authorization": f"Basic {ADMIN_TOKEN}"}).status_code == 401
+    r = client.post("/api/v1/admin/accounts", json={"id": "111122224444"})
+    assert r.status_code == 401
+    assert client.get("/api/v1/admin/accounts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
+
+
+def test_configured_token_hashes_and_actor(app_factory):
+    import hashlib
+
+    token = "configured-token-abcdef"
+    client = app_factory(admin={"tokens": [{"name": "ci-bot", "sha256": hashlib.sha256(token.encode()).hexdigest()}]}, env={})
+    h = {"Authorization": f"Bearer {token}"}
+    assert client.post("/api/v1/admin/accounts", json={"id": "111122224444"}, headers=h).status_code == 201
+    event = client.get("/api/v1/admin/audit", headers=h).json()["items"][0]
+    assert event["actor"] == "admin:ci-bot" and event["action"] == "account.create"
+    assert event["after"]["id"] == "111122224444" and event["before"] is None
+    assert event["source_ip"] and event["request_id"]
+    # without BROKER_ADMIN_TOKEN in the environment, the test default token is refused
+    assert client.get("/api/v1/admin/accounts", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 401
+
+
+def test_config_declared_objects_are_read_only(api):
+    core = api.get("/accounts/core").json()
+    assert core["source"] == "config"
+    mapping_id = api.get("/mappings", params={"group": "core-admins"}).json()["items"][0]["id"]
+    for r in (
+        api.delete(f"/mappings/{mapping_id}"),
+        api.patch(f"/mappings/{mapping_id}", json={"cli": False}),
+        api.patch("/accounts/core", json={"owner": "me"}),
+        api.delete("/accounts/core/roles/Admin"),
+        api.put("/rules/adfs", json={"name": "adfs", "pattern": "^(?P<account>\\d{12})-(?P<role>x)$"}),
+    ):
+        assert r.status_code == 409 and r.json()["error"]["code"] == "read_only", r.text
+        assert "configuration file" in r.json()["error"]["message"]
+    # but the API may add its own mappings to config-declared roles
+    assert api.post("/mappings", json={"group": "more-admins", "account": "core", "role": "Admin"}).status_code == 201
+
+
+def test_explain_says_which_mapping_or_rule_and_why(api):
+    seeded(api)
+    r = api.post(
+        "/explain",
+        json={"username": "alice", "groups": ["CN=OPS,OU=x,DC=corp", "AWS-999988887777-Admin", "AWS-123412341234-X", "other"]},
+    )
+    assert r.status_code == 200
+    body = r.json()
+    grants = {g["role_arn"]: g for g in body["grants"]}
+    assert set(grants) == {"arn:aws:iam::111122223333:role/Admin", "arn:aws:iam::999988887777:role/Admin"}
+    assert grants["arn:aws:iam::111122223333:role/Admin"]["reasons"][0]["kind"] == "mapping"
+    assert grants["arn:aws:iam::999988887777:role/Admin"]["reasons"][0] == {
+        "kind": "rule",
+        "ref": "adfs",
+        "group": "AWS-999988887777-Admin",
+        "console": True,
+        "cli": True,
+        "session_duration": None,
+        "source": "config",
+    }
+    assert body["unmatched_groups"] == ["AWS-123412341234-X", "other"]
+    assert any("123412341234" in n for n in body["notes"])
+
+
+def test_export_then_import_dry_run_then_apply(api):
+    seeded(api)
+    exported = api.get("/export")
+    assert exported.headers["content-type"].startswith("application/yaml")
+    doc = yaml.safe_load(exported.text)
+    assert {a["id"] for a in doc["accounts"]} == {"111122223333", "999988887777"}
+    assert api.post("/import", content=exported.text, headers={"content-type": "application/yaml"}).json()["changes"] == 0
+
+    doc["mappings"] = [m for m in doc["mappings"] if m["group"] != "Ops"] + [
+        {"group": "auditors", "account": "prod", "role": "ReadOnly"}
+    ]
+    text = yaml.safe_dump(doc)
+    dry = api.post("/import", content=text, headers={"content-type": "application/yaml"}).json()
+    assert dry["applied"] is False and dry["changes"] == 2
+    assert [m["group"] for m in dry["mappings"]["create"]] == ["auditors"]
+    assert [m["group"] for m in dry["mappings"]["delete"]] == ["Ops"]
+    assert api.get("/mappings", params={"group": "auditors"}).json()["items"] == []  # dry run changed nothing
+
+    stale = api.post("/import", params={"apply": "true", "plan_hash": "0" * 64}, content=text)
+    assert stale.status_code == 409
+    done = api.post("/import", params={"apply": "true", "plan_hash": dry["plan_hash"]}, content=text).json()
+    assert done["applied"] is True and done["changes"] == 2
+    assert [m["group"] for m in api.get("/mappings", params={"account": "prod"}).json()["items"]] == ["auditors"]
+    events = api.get("/audit", params={"action": "mapping."}).json()["items"]
+    assert {e["action"] for e in events[:2]} == {"mapping.create", "mapping.delete"}
+    assert all(e["details"] == {"via": "import"} for e in events[:2])
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("accounts: [\n", "invalid_import"),
+        ("a: &x [1]\nb: *x\n", "invalid_import"),
+        ("accounts: [{id: '1'}]\n", "invalid_account_id"),
+        ("mappings: [{group: g, account: nosuch, role: r}]\n", "invalid_import"),
+        ("rules: [{name: adfs, pattern: '^X-(?P<account>\\d{12})-(?P<role>\\w+)$'}]\n", "read_only"),
+        ("version: 2\n", "invalid_value"),
+        ("", "invalid_import"),
+    ],
+)
+def test_failed_import_changes_nothing(api, text, code):
+    seeded(api)
+    before = api.get("/export", params={"format": "json"}).json()
+    r = api.post("/import", params={"apply": "true"}, content=text, headers={"content-type": "application/yaml"})
+    assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
+    assert api.get("/export", params={"format": "json"}).json() == before
+
+
+def test_import_accepts_json(api):
+    doc = {"accounts": [{"id": "111122224444", "roles": [{"name": "Dev"}]}], "mappings": [{"group": "d", "account": "111122224444", "role": "Dev"}]}
+    r = api.post("/import", params={"apply": "true"}, content=json.dumps(doc), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["applied"] is True
+    assert api.get("/accounts/111122224444/roles/dev").status_code == 200
+
+
+def test_audit_filters_and_pages(api):
+    seeded(api)
+    for i in range(5):
+        api.post("/mappings", json={"group": f"g{i}", "account": "prod", "role": "Admin"})
+    q = {"action": "mapping.create", "actor": "admin:bootstrap"}
+    p1 = api.get("/audit", params={**q, "limit": 4}).json()
+    assert len(p1["items"]) == 4 and p1["next_cursor"] == p1["items"][-1]["id"]
+    p2 = api.get("/audit", params={**q, "limit": 4, "cursor": p1["next_cursor"]}).json()
+    assert len(p2["items"]) == 2 and p2["next_cursor"] is None
+    assert api.get("/audit", params={"actor": "admin:bootstrap", "target_type": "role"}).json()["items"][0]["action"] == "role.create"
+    assert api.get("/audit", params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []
+    assert api.get("/audit", params={"limit": 0}).status_code == 422
+    assert api.get("/audit", params={"since": "yesterday"}).status_code == 422
