@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
 
 Channel = Literal["console", "cli"]
 
@@ -24,9 +25,9 @@ class Identity:
     """The connector that established this identity."""
 
 
-@dataclass(frozen=True, slots=True)
-class GrantReason:
-    """Why a grant exists: one mapping row or one naming rule, and the group that matched."""
+class GrantReason(NamedTuple):
+    """Why a grant exists: one mapping row or one naming rule, and the group that matched.
+    (A NamedTuple: built hundreds of times per resolution, and a tuple is cheap to build.)"""
 
     kind: Literal["mapping", "rule"]
     ref: str
@@ -40,9 +41,9 @@ class GrantReason:
     source: Literal["config", "api"] = "api"
 
 
-@dataclass(frozen=True, slots=True)
-class RoleGrant:
-    """A role a user may assume, with every reason they may."""
+class RoleGrant(NamedTuple):
+    """A role a user may assume, with every reason they may. (A NamedTuple for the same
+    reason as GrantReason: a user in hundreds of groups gets hundreds of them.)"""
 
     account_id: str
     account_alias: str | None
@@ -55,7 +56,7 @@ class RoleGrant:
     role_name: str
     role_path: str
     role_max_session: int
-    reasons: tuple[GrantReason, ...] = field(default=())
+    reasons: tuple[GrantReason, ...] = ()
 
     @property
     def role_arn(self) -> str:
@@ -93,5 +94,31 @@ class RoleGrant:
             "console": self.allows("console"),
             "cli": self.allows("cli"),
             "max_session_duration": {"console": self.max_duration("console"), "cli": self.max_duration("cli")},
-            "reasons": [asdict(r) for r in self.reasons],
+            "reasons": [r._asdict() for r in self.reasons],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryCredentials:
+    """AWS STS credentials for one role session. The secret and the token never appear in a repr."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+    """Timezone-aware UTC."""
+    role_arn: str = ""
+    assumed_role_arn: str = ""
+    """arn:...:sts::<account>:assumed-role/<role>/<session name>, as STS answered."""
+    source_identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleLink:
+    """A console sign-in URL (valid 15 minutes). A bearer credential: delivered by 302, never logged."""
+
+    url: str = field(repr=False)
+    destination: str
+    """The console page the person lands on."""
+    expires_at: datetime
+    sandbox: bool = False

@@ -12,14 +12,18 @@ The rule (documented in the README, "Group names"):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
-from ldap3.core.exceptions import LDAPInvalidDnError
-from ldap3.utils.dn import parse_dn
-
+# RFC 4514: attributeType "=" value, values with \\-escapes (hex pairs or special characters),
+# RDNs separated by "," and multi-valued RDNs by "+". One compiled pattern for the whole DN.
+_ATTR = r"(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)"
+# possessive quantifiers (Python 3.11+): no backtracking, so no catastrophic cases
+_VALUE = r"(?:[^,+\\]++|\\[0-9A-Fa-f]{2}|\\.)*+"
+_AVA = rf"{_ATTR}\s*=\s*{_VALUE}"
+_DN = re.compile(rf"^\s*{_ATTR}\s*=\s*(?P<first>{_VALUE})\s*(?:[,+]\s*{_AVA}\s*)*$")
 _ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2}|.)", re.DOTALL)
-_ATTR_TYPE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$")
 
 
 def _unescape_dn_value(value: str) -> str:
@@ -42,14 +46,11 @@ def display_name(group: str) -> str:
     text = group.strip()
     if "=" not in text:
         return text
-    try:
-        rdns = parse_dn(text)
-    except (LDAPInvalidDnError, ValueError, IndexError):
+    m = _DN.match(text)
+    if m is None:
         return text
-    if not rdns or not all(_ATTR_TYPE.match(attr) for attr, _, _ in rdns):
-        return text
-    value = rdns[0][1]
-    if value.startswith("#"):  # BER-encoded value: no readable name, keep the DN
+    value = m.group("first").strip()
+    if not value or value.startswith("#"):  # empty or BER-encoded: no readable name, keep the DN
         return text
     return _unescape_dn_value(value).strip()
 
@@ -59,7 +60,9 @@ def match_key(name: str) -> str:
     return unicodedata.normalize("NFKC", name).casefold()
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize(group: str) -> tuple[str, str]:
-    """(display name, match key) of a group given as a name or a DN."""
+    """(display name, match key) of a group given as a name or a DN. Pure, so cached: the same
+    groups come back at every issuance."""
     name = display_name(group)
     return name, match_key(name)

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from broker.config import load_config, parse_config
 from broker.errors import ConfigError
@@ -113,3 +114,11 @@ def test_check_config_command(tmp_path):
     assert bad.returncode != 0
     assert "server.port" in bad.stderr and "extra: Extra inputs are not permitted" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_kubernetes_example_config_is_valid():
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "broker.yaml").read_text()))
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    data = yaml.safe_load(configmap["data"]["broker.yaml"])
+    config = parse_config(data, env={"BROKER_DB_PASSWORD": "x", "BROKER_REDIS_URL": "redis://redis:6379/0"})
+    assert config.state.backend == "redis" and config.database.url.startswith("postgresql+psycopg://")

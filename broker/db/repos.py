@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, String, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from broker.db.models import Account, Mapping, NamingRule, Role
@@ -174,18 +175,44 @@ def _account_records(rows: Iterable[Sequence]) -> list[AccountRecord]:
     ]
 
 
+# The issuance-path statements are built once; the IN lists are expanding bind parameters,
+# so SQLAlchemy neither rebuilds nor recompiles them per call.
+_RULES_Q = select(
+    NamingRule.name, NamingRule.pattern, NamingRule.session_duration, NamingRule.console, NamingRule.cli, NamingRule.source
+).order_by(NamingRule.name)
+_MAPPING_COLS = (
+    Mapping.id,
+    Mapping.group_name,
+    Mapping.group_key,
+    Mapping.session_duration,
+    Mapping.console,
+    Mapping.cli,
+    Mapping.source,
+    Role.name,
+    Role.path,
+    Role.max_session_duration,
+    *_ACCOUNT_COLS,
+)
+_MAPPINGS_FROM = select(*_MAPPING_COLS).join(Role, Mapping.role_id == Role.id).join(Account, Role.account_id == Account.id)
+# One array parameter instead of hundreds of placeholders: PostgreSQL `= ANY(:keys)`,
+# SQLite `IN (SELECT value FROM json_each(:keys))`.
+_MAPPINGS_Q = {
+    "postgresql": _MAPPINGS_FROM.where(Mapping.group_key == any_(bindparam("keys", type_=postgresql.ARRAY(String)))),
+    "sqlite": _MAPPINGS_FROM.where(
+        Mapping.group_key.in_(select(func.json_each(bindparam("keys", type_=JSON)).table_valued("value").c.value))
+    ),
+}
+_MAPPINGS_Q_GENERIC = _MAPPINGS_FROM.where(Mapping.group_key.in_(bindparam("keys", expanding=True)))
+_ACCOUNTS_BY_REF_Q = select(*_ACCOUNT_COLS).where(
+    Account.id.in_(bindparam("ids", expanding=True)) | Account.alias.in_(bindparam("aliases", expanding=True))
+)
+_ROLES_Q = select(Role.account_id, Role.name, Role.path, Role.max_session_duration).where(
+    Role.account_id.in_(bindparam("accounts", expanding=True)), Role.name_key.in_(bindparam("names", expanding=True))
+)
+
+
 def load_rules(s: Session) -> list[RuleRecord]:
-    rows = s.execute(
-        select(
-            NamingRule.name,
-            NamingRule.pattern,
-            NamingRule.session_duration,
-            NamingRule.console,
-            NamingRule.cli,
-            NamingRule.source,
-        ).order_by(NamingRule.name)
-    )
-    return [RuleRecord(*r) for r in rows]
+    return [RuleRecord(*r) for r in s.execute(_RULES_Q)]
 
 
 def snapshot_for_groups(s: Session, groups: Iterable[str]) -> MappingSnapshot:
@@ -197,47 +224,26 @@ def snapshot_for_groups(s: Session, groups: Iterable[str]) -> MappingSnapshot:
     roles: dict[tuple[str, str], RoleRecord] = {}
     mappings: list[MappingRecord] = []
     if keys:
-        q = (
-            select(
-                Mapping.id,
-                Mapping.group_name,
-                Mapping.group_key,
-                Mapping.session_duration,
-                Mapping.console,
-                Mapping.cli,
-                Mapping.source,
-                Role.name,
-                Role.path,
-                Role.max_session_duration,
-                *_ACCOUNT_COLS,
-            )
-            .join(Role, Mapping.role_id == Role.id)
-            .join(Account, Role.account_id == Account.id)
-            .where(Mapping.group_key.in_(keys))
-        )
-        for row in s.execute(q):
-            (acc,) = _account_records([row[10:]])
-            accounts[acc.id] = acc
-            roles[(acc.id, row[7].lower())] = RoleRecord(acc.id, row[7], row[8], row[9])
-            mappings.append(MappingRecord(str(row[0]), row[1], row[2], acc.id, row[7], row[3], row[4], row[5], row[6]))
+        query = _MAPPINGS_Q.get(s.get_bind().dialect.name, _MAPPINGS_Q_GENERIC)
+        for row in s.execute(query, {"keys": keys}):
+            acc_id, role_key = row[10], row[7].lower()
+            if acc_id not in accounts:
+                (accounts[acc_id],) = _account_records([row[10:]])
+            if (acc_id, role_key) not in roles:
+                roles[(acc_id, role_key)] = RoleRecord(acc_id, row[7], row[8], row[9])
+            mappings.append(MappingRecord(str(row[0]), row[1], row[2], acc_id, row[7], row[3], row[4], row[5], row[6]))
     rules = load_rules(s)
-    candidates = rule_candidates(normalized, rules)
+    candidates = rule_candidates(normalized, rules) if rules else []
     if candidates:
         refs = {ref for _, _, ref, _ in candidates}
-        lowered = {r.lower() for r in refs}
-        for acc in _account_records(
-            s.execute(select(*_ACCOUNT_COLS).where(Account.id.in_(refs) | Account.alias.in_(lowered)))
-        ):
+        params = {"ids": sorted(refs), "aliases": sorted({r.lower() for r in refs})}
+        for acc in _account_records(s.execute(_ACCOUNTS_BY_REF_Q, params)):
             accounts[acc.id] = acc
         by_ref = {a.id: a.id for a in accounts.values()} | {a.alias: a.id for a in accounts.values() if a.alias}
         wanted = {(by_ref[ref.lower()], name.lower()) for _, _, ref, name in candidates if ref.lower() in by_ref}
         if wanted:
-            names = {n for _, n in wanted}
-            for r in s.execute(
-                select(Role.account_id, Role.name, Role.path, Role.max_session_duration).where(
-                    Role.account_id.in_({a for a, _ in wanted}), Role.name_key.in_(names)
-                )
-            ):
+            params = {"accounts": sorted({a for a, _ in wanted}), "names": sorted({n for _, n in wanted})}
+            for r in s.execute(_ROLES_Q, params):
                 roles[(r[0], r[1].lower())] = RoleRecord(*r)
     return MappingSnapshot.build(accounts.values(), roles.values(), mappings, rules)
 

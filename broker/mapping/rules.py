@@ -13,17 +13,17 @@ the shortest any IAM role allows, so the broker never asks for more than the rol
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from broker.domain import GrantReason, RoleGrant
 from broker.groups import normalize
 from broker.mapping.model import AWS_DEFAULT_MAX_SESSION, ROLE_NAME
-from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord
+from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord, rule_prefilter
 
 
-@dataclass(frozen=True)
-class NormalizedGroup:
+class NormalizedGroup(NamedTuple):
     given: str
     name: str
     key: str
@@ -49,12 +49,18 @@ def normalize_groups(groups: Iterable[str]) -> tuple[NormalizedGroup, ...]:
 
 
 def rule_candidates(
-    groups: Iterable[NormalizedGroup], rules: Iterable[RuleRecord]
+    groups: Iterable[NormalizedGroup], rules: Iterable[RuleRecord], prefilter: re.Pattern[str] | None = None
 ) -> list[tuple[NormalizedGroup, RuleRecord, str, str]]:
     """(group, rule, account ref, role name) for every rule that matches a group."""
     out = []
     rules = tuple(rules)
+    if not rules:
+        return out
+    if prefilter is None:
+        prefilter = rule_prefilter(rules)
     for g in groups:
+        if prefilter is not None and prefilter.fullmatch(g.name) is None:
+            continue
         for rule in rules:
             m = rule.compiled.fullmatch(g.name)
             if m:
@@ -83,7 +89,7 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                 continue
             add(acc, role, GrantReason("mapping", m.id, g.given, m.console, m.cli, m.session_duration, m.source), g.key)
 
-    for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules):
+    for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules, data.rule_prefilter):
         acc = data.account(account_ref)
         if acc is None:
             notes.append(f"rule {rule.name!r} matched {g.name!r} but account {account_ref!r} is not registered")

@@ -61,6 +61,25 @@ class RuleRecord:
         object.__setattr__(self, "compiled", re.compile(self.pattern))
 
 
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def rule_prefilter(rules: Iterable[RuleRecord]) -> re.Pattern[str] | None:
+    """One compiled alternation of every rule (named groups made anonymous), so a group name
+    is tried against all rules in one regex call; None when the rules cannot be combined
+    (back-references, inline flags) and each rule is tried on its own."""
+    rules = tuple(rules)
+    if not rules:
+        return None
+    parts = [_NAMED_GROUP.sub("(?:", r.pattern) for r in rules]
+    if any("(?P=" in p or "(?" in p.replace("(?:", "") for p in parts):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in parts))
+    except re.error:
+        return None
+
+
 @dataclass(frozen=True)
 class MappingSnapshot:
     accounts: dict[str, AccountRecord]
@@ -69,6 +88,8 @@ class MappingSnapshot:
     mappings_by_group: dict[str, tuple[MappingRecord, ...]]
     rules: tuple[RuleRecord, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
+    rule_prefilter: re.Pattern[str] | None = None
+    """All rule patterns in one alternation: a group that fails it matches no rule."""
 
     @classmethod
     def build(
@@ -88,6 +109,7 @@ class MappingSnapshot:
             mappings_by_group={k: tuple(v) for k, v in by_group.items()},
             rules=tuple(rules),
             aliases={a.alias.lower(): a.id for a in accs.values() if a.alias},
+            rule_prefilter=rule_prefilter(rules),
         )
 
     def account(self, ref: str) -> AccountRecord | None:
