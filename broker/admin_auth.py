@@ -3,6 +3,11 @@
 Admin tokens are random 256-bit values (``broker admin-token`` makes one), so a fast hash
 is the right tool: there is nothing to brute-force, and comparing digests in constant time
 keeps a timing side channel shut. A token from another deployment has another hash: 401.
+
+Optionally (``admin.directory_groups``), members of directory groups are admins too: they send
+HTTP Basic with their directory username and password, checked against the directory at every
+request (so a removed membership ends admin access at once); the audit actor is
+``directory:<username>``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from broker.config import AdminConfig
+from broker.connectors.base import Connector, PasswordConnector
+from broker.errors import Forbidden, InvalidCredentials
+from broker.groups import normalize
+from broker.logs import get_logger
+
+log = get_logger("broker.admin")
 
 
 def hash_token(token: str) -> str:
@@ -27,11 +38,21 @@ def new_token() -> str:
 @dataclass(frozen=True)
 class AdminPrincipal:
     name: str
-    via: str  # "token" | "bootstrap"
+    via: str  # "token" | "bootstrap" | "directory"
+
+    @property
+    def actor(self) -> str:
+        """Who the audit log names: ``admin:<token name>`` or ``directory:<username>``."""
+        return f"directory:{self.name}" if self.via == "directory" else f"admin:{self.name}"
 
 
 class AdminTokens:
-    def __init__(self, config: AdminConfig, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, config: AdminConfig, env: Mapping[str, str], *, directory: Connector | None = None
+    ) -> None:
+        self._admin_groups = frozenset(normalize(g)[1] for g in config.directory_groups)
+        usable = self._admin_groups and isinstance(directory, PasswordConnector)
+        self._directory = directory if usable else None
         self._hashes: list[tuple[bytes, AdminPrincipal]] = [
             (bytes.fromhex(t.sha256), AdminPrincipal(t.name, "token")) for t in config.tokens
         ]
@@ -41,7 +62,26 @@ class AdminTokens:
 
     @property
     def configured(self) -> bool:
-        return bool(self._hashes)
+        return bool(self._hashes) or self._directory is not None
+
+    @property
+    def accepts_passwords(self) -> bool:
+        """True when directory admin groups are configured (HTTP Basic is accepted)."""
+        return self._directory is not None
+
+    def verify_password(self, username: str, password: str) -> AdminPrincipal:
+        """A directory sign-in that must belong to an admin group. Raises InvalidCredentials (401),
+        Forbidden (403) when the person is not in an admin group, DirectoryUnavailable (503)."""
+        if self._directory is None:
+            raise InvalidCredentials("directory_admins_not_configured")
+        result = self._directory.login(username, password)
+        if isinstance(result, InvalidCredentials):
+            log.warning("admin_sign_in_refused", reason=result.reason)
+            raise result
+        if not any(normalize(g)[1] in self._admin_groups for g in result.groups):
+            log.warning("admin_sign_in_not_admin", username=result.username)
+            raise Forbidden("you are not in a directory group that may use the admin API")
+        return AdminPrincipal(result.username, "directory")
 
     def verify(self, token: str) -> AdminPrincipal | None:
         digest = hashlib.sha256(token.encode("utf-8", errors="replace")).digest()

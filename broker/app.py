@@ -11,13 +11,18 @@ from sqlalchemy import Engine
 
 from broker import __version__, logs
 from broker.admin_auth import AdminTokens
+from broker.aws.factory import Aws, build_aws
 from broker.config import Config, load_config
+from broker.connectors.base import Connector, ProbeConnector
+from broker.connectors.registry import build_connector
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore
 from broker.errors import Duplicate, StorageUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
-from broker.web import admin_api, ops
+from broker.minting.factory import Minting, build_minting
+from broker.state import StateStore, open_state
+from broker.web import admin_api, federation, ops, user_api
 from broker.web import errors as web_errors
 from broker.web.middleware import BodyLimit, RequestContext
 
@@ -32,6 +37,14 @@ class Services:
     flow: Flow
     admin_tokens: AdminTokens
     metrics: Metrics
+    minting: Minting
+    """Signing keys (parsed once), the SAML IdP and the OIDC issuer."""
+    aws: Aws
+    """STS clients (one per partition/region) and the console sign-in (AWS or SANDBOX)."""
+    state: StateStore | None = None
+    """Shared state (in-process or Redis): sessions, replay caches, rate limits, the group cache."""
+    directory: Connector | None = None
+    """The configured connector (``directory:``), built by broker.connectors.registry; None if not configured."""
     readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
 
 
@@ -62,14 +75,32 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None) -> S
     _check_schema(engine)
     store = SqlMappingStore(engine)
     _sync_config(store, config)
+    minting = build_minting(
+        public_url=config.server.public_url,
+        keys=config.keys,
+        saml_idp=config.saml_idp,
+        oidc=config.oidc,
+        session_tags=config.session_tags,
+    )
+    state = open_state(config.state)
+    directory = build_connector(config.directory, state=state) if config.directory is not None else None
+    aws = build_aws(config=config.sts, public_url=config.server.public_url, saml_recipient=minting.saml.recipient)
     services = Services(
         config=config,
         engine=engine,
         store=store,
-        flow=Flow(store=store),
-        admin_tokens=AdminTokens(config.admin, env),
+        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store),
+        admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
+        minting=minting,
+        aws=aws,
+        state=state,
+        directory=directory,
     )
+    services.readiness["state"] = state.ping
+    if isinstance(directory, ProbeConnector):
+        services.readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
+    services.readiness["keys"] = minting.keys.check
     services.readiness["database"] = lambda: (store.ping(), _check_schema(engine))
     return services
 
@@ -90,6 +121,8 @@ def create_app(config: Config, *, env: Mapping[str, str] | None = None, configur
     web_errors.install(app)
     app.include_router(ops.router)
     app.include_router(admin_api.router)
+    app.include_router(federation.router)
+    app.include_router(user_api.router)
     # Outermost first: the request id exists before the body limit can answer.
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)

@@ -20,8 +20,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from broker.aws.config import StsConfig
+from broker.connectors.config import DirectoryConfig
 from broker.errors import ConfigError
 from broker.mapping.model import MappingDocument, reference_problems
+from broker.minting.config import (
+    KeysConfig,
+    OidcConfig,
+    SamlIdpConfig,
+    SessionTagsConfig,
+    key_problems,
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -79,6 +88,15 @@ class AdminConfig(Section):
     bootstrap_token_env: str = "BROKER_ADMIN_TOKEN"
     """When this environment variable is set, its value is also an admin token (actor "bootstrap")."""
     max_page_size: Annotated[int, Field(ge=1, le=10000)] = 500
+    directory_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+    """Members of these directory groups are admins too: HTTP Basic with their directory password
+    (actor ``directory:<username>``). Matched like mappings (case-insensitive, DN → name)."""
+
+
+class ApiConfig(Section):
+    password_login: bool = False
+    """Accept HTTP Basic (directory username + password) on the user API, for headless use
+    (scripts, CI). Off by default: people use the portal or the CLI's device login."""
 
 
 class LoggingConfig(Section):
@@ -93,8 +111,24 @@ class Config(Section):
     state: StateConfig = Field(default_factory=StateConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     mapping: MappingDocument = Field(default_factory=MappingDocument)
     """Accounts, roles, mappings and rules declared here are read-only through the admin API."""
+    directory: DirectoryConfig | None = None
+    """Where people sign in and their groups come from (static | ldap | ad); broker.connectors.config."""
+    keys: KeysConfig | None = None
+    """Signing key files (current, optional next). Absent: an ephemeral key (sandbox/demo only)."""
+    saml_idp: SamlIdpConfig = Field(default_factory=SamlIdpConfig)
+    oidc: OidcConfig = Field(default_factory=OidcConfig)
+    session_tags: SessionTagsConfig = Field(default_factory=SessionTagsConfig)
+    sts: StsConfig = Field(default_factory=StsConfig)
+
+    @model_validator(mode="after")
+    def _signing_keys(self) -> "Config":
+        problems = key_problems(keys=self.keys, sts_mode=self.sts.mode, workers=self.server.workers)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _mapping_references(self) -> "Config":
@@ -131,6 +165,10 @@ def _loc(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         elif part in ("saml", "web_identity") and out.endswith("federation"):
             continue  # discriminated-union tag, not a key the user wrote
+        elif (part in ("static", "ldap", "ad") and out == "directory") or (
+            part in ("member_of", "group_search", "in_chain", "token_groups") and out.endswith("directory.groups")
+        ):
+            continue
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"

@@ -18,8 +18,10 @@ in one place per package; a user never sees a stack trace.
     │       ├── InvalidImport        invalid_import
     │       └── SessionTagInvalid    session_tag_invalid
     ├── Unauthenticated (401)        unauthenticated
+    │   └── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
     ├── Forbidden (403)              forbidden
-    │   └── ChannelNotAllowed        channel_not_allowed
+    │   ├── ChannelNotAllowed        channel_not_allowed
+    │   └── RoleNotGranted           role_not_granted
     ├── NotFound (404)               not_found
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
@@ -42,7 +44,9 @@ in one place per package; a user never sees a stack trace.
     ├── ConsoleSigninError (502)     console_signin_failed (the AWS federation endpoint refused)
     │   └── ConsoleSigninUnavailable (503) console_signin_unavailable
     └── Unavailable (503)            unavailable
-        └── StorageUnavailable       storage_unavailable
+        ├── StorageUnavailable       storage_unavailable
+        ├── DirectoryUnavailable     directory_unavailable (LDAP/AD outage; broker.connectors.ldap_pool.translate)
+        └── StateUnavailable         state_unavailable     (Redis outage; broker.state.redis)
 """
 
 from __future__ import annotations
@@ -118,12 +122,35 @@ class Unauthenticated(BrokerError):
     headers = {"WWW-Authenticate": 'Bearer realm="broker"'}
 
 
+class InvalidCredentials(Unauthenticated):
+    """One answer for a wrong password, an unknown user and a disabled, locked or expired account.
+
+    A password connector *returns* it (a value: wrong password is not an outage); the web layer
+    raises it. ``reason`` says which case it was, for the audit log and operators only: it is
+    never part of the answer a client sees.
+    """
+
+    code, message = "invalid_credentials", "invalid username or password"
+    headers = None
+
+    def __init__(self, reason: str = "invalid_credentials", message: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"InvalidCredentials(reason={self.reason!r})"
+
+
 class Forbidden(BrokerError):
     code, status, message = "forbidden", 403, "not allowed"
 
 
 class ChannelNotAllowed(Forbidden):
     code, message = "channel_not_allowed", "the mapping does not allow this role on this channel (console or CLI)"
+
+
+class RoleNotGranted(Forbidden):
+    code, message = "role_not_granted", "you are not entitled to that role"
 
 
 class NotFound(BrokerError):
@@ -233,3 +260,11 @@ class Unavailable(BrokerError):
 
 class StorageUnavailable(Unavailable):
     code, message = "storage_unavailable", "the database is unavailable"
+
+
+class DirectoryUnavailable(Unavailable):
+    code, message = "directory_unavailable", "the directory (LDAP / Active Directory) is unavailable"
+
+
+class StateUnavailable(Unavailable):
+    code, message = "state_unavailable", "the shared state store (Redis) is unavailable"

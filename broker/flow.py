@@ -1,40 +1,333 @@
-"""The decision flow: the one module that sequences who → groups → grants (→ mint → STS → deliver).
+"""The decision flow: the one module that sequences a decision.
 
-Issue by issue this grows the issuance path; today it answers the admin's "explain".
+    authenticate → current identity (directory re-read) → groups → grants → mint → STS → deliver
+
+and writes one audit event per decision (allow, deny or error): who (username and immutable
+id), which account and role, the mapping or rule that granted it, a snapshot of the groups,
+the source address, the duration and the access key id — never a secret.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from broker.connectors.base import Connector, LookupConnector, PasswordConnector
+from broker.audit import AuditContext
+from broker.aws.partitions import partition
+from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
+from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
+from broker.errors import (
+    BadRequest,
+    BrokerError,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    RoleNotGranted,
+    Unauthenticated,
+    Unavailable,
+)
+from broker.mapping.model import REGION
+from broker.minting.names import role_session_name
 from broker.mapping.rules import Resolution, resolve
 from broker.mapping.store import MappingStore
+
+if TYPE_CHECKING:
+    from broker.aws.factory import Aws
+    from broker.minting.factory import Minting
+    from broker.minting.saml_idp import SamlResponse
 
 
 @dataclass(frozen=True)
 class Explanation:
     username: str
     resolution: Resolution
+    identity: Identity | None = None
+    """Set when the groups were read from the directory rather than given."""
 
     def to_dict(self) -> dict[str, Any]:
         r = self.resolution
-        return {
+        body: dict[str, Any] = {
             "username": self.username,
+            "groups_from": "request" if self.identity is None else "directory",
             "groups": [{"given": g.given, "name": g.name} for g in r.groups],
             "grants": [g.to_dict() for g in r.grants],
             "unmatched_groups": list(r.unmatched),
             "notes": list(r.notes),
         }
+        if self.identity is not None:
+            i = self.identity
+            body["directory"] = {
+                "id": i.id, "username": i.username, "display_name": i.display_name, "source": i.source
+            }
+        return body
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """Where a request for access comes from, for the audit log."""
+
+    source_ip: str | None = None
+    request_id: str | None = None
+    via: str = "api"
+    """portal | api | cli | device | ..."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    credentials: TemporaryCredentials
+    grant: RoleGrant
+    duration: int
+
+
+@dataclass(frozen=True)
+class ConsoleSamlPost:
+    """The console SAML POST alternative: an auto-submitting form to ``action``."""
+
+    response: SamlResponse
+    action: str
+    grants: tuple[RoleGrant, ...]
+
+
+class DecisionLog(Protocol):
+    def record_event(
+        self,
+        ctx: AuditContext,
+        action: str,
+        *,
+        outcome: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
 
 
 class Flow:
-    def __init__(self, *, store: MappingStore) -> None:
+    """The decision sequence. Built once by create_app with the store, the directory, the
+    signers (keys parsed once) and the STS gateway (one client per partition and region)."""
+
+    def __init__(
+        self,
+        *,
+        store: MappingStore,
+        directory: Connector | None = None,
+        minting: Minting | None = None,
+        aws: Aws | None = None,
+        log: DecisionLog | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self.store = store
+        self.directory = directory
+        self.minting = minting
+        self.aws = aws
+        self.log = log
+        self.clock = clock
 
     def grants_for(self, groups: Iterable[str]) -> Resolution:
         groups = list(groups)
         return resolve(groups, self.store.snapshot_for(groups))
 
-    def explain(self, username: str, groups: Iterable[str]) -> Explanation:
-        return Explanation(username, self.grants_for(groups))
+    # ---- who ----
+
+    def authenticate(self, username: str, password: str) -> Identity:
+        """A directory password sign-in; raises InvalidCredentials (one answer) or DirectoryUnavailable."""
+        if not isinstance(self.directory, PasswordConnector):
+            raise BadRequest("no password directory is configured")
+        result = self.directory.login(username, password)
+        if isinstance(result, InvalidCredentials):
+            raise result
+        return result
+
+    def sign_in(self, username: str, password: str, *, ctx: DecisionContext) -> Identity:
+        """``authenticate`` with its decision in the audit log (the password never is)."""
+        try:
+            identity = self.authenticate(username, password)
+        except BrokerError as exc:
+            who = Identity(id="", username=username[:256])
+            reason = getattr(exc, "reason", None) or exc.code
+            self._record(ctx, "login", who, outcome="error" if exc.status >= 500 else "deny", target=None,
+                         details={"code": exc.code, "reason": reason})
+            raise
+        self._record(ctx, "login", identity, outcome="allow", target=None, details={"source": identity.source})
+        return identity
+
+    def current_identity(self, identity: Identity) -> Identity:
+        """At every issuance: the account and its groups as the directory says *now*.
+
+        A disabled, locked, expired or deleted account, or a username that now belongs to
+        another account (another immutable id), gets nothing. Groups come through the group
+        cache (``directory.cache.ttl_seconds``), so a removed membership stops issuance at once
+        or within that TTL. Identities from other sources (upstream IdPs) pass unchanged.
+        """
+        directory = self.directory
+        if not isinstance(directory, LookupConnector) or identity.source != directory.name:
+            return identity
+        fresh = directory.lookup(identity.username)
+        if fresh is None or fresh.id != identity.id:
+            raise Unauthenticated("the directory no longer accepts this account: sign in again")
+        return fresh
+
+    def explain(self, username: str, groups: Iterable[str] | None = None) -> Explanation:
+        """Which roles ``username`` gets and why; without ``groups`` they are read from the directory."""
+        if groups is not None:
+            return Explanation(username, self.grants_for(groups))
+        if not isinstance(self.directory, LookupConnector):
+            raise BadRequest("no directory is configured: give the groups to explain")
+        identity = self.directory.lookup(username)
+        if identity is None:
+            raise NotFound("no active account of that name in the directory")
+        return Explanation(username, self.grants_for(identity.groups), identity)
+
+    # -- the steps --
+
+    def _grant(self, resolution: Resolution, account: str, role: str) -> RoleGrant:
+        wanted = account.lower()
+        for g in resolution.grants:
+            if (g.account_id == account or (g.account_alias or "").lower() == wanted) and g.role_name.lower() == role.lower():
+                return g
+        raise RoleNotGranted(f"you are not entitled to role {role!r} in account {account!r}")
+
+    def _assume(self, identity: Identity, grant: RoleGrant, duration: int, now: datetime) -> TemporaryCredentials:
+        if self.minting is None or self.aws is None:
+            raise Unavailable("this broker is not set up to issue credentials (no keys / STS)")
+        if grant.federation_path == "saml":
+            saml = self.minting.saml.aws_response(identity=identity, grants=[grant], session_duration=duration, now=now)
+            return self.aws.sts.assume_with_saml(grant=grant, saml_assertion=saml.encoded, duration=duration)
+        audience = grant.audience or partition(grant.partition).oidc_audience
+        token = self.minting.oidc.id_token(identity=identity, audience=audience, now=now)
+        return self.aws.sts.assume_with_web_identity(
+            grant=grant, token=token, session_name=role_session_name(identity.username), duration=duration
+        )
+
+    def _record(
+        self,
+        ctx: DecisionContext,
+        action: str,
+        identity: Identity,
+        *,
+        outcome: str,
+        target: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        if self.log is None:
+            return
+        audit_ctx = AuditContext(actor=f"user:{identity.username}", request_id=ctx.request_id, source_ip=ctx.source_ip)
+        self.log.record_event(
+            audit_ctx,
+            action,
+            outcome=outcome,
+            target_type="role" if target else None,
+            target_id=target,
+            details={"user": identity.username, "immutable_id": identity.id, "via": ctx.via, **details},
+        )
+
+    def _decide(
+        self,
+        action: str,
+        identity: Identity,
+        ctx: DecisionContext,
+        target: str | None,
+        step: Callable[[Identity, dict[str, Any]], Any],
+    ) -> Any:
+        """Run ``step`` on the directory's current view of ``identity``; audit allow or deny/error."""
+        details: dict[str, Any] = {}
+        try:
+            current = self.current_identity(identity)
+            details["groups"] = list(current.groups)
+            result = step(current, details)
+        except BrokerError as exc:
+            outcome = "error" if exc.status >= 500 else "deny"
+            details |= {"code": exc.code, "reason": getattr(exc, "reason", None) or exc.message}
+            if isinstance(exc.details, dict):
+                details["error_details"] = exc.details
+            self._record(ctx, action, identity, outcome=outcome, target=target, details=details)
+            raise
+        self._record(ctx, action, current, outcome="allow", target=target, details=details)
+        return result
+
+    @staticmethod
+    def _describe(grant: RoleGrant, duration: int) -> dict[str, Any]:
+        return {
+            "account_id": grant.account_id,
+            "role_arn": grant.role_arn,
+            "federation_path": grant.federation_path,
+            "granted_by": [r._asdict() for r in grant.reasons],
+            "duration": duration,
+        }
+
+    # -- the decisions --
+
+    def credentials(
+        self, *, identity: Identity, account: str, role: str, duration: int | None = None, ctx: DecisionContext
+    ) -> Issued:
+        """Temporary credentials for the command line (channel "cli")."""
+
+        def step(current: Identity, details: dict[str, Any]) -> Issued:
+            grant = self._grant(self.grants_for(current.groups), account, role)
+            seconds = clamp_duration(grant=grant, channel="cli", requested=duration)
+            details |= self._describe(grant, seconds)
+            creds = self._assume(current, grant, seconds, self.clock())
+            details["access_key_id"] = creds.access_key_id
+            return Issued(creds, grant, seconds)
+
+        return self._decide("issue.credentials", identity, ctx, f"{account}/{role}", step)
+
+    def console(
+        self,
+        *,
+        identity: Identity,
+        account: str,
+        role: str,
+        service: str | None = None,
+        region: str | None = None,
+        duration: int | None = None,
+        ctx: DecisionContext,
+    ) -> ConsoleLink:
+        """A console sign-in URL (15 minutes): deliver by 302, never log it."""
+        if service is not None and not _SERVICE.match(service):
+            raise InvalidInput("service is a console service name such as s3 or ec2")
+        if region is not None and not REGION.match(region):
+            raise InvalidInput("region is an AWS region name such as eu-west-1")
+
+        def step(current: Identity, details: dict[str, Any]) -> ConsoleLink:
+            grant = self._grant(self.grants_for(current.groups), account, role)
+            seconds = clamp_duration(grant=grant, channel="console", requested=duration)
+            details |= self._describe(grant, seconds)
+            now = self.clock()
+            creds = self._assume(current, grant, seconds, now)
+            details["access_key_id"] = creds.access_key_id
+            destination = partition(grant.partition).console_url(region=region or grant.region, service=service)
+            details["destination"] = destination
+            return self.aws.signin.console_link(
+                credentials=creds, partition_name=grant.partition, destination=destination, session_duration=seconds, now=now
+            )
+
+        return self._decide("issue.console", identity, ctx, f"{account}/{role}", step)
+
+    def console_saml_post(
+        self, *, identity: Identity, duration: int | None = None, ctx: DecisionContext
+    ) -> ConsoleSamlPost:
+        """Every console-eligible SAML role of the user in one signed Response (AWS shows a chooser)."""
+
+        def step(current: Identity, details: dict[str, Any]) -> ConsoleSamlPost:
+            grants = console_saml_grants(self.grants_for(current.groups).grants)
+            if not grants:
+                raise RoleNotGranted("no role you may use in the console is reachable by SAML")
+            seconds = common_duration(grants=grants, channel="console", requested=duration)
+            details |= {"roles": [g.role_arn for g in grants], "duration": seconds}
+            response = self.minting.saml.aws_response(
+                identity=current, grants=grants, session_duration=seconds, now=self.clock()
+            )
+            return ConsoleSamlPost(response, self.aws.signin.saml_post_action(response.destination), tuple(grants))
+
+        return self._decide("issue.console_saml", identity, ctx, None, step)

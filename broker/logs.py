@@ -68,6 +68,10 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # At debug level these libraries log whole requests and responses (STS answers carry
+    # SecretAccessKey and SessionToken; the federation POST carries the Session JSON): never below warning.
+    for name in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "werkzeug", "moto"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str = "broker") -> structlog.stdlib.BoundLogger:

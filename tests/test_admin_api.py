@@ -101,6 +101,28 @@ def test_bad_input_gets_a_stable_code_and_changes_nothing(api, path, body, statu
     assert api.get("/audit").json()["items"][0]["id"] == audit_before
 
 
+@pytest.mark.parametrize(
+    "path, body, code",
+    [
+        ("/mappings/{id}", {"colour": "red"}, "unknown_field"),
+        ("/mappings/{id}", {"cli": "yes"}, "invalid_type"),
+        ("/mappings/{id}", {"session_duration": 100}, "invalid_value"),
+        ("/mappings/{id}", ["cli", False], "invalid_type"),
+        ("/accounts/prod", {"alias": "-bad-"}, "invalid_alias"),
+        ("/accounts/prod", {"id": "222233334444"}, "unknown_field"),
+        ("/accounts/prod/roles/Admin", {"max_session_duration": 100000}, "invalid_value"),
+        ("/rules/adfs-mine", {"pattern": "("}, "invalid_regex"),
+    ],
+)
+def test_bad_patches_change_nothing(api, path, body, code):
+    m = seeded(api)
+    api.post("/rules", json={"name": "adfs-mine", "pattern": "^x-(?P<account>\\d{12})-(?P<role>\\w+)$"})
+    before = api.get("/export", params={"format": "json"}).json()
+    r = api.patch(path.format(id=m["id"]), json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text
+    assert api.get("/export", params={"format": "json"}).json() == before
+
+
 def test_regex_errors_say_why(api):
     r = api.post("/rules", json={"name": "r", "pattern": "^AWS-(?P<account>\\d{12})$"})
     assert r.status_code == 422 and "missing: role" in r.json()["error"]["message"]

@@ -124,7 +124,8 @@ def demo(
                 f"  admin     Authorization: Bearer {token}",
                 f"  try       curl -H 'Authorization: Bearer {token}' {url}/api/v1/admin/accounts",
                 f"  explain   curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
-                f"              -d '{{\"username\": \"alice\", \"groups\": [\"aws-admins\"]}}' {url}/api/v1/admin/explain",
+                f"              -d '{{\"username\": \"alice\"}}' {url}/api/v1/admin/explain   (groups read from the directory)",
+                "  sign in   alice / alice-demo-pw (admin: also HTTP Basic on the admin API), bob / bob-demo-pw",
                 "",
             ]
         )
@@ -159,6 +160,66 @@ def keys_generate(
         typer.echo(f"{exc}: refusing to overwrite (use --force)", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"key  {key_path} (mode 0600)\ncert {cert_path}\nkid  {kid}")
+
+
+@app.command("preview-assertion")
+def preview_assertion(
+    user: Annotated[str, typer.Option("--user", help="the username (RoleSessionName)")],
+    account: Annotated[str, typer.Option("--account", help="12-digit account id or alias")],
+    role: Annotated[str, typer.Option("--role", help="role name")],
+    config: ConfigOpt = None,
+    format: Annotated[
+        Optional[str], typer.Option("--format", help="saml or jwt (default: the account's federation path)")
+    ] = None,
+    immutable_id: Annotated[
+        Optional[str], typer.Option("--id", help="the person's immutable id (SourceIdentity, sub); default: the username")
+    ] = None,
+    groups: Annotated[Optional[list[str]], typer.Option("--groups", "-g", help="a directory group (repeat it)")] = None,
+    attributes: Annotated[
+        Optional[list[str]], typer.Option("--attribute", help="NAME=VALUE directory attribute for session tags (repeat it)")
+    ] = None,
+    channel: Annotated[str, typer.Option(help="cli or console: which mapping cap applies")] = "cli",
+    duration: Annotated[Optional[int], typer.Option(help="requested DurationSeconds (clamped as for a real request)")] = None,
+    decode: Annotated[bool, typer.Option("--decode", help="print the decoded XML / JWT header and claims instead")] = False,
+) -> None:
+    """Print the signed SAML Response (base64) or ID token the broker would send, without calling STS."""
+    from broker.cli.preview import identity_from_options, preview
+
+    if format not in (None, "saml", "jwt") or channel not in ("cli", "console"):
+        typer.echo("--format is saml or jwt; --channel is cli or console", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    try:
+        identity = identity_from_options(
+            username=user, immutable_id=immutable_id, groups=groups or [], attributes=attributes or []
+        )
+        result = preview(cfg, identity=identity, account=account, role=role, fmt=format, channel=channel, duration=duration)  # type: ignore[arg-type]
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    for key, value in result.summary.items():
+        typer.echo(f"{key}: {value}", err=True)
+    typer.echo(result.decoded if decode else result.text)
+
+@app.command("check-directory")
+def check_directory(
+    user: Annotated[str, typer.Option("--user", "-u", help="the username to look up (as a person would type it)")],
+    config: ConfigOpt = None,
+    no_bind: Annotated[bool, typer.Option("--no-bind", help="look the user up only; do not ask for the password")] = False,
+) -> None:
+    """Show what the broker sees of one account: DN, immutable id, status, groups and role grants."""
+    from broker.cli.check_directory import check_directory as run_check
+
+    cfg = _load(config)
+    ask = None if no_bind else (lambda: typer.prompt(f"password for {user}", hide_input=True, default="", show_default=False))
+    try:
+        report = run_check(cfg, user, password=ask)
+    except BrokerError as exc:  # an outage or a misconfiguration: say so, no stack trace
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo("\n".join(report.lines))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ def account_spec(acc: Account, *, with_roles: bool = False) -> AccountSpec:
     fed = (
         SamlFederation(saml_provider=acc.saml_provider or "broker")
         if acc.federation_path == "saml"
-        else WebIdentityFederation(path="web_identity", audience=acc.audience or "sts.amazonaws.com")
+        else WebIdentityFederation(path="web_identity", audience=acc.audience)
     )
     return AccountSpec(
         id=acc.id,

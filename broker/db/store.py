@@ -398,6 +398,20 @@ class SqlMappingStore:
         with self._tx() as s:
             return _reconcile(s, doc, managed="config", ctx=CONFIG_ACTOR)
 
+    def record_event(
+        self,
+        ctx: AuditContext,
+        action: str,
+        *,
+        outcome: str,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """One decision (an issuance, a sign-in) into the audit log, in its own transaction."""
+        with self._tx() as s:
+            audit.record(s, ctx, action, outcome=outcome, target_type=target_type, target_id=target_id, details=details)
+
     def audit_events(self, f: audit.AuditFilter, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
         with self._tx() as s:
             return [audit.event_dict(e) for e in audit.query(s, f, limit=limit, before_id=before_id)]

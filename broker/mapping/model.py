@@ -131,7 +131,9 @@ class WebIdentityFederation(Strict):
     """AWS trusts the broker as an IAM OIDC provider (AssumeRoleWithWebIdentity)."""
 
     path: Literal["web_identity"]
-    audience: Annotated[str, Field(min_length=1, max_length=255)] = "sts.amazonaws.com"
+    audience: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    """A client id registered on the account's IAM OIDC provider; default the partition's STS
+    audience (sts.amazonaws.com, or sts.amazonaws.com.cn in aws-cn)."""
 
 
 Federation = Annotated[SamlFederation | WebIdentityFederation, Field(discriminator="path")]

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -36,6 +36,8 @@ def _patch_body(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+MAX_ID = 2**63 - 1  # the database's BIGINT: a larger id is a 422, not a driver overflow
+MappingId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PatchBody = Annotated[dict[str, Any], Body(description="fields to change")]
 
 # ---- accounts ----
@@ -120,7 +122,7 @@ def list_mappings(
     account: str | None = None,
     role: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    cursor: Annotated[int | None, Query(ge=0, description="the next_cursor of the previous page")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_ID, description="the next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
     limit = min(limit, services.config.admin.max_page_size)
     items = services.store.list_mappings(group=group, account=account, role=role, limit=limit, after_id=cursor)
@@ -133,23 +135,23 @@ def create_mapping(spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> d
 
 
 @router.get("/mappings/{mapping_id}")
-def get_mapping(mapping_id: int, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+def get_mapping(mapping_id: MappingId, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.store.get_mapping(mapping_id)
 
 
 @router.put("/mappings/{mapping_id}")
-def replace_mapping(mapping_id: int, spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+def replace_mapping(mapping_id: MappingId, spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.update_mapping(mapping_id, spec, ctx)
 
 
 @router.patch("/mappings/{mapping_id}")
-def patch_mapping(mapping_id: int, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+def patch_mapping(mapping_id: MappingId, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     spec = _merge(services.store.get_mapping(mapping_id), _patch_body(patch), MappingSpec, drop=("source", "created_at", "updated_at", "id"))
     return services.store.update_mapping(mapping_id, spec, ctx)
 
 
 @router.delete("/mappings/{mapping_id}", status_code=204)
-def delete_mapping(mapping_id: int, ctx: AuditCtx, services: ServicesDep) -> Response:
+def delete_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_mapping(mapping_id, ctx)
     return Response(status_code=204)
 
@@ -195,10 +197,11 @@ def delete_rule(name: str, ctx: AuditCtx, services: ServicesDep) -> Response:
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: Annotated[str, Field(min_length=1, max_length=256)]
-    groups: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=5000)]
+    groups: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=5000)] | None = None
+    """Omitted: the user's groups are read from the directory (nested included)."""
 
 
-@router.post("/explain", summary="Which roles would this user get, and why")
+@router.post("/explain", summary="Which roles would this user get, and why (groups given, or read from the directory)")
 def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.flow.explain(body.username, body.groups).to_dict()
 
@@ -297,7 +300,7 @@ def audit_log(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> dict[str, Any]:
     limit = min(limit, services.config.admin.max_page_size)
     items = services.store.audit_events(

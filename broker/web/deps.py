@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from broker.admin_auth import AdminPrincipal
 from broker.audit import AuditContext
+from broker.domain import Identity
 from broker.errors import Unauthenticated
 
 if TYPE_CHECKING:
@@ -33,9 +36,25 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
+def _basic(request: Request) -> tuple[str, str] | None:
+    """(username, password) from ``Authorization: Basic ...``; None when absent or malformed."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
 def require_admin(request: Request, services: ServicesDep) -> AdminPrincipal:
     token = _bearer(request)
     if token is None:
+        basic = _basic(request) if services.admin_tokens.accepts_passwords else None
+        if basic is not None:
+            return services.admin_tokens.verify_password(*basic)
         raise Unauthenticated("an admin bearer token is required (Authorization: Bearer <token>)")
     principal = services.admin_tokens.verify(token)
     if principal is None:
@@ -48,8 +67,22 @@ AdminDep = Annotated[AdminPrincipal, Depends(require_admin)]
 
 def audit_context(request: Request, admin: AdminDep) -> AuditContext:
     return AuditContext(
-        actor=f"admin:{admin.name}", request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request)
+        actor=admin.actor, request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request)
     )
 
 
 AuditCtx = Annotated[AuditContext, Depends(audit_context)]
+
+
+def current_user(request: Request, services: ServicesDep) -> Identity:
+    """The person behind a user-API request. Today: HTTP Basic with the directory password when
+    ``api.password_login`` is on (each call a sign-in, audited)."""
+    from broker.web.user_api import decision_context
+
+    basic = _basic(request) if services.config.api.password_login else None
+    if basic is None:
+        raise Unauthenticated("sign in first (the portal, or `awsbroker login`)")
+    return services.flow.sign_in(*basic, ctx=decision_context(request))
+
+
+CurrentUser = Annotated[Identity, Depends(current_user)]

@@ -1,0 +1,44 @@
+"""The AWS side: STS calls and the console sign-in, per partition.
+
+The interface, for the flow (``broker.aws.factory.build_aws`` builds the implementations once):
+
+- ``CredentialsIssuer`` — ``sts.StsGateway``: AssumeRoleWithSAML / AssumeRoleWithWebIdentity,
+  one reused client per (partition, region), AWS errors translated in ``sts.translate``.
+- ``ConsoleSignin`` — ``signin.FederationSignin`` (AWS) or ``sandbox.SandboxConsole`` (SANDBOX):
+  a console login URL from temporary credentials, and where a SAML console form posts.
+
+Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``.
+This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from broker.domain import ConsoleLink, RoleGrant, TemporaryCredentials
+
+
+class CredentialsIssuer(Protocol):
+    def assume_with_saml(self, *, grant: RoleGrant, saml_assertion: str, duration: int) -> TemporaryCredentials: ...
+
+    def assume_with_web_identity(
+        self, *, grant: RoleGrant, token: str, session_name: str, duration: int
+    ) -> TemporaryCredentials: ...
+
+
+class ConsoleSignin(Protocol):
+    sandbox: bool
+
+    def console_link(
+        self,
+        *,
+        credentials: TemporaryCredentials,
+        partition_name: str,
+        destination: str,
+        session_duration: int,
+        now: datetime,
+    ) -> ConsoleLink: ...
+
+    def saml_post_action(self, destination: str) -> str: ...

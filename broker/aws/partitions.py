@@ -1,0 +1,91 @@
+"""Per-partition AWS endpoints and names: ARNs, SAML ACS/recipients, audiences, sign-in and console.
+
+Sources: IAM User Guide (id_roles_providers_create_saml_assertions,
+id_roles_providers_enable-console-custom-url), AWS GovCloud and China user guides.
+Pure data and string functions: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from broker.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    name: str
+    signin_host: str
+    """Host of the SAML ACS and the federation (sign-in) endpoint."""
+    console_host: str
+    saml_audience: str
+    oidc_audience: str
+    """The default client id (aud) of an IAM OIDC provider used with STS."""
+    regional_signin: bool
+    """Whether https://<region>.<signin_host>/saml exists (the commercial partition)."""
+
+    @property
+    def saml_acs(self) -> str:
+        return f"https://{self.signin_host}/saml"
+
+    def saml_recipient(self, region: str | None = None) -> str:
+        """The Recipient (and Destination, and trust-policy saml:aud) of an assertion."""
+        if region and self.regional_signin:
+            return f"https://{region}.{self.signin_host}/saml"
+        return self.saml_acs
+
+    @property
+    def federation_endpoint(self) -> str:
+        return f"https://{self.signin_host}/federation"
+
+    def arn(self, service: str, account_id: str, resource: str, region: str = "") -> str:
+        return f"arn:{self.name}:{service}:{region}:{account_id}:{resource}"
+
+    def console_url(self, *, region: str, service: str | None = None) -> str:
+        """The console page to land on: a service deep link in a region, or the console home."""
+        host = f"{region}.{self.console_host}" if self.regional_signin else self.console_host
+        path = f"{quote(service, safe='')}/home" if service else "console/home"
+        return f"https://{host}/{path}?region={quote(region, safe='')}"
+
+
+PARTITIONS: dict[str, Partition] = {
+    "aws": Partition(
+        name="aws",
+        signin_host="signin.aws.amazon.com",
+        console_host="console.aws.amazon.com",
+        saml_audience="urn:amazon:webservices",
+        oidc_audience="sts.amazonaws.com",
+        regional_signin=True,
+    ),
+    "aws-us-gov": Partition(
+        name="aws-us-gov",
+        signin_host="signin.amazonaws-us-gov.com",
+        console_host="console.amazonaws-us-gov.com",
+        saml_audience="urn:amazon:webservices:govcloud",
+        oidc_audience="sts.amazonaws.com",
+        regional_signin=False,
+    ),
+    "aws-cn": Partition(
+        name="aws-cn",
+        signin_host="signin.amazonaws.cn",
+        console_host="console.amazonaws.cn",
+        saml_audience="urn:amazon:webservices:cn-north-1",
+        oidc_audience="sts.amazonaws.com.cn",
+        regional_signin=False,
+    ),
+}
+
+
+def partition(name: str) -> Partition:
+    try:
+        return PARTITIONS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown AWS partition {name!r}; known: {', '.join(PARTITIONS)}") from None
+
+
+def partition_of_arn(arn: str) -> Partition:
+    parts = arn.split(":", 2)
+    if len(parts) < 3 or parts[0] != "arn":
+        raise InvalidInput(f"not an ARN: {arn!r}")
+    return partition(parts[1])

@@ -1,0 +1,283 @@
+"""The ``directory:`` section: a discriminated union on ``type`` (static | ldap | ad).
+
+A complete example of each type, with every option explained, is in
+``config/broker.example.yaml``. The core never reads these models itself: it hands them to
+``broker.connectors.registry.build_connector``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+_ATTR = r"^[A-Za-z][A-Za-z0-9-]*$"
+AttributeName = Annotated[str, Field(pattern=_ATTR, max_length=64)]
+_HASH = re.compile(
+    r"^(\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}|\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+)$"
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _filter(value: str) -> str:
+    """A search filter from the config: one parenthesised expression, balanced (checked once here)."""
+    value = value.strip()
+    depth = 0
+    escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                break
+    if not (value.startswith("(") and value.endswith(")")) or depth != 0:
+        raise ValueError("must be one LDAP filter in parentheses, e.g. (objectClass=person)")
+    return value
+
+
+class GroupCacheConfig(_Section):
+    ttl_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    """How long resolved groups are reused at issuance; 0 disables the cache. Account status is
+    always read fresh; a removed membership stops issuance after at most this long."""
+
+
+# ---- static ----
+
+
+class StaticUser(_Section):
+    username: Annotated[str, Field(min_length=1, max_length=256)]
+    password_hash: str
+    """bcrypt ($2b$...) or argon2 ($argon2id$...). Never the password itself."""
+    id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    """Immutable id; default ``static:<username>``."""
+    display_name: str = ""
+    email: str = ""
+    groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
+    attributes: dict[str, list[str]] = Field(default_factory=dict)
+    disabled: bool = False
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not _HASH.match(value):
+            raise ValueError("must be a bcrypt ($2b$...) or argon2 ($argon2id$...) hash")
+        return value
+
+
+class StaticDirectoryConfig(_Section):
+    type: Literal["static"]
+    name: str = "static"
+    users: list[StaticUser] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, users: list[StaticUser]) -> list[StaticUser]:
+        seen: set[str] = set()
+        for u in users:
+            key = u.username.casefold()
+            if key in seen:
+                raise ValueError(f"username {u.username!r} is declared twice")
+            seen.add(key)
+        return users
+
+
+# ---- ldap / ad ----
+
+
+class MemberOfGroups(_Section):
+    """Direct groups from the user's memberOf; nested ones by walking up the group entries."""
+
+    strategy: Literal["member_of"]
+    attribute: AttributeName = "memberOf"
+    base: str | None = None
+    """Where the group entries live (for the nested walk); default: the dc= suffix of the user search base."""
+    member_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=4)] = ["member"]
+    """How a group lists its member groups (for the nested walk)."""
+    nested: bool = True
+    max_depth: Annotated[int, Field(ge=1, le=32)] = 8
+
+
+class GroupSearchGroups(_Section):
+    """Groups found by searching for the user as a member: groupOfNames / groupOfUniqueNames
+    (member DN), or posixGroup (``member_attribute: memberUid``, ``member_value: uid``)."""
+
+    strategy: Literal["group_search"]
+    base: str
+    filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+    member_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=4)] = [
+        "member",
+        "uniqueMember",
+    ]
+    """posixGroup: [memberUid] with member_value: uid."""
+    member_value: str = "dn"
+    """``dn`` (the user's DN) or a user attribute whose value the group lists (``uid``)."""
+    nested: bool = True
+    max_depth: Annotated[int, Field(ge=1, le=32)] = 8
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: str) -> str:
+        return _filter(value)
+
+    @field_validator("member_value")
+    @classmethod
+    def _member_value(cls, value: str) -> str:
+        if value != "dn" and not re.match(_ATTR, value):
+            raise ValueError("must be dn or an attribute name")
+        return value
+
+
+class InChainGroups(_Section):
+    """Active Directory only: every group, nested included, in one search (LDAP_MATCHING_RULE_IN_CHAIN)."""
+
+    strategy: Literal["in_chain"]
+    base: str | None = None
+    filter: str = "(objectClass=group)"
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: str) -> str:
+        return _filter(value)
+
+
+class TokenGroups(_Section):
+    """Active Directory only: the user's tokenGroups (security groups, nested, with the primary group)."""
+
+    strategy: Literal["token_groups"]
+    base: str | None = None
+
+
+GroupsConfig = Annotated[
+    MemberOfGroups | GroupSearchGroups | InChainGroups | TokenGroups, Field(discriminator="strategy")
+]
+
+
+class UserSearch(_Section):
+    base: Annotated[str, Field(min_length=3)]
+    filter: str = "(objectClass=inetOrgPerson)"
+    """ANDed with the login-attribute match."""
+    login_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=8)] = ["uid"]
+    """A person may sign in with any of these (uid, mail, sAMAccountName, userPrincipalName, ...)."""
+    username_attribute: AttributeName = "uid"
+    id_attribute: AttributeName = "entryUUID"
+    display_name_attribute: AttributeName = "cn"
+    email_attribute: AttributeName = "mail"
+    attributes: list[AttributeName] = Field(default_factory=list)
+    """Extra attributes kept on the identity (session tags)."""
+    dn_template: str | None = None
+    """Optional: bind straight to this DN (``uid={username},ou=people,dc=example,dc=org``), the
+    username escaped by RFC 4514, instead of searching first. Lookups still use the service account."""
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: str) -> str:
+        return _filter(value)
+
+    @field_validator("dn_template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and value.count("{username}") != 1:
+            raise ValueError("must contain {username} exactly once")
+        return value
+
+
+class AdUserSearch(UserSearch):
+    filter: str = "(&(objectCategory=person)(objectClass=user))"
+    login_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=8)] = [
+        "sAMAccountName",
+        "userPrincipalName",
+    ]
+    username_attribute: AttributeName = "sAMAccountName"
+    id_attribute: AttributeName = "objectGUID"
+    display_name_attribute: AttributeName = "displayName"
+
+    @field_validator("dn_template")
+    @classmethod
+    def _no_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("not used for Active Directory (an AD DN is CN=<full name>, not the login name)")
+        return value
+
+
+class _DirectoryServer(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "directory"
+    servers: Annotated[list[str], Field(min_length=1, max_length=16)]
+    """ldaps://host[:636] or ldap://host[:389], tried in order (failover)."""
+    start_tls: bool = True
+    """For ldap:// servers: upgrade with StartTLS before binding."""
+    insecure_no_tls: bool = False
+    """Allow ldap:// without StartTLS: passwords cross the network in clear. Tests only."""
+    ca_file: Path | None = None
+    """PEM CA bundle that signs the directory's certificate; default: the system trust store."""
+    insecure_skip_verify: bool = False
+    """Do not verify the directory's certificate or name. Never in production."""
+    bind_dn: Annotated[str, Field(min_length=1)]
+    """The service account that searches users and groups."""
+    bind_password: SecretStr
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """Per operation: the client waits this long for an answer; the server gets it as its time limit."""
+    pool_size: Annotated[int, Field(ge=1, le=64)] = 4
+    """Open connections kept for the service account (and as many for user binds)."""
+    page_size: Annotated[int, Field(ge=10, le=5000)] = 1000
+    cache: GroupCacheConfig = Field(default_factory=GroupCacheConfig)
+
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, servers: list[str]) -> list[str]:
+        for url in servers:
+            parts = urlsplit(url)
+            if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/"):
+                raise ValueError(f"{url!r}: expected ldaps://host[:port] or ldap://host[:port]")
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        return servers
+
+    @model_validator(mode="after")
+    def _tls(self):  # type: ignore[no-untyped-def]
+        plain = [u for u in self.servers if u.startswith("ldap://")]
+        if plain and not self.start_tls and not self.insecure_no_tls:
+            raise ValueError(
+                "ldap:// without start_tls sends passwords in clear: use ldaps://, start_tls: true, "
+                "or set insecure_no_tls: true (tests only)"
+            )
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {str(self.ca_file)!r} is not a readable file")
+        return self
+
+
+class LdapDirectoryConfig(_DirectoryServer):
+    type: Literal["ldap"]
+    user_search: UserSearch
+    groups: GroupsConfig = Field(default_factory=lambda: MemberOfGroups(strategy="member_of"))
+
+    @field_validator("groups")
+    @classmethod
+    def _ldap_strategies(cls, value: object) -> object:
+        if isinstance(value, (InChainGroups, TokenGroups)):
+            raise ValueError("in_chain and token_groups are Active Directory strategies: use type: ad")  # noqa: TRY004
+        return value
+
+
+class AdDirectoryConfig(_DirectoryServer):
+    type: Literal["ad"]
+    user_search: AdUserSearch
+    groups: GroupsConfig = Field(default_factory=lambda: InChainGroups(strategy="in_chain"))
+    netbios_domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,15}$")] | None = None
+    """For DOMAIN\\user logins: the domain part must be this (case-insensitive). Unset: any
+    domain part is accepted and only the search base decides."""
+
+
+DirectoryConfig = Annotated[
+    StaticDirectoryConfig | LdapDirectoryConfig | AdDirectoryConfig, Field(discriminator="type")
+]

@@ -1,0 +1,54 @@
+"""``directory.type`` → connector. The core builds connectors only through here.
+
+Concrete modules are imported when their type is configured, so an install that uses the
+static directory never imports ldap3's connection machinery, and the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from broker.connectors.base import Connector
+from broker.state.base import StateStore
+
+
+def _static(config: Any, state: StateStore | None) -> Connector:
+    from broker.connectors.static import StaticConnector
+
+    return StaticConnector(config)
+
+
+def _ldap(config: Any, state: StateStore | None) -> Connector:
+    from broker.connectors.ldap import LdapConnector
+
+    return LdapConnector(config, state=state)
+
+
+def _ad(config: Any, state: StateStore | None) -> Connector:
+    from broker.connectors.ad import AdConnector
+
+    return AdConnector(config, state=state)
+
+
+FACTORIES: dict[str, Callable[[Any, StateStore | None], Connector]] = {
+    "static": _static,
+    "ldap": _ldap,
+    "ad": _ad,
+}
+
+
+def build_connector(config: Any, *, state: StateStore | None = None) -> Connector:
+    """The connector for one ``directory:`` section (``StaticDirectoryConfig``, ``LdapDirectoryConfig``, ...).
+
+    ``state`` holds the group cache (``directory.cache``); without one, an in-process store is used.
+    """
+    if state is None:
+        from broker.state.memory import MemoryState
+
+        state = MemoryState()
+    try:
+        factory = FACTORIES[config.type]
+    except KeyError:
+        raise ValueError(f"unknown directory type {config.type!r}") from None
+    return factory(config, state)

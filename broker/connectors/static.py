@@ -1,0 +1,88 @@
+"""Users declared in the YAML file with bcrypt or argon2 hashes: the demo's directory.
+
+Also fine for a handful of users. An unknown username is checked against a dummy hash of the
+same scheme, so it costs what a wrong password costs.
+"""
+
+from __future__ import annotations
+
+import bcrypt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from broker.connectors.base import Inspection, LoginResult, blank_password
+from broker.connectors.config import StaticDirectoryConfig, StaticUser
+from broker.domain import Identity
+from broker.errors import InvalidCredentials
+
+# Hashes of a random string nobody knows, at the libraries' default costs; used for unknown users.
+_DUMMY_BCRYPT = b"$2b$12$28a6RxqUBHGqeQuTQT6usuNQ7uRTcVocqlLaH74iaueWVzk9LaR6a"
+_DUMMY_ARGON2 = (
+    "$argon2id$v=19$m=65536,t=3,p=4$F1RPBCyrkql27629dAf66Q$V+BCFaCDrMBVmg4gAgCY4bF7CP2ZKx1nFkZyzYRPMck"
+)
+_ARGON2 = PasswordHasher()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """bcrypt or argon2, chosen by the hash's prefix. bcrypt reads at most 72 bytes, as it always has."""
+    if password_hash.startswith("$argon2"):
+        try:
+            return _ARGON2.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+    return bcrypt.checkpw(password.encode("utf-8")[:72], password_hash.encode("ascii"))
+
+
+def _key(username: str) -> str:
+    return username.strip().casefold()
+
+
+class StaticConnector:
+    def __init__(self, config: StaticDirectoryConfig) -> None:
+        self.name = config.name
+        self._users: dict[str, StaticUser] = {_key(u.username): u for u in config.users}
+        argon2_users = sum(u.password_hash.startswith("$argon2") for u in config.users)
+        self._dummy = _DUMMY_ARGON2 if argon2_users * 2 > len(config.users) else _DUMMY_BCRYPT.decode()
+
+    def _identity(self, user: StaticUser) -> Identity:
+        return Identity(
+            id=user.id or f"static:{user.username}",
+            username=user.username,
+            display_name=user.display_name or user.username,
+            email=user.email,
+            groups=tuple(dict.fromkeys(user.groups)),
+            attributes=tuple((k, tuple(v)) for k, v in sorted(user.attributes.items())),
+            source=self.name,
+        )
+
+    def login(self, username: str, password: str) -> LoginResult:
+        if blank_password(password):
+            return InvalidCredentials("empty_password")
+        user = self._users.get(_key(username))
+        if user is None:
+            verify_password(password, self._dummy)
+            return InvalidCredentials("unknown_user")
+        if not verify_password(password, user.password_hash):
+            return InvalidCredentials("wrong_password")
+        if user.disabled:
+            return InvalidCredentials("account_disabled")
+        return self._identity(user)
+
+    def lookup(self, username: str) -> Identity | None:
+        user = self._users.get(_key(username))
+        if user is None or user.disabled:
+            return None
+        return self._identity(user)
+
+    def inspect(self, username: str) -> Inspection | None:
+        user = self._users.get(_key(username))
+        if user is None:
+            return None
+        notes = ("account disabled in the configuration",) if user.disabled else ()
+        return Inspection(self._identity(user), dn=None, notes=notes, usable=not user.disabled)
+
+    def probe(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

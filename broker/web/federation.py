@@ -1,0 +1,106 @@
+"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-offs
+(302 to a login URL, auto-submitting SAML form), and the SANDBOX console pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from broker.aws.sandbox import (
+    SANDBOX_CONSOLE_PATH,
+    SANDBOX_SAML_PATH,
+    SandboxConsole,
+    describe_saml_response,
+    pretty,
+)
+from broker.domain import ConsoleLink
+from broker.errors import NotFound
+from broker.minting.oidc_issuer import DISCOVERY_PATH, JWKS_PATH
+from broker.minting.saml_idp import SamlResponse
+from broker.web.deps import ServicesDep
+
+router = APIRouter(tags=["federation"])
+
+_templates = Environment(loader=PackageLoader("broker.web", "templates"), autoescape=select_autoescape(default=True))
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
+_PUBLIC = {"Cache-Control": "public, max-age=300"}
+
+
+@router.get("/saml/metadata", summary="SAML IdP metadata to upload with IAM CreateSAMLProvider")
+def saml_metadata(services: ServicesDep) -> Response:
+    return Response(services.minting.saml.metadata(), media_type="application/samlmetadata+xml", headers=_PUBLIC)
+
+
+@router.get(DISCOVERY_PATH, summary="OpenID Connect discovery for the IAM OIDC provider")
+def openid_configuration(services: ServicesDep) -> JSONResponse:
+    return JSONResponse(services.minting.oidc.discovery(), headers=_PUBLIC)
+
+
+@router.get(JWKS_PATH, summary="The published signing keys (current and next)")
+def jwks(services: ServicesDep) -> JSONResponse:
+    return JSONResponse(services.minting.oidc.jwks(), headers=_PUBLIC)
+
+
+def console_redirect(link: ConsoleLink) -> RedirectResponse:
+    """The console login URL, by 302 only: never in a body, never cached, never logged."""
+    return RedirectResponse(link.url, status_code=302, headers=_NO_STORE)
+
+
+def saml_post_page(*, action: str, response: SamlResponse, relay_state: str | None = None, sandbox: bool = False) -> HTMLResponse:
+    """The auto-submitting form that POSTs a SAMLResponse to the console's ACS (``action``)."""
+    html = _templates.get_template("federation_saml_post.html").render(
+        action=action, saml_response=response.encoded, relay_state=relay_state, roles=len(response.roles), sandbox=sandbox
+    )
+    return HTMLResponse(html, headers=_NO_STORE)
+
+
+def _sandbox_page(title: str, sections: list[tuple[str, str]] | None, message: str = "", status: int = 200) -> HTMLResponse:
+    html = _templates.get_template("sandbox_console.html").render(
+        title=title, view=sections is not None, sections=sections or [], message=message
+    )
+    return HTMLResponse(html, status_code=status, headers=_NO_STORE)
+
+
+def _sandbox(services: ServicesDep) -> SandboxConsole:
+    signin = services.aws.signin
+    if not isinstance(signin, SandboxConsole):
+        raise NotFound()
+    return signin
+
+
+@router.get(SANDBOX_CONSOLE_PATH + "{link_id}", include_in_schema=False)
+def sandbox_console(link_id: str, services: ServicesDep) -> HTMLResponse:
+    view = _sandbox(services).take(link_id, now=datetime.now(UTC))
+    if view is None:
+        return _sandbox_page("AWS console sign-in", None, "This sign-in link is unknown, used or expired "
+                             "(AWS login URLs are valid 15 minutes).", status=404)
+    return _sandbox_page(
+        "AWS console sign-in",
+        [
+            (f"1. POST {view.federation_endpoint}", pretty(view.get_signin_token)),
+            ("2. The browser is sent (302) to the login URL with", pretty(view.login)),
+            ("The role session", pretty({"role_arn": view.role_arn, "expiration": view.expiration})),
+        ],
+    )
+
+
+@router.post(SANDBOX_SAML_PATH, include_in_schema=False)
+def sandbox_saml(
+    services: ServicesDep,
+    SAMLResponse: Annotated[str, Form(max_length=200_000)],
+    RelayState: Annotated[str | None, Form(max_length=1024)] = None,
+) -> HTMLResponse:
+    _sandbox(services)
+    seen = describe_saml_response(SAMLResponse)
+    xml = seen.pop("xml")
+    return _sandbox_page(
+        "AWS console sign-in by SAML POST",
+        [
+            ("What AWS would read", pretty(seen | {"relay_state": RelayState})),
+            ("The Response, signature values masked", xml),
+        ],
+    )

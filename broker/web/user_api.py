@@ -1,0 +1,94 @@
+"""The user API under /api/v1: who am I, my roles, credentials, a console URL.
+
+Thin: every decision is ``broker.flow.Flow``'s (directory re-read, grants, mint, STS, audit).
+Authentication is ``CurrentUser`` (broker.web.deps): HTTP Basic with the directory password
+when ``api.password_login`` is on; the CLI's bearer tokens and portal sessions plug in there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker import delivery
+from broker.flow import DecisionContext
+from broker.mapping.model import MAX_SESSION, MIN_SESSION
+from broker.web.deps import CurrentUser, ServicesDep, client_ip
+
+router = APIRouter(prefix="/api/v1", tags=["user"])
+
+
+def decision_context(request: Request, via: str = "api") -> DecisionContext:
+    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via=via)
+
+
+Account = Annotated[str, Field(min_length=1, max_length=63, description="12-digit account id or alias")]
+RoleName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CredentialsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    account: Account
+    role: RoleName
+    duration_seconds: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
+
+
+class ConsoleRequest(CredentialsRequest):
+    service: Annotated[str, Field(min_length=1, max_length=63)] | None = None
+    region: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+@router.get("/whoami", summary="The signed-in person, as the directory sees them now")
+def whoami(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    current = services.flow.current_identity(user)
+    return {
+        "username": current.username,
+        "id": current.id,
+        "display_name": current.display_name,
+        "email": current.email,
+        "groups": list(current.groups),
+        "source": current.source,
+    }
+
+
+@router.get("/roles", summary="Every account role I may use, with console/CLI permissions and maximum durations")
+def my_roles(user: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
+    current = services.flow.current_identity(user)
+    return [
+        {
+            "account_id": g.account_id,
+            "account_alias": g.account_alias,
+            "environment": g.environment,
+            "role_name": g.role_name,
+            "role_arn": g.role_arn,
+            "region": g.region,
+            "console": g.allows("console"),
+            "cli": g.allows("cli"),
+            "max_session_duration": {"console": g.max_duration("console"), "cli": g.max_duration("cli")},
+        }
+        for g in services.flow.grants_for(current.groups).grants
+    ]
+
+
+@router.post("/credentials", summary="Temporary credentials, in the credential_process shape")
+def credentials(body: CredentialsRequest, request: Request, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    issued = services.flow.credentials(
+        identity=user, account=body.account, role=body.role, duration=body.duration_seconds, ctx=decision_context(request)
+    )
+    return delivery.credential_process(issued.credentials)
+
+
+@router.post("/console", summary="A console sign-in URL (valid 15 minutes; a bearer credential: do not log it)")
+def console(body: ConsoleRequest, request: Request, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    link = services.flow.console(
+        identity=user,
+        account=body.account,
+        role=body.role,
+        service=body.service,
+        region=body.region,
+        duration=body.duration_seconds,
+        ctx=decision_context(request),
+    )
+    return {"url": link.url, "destination": link.destination, "expires_at": delivery.rfc3339(link.expires_at)}

@@ -1,0 +1,92 @@
+"""`broker preview-assertion`: what the broker would send to STS, verified as AWS would verify it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from broker.app import build_services
+from broker.cli.server import app as cli
+from broker.config import load_config
+from broker.minting.keys import KeyRing
+from broker.minting.saml_idp import ROLE, ROLE_SESSION_NAME, SESSION_DURATION, SOURCE_IDENTITY, SamlIdp
+from tests.federation.conftest import AwsSamlVerifier, KeyFilesOnDisk
+
+MAPPING = {
+    "accounts": [
+        {"id": "111111111111", "alias": "sandbox-dev", "federation": {"path": "saml", "saml_provider": "broker"},
+         "roles": [{"name": "Admin", "max_session_duration": 43200}]},
+        {"id": "222222222222", "alias": "sandbox-prod", "federation": {"path": "web_identity", "audience": "prod-client"},
+         "roles": [{"name": "ReadOnly", "max_session_duration": 3600}]},
+    ],
+    "mappings": [
+        {"group": "aws-admins", "account": "sandbox-dev", "role": "Admin", "session_duration": 14400},
+        {"group": "aws-admins", "account": "sandbox-prod", "role": "ReadOnly"},
+    ],
+}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, key_files: KeyFilesOnDisk) -> Path:
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({
+        "server": {"public_url": "https://broker.example.com"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
+        "keys": key_files.section(),
+        "sts": {"mode": "aws"},
+        "session_tags": {"tags": [{"key": "Team", "attribute": "team"}]},
+        "mapping": MAPPING,
+    }))
+    services = build_services(load_config(path, env={}), env={})  # what a deployed broker did: migrate + sync
+    services.engine.dispose()
+    return path
+
+
+def _run(config_file: Path, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["preview-assertion", "--config", str(config_file), *args])
+
+
+@pytest.mark.saml_peer
+def test_preview_saml_is_a_response_aws_accepts(
+    config_file: Path, keyring: KeyRing, aws_verifier: Callable[..., AwsSamlVerifier]
+) -> None:
+    result = _run(config_file, "--user", "alice", "--account", "sandbox-dev", "--role", "admin",
+                  "--id", "emp-0042", "--groups", "AWS-Admins", "--attribute", "team=Platform")
+    assert result.exit_code == 0, result.output
+    encoded = result.stdout.strip()
+    metadata = SamlIdp(keys=keyring, entity_id="https://broker.example.com/saml/metadata", sso_url="x",
+                       tags=None).metadata()  # type: ignore[arg-type]
+    ava = aws_verifier(metadata).attributes(encoded)
+    assert ava[ROLE] == ["arn:aws:iam::111111111111:role/Admin,arn:aws:iam::111111111111:saml-provider/broker"]
+    assert ava[SESSION_DURATION] == ["14400"]  # the mapping's cap, not the role's 12 h
+    assert ava[ROLE_SESSION_NAME] == ["alice"] and ava[SOURCE_IDENTITY] == ["emp-0042"]
+    assert ava["https://aws.amazon.com/SAML/Attributes/PrincipalTag:Team"] == ["Platform"]
+    assert "recipient: https://signin.aws.amazon.com/saml" in result.stderr
+
+
+def test_preview_jwt_verifies_against_the_published_key(config_file: Path, keyring: KeyRing) -> None:
+    result = _run(config_file, "--user", "alice", "--account", "222222222222", "--role", "ReadOnly", "--groups", "aws-admins")
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    claims = pyjwt.decode(token, keyring.current.private_key.public_key(), algorithms=["RS256"], audience="prod-client",
+                          issuer="https://broker.example.com")
+    assert claims["sub"] == "alice"
+    decoded = _run(config_file, "--user", "alice", "--account", "sandbox-prod", "--role", "ReadOnly",
+                   "--groups", "aws-admins", "--decode")
+    assert json.loads(decoded.stdout)["header"]["kid"] == keyring.current.kid
+
+
+def test_a_role_the_person_is_not_granted_prints_nothing(config_file: Path) -> None:
+    result = _run(config_file, "--user", "mallory", "--account", "sandbox-dev", "--role", "Admin", "--groups", "developers")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "mallory has no grant for role Admin in account sandbox-dev" in result.stderr
+    bad = _run(config_file, "--user", "a", "--account", "sandbox-dev", "--role", "Admin", "--format", "xml")
+    assert bad.exit_code == 2 and bad.stdout == ""

@@ -1,0 +1,85 @@
+"""The demo configuration: no key files (ephemeral key, logged), moto's STS in-process for both
+federation paths, the console step on a SANDBOX page, and no secret in any log line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from broker.app import create_app
+from broker.aws.partitions import partition
+from broker.aws.sts import clamp_duration
+from broker.config import load_config
+from broker.domain import Identity
+from broker.minting.names import role_session_name
+from tests.conftest import ROOT, require_module
+from tests.federation.conftest import capture_logs, utcnow
+
+pytestmark = pytest.mark.sts
+
+ALICE = Identity(id="7f1c2b9e-0a4d-4c8e-9b61-3d2f5a8e4c01", username="alice",
+                 attributes=(("department", ("platform",)), ("costCenter", ("1001",))))
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    require_module("moto")
+    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123"})
+    with capture_logs() as logged:
+        app = create_app(config, env={}, configure_logging=False)
+        client = TestClient(app)
+        yield client, logged  # type: ignore[misc]
+    app.state.services.aws.close()
+    app.state.services.engine.dispose()
+
+
+def test_demo_starts_without_key_files_and_says_the_key_is_ephemeral(demo: tuple[TestClient, object]) -> None:
+    client, logged = demo
+    assert client.get("/readyz").json()["checks"]["keys"] == "ok"
+    assert client.get("/saml/metadata").status_code == 200
+    events = [json.loads(line) for line in logged.getvalue().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
+    assert any(e["event"] == "ephemeral_signing_key" and e["level"] == "warning" for e in events)
+    assert any(e["event"] == "sts_sandbox" for e in events)
+
+
+def test_both_demo_accounts_issue_sandbox_credentials_and_nothing_secret_is_logged(demo: tuple[TestClient, object]) -> None:
+    client, logged = demo
+    services = client.app.state.services  # type: ignore[attr-defined]
+    grants = {g.account_alias: g for g in services.flow.grants_for(["aws-admins"]).grants if g.role_name == "Admin"}
+    now = utcnow()
+    secrets: list[str] = []
+
+    dev = grants["sandbox-dev"]  # SAML path
+    seconds = clamp_duration(grant=dev, channel="cli")
+    saml = services.minting.saml.aws_response(identity=ALICE, grants=[dev], session_duration=seconds, now=now)
+    creds = services.aws.sts.assume_with_saml(grant=dev, saml_assertion=saml.encoded, duration=seconds)
+    assert creds.assumed_role_arn == "arn:aws:sts::111111111111:assumed-role/Admin/alice"
+    secrets += [saml.encoded, creds.secret_access_key, creds.session_token]
+
+    prod = grants["sandbox-prod"]  # web identity path
+    token = services.minting.oidc.id_token(identity=ALICE, audience=prod.audience, now=now)
+    creds2 = services.aws.sts.assume_with_web_identity(
+        grant=prod, token=token, session_name=role_session_name(ALICE.username),
+        duration=clamp_duration(grant=prod, channel="console"),
+    )
+    assert creds2.assumed_role_arn.startswith("arn:aws:sts::222222222222:assumed-role/Admin/")
+    secrets += [token, creds2.secret_access_key, creds2.session_token]
+
+    link = services.aws.signin.console_link(
+        credentials=creds2, partition_name="aws", destination=partition("aws").console_url(region="us-east-1"),
+        session_duration=3600, now=now,
+    )
+    page = client.get(link.url.removeprefix("http://127.0.0.1:8123"))
+    assert page.status_code == 200 and "SANDBOX" in page.text
+    for secret in (creds2.secret_access_key, creds2.session_token):
+        assert secret not in page.text
+
+    secrets.append(services.minting.keys.current.private_pem.decode().splitlines()[1])  # a line of the key
+    text = logged.getvalue()  # type: ignore[attr-defined]
+    assert text  # the broker did log (start-up, requests)
+    for secret in secrets:
+        assert secret not in text
