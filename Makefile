@@ -9,9 +9,9 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 # Debian packages the tests' real components need (see DESIGN.md "Real components in tests").
-APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user
+APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium
 
-.PHONY: run test test-deps install bench lint clean
+.PHONY: run test test-deps install bench bench-issuance lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,17 @@ test-deps:
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	  scripts/after-apt.sh; \
 	else \
 	  echo "The tests need these Debian packages; install them as root:"; \
 	  echo "  sudo apt-get install -y $$missing"; \
 	  echo "(tests whose component is missing are skipped locally and FAIL under CI=true)"; \
+	fi
+	@# the upstream OIDC peer (npm oidc-provider, from its lockfile)
+	@if [ ! -d tests/upstream/oidc_peer/node_modules ]; then \
+	  if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/upstream/oidc_peer --no-audit --no-fund --loglevel=error; \
+	  else echo "node + npm are needed for the upstream OIDC tests (Debian: apt-get install -y nodejs npm)"; fi; \
 	fi
 
 test: install test-deps
@@ -45,6 +50,11 @@ test: install test-deps
 
 bench: install
 	$(BIN)/python bench/mapping_engine.py
+
+# The running broker (2 workers, slapd, moto) against its floor; BENCH_ARGS=--quick for a short run.
+BENCH_ARGS ?=
+bench-issuance: install test-deps
+	$(BIN)/python bench/issuance.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check broker tests bench

@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from broker import __version__, logs
+from broker.access import Access
 from broker.admin_auth import AdminTokens
 from broker.aws.factory import Aws, build_aws
 from broker.config import Config, load_config
-from broker.connectors.base import Connector, ProbeConnector
-from broker.connectors.registry import build_connector
+from broker.connectors.base import Connector, ProbeConnector, UpstreamConnector
+from broker.connectors.registry import build_connector, build_upstream
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore
 from broker.errors import Duplicate, StorageUnavailable, Unavailable
@@ -22,7 +23,7 @@ from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting, build_minting
 from broker.state import StateStore, open_state
-from broker.web import admin_api, federation, ops, user_api
+from broker.web import admin_api, device, federation, ops, portal, upstream, user_api
 from broker.web import errors as web_errors
 from broker.web.middleware import BodyLimit, RequestContext
 
@@ -46,6 +47,10 @@ class Services:
     directory: Connector | None = None
     """The configured connector (``directory:``), built by broker.connectors.registry; None if not configured."""
     readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
+    access: Access | None = None
+    """Portal sessions, CLI tokens (device login), rate limits, portal preferences (broker.access)."""
+    upstream: dict[str, UpstreamConnector] = field(default_factory=dict)
+    """Upstream identity providers (``upstream:``) by name: SAML SPs and OIDC RPs (broker.web.upstream)."""
 
 
 def _check_schema(engine: Engine) -> None:
@@ -97,6 +102,10 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None) -> S
         state=state,
         directory=directory,
     )
+    services.access = Access(config, state)
+    services.upstream = build_upstream(
+        config.upstream, public_url=config.server.public_url, state=state, directory=directory
+    )
     services.readiness["state"] = state.ping
     if isinstance(directory, ProbeConnector):
         services.readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
@@ -123,6 +132,10 @@ def create_app(config: Config, *, env: Mapping[str, str] | None = None, configur
     app.include_router(admin_api.router)
     app.include_router(federation.router)
     app.include_router(user_api.router)
+    app.include_router(device.router)
+    app.include_router(upstream.router)
+    if config.portal.enabled:
+        app.include_router(portal.router)
     # Outermost first: the request id exists before the body limit can answer.
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)

@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
 from broker.aws.config import StsConfig
-from broker.connectors.config import DirectoryConfig
+from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
 from broker.mapping.model import MappingDocument, reference_problems
 from broker.minting.config import (
@@ -112,10 +113,17 @@ class Config(Section):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    portal: PortalConfig = Field(default_factory=PortalConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    oauth: OAuthConfig = Field(default_factory=OAuthConfig)
+    """The CLI's device login (RFC 8628) and its bearer/refresh tokens."""
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     mapping: MappingDocument = Field(default_factory=MappingDocument)
     """Accounts, roles, mappings and rules declared here are read-only through the admin API."""
     directory: DirectoryConfig | None = None
     """Where people sign in and their groups come from (static | ldap | ad); broker.connectors.config."""
+    upstream: list[UpstreamConfig] = Field(default_factory=list)
+    """Upstream identity providers people may sign in through (SAML IdPs, OIDC providers)."""
     keys: KeysConfig | None = None
     """Signing key files (current, optional next). Absent: an ephemeral key (sandbox/demo only)."""
     saml_idp: SamlIdpConfig = Field(default_factory=SamlIdpConfig)
@@ -126,6 +134,13 @@ class Config(Section):
     @model_validator(mode="after")
     def _signing_keys(self) -> "Config":
         problems = key_problems(keys=self.keys, sts_mode=self.sts.mode, workers=self.server.workers)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _upstream(self) -> "Config":
+        problems = upstream_problems(self.upstream, self.directory)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -163,7 +178,9 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("saml", "web_identity") and out.endswith("federation"):
+        elif part in ("saml", "web_identity") and out.endswith("federation") or (
+            part in ("saml", "oidc") and out.startswith("upstream[") and out.endswith("]")
+        ):
             continue  # discriminated-union tag, not a key the user wrote
         elif (part in ("static", "ldap", "ad") and out == "directory") or (
             part in ("member_of", "group_search", "in_chain", "token_groups") and out.endswith("directory.groups")

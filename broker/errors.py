@@ -17,17 +17,25 @@ in one place per package; a user never sees a stack trace.
     │       ├── UnknownRole          unknown_role
     │       ├── InvalidImport        invalid_import
     │       └── SessionTagInvalid    session_tag_invalid
+    │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
-    │   └── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
+    │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
+    │   └── UpstreamRejected         upstream_rejected    (the IdP's answer was refused; ``reason`` for the audit log only)
+    │       ├── UpstreamReplay       upstream_replay      (an assertion ID or a code already used)
+    │       ├── UpstreamDenied       upstream_denied      (the IdP said no: error=access_denied, a non-Success status)
+    │       └── UpstreamUserUnknown  upstream_user_not_in_directory (directory enrichment found no usable account)
     ├── Forbidden (403)              forbidden
+    │   ├── CsrfFailed               csrf_failed          (a form without this session's CSRF token, or cross-origin)
     │   ├── ChannelNotAllowed        channel_not_allowed
     │   └── RoleNotGranted           role_not_granted
     ├── NotFound (404)               not_found
+    │   └── UnknownIdentityProvider  unknown_identity_provider
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
     │   ├── ReadOnly                 read_only
     │   └── InUse                    in_use
     ├── PayloadTooLarge (413)        body_too_large
+    ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
     ├── ConfigError                  config_invalid       (start-up only, never HTTP)
     │   └── SigningKeyError          signing_key_invalid
     ├── StsError (502)               sts_error            (AWS STS refused; broker.aws.sts.translate)
@@ -46,7 +54,8 @@ in one place per package; a user never sees a stack trace.
     └── Unavailable (503)            unavailable
         ├── StorageUnavailable       storage_unavailable
         ├── DirectoryUnavailable     directory_unavailable (LDAP/AD outage; broker.connectors.ldap_pool.translate)
-        └── StateUnavailable         state_unavailable     (Redis outage; broker.state.redis)
+        ├── StateUnavailable         state_unavailable     (Redis outage; broker.state.redis)
+        └── UpstreamUnavailable      upstream_unavailable  (the IdP's metadata, discovery, JWKS or token endpoint; broker.connectors.upstream)
 """
 
 from __future__ import annotations
@@ -117,6 +126,18 @@ class SessionTagInvalid(InvalidInput):
     code, message = "session_tag_invalid", "a directory attribute cannot become an AWS session tag"
 
 
+class SsoRequestInvalid(BadRequest):
+    """A sign-in callback that matches no pending sign-in of this browser: missing, unknown,
+    expired or already used ``state`` / ``InResponseTo``, or another browser's. ``reason`` is
+    for the audit log only."""
+
+    code, message = "sso_request_invalid", "this sign-in request is unknown, expired or already used: start again"
+
+    def __init__(self, reason: str = "unknown_request", message: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Unauthenticated(BrokerError):
     code, status, message = "unauthenticated", 401, "authentication required"
     headers = {"WWW-Authenticate": 'Bearer realm="broker"'}
@@ -141,8 +162,42 @@ class InvalidCredentials(Unauthenticated):
         return f"InvalidCredentials(reason={self.reason!r})"
 
 
+class UpstreamRejected(Unauthenticated):
+    """The identity provider's answer (SAML Response, authorization response, ID token) was refused.
+
+    ``reason`` (``invalid_signature``, ``wrong_audience``, ``expired``, ``nonce_mismatch``, ...)
+    goes to the audit log and to operators only; the answer a client sees names no detail.
+    """
+
+    code, message = "upstream_rejected", "the identity provider's answer was refused"
+    headers = None
+
+    def __init__(self, reason: str = "rejected", message: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r})"
+
+
+class UpstreamReplay(UpstreamRejected):
+    code, message = "upstream_replay", "this sign-in answer was already used"
+
+
+class UpstreamDenied(UpstreamRejected):
+    code, message = "upstream_denied", "the identity provider did not sign you in"
+
+
+class UpstreamUserUnknown(UpstreamRejected):
+    code, message = "upstream_user_not_in_directory", "your account is not usable in the directory"
+
+
 class Forbidden(BrokerError):
     code, status, message = "forbidden", 403, "not allowed"
+
+
+class CsrfFailed(Forbidden):
+    code, message = "csrf_failed", "the form is stale or did not come from this site: reload the page and try again"
 
 
 class ChannelNotAllowed(Forbidden):
@@ -155,6 +210,10 @@ class RoleNotGranted(Forbidden):
 
 class NotFound(BrokerError):
     code, status, message = "not_found", 404, "not found"
+
+
+class UnknownIdentityProvider(NotFound):
+    code, message = "unknown_identity_provider", "no identity provider of that name is configured"
 
 
 class Conflict(BrokerError):
@@ -176,6 +235,17 @@ class InUse(Conflict):
 
 class PayloadTooLarge(BrokerError):
     code, status, message = "body_too_large", 413, "the request body is too large"
+
+
+class TooManyRequests(BrokerError):
+    """A rate limit (broker.ratelimit): the window decays by itself; ``retry_after`` seconds."""
+
+    code, status, message = "rate_limited", 429, "too many attempts; wait a few minutes and try again"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}
 
 
 class ConfigError(BrokerError):
@@ -268,3 +338,7 @@ class DirectoryUnavailable(Unavailable):
 
 class StateUnavailable(Unavailable):
     code, message = "state_unavailable", "the shared state store (Redis) is unavailable"
+
+
+class UpstreamUnavailable(Unavailable):
+    code, message = "upstream_unavailable", "the identity provider cannot be reached"

@@ -10,6 +10,8 @@ the source address, the duration and the access key id — never a secret.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
@@ -109,6 +111,10 @@ def _utcnow() -> datetime:
 
 
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+FRESH_SIGN_IN_SECONDS = 5.0
+"""How long the identity a password sign-in returned counts as the directory's current view for
+the one issuance of the same request (HTTP Basic: sign-in and issuance in one call)."""
+_FRESH_MAX = 4096
 
 
 
@@ -132,6 +138,10 @@ class Flow:
         self.aws = aws
         self.log = log
         self.clock = clock
+        # Identities a password sign-in has just read from the directory, by object id, each
+        # usable once by current_identity instead of a second directory read in the same request.
+        self._fresh: dict[int, tuple[Identity, float]] = {}
+        self._fresh_lock = threading.Lock()
 
     def grants_for(self, groups: Iterable[str]) -> Resolution:
         groups = list(groups)
@@ -159,7 +169,23 @@ class Flow:
                          details={"code": exc.code, "reason": reason})
             raise
         self._record(ctx, "login", identity, outcome="allow", target=None, details={"source": identity.source})
+        self._remember_fresh(identity)
         return identity
+
+    def _remember_fresh(self, identity: Identity) -> None:
+        now = time.monotonic()
+        with self._fresh_lock:
+            if len(self._fresh) >= _FRESH_MAX:
+                self._fresh = {k: v for k, v in self._fresh.items() if now - v[1] < FRESH_SIGN_IN_SECONDS}
+                if len(self._fresh) >= _FRESH_MAX:
+                    self._fresh.clear()
+            self._fresh[id(identity)] = (identity, now)
+
+    def _take_fresh(self, identity: Identity) -> bool:
+        """True once for the very object a sign-in returned moments ago (this process)."""
+        with self._fresh_lock:
+            entry = self._fresh.pop(id(identity), None)
+        return entry is not None and entry[0] is identity and time.monotonic() - entry[1] < FRESH_SIGN_IN_SECONDS
 
     def current_identity(self, identity: Identity) -> Identity:
         """At every issuance: the account and its groups as the directory says *now*.
@@ -168,9 +194,13 @@ class Flow:
         another account (another immutable id), gets nothing. Groups come through the group
         cache (``directory.cache.ttl_seconds``), so a removed membership stops issuance at once
         or within that TTL. Identities from other sources (upstream IdPs) pass unchanged.
+        When the same request signed in with a password (HTTP Basic), that sign-in was this
+        read: the identity it returned is used as is, once, within ``FRESH_SIGN_IN_SECONDS``.
         """
         directory = self.directory
         if not isinstance(directory, LookupConnector) or identity.source != directory.name:
+            return identity
+        if self._take_fresh(identity):  # this request's own sign-in read the directory a moment ago
             return identity
         fresh = directory.lookup(identity.username)
         if fresh is None or fresh.id != identity.id:

@@ -152,3 +152,44 @@ def test_password_login_is_off_by_default(app_factory):
     client = app_factory(**sections)
     r = client.post("/api/v1/credentials", json={"account": "dev", "role": "Admin"}, headers=basic("alice", ALICE_PW))
     assert r.status_code == 401
+
+
+class _CountingDirectory:
+    """A password + lookup connector that counts its directory reads."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    def close(self) -> None:
+        pass
+
+    def login(self, username, password):
+        from broker.domain import Identity
+
+        return Identity(id="u-1", username=username, source=self.name)
+
+    def lookup(self, username):
+        from broker.domain import Identity
+
+        self.lookups += 1
+        return Identity(id="u-1", username=username, source=self.name)
+
+
+def test_a_password_sign_in_is_the_directory_read_of_its_own_issuance(monkeypatch):
+    import broker.flow
+    from broker.domain import Identity
+    from broker.flow import DecisionContext, Flow
+
+    directory = _CountingDirectory()
+    flow = Flow(store=None, directory=directory)
+    signed_in = flow.sign_in("pat", "pw", ctx=DecisionContext())
+    assert flow.current_identity(signed_in) is signed_in and directory.lookups == 0
+    flow.current_identity(signed_in)  # used once: the next issuance reads the directory again
+    assert directory.lookups == 1
+    flow.current_identity(Identity(id="u-1", username="pat", source="fake"))  # an equal identity from elsewhere
+    assert directory.lookups == 2
+    monkeypatch.setattr(broker.flow, "FRESH_SIGN_IN_SECONDS", 0.0)  # a sign-in that is no longer fresh
+    flow.current_identity(flow.sign_in("pat", "pw", ctx=DecisionContext()))
+    assert directory.lookups == 3

@@ -120,6 +120,8 @@ def demo(
             [
                 "",
                 "  Federation broker demo (SANDBOX: no real AWS account is touched)",
+                f"  portal    {url}/          sign in as alice / alice-demo-pw, click Console",
+                f"  cli       awsbroker login --url {url}   then: awsbroker credentials -a sandbox-dev -r Admin",
                 f"  open      {url}/docs      the API, try it in the browser",
                 f"  admin     Authorization: Bearer {token}",
                 f"  try       curl -H 'Authorization: Bearer {token}' {url}/api/v1/admin/accounts",

@@ -1,4 +1,5 @@
-"""Connectors: who is this person? (static YAML users, OpenLDAP / generic LDAP, Active Directory).
+"""Connectors: who is this person? (static YAML users, OpenLDAP / generic LDAP, Active Directory;
+upstream SAML IdPs and OpenID providers, with the broker as SP / RP: ``saml_sp``, ``oidc_rp``).
 
 The interface is in ``base`` (a Protocol per capability, one frozen ``Identity``); the core
 builds connectors only through ``registry.build_connector(config.directory)``. Nothing here

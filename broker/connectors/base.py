@@ -11,6 +11,20 @@ Every connector returns the same frozen ``broker.domain.Identity``.
   The broker calls it at every credential issuance.
 - ``ProbeConnector.probe()`` → None; raises when the directory cannot be used (readiness).
 - ``InspectConnector.inspect(username)`` → what ``broker check-directory`` prints.
+- ``AttributeLookupConnector.find_by(attribute, value)`` → the one usable account whose
+  ``attribute`` equals ``value`` (directory enrichment of an upstream sign-in), or ``None``.
+
+Upstream identity providers (the broker as SAML SP / OIDC RP) follow a redirect and come back:
+
+- ``UpstreamConnector.login_url(next_url=, binding=)`` → where to send the browser; the pending
+  request (AuthnRequest ID, or state + nonce + PKCE verifier) is kept in shared state with a TTL.
+- ``CallbackConnector.handle_callback(params, binding=)`` (OIDC: the authorization response) and
+  ``SAMLConnector.handle_post(form, binding=)`` (SAML: the ACS POST) → ``SignIn`` (the same frozen
+  ``Identity`` as a password sign-in, and the validated relative path to continue to). A refused
+  answer *raises* ``UpstreamRejected`` (401) or ``SsoRequestInvalid`` (400); an unreachable IdP
+  raises ``UpstreamUnavailable`` (503). ``binding`` ties the callback to the browser that started
+  the sign-in (a hash of a cookie set by the router), so a callback URL or a form taken from one
+  browser is refused in another.
 
 A directory outage is an exception, ``broker.errors.DirectoryUnavailable``, never a value.
 This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
@@ -18,8 +32,9 @@ This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from broker.domain import Identity
 from broker.errors import InvalidCredentials
@@ -65,6 +80,43 @@ class Inspection:
 @runtime_checkable
 class InspectConnector(Connector, Protocol):
     def inspect(self, username: str) -> Inspection | None: ...
+
+
+@runtime_checkable
+class AttributeLookupConnector(Connector, Protocol):
+    def find_by(self, attribute: str, value: str) -> Identity | None: ...
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of an upstream sign-in: who, and the relative path to continue to."""
+
+    identity: Identity
+    next_url: str = "/"
+    """Always a local path (``/...``): never a scheme, a host or ``//``."""
+
+
+@runtime_checkable
+class UpstreamConnector(Connector, Protocol):
+    kind: Literal["saml", "oidc"]
+    display_name: str
+    """What the sign-in button says."""
+
+    def login_url(self, *, next_url: str, binding: str, now: float | None = None) -> str: ...
+
+
+@runtime_checkable
+class CallbackConnector(UpstreamConnector, Protocol):
+    def handle_callback(self, params: Mapping[str, str], *, binding: str | None, now: float | None = None) -> SignIn: ...
+
+
+@runtime_checkable
+class SAMLConnector(UpstreamConnector, Protocol):
+    def handle_post(self, form: Mapping[str, str], *, binding: str | None, now: float | None = None) -> SignIn: ...
+
+    def metadata(self) -> bytes:
+        """This SP's metadata (entity ID, ACS) for the IdP's administrator."""
+        ...
 
 
 def blank_password(password: str) -> bool:

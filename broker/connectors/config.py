@@ -1,4 +1,5 @@
-"""The ``directory:`` section: a discriminated union on ``type`` (static | ldap | ad).
+"""The ``directory:`` section: a discriminated union on ``type`` (static | ldap | ad); and the
+``upstream:`` list of identity providers people may sign in through (saml | oidc).
 
 A complete example of each type, with every option explained, is in
 ``config/broker.example.yaml``. The core never reads these models itself: it hands them to
@@ -281,3 +282,191 @@ class AdDirectoryConfig(_DirectoryServer):
 DirectoryConfig = Annotated[
     StaticDirectoryConfig | LdapDirectoryConfig | AdDirectoryConfig, Field(discriminator="type")
 ]
+
+
+# ---- upstream identity providers: the broker as SAML SP / OIDC RP (the ``upstream:`` list) ----
+
+IdpName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+"""The IdP's name in URLs (``/sso/<name>/...``), logs and ``Identity.source``."""
+ClaimPath = Annotated[str, Field(min_length=1, max_length=256)] | Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1, max_length=8)
+]
+"""A claim name, a dotted path into nested objects (``realm_access.roles``), or the path as a
+list (``[https://example.com/claims, groups]``) when a name itself has dots. A string is first
+looked up as one name, then as a dotted path."""
+Skew = Annotated[int, Field(ge=0, le=180)]
+_ENRICH_VALUES = Literal["username", "email", "subject"]
+
+
+def loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_url(value: str) -> str:
+    """https://..., or http:// to a loopback address only (tests, a local IdP)."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and loopback_host(parts.hostname):
+        return value
+    raise ValueError("must be an https:// URL (http:// only for a loopback address)")
+
+
+class DirectoryEnrichment(_Section):
+    """Look the upstream user up in the ``directory:`` and take the account from there: its
+    groups, its status (re-checked at every credential issuance) and its immutable id. The IdP
+    then only proves who the person is."""
+
+    attribute: AttributeName
+    """The directory attribute searched (``userPrincipalName``, ``mail``, ``uid``, ...)."""
+    value: _ENRICH_VALUES = "username"
+    """Which value of the upstream identity it must equal: its username, email, or subject
+    (the NameID / ``sub``)."""
+
+
+class SamlAttributeMap(_Section):
+    """SAML attribute ``Name``s (as the IdP sends them) → identity fields. ``NameID`` means the subject's NameID."""
+
+    username: Annotated[str, Field(min_length=1, max_length=512)] = "NameID"
+    id: Annotated[str, Field(min_length=1, max_length=512)] = "NameID"
+    """The immutable id (a persistent NameID, ADFS objectGUID, Entra objectidentifier)."""
+    email: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    display_name: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    groups: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    """A multi-valued attribute; without it (and without enrichment) the person has no groups."""
+
+
+class _Upstream(_Section):
+    name: IdpName
+    display_name: Annotated[str, Field(max_length=80)] = ""
+    """The sign-in button's text; default: the name."""
+    enrich_from_directory: DirectoryEnrichment | None = None
+    request_ttl_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    """How long a started sign-in may take at the IdP before its callback is refused."""
+    clock_skew_seconds: Skew = 120
+    """Tolerated clock difference with the IdP (at most 180 s)."""
+    timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
+    """Seconds to wait for the IdP's metadata, discovery, keys or token endpoint."""
+
+
+class SamlUpstreamConfig(_Upstream):
+    type: Literal["saml"]
+    metadata_file: Path | None = None
+    metadata_url: str | None = None
+    """Exactly one of the two. The IdP's signing certificates in it are the only keys trusted
+    (a certificate inside a response's KeyInfo is never used)."""
+    metadata_refresh_seconds: Annotated[int, Field(ge=300, le=7 * 86400)] = 86400
+    """metadata_url only: fetched again this often (IdP certificate rollover); a failed fetch keeps the last good one."""
+    idp_entity_id: str | None = None
+    """Which entity to use when the metadata describes several."""
+    sp_entity_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """This broker's entity ID at that IdP; default ``<server.public_url>/sso/<name>/saml/metadata``."""
+    want_messages_signed: bool = False
+    """Also require the Response itself to be signed (the assertion always must be)."""
+    allow_unsolicited: bool = False
+    """Accept IdP-initiated responses (no InResponseTo). Off: every response must answer an
+    AuthnRequest this browser started. Replay protection by assertion ID applies either way."""
+    name_id_format: str | None = None
+    """NameIDPolicy Format asked for (``urn:oasis:names:tc:SAML:2.0:nameid-format:persistent``, ...)."""
+    attributes: SamlAttributeMap = Field(default_factory=SamlAttributeMap)
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _https_url(value)
+
+    @model_validator(mode="after")
+    def _one_source(self):  # type: ignore[no-untyped-def]
+        if (self.metadata_file is None) == (self.metadata_url is None):
+            raise ValueError("give exactly one of metadata_file and metadata_url")
+        if self.metadata_file is not None and not self.metadata_file.is_file():
+            raise ValueError(f"metadata_file {str(self.metadata_file)!r} is not a readable file")
+        return self
+
+
+class OidcClaimMap(_Section):
+    """ID token (and userinfo) claims → identity fields. The immutable id is always ``sub``."""
+
+    username: ClaimPath = "preferred_username"
+    email: ClaimPath | None = "email"
+    display_name: ClaimPath | None = "name"
+    groups: ClaimPath | None = "groups"
+    """A list of strings (or one string); without it (and without enrichment) the person has no groups."""
+
+
+_ASYMMETRIC = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+class OidcUpstreamConfig(_Upstream):
+    type: Literal["oidc"]
+    issuer: str
+    """Exactly as the provider's discovery document states it; discovery is read from
+    ``<issuer>/.well-known/openid-configuration``."""
+    client_id: Annotated[str, Field(min_length=1, max_length=512)]
+    client_secret: SecretStr | None = None
+    """Absent for a public client (PKCE only)."""
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    """Default: client_secret_basic with a secret, none without."""
+    scopes: Annotated[list[Annotated[str, Field(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]], Field(max_length=32)] = [
+        "openid",
+        "profile",
+        "email",
+    ]
+    claims: OidcClaimMap = Field(default_factory=OidcClaimMap)
+    required_claims: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Claims that must have one of these values, e.g. ``{hd: example.com}`` (Google Workspace
+    domain) or ``{tid: <tenant id>}`` (Entra ID): otherwise the sign-in is refused."""
+    userinfo: bool = False
+    """Also read the userinfo endpoint and merge its claims (for providers that keep groups there)."""
+    algorithms: Annotated[list[_ASYMMETRIC], Field(min_length=1)] = ["RS256", "PS256", "ES256"]
+    """ID token signature algorithms accepted (asymmetric only; keys only from the provider's JWKS)."""
+    jwks_refresh_min_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    """An unknown ``kid`` makes the broker fetch the JWKS again (key rotation), at most this often."""
+    discovery_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        value = _https_url(value)
+        parts = urlsplit(value)
+        if parts.query or parts.fragment:
+            raise ValueError("an issuer has no query or fragment")
+        return value
+
+    @model_validator(mode="after")
+    def _client(self):  # type: ignore[no-untyped-def]
+        method = self.token_endpoint_auth_method
+        if method is None:
+            self.token_endpoint_auth_method = "client_secret_basic" if self.client_secret is not None else "none"
+        elif (method == "none") != (self.client_secret is None):
+            raise ValueError("client_secret is needed with client_secret_basic/post, and not used with none")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid")
+        return self
+
+
+UpstreamConfig = Annotated[SamlUpstreamConfig | OidcUpstreamConfig, Field(discriminator="type")]
+
+
+def upstream_problems(upstream: list[SamlUpstreamConfig | OidcUpstreamConfig], directory: object | None) -> list[str]:
+    """Cross-checks of the ``upstream:`` list against itself and the ``directory:`` section."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, idp in enumerate(upstream):
+        if idp.name in seen:
+            problems.append(f"upstream[{i}].name: {idp.name!r} is used twice")
+        seen.add(idp.name)
+        if idp.enrich_from_directory is not None and directory is None:
+            problems.append(f"upstream[{i}].enrich_from_directory: needs a directory: section")
+        if directory is not None and idp.name == getattr(directory, "name", None):
+            problems.append(f"upstream[{i}].name: {idp.name!r} is the directory's name too (Identity.source must tell them apart)")
+    return problems

@@ -201,6 +201,26 @@ class LdapConnector:
         groups = cached if cached is not None else self._groups_fresh(entry, user_id)
         return self._identity(entry, groups, login or username)
 
+    def find_by(self, attribute: str, value: str) -> Identity | None:
+        """The one usable account whose ``attribute`` equals ``value`` (the value escaped, RFC 4515),
+        for directory enrichment of an upstream sign-in; None for nobody, several, or unusable."""
+        login = plausible_login(value.strip())
+        if login is None:
+            return None
+        flt = f"(&{self._us.filter}{any_of([attribute], [login])})"
+        entries = self._pool.search(self._us.base, flt, attributes=self._attributes, size_limit=2)
+        if len(entries) != 1:
+            if entries:
+                log.warning("directory_ambiguous_lookup", directory=self.name, attribute=attribute, matches=len(entries))
+            return None
+        entry = entries[0]
+        if self._problems(entry):
+            return None
+        user_id = self._user_id(entry)
+        cached = self._cache.get(user_id) if self._cache is not None and user_id else None
+        groups = cached if cached is not None else self._groups_fresh(entry, user_id)
+        return self._identity(entry, groups, login)
+
     def inspect(self, username: str) -> Inspection | None:
         login = self._login_name(username)
         entry = None if login is None else self._locate(login)

@@ -308,7 +308,9 @@ class LdapPool:
     ) -> list[Entry]:
         entries: list[Entry] = []
         cookie: Any = None
-        paged = scope != "base"
+        # One page holds it all when the caller caps the result (a user lookup asks for 2):
+        # no paged-results control to encode and decode then.
+        paged = scope != "base" and not 0 < size_limit <= self._config.page_size
         while True:
             self.stats.count("searches")
             conn.search(

@@ -1,4 +1,4 @@
-"""``directory.type`` → connector. The core builds connectors only through here.
+"""``directory.type`` / ``upstream[].type`` → connector. The core builds connectors only through here.
 
 Concrete modules are imported when their type is configured, so an install that uses the
 static directory never imports ldap3's connection machinery, and the reverse.
@@ -6,10 +6,10 @@ static directory never imports ldap3's connection machinery, and the reverse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from broker.connectors.base import Connector
+from broker.connectors.base import Connector, UpstreamConnector
 from broker.state.base import StateStore
 
 
@@ -52,3 +52,37 @@ def build_connector(config: Any, *, state: StateStore | None = None) -> Connecto
     except KeyError:
         raise ValueError(f"unknown directory type {config.type!r}") from None
     return factory(config, state)
+
+
+# ---- upstream identity providers (``upstream:``): the broker as SAML SP / OIDC RP ----
+
+
+def _saml(config: Any, **kw: Any) -> UpstreamConnector:
+    from broker.connectors.saml_sp import SamlServiceProvider
+
+    return SamlServiceProvider(config, **kw)
+
+
+def _oidc(config: Any, **kw: Any) -> UpstreamConnector:
+    from broker.connectors.oidc_rp import OidcRelyingParty
+
+    return OidcRelyingParty(config, **kw)
+
+
+UPSTREAM_FACTORIES: dict[str, Callable[..., UpstreamConnector]] = {"saml": _saml, "oidc": _oidc}
+
+
+def build_upstream(
+    configs: Iterable[Any], *, public_url: str, state: StateStore, directory: Connector | None = None
+) -> dict[str, UpstreamConnector]:
+    """One connector per ``upstream:`` entry, by name, in the configured order (the sign-in buttons').
+
+    ``state`` holds pending sign-ins and the SAML assertion replay cache (Redis when configured,
+    so replicas share them); ``directory`` serves ``enrich_from_directory``.
+    """
+    built: dict[str, UpstreamConnector] = {}
+    for config in configs:
+        built[config.name] = UPSTREAM_FACTORIES[config.type](
+            config, public_url=public_url, state=state, directory=directory
+        )
+    return built

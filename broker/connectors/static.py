@@ -74,6 +74,26 @@ class StaticConnector:
             return None
         return self._identity(user)
 
+    def find_by(self, attribute: str, value: str) -> Identity | None:
+        """The one enabled user whose ``username``, ``email``, ``id`` or declared attribute equals
+        ``value`` (usernames and emails case-insensitively), for directory enrichment."""
+        wanted = _key(value)
+        found = []
+        for user in self._users.values():
+            if attribute == "username":
+                hit = _key(user.username) == wanted
+            elif attribute == "email":
+                hit = bool(user.email) and _key(user.email) == wanted
+            elif attribute == "id":
+                hit = (user.id or f"static:{user.username}") == value.strip()
+            else:
+                hit = value.strip() in user.attributes.get(attribute, [])
+            if hit:
+                found.append(user)
+        if len(found) != 1 or found[0].disabled:
+            return None
+        return self._identity(found[0])
+
     def inspect(self, username: str) -> Inspection | None:
         user = self._users.get(_key(username))
         if user is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sqlalchemy import JSON, String, any_, bindparam, func, select
+from sqlalchemy import JSON, Connection, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -211,11 +211,11 @@ _ROLES_Q = select(Role.account_id, Role.name, Role.path, Role.max_session_durati
 )
 
 
-def load_rules(s: Session) -> list[RuleRecord]:
+def load_rules(s: Session | Connection) -> list[RuleRecord]:
     return [RuleRecord(*r) for r in s.execute(_RULES_Q)]
 
 
-def snapshot_for_groups(s: Session, groups: Iterable[str]) -> MappingSnapshot:
+def snapshot_for_groups(s: Session | Connection, groups: Iterable[str]) -> MappingSnapshot:
     """Just the mapping data ``groups`` can reach: one indexed query for the mapping rows,
     plus the rules and the accounts/roles the rules point at."""
     normalized = normalize_groups(groups)
@@ -224,7 +224,8 @@ def snapshot_for_groups(s: Session, groups: Iterable[str]) -> MappingSnapshot:
     roles: dict[tuple[str, str], RoleRecord] = {}
     mappings: list[MappingRecord] = []
     if keys:
-        query = _MAPPINGS_Q.get(s.get_bind().dialect.name, _MAPPINGS_Q_GENERIC)
+        dialect = s.dialect if isinstance(s, Connection) else s.get_bind().dialect
+        query = _MAPPINGS_Q.get(dialect.name, _MAPPINGS_Q_GENERIC)
         for row in s.execute(query, {"keys": keys}):
             acc_id, role_key = row[10], row[7].lower()
             if acc_id not in accounts:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker import audit
 from broker.audit import AuditContext
 from broker.db import repos
-from broker.db.models import Account, Mapping, NamingRule, Role
+from broker.db.models import Account, AuditEvent, Mapping, NamingRule, Role
 from broker.db.session import session_factory
 from broker.errors import (
     BrokerError,
@@ -45,6 +45,8 @@ from broker.mapping.snapshot import MappingSnapshot
 from broker.mapping.store import ImportPlan, KindPlan
 
 CONFIG_ACTOR = AuditContext(actor="config-file")
+# The issuance path's audit row: a Core INSERT built once (no ORM unit of work per decision).
+_AUDIT_INSERT = insert(AuditEvent.__table__)
 
 
 def _dump(spec: Any) -> dict[str, Any]:
@@ -93,17 +95,14 @@ class SqlMappingStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except BrokerError:
-            raise
-        except IntegrityError as exc:
-            raise Duplicate(details=_integrity_detail(exc)) from None
-        except OperationalError as exc:
-            raise StorageUnavailable() from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
+        with _translated(), self._sessions.begin() as s:
+            yield s
+
+    @contextmanager
+    def _core_tx(self) -> Iterator[Connection]:
+        """One transaction on a plain connection: the issuance path's reads and audit rows."""
+        with _translated(), self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> None:
         with self._tx() as s:
@@ -112,8 +111,8 @@ class SqlMappingStore:
     # ---- issuance path ----
 
     def snapshot_for(self, groups: Iterable[str]) -> MappingSnapshot:
-        with self._tx() as s:
-            return repos.snapshot_for_groups(s, groups)
+        with self._core_tx() as conn:
+            return repos.snapshot_for_groups(conn, groups)
 
     def full_snapshot(self) -> MappingSnapshot:
         with self._tx() as s:
@@ -409,12 +408,39 @@ class SqlMappingStore:
         details: dict[str, Any] | None = None,
     ) -> None:
         """One decision (an issuance, a sign-in) into the audit log, in its own transaction."""
-        with self._tx() as s:
-            audit.record(s, ctx, action, outcome=outcome, target_type=target_type, target_id=target_id, details=details)
+        row = {
+            "actor": ctx.actor,
+            "action": action,
+            "outcome": outcome,
+            "target_type": target_type,
+            "target_id": target_id,
+            "request_id": ctx.request_id,
+            "source_ip": ctx.source_ip,
+            "before": None,
+            "after": None,
+            "details": details,
+        }
+        with self._core_tx() as conn:
+            conn.execute(_AUDIT_INSERT, row)
 
     def audit_events(self, f: audit.AuditFilter, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
         with self._tx() as s:
             return [audit.event_dict(e) for e in audit.query(s, f, limit=limit, before_id=before_id)]
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """SQLAlchemy's exceptions → the broker's errors (the one place in this store)."""
+    try:
+        yield
+    except BrokerError:
+        raise
+    except IntegrityError as exc:
+        raise Duplicate(details=_integrity_detail(exc)) from None
+    except OperationalError as exc:
+        raise StorageUnavailable() from exc
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
 
 
 def _integrity_detail(exc: IntegrityError) -> str:

@@ -75,14 +75,27 @@ AuditCtx = Annotated[AuditContext, Depends(audit_context)]
 
 
 def current_user(request: Request, services: ServicesDep) -> Identity:
-    """The person behind a user-API request. Today: HTTP Basic with the directory password when
-    ``api.password_login`` is on (each call a sign-in, audited)."""
+    """The person behind a user-API request: a bearer access token (the CLI's device login), a
+    portal session (unsafe methods also need the ``X-CSRF-Token`` header), or HTTP Basic with the
+    directory password when ``api.password_login`` is on (each call a rate-limited, audited sign-in)."""
     from broker.web.user_api import decision_context
 
+    token = _bearer(request)
+    if token is not None:
+        identity = services.access.tokens.identity_for(token)
+        if identity is None:
+            raise Unauthenticated("the access token is invalid, expired or revoked (awsbroker refreshes it; else log in again)")
+        return identity
+    sessions = services.access.sessions
+    session = sessions.load(request) if sessions.cookie_name(request) in request.cookies else None
+    if session is not None and session.user is not None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            sessions.check_csrf(request, session, request.headers.get("x-csrf-token"))
+        return session.identity  # type: ignore[return-value]
     basic = _basic(request) if services.config.api.password_login else None
     if basic is None:
         raise Unauthenticated("sign in first (the portal, or `awsbroker login`)")
-    return services.flow.sign_in(*basic, ctx=decision_context(request))
+    return services.access.sign_in(services.flow, *basic, ctx=decision_context(request))
 
 
 CurrentUser = Annotated[Identity, Depends(current_user)]

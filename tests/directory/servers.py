@@ -393,6 +393,54 @@ def openldap_seed(slapd: Slapd, passwords: dict[str, str], *, trap_port: int) ->
     )
 
 
+def population_seed(
+    slapd: Slapd,
+    *,
+    users: int,
+    groups: int,
+    groups_per_user: int,
+    password: str,
+    everyone: tuple[str, ...] = (),
+) -> list[str]:
+    """A flat population (benchmarks): ``users`` people ``bench0000``... with one ``password``,
+    each a member of ``groups_per_user`` of the groups ``g-000``..., and of every group in
+    ``everyone``. Seeded online (memberOf filled). Returns the user ids."""
+    people, group_ou = f"ou=people,{SUFFIX}", f"ou=groups,{SUFFIX}"
+    uids = [f"bench{i:04d}" for i in range(users)]
+    members: dict[str, list[str]] = {f"g-{j:03d}": [] for j in range(groups)}
+    names = list(members)
+    for i, uid in enumerate(uids):
+        for k in range(groups_per_user):
+            members[names[(i + k * 7) % groups]].append(f"uid={uid},{people}")
+    for name in everyone:
+        members[name] = [f"uid={uid},{people}" for uid in uids]
+    hashed = ssha(password)
+    out = [
+        _entry(SUFFIX, objectClass=["dcObject", "organization"], dc="example", o="Example"),
+        _entry(people, objectClass=["organizationalUnit"], ou="people"),
+        _entry(group_ou, objectClass=["organizationalUnit"], ou="groups"),
+        _entry(f"ou=services,{SUFFIX}", objectClass=["organizationalUnit"], ou="services"),
+        _entry(
+            SERVICE_DN,
+            objectClass=["organizationalRole", "simpleSecurityObject"],
+            cn="broker",
+            userPassword=ssha(slapd.service_password),
+        ),
+    ]
+    out += [
+        _entry(f"uid={uid},{people}", objectClass=["inetOrgPerson"], uid=uid, cn=f"Bench User {uid[5:]}",
+               sn="User", mail=f"{uid}@example.org", userPassword=hashed)
+        for uid in uids
+    ]
+    out += [
+        _entry(f"cn={name},{group_ou}", objectClass=["groupOfNames"], cn=name, member=m)
+        for name, m in members.items()
+        if m
+    ]
+    slapd.ldapadd("".join(out))
+    return uids
+
+
 def _ldapmodify(slapd: Slapd, path: Path) -> None:
     done = subprocess.run(
         [

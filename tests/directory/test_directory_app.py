@@ -144,3 +144,23 @@ def test_group_dns_in_admin_groups_match_like_mappings(app_factory):
     )
     assert client.get("/api/v1/admin/accounts", headers=basic("alice", "alice-demo-pw")).status_code == 200
     assert client.get("/api/v1/admin/accounts", headers=basic("bob", "bob-demo-pw")).status_code == 403
+
+
+@pytest.mark.ldap
+def test_an_issuance_with_http_basic_costs_the_directory_one_sign_in(app_factory, ldap_settings, ldap_passwords):
+    from broker.flow import DecisionContext
+
+    client = app_factory(directory=ldap_settings(), mapping=MAPPING, api={"password_login": True})
+    services = client.app.state.services
+    alice = basic("alice", ldap_passwords["alice"])
+    body = {"account": "dev", "role": "Developer"}
+    assert client.post("/api/v1/credentials", json=body, headers=alice).status_code == 200  # pools opened
+
+    def cost(action) -> dict[str, int]:
+        before = services.directory.stats.snapshot()
+        action()
+        return {k: v - before[k] for k, v in services.directory.stats.snapshot().items()}
+
+    sign_in = cost(lambda: services.flow.sign_in("alice", ldap_passwords["alice"], ctx=DecisionContext()))
+    issuance = cost(lambda: client.post("/api/v1/credentials", json=body, headers=alice).raise_for_status())
+    assert issuance == sign_in and sign_in["binds"] == 1

@@ -1,0 +1,107 @@
+"""How people reach the broker, built once by create_app: portal sessions, CLI tokens (RFC 8628
+device login, rotating refresh tokens), rate limits and the portal's per-person preferences —
+all on the shared state store, so replicas are interchangeable.
+
+``Access.sign_in`` is the one password sign-in of the web layer (portal form, OAuth password
+grant, HTTP Basic on the user API): rate limits first, then ``Flow.sign_in`` (audited).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.errors import InvalidCredentials
+from broker.oauth import secret_hash
+from broker.oauth.device import DeviceFlow
+from broker.oauth.tokens import TokenService
+from broker.ratelimit import RateLimiter
+from broker.state.base import StateStore
+from broker.web.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from broker.config import Config
+    from broker.domain import Identity
+    from broker.flow import DecisionContext, Flow
+
+PREFS_TTL = 400 * 86400
+
+
+def role_key(account_id: str, role_name: str) -> str:
+    return f"{account_id}/{role_name.lower()}"
+
+
+@dataclass
+class Preferences:
+    """Favorites and recently used roles of one person, kept server-side (shared state)."""
+
+    favorites: list[str] = field(default_factory=list)
+    recents: list[str] = field(default_factory=list)
+
+
+class PreferenceStore:
+    def __init__(self, state: StateStore, *, max_recents: int) -> None:
+        self.state = state
+        self.max_recents = max_recents
+
+    def _key(self, identity: Identity) -> str:
+        return f"portal:prefs:{secret_hash(identity.source + ':' + identity.id)}"
+
+    def get(self, identity: Identity) -> Preferences:
+        raw = self.state.get(self._key(identity))
+        if raw is None:
+            return Preferences()
+        data = json.loads(raw)
+        return Preferences(list(data.get("favorites", [])), list(data.get("recents", [])))
+
+    def _put(self, identity: Identity, prefs: Preferences) -> None:
+        self.state.set(self._key(identity), json.dumps({"favorites": prefs.favorites, "recents": prefs.recents}),
+                       ttl=PREFS_TTL)
+
+    def toggle_favorite(self, identity: Identity, key: str) -> bool:
+        """True when ``key`` is a favorite afterwards."""
+        prefs = self.get(identity)
+        if key in prefs.favorites:
+            prefs.favorites.remove(key)
+        else:
+            prefs.favorites.append(key)
+        self._put(identity, prefs)
+        return key in prefs.favorites
+
+    def used(self, identity: Identity, key: str) -> None:
+        if self.max_recents == 0:
+            return
+        prefs = self.get(identity)
+        prefs.recents = [key, *[k for k in prefs.recents if k != key]][: self.max_recents]
+        self._put(identity, prefs)
+
+
+class Access:
+    def __init__(self, config: Config, state: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.state = state
+        self.sessions = SessionStore(state, config.sessions, public_url=config.server.public_url, clock=clock)
+        self.tokens = TokenService(state, config.oauth, clock=clock)
+        self.devices = DeviceFlow(state, config.oauth, clock=clock)
+        self.limits = RateLimiter(state, config.rate_limits)
+        self.prefs = PreferenceStore(state, max_recents=config.portal.max_recents)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Tests own time: one clock for sessions, tokens and device codes."""
+        self.sessions.clock = self.tokens.clock = self.devices.clock = clock
+
+    def sign_in(self, flow: Flow, username: str, password: str, *, ctx: DecisionContext) -> Identity:
+        """A rate-limited, audited password sign-in; one answer for every wrong case."""
+        if not username or len(username) > 256 or len(password) > 1024:
+            raise InvalidCredentials("malformed")
+        self.limits.check_login(username=username, address=ctx.source_ip)
+        try:
+            identity = flow.sign_in(username, password, ctx=ctx)
+        except InvalidCredentials:
+            self.limits.login_failed(username=username, address=ctx.source_ip)
+            raise
+        self.limits.login_succeeded(username=username)
+        return identity

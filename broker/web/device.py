@@ -1,0 +1,174 @@
+"""RFC 8628 over HTTP: /oauth/device/authorization, /oauth/token (device_code, refresh_token and,
+only when ``api.password_login`` is on, password), /oauth/revoke (RFC 7009), and the /device
+approval page behind the portal sign-in.
+
+The grant logic is broker.oauth (device codes, rotating refresh tokens); errors are authlib's
+OAuth2Error classes, answered in the RFC 6749 §5.2 shape ``{"error", "error_description"}``
+with ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    UnsupportedGrantTypeError,
+)
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from broker.audit import AuditContext
+from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
+from broker.flow import DecisionContext
+from broker.oauth.device import DEVICE_CODE_GRANT_TYPE
+from broker.web.deps import ServicesDep, client_ip
+from broker.web.portal import error_page, message, page
+from broker.web.sessions import safe_next
+
+router = APIRouter(tags=["device login (RFC 8628)"])
+
+DEVICE_PATH = "/device"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+Param = Annotated[str | None, Form(max_length=4096)]
+
+
+def _oauth_error(exc: OAuth2Error) -> JSONResponse:
+    body: dict[str, Any] = dict(exc.get_body())
+    return JSONResponse(body, status_code=exc.status_code, headers=_NO_STORE)
+
+
+def _ctx(request: Request, via: str) -> DecisionContext:
+    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via=via)
+
+
+@router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
+def device_authorization(request: Request, services: ServicesDep, client_id: Param = None, scope: Param = None) -> Response:
+    access = services.access
+    try:
+        if not client_id:
+            raise InvalidRequestError("client_id is required")
+        access.limits.device_authorization(address=client_ip(request))
+        grant = access.devices.authorize(client_id=client_id)
+    except OAuth2Error as exc:
+        return _oauth_error(exc)
+    except TooManyRequests as exc:
+        return JSONResponse({"error": "slow_down", "error_description": exc.message}, status_code=429,
+                            headers=_NO_STORE | (exc.headers or {}))
+    return JSONResponse(grant.response(services.config.server.public_url + DEVICE_PATH), headers=_NO_STORE)
+
+
+@router.post("/oauth/token", summary="RFC 6749 token endpoint: device_code (RFC 8628), refresh_token, password (if enabled)")
+def token(
+    request: Request,
+    services: ServicesDep,
+    grant_type: Param = None,
+    client_id: Param = None,
+    device_code: Param = None,
+    refresh_token: Param = None,
+    username: Param = None,
+    password: Param = None,
+) -> Response:
+    access = services.access
+    try:
+        if not grant_type:
+            raise InvalidRequestError("grant_type is required")
+        if client_id != services.config.oauth.client_id:
+            raise InvalidClientError("unknown client_id")
+        if grant_type == DEVICE_CODE_GRANT_TYPE:
+            identity = access.devices.poll(device_code=device_code or "", client_id=client_id)
+            pair = access.tokens.issue(identity, client_id=client_id)
+        elif grant_type == "refresh_token":
+            pair = access.tokens.refresh(refresh_token or "", client_id=client_id)
+        elif grant_type == "password" and services.config.api.password_login:
+            if not username or not password:
+                raise InvalidRequestError("username and password are required")
+            try:
+                identity = access.sign_in(services.flow, username, password, ctx=_ctx(request, "cli"))
+            except InvalidCredentials:
+                raise InvalidGrantError("invalid username or password") from None
+            pair = access.tokens.issue(identity, client_id=client_id)
+        else:
+            raise UnsupportedGrantTypeError(f"unsupported grant_type {grant_type[:64]}")
+    except OAuth2Error as exc:
+        return _oauth_error(exc)
+    except TooManyRequests as exc:
+        return JSONResponse({"error": "rate_limited", "error_description": exc.message}, status_code=429,
+                            headers=_NO_STORE | (exc.headers or {}))
+    return JSONResponse(pair.response(), headers=_NO_STORE)
+
+
+@router.post("/oauth/revoke", summary="RFC 7009: revoke a CLI login (access or refresh token); always 200")
+def revoke(services: ServicesDep, token: Param = None, token_type_hint: Param = None, client_id: Param = None) -> Response:
+    if token:
+        services.access.tokens.revoke(token)
+    return Response(status_code=200, headers=_NO_STORE)
+
+
+# ---- the approval page (a person, signed in to the portal) ----
+
+
+def _audit(services: Any, request: Request, username: str, action: str, outcome: str) -> None:
+    log = getattr(services.flow, "log", None)
+    if log is None:
+        return
+    ctx = AuditContext(actor=f"user:{username}", request_id=getattr(request.state, "request_id", None),
+                       source_ip=client_ip(request))
+    log.record_event(ctx, action, outcome=outcome, details={"user": username, "via": "device"})
+
+
+@router.get(DEVICE_PATH, include_in_schema=False)
+def device_page(request: Request, services: ServicesDep, user_code: Annotated[str, Query(max_length=32)] = "") -> Response:
+    session = services.access.sessions.load(request)
+    if session is None or session.user is None:
+        target = DEVICE_PATH + (f"?user_code={user_code}" if user_code.replace("-", "").isalnum() else "")
+        return RedirectResponse(f"/login?next={safe_next(target)}", status_code=303, headers=_NO_STORE)
+    return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code, error="")
+
+
+@router.post(DEVICE_PATH, include_in_schema=False)
+def device_decide(
+    request: Request,
+    services: ServicesDep,
+    user_code: Annotated[str, Form(max_length=32)] = "",
+    decision: Annotated[str, Form(max_length=16)] = "",
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    access = services.access
+    session = access.sessions.load(request)
+    if session is None or session.user is None:
+        return RedirectResponse(f"/login?next={DEVICE_PATH}", status_code=303, headers=_NO_STORE)
+    try:
+        access.sessions.check_csrf(request, session, csrf_token)
+    except CsrfFailed as exc:
+        return error_page(request, session, exc)
+    identity = session.identity
+    assert identity is not None
+    address = client_ip(request)
+    try:
+        access.limits.check_user_code(user=identity.username, address=address)
+    except TooManyRequests as exc:
+        return error_page(request, session, exc)
+    if decision not in ("approve", "deny"):
+        return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
+                    error="Choose Approve or Deny.", status=400)
+    try:
+        # the directory's view now: a disabled account cannot approve a login
+        current = services.flow.current_identity(identity)
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    if not access.devices.decide(user_code, identity=current, approve=decision == "approve"):
+        access.limits.user_code_failed(user=identity.username, address=address)
+        _audit(services, request, identity.username, "device.decide", "deny")
+        return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
+                    error="That code is unknown, already used or expired. Check it, or run awsbroker login again.",
+                    status=400)
+    _audit(services, request, identity.username, f"device.{decision}", "allow")
+    if decision == "approve":
+        return message(request, session, title="Command line signed in", kind="ok", status=200,
+                       text="Your terminal is signed in as you. You can close this tab and return to it.")
+    return message(request, session, title="Sign-in denied", kind="ok", status=200,
+                   text="The command-line sign-in was denied; nothing was issued to it.")

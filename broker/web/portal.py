@@ -1,0 +1,383 @@
+"""The employee portal (server-rendered, Jinja2): sign in, see every account and role, open the
+console, copy command-line snippets, favorites and recents, sign out.
+
+Thin: every decision is ``broker.flow.Flow``'s (directory re-read, grants, mint, STS, audit);
+sessions and CSRF are ``broker.web.sessions``; password guessing is ``broker.ratelimit``'s.
+Every form carries the session's CSRF token. Pages are never cached and never framed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from broker import delivery
+from broker.access import role_key
+from broker.domain import Identity, RoleGrant
+from broker.errors import (
+    BrokerError,
+    CsrfFailed,
+    DirectoryUnavailable,
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
+from broker.flow import DecisionContext
+from broker.web.deps import ServicesDep, client_ip
+from broker.web.federation import console_redirect
+from broker.web.sessions import Session, login_response, safe_next
+
+router = APIRouter(include_in_schema=False, tags=["portal"])
+
+templates = Environment(
+    loader=PackageLoader("broker.web", "templates"), autoescape=select_autoescape(default=True), trim_blocks=True,
+    lstrip_blocks=True,
+)
+UPSTREAM_START = "/sso/{name}/login"
+"""Where an upstream sign-in button leads (broker.web.upstream), with ``?next=``."""
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    # no form-action: the console form's answer is a 302 to the AWS federation endpoint
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+}
+STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
+
+Text = Annotated[str, Form(max_length=256)]
+OptionalText = Annotated[str, Form(max_length=256)]
+
+
+def _ctx(request: Request) -> DecisionContext:
+    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via="portal")
+
+
+def page(request: Request, template: str, *, status: int = 200, session: Session | None = None, **values: Any) -> HTMLResponse:
+    services = request.app.state.services
+    user = session.identity if session is not None else None
+    html = templates.get_template(template).render(
+        portal_title=services.config.portal.title,
+        sandbox=getattr(services.aws.signin, "sandbox", False),
+        user=user,
+        csrf=session.csrf if session is not None else "",
+        **values,
+    )
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def message(request: Request, session: Session | None, *, title: str, text: str, status: int,
+            kind: str = "error", links: list[tuple[str, str]] | None = None) -> HTMLResponse:
+    return page(request, "message.html", status=status, session=session, title=title, text=text, kind=kind,
+                links=links or [("/", "Back to your accounts")])
+
+
+def error_page(request: Request, session: Session | None, exc: BrokerError) -> HTMLResponse:
+    """A broker error as a page a person understands (never a stack trace, never a secret)."""
+    if isinstance(exc, DirectoryUnavailable):
+        title, text = "Directory unavailable", (
+            "The company directory cannot be reached right now, so the broker cannot check your groups. "
+            "Nothing was issued. Try again in a few minutes.")
+    elif isinstance(exc, Forbidden) and not isinstance(exc, CsrfFailed):
+        title, text = "Role denied", f"{exc.message}. Nothing was issued; your accounts page shows what you may use."
+    elif isinstance(exc, CsrfFailed):
+        title, text = "Please try again", exc.message
+    elif isinstance(exc, TooManyRequests):
+        title, text = "Too many attempts", exc.message
+    elif isinstance(exc, InvalidInput):
+        title, text = "Check the form", exc.message
+    elif isinstance(exc, Unavailable):
+        title, text = "Temporarily unavailable", exc.message
+    else:
+        title, text = "Something went wrong", exc.message
+    response = message(request, session, title=title, text=text, status=exc.status)
+    for key, value in (exc.headers or {}).items():
+        if key.lower() == "retry-after":
+            response.headers[key] = value
+    return response
+
+
+def _session(request: Request) -> Session | None:
+    return request.app.state.services.access.sessions.load(request)
+
+
+def _to_login(request: Request, next_url: str = "/") -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(safe_next(next_url), safe='/')}", status_code=303,
+                            headers={"Cache-Control": "no-store"})
+
+
+def _signed_in(request: Request) -> tuple[Session | None, Identity | None]:
+    session = _session(request)
+    return session, (session.identity if session is not None else None)
+
+
+def _opt(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+# ---- static files (an allow-list, from the package) ----
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC:
+        return Response(status_code=404)
+    body = resources.files("broker.web").joinpath("static", name).read_bytes()
+    return Response(body, media_type=STATIC[name], headers={"Cache-Control": "public, max-age=300",
+                                                            "X-Content-Type-Options": "nosniff"})
+
+
+# ---- sign in / out ----
+
+
+def _upstream_options(config: Any, next_url: str) -> list[tuple[str, str]]:
+    options = []
+    for idp in getattr(config, "upstream", None) or []:
+        name = getattr(idp, "name", None)
+        if name:
+            label = getattr(idp, "display_name", "") or name
+            options.append((label, UPSTREAM_START.format(name=name) + f"?next={quote(next_url, safe='/')}"))
+    return options
+
+
+def _login_page(request: Request, session: Session, *, next_url: str, username: str = "", error: str = "",
+                status: int = 200) -> HTMLResponse:
+    services = request.app.state.services
+    response = page(
+        request, "login.html", status=status, session=None, title="Sign in", csrf_login=session.csrf,
+        next_url=next_url, username=username, error=error,
+        password_login=services.directory is not None,
+        upstream=_upstream_options(services.config, next_url),
+    )
+    services.access.sessions.set_cookie(request, response, session)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, services: ServicesDep, next: Annotated[str, Query(max_length=2048)] = "/") -> Response:
+    next_url = safe_next(next)
+    session = services.access.sessions.load(request)
+    if session is not None and session.user is not None:
+        return RedirectResponse(next_url, status_code=303, headers={"Cache-Control": "no-store"})
+    if session is None:
+        session = services.access.sessions.create()
+    return _login_page(request, session, next_url=next_url)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    services: ServicesDep,
+    username: Text = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Text = "",
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    sessions = services.access.sessions
+    session = sessions.load(request)
+    next_url = safe_next(next)
+    try:
+        sessions.check_csrf(request, session, csrf_token)
+    except CsrfFailed:
+        fresh = sessions.create()
+        return _login_page(request, fresh, next_url=next_url, username=username, status=403,
+                           error="The sign-in form had expired. Please sign in again.")
+    assert session is not None
+    if not username.strip() or not password:
+        return _login_page(request, session, next_url=next_url, username=username, status=400,
+                           error="Enter your username and password.")
+    try:
+        identity = services.access.sign_in(services.flow, username.strip(), password, ctx=_ctx(request))
+    except InvalidCredentials:
+        return _login_page(request, session, next_url=next_url, username=username, status=401,
+                           error="Invalid username or password.")
+    except TooManyRequests as exc:
+        response = _login_page(request, session, next_url=next_url, username=username, status=429, error=exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except DirectoryUnavailable:
+        return _login_page(request, session, next_url=next_url, username=username, status=503,
+                           error="The company directory cannot be reached right now. Try again in a few minutes.")
+    except BrokerError as exc:
+        return _login_page(request, session, next_url=next_url, username=username, status=exc.status, error=exc.message)
+    return login_response(request, identity, next_url)
+
+
+@router.post("/logout")
+def logout(request: Request, services: ServicesDep, csrf_token: Text = "") -> Response:
+    sessions = services.access.sessions
+    session = sessions.load(request)
+    if session is None:
+        return _to_login(request)
+    try:
+        sessions.check_csrf(request, session, csrf_token)
+    except CsrfFailed as exc:
+        return error_page(request, session, exc)
+    sessions.destroy(session)
+    response = RedirectResponse("/login", status_code=303, headers={"Cache-Control": "no-store"})
+    sessions.clear_cookie(request, response)
+    return response
+
+
+# ---- home: accounts and roles ----
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    key: str
+    account_id: str
+    account: str
+    """What the CLI and the forms name the account by: the alias when there is one."""
+    alias: str | None
+    environment: str | None
+    role_name: str
+    region: str
+    console: bool
+    cli: bool
+    max_cli: int
+    favorite: bool
+
+    @property
+    def search(self) -> str:
+        return " ".join(filter(None, [self.account_id, self.alias, self.environment, self.role_name])).lower()
+
+    @property
+    def profile(self) -> str:
+        return f"{self.account}-{self.role_name}"
+
+
+def _rows(grants: list[RoleGrant], favorites: set[str]) -> list[RoleRow]:
+    rows = [
+        RoleRow(
+            key=role_key(g.account_id, g.role_name), account_id=g.account_id, account=g.account_alias or g.account_id,
+            alias=g.account_alias, environment=g.environment, role_name=g.role_name, region=g.region,
+            console=g.allows("console"), cli=g.allows("cli"), max_cli=g.max_duration("cli"),
+            favorite=role_key(g.account_id, g.role_name) in favorites,
+        )
+        for g in grants
+    ]
+    return sorted(rows, key=lambda r: (r.account.lower(), r.role_name.lower()))
+
+
+@router.get("/")
+def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_length=100)] = "") -> Response:
+    session, user = _signed_in(request)
+    if session is None or user is None:
+        return _to_login(request, "/")
+    try:
+        current = services.flow.current_identity(user)
+        grants = list(services.flow.grants_for(current.groups).grants)
+    except Unauthenticated:
+        services.access.sessions.destroy(session)
+        return _to_login(request, "/")
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    prefs = services.access.prefs.get(current)
+    rows = _rows(grants, set(prefs.favorites))
+    query = q.strip().lower()
+    shown = [r for r in rows if all(word in r.search for word in query.split())] if query else rows
+    by_key = {r.key: r for r in rows}
+    accounts: dict[str, list[RoleRow]] = {}
+    for row in shown:
+        accounts.setdefault(row.account_id, []).append(row)
+    return page(
+        request, "home.html", session=session, title="Your AWS accounts", q=q, rows=shown, total=len(rows),
+        accounts=list(accounts.values()),
+        favorites=[r for r in rows if r.favorite and r in shown],
+        recents=[by_key[k] for k in prefs.recents if k in by_key and by_key[k] in shown],
+        groups=list(current.groups),
+    )
+
+
+def _form_session(request: Request, csrf_token: str) -> tuple[Session | None, Identity | None, Response | None]:
+    """The signed-in session of a form POST with a valid CSRF token, or the response to give instead."""
+    session, user = _signed_in(request)
+    if session is None or user is None:
+        return None, None, _to_login(request, "/")
+    try:
+        request.app.state.services.access.sessions.check_csrf(request, session, csrf_token)
+    except CsrfFailed as exc:
+        return session, user, error_page(request, session, exc)
+    return session, user, None
+
+
+@router.post("/favorites")
+def favorites(request: Request, services: ServicesDep, account: Text, role: Text, csrf_token: Text = "") -> Response:
+    session, user, refusal = _form_session(request, csrf_token)
+    if refusal is not None:
+        return refusal
+    assert user is not None
+    try:
+        current = services.flow.current_identity(user)
+        grant = next((g for g in services.flow.grants_for(current.groups).grants
+                      if g.account_id == account and g.role_name.lower() == role.lower()), None)
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    if grant is None:
+        return error_page(request, session, Forbidden("that role is not one of yours"))
+    services.access.prefs.toggle_favorite(current, role_key(grant.account_id, grant.role_name))
+    return RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/console")
+def console(
+    request: Request,
+    services: ServicesDep,
+    account: Text,
+    role: Text,
+    csrf_token: Text = "",
+    service: OptionalText = "",
+    region: OptionalText = "",
+) -> Response:
+    """The Console button: a 302 to the console sign-in URL (in the sandbox: the local SANDBOX page)."""
+    session, user, refusal = _form_session(request, csrf_token)
+    if refusal is not None:
+        return refusal
+    assert user is not None
+    try:
+        link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
+                                     region=_opt(region), ctx=_ctx(request))
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    grant_key = next((role_key(g.account_id, g.role_name) for g in services.flow.grants_for(user.groups).grants
+                      if g.account_id == account and g.role_name.lower() == role.lower()), None)
+    if grant_key:
+        services.access.prefs.used(user, grant_key)
+    return console_redirect(link)
+
+
+@router.post("/cli-credentials")
+def cli_credentials(request: Request, services: ServicesDep, account: Text, role: Text, csrf_token: Text = "") -> Response:
+    """Temporary credentials as ready-to-paste shell lines (a page that is never cached)."""
+    session, user, refusal = _form_session(request, csrf_token)
+    if refusal is not None:
+        return refusal
+    assert user is not None
+    try:
+        issued = services.flow.credentials(identity=user, account=account, role=role, ctx=_ctx(request))
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    services.access.prefs.used(user, role_key(issued.grant.account_id, issued.grant.role_name))
+    creds = issued.credentials
+    region = issued.grant.region
+    shells = [
+        ("bash / zsh", delivery.env(creds, shell="bash", region=region)),
+        ("fish", delivery.env(creds, shell="fish", region=region)),
+        ("PowerShell", delivery.env(creds, shell="powershell", region=region)),
+    ]
+    return page(request, "cli_credentials.html", session=session, title="Temporary credentials",
+                account=issued.grant.account_alias or issued.grant.account_id, role=issued.grant.role_name,
+                expires=delivery.rfc3339(creds.expiration), shells=shells)

@@ -1,0 +1,198 @@
+"""Server-side portal sessions on shared state, the session cookie, and CSRF tokens (OWASP ASVS V3 / V7).
+
+- The cookie holds only a random id (256 bits); the state store holds ``session:<sha256(id)>``
+  → the signed-in identity, a CSRF token, and creation / last-use times. A dump of Redis gives
+  no usable cookie.
+- Cookie: HttpOnly, SameSite=Lax, Path=/; Secure and the ``__Host-`` name when served over TLS
+  (``sessions.secure``: auto = public_url https or the request came over TLS). Over plain http
+  the prefix is dropped, because browsers refuse ``__Host-`` cookies without Secure.
+- A new id at every sign-in (``login_response``), the old session destroyed: no fixation.
+- Idle and absolute timeouts (``sessions.*_timeout_seconds``) are checked against the store's
+  clock, and the state TTL follows them, so an abandoned session disappears by itself.
+- CSRF: a per-session synchronizer token in every form (``csrf_token``) or the
+  ``X-CSRF-Token`` header, compared in constant time, plus an Origin check when the browser
+  sends one. The login form has one too, bound to a short pre-sign-in session.
+
+``login_response(request, identity, next_url)`` is the one way a sign-in becomes a session
+(portal password form, upstream SAML/OIDC callbacks).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from broker.access_config import SessionsConfig
+from broker.domain import Identity
+from broker.errors import CsrfFailed
+from broker.identity_json import identity_from_dict, identity_to_dict
+from broker.oauth import secret_hash
+from broker.state.base import StateStore
+
+if TYPE_CHECKING:
+    from broker.app import Services
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+ANONYMOUS_TTL = 1800
+"""A pre-sign-in session (it only carries the login form's CSRF token) lives at most 30 minutes."""
+_SAFE_NEXT = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+
+
+def safe_next(url: str | None) -> str:
+    """Only a relative path on this site (``/x``): never ``//host``, ``/\\host``, a scheme or control characters."""
+    if not url or not _SAFE_NEXT.match(url) or "\\" in url:
+        return "/"
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return url
+
+
+@dataclass
+class Session:
+    id: str = field(repr=False)
+    csrf: str = field(repr=False)
+    created: float
+    seen: float
+    user: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Small values the login flow keeps between requests (e.g. the page to return to)."""
+
+    @property
+    def identity(self) -> Identity | None:
+        return None if self.user is None else identity_from_dict(self.user)
+
+    def to_json(self) -> str:
+        return json.dumps({"csrf": self.csrf, "created": self.created, "seen": self.seen, "user": self.user,
+                           "extra": self.extra})
+
+
+class SessionStore:
+    def __init__(self, state: StateStore, config: SessionsConfig, *, public_url: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.config = config
+        self.public_url = public_url
+        self.clock = clock
+
+    # -- cookie --
+
+    def secure(self, request: Request) -> bool:
+        if self.config.secure != "auto":
+            return self.config.secure == "true"
+        return self.public_url.startswith("https://") or request.url.scheme == "https"
+
+    def cookie_name(self, request: Request) -> str:
+        name = self.config.cookie_name
+        if not self.secure(request) and name.startswith("__Host-"):
+            return name[len("__Host-"):] or "broker"
+        return name
+
+    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+        response.set_cookie(self.cookie_name(request), session.id, path="/", httponly=True, samesite="lax",
+                            secure=self.secure(request))
+
+    def clear_cookie(self, request: Request, response: Response) -> None:
+        response.delete_cookie(self.cookie_name(request), path="/", httponly=True, samesite="lax",
+                               secure=self.secure(request))
+
+    # -- store --
+
+    def _key(self, sid: str) -> str:
+        return f"session:{secret_hash(sid)}"
+
+    def _ttl(self, session: Session, now: float) -> float:
+        if session.user is None:
+            return float(min(ANONYMOUS_TTL, self.config.idle_timeout_seconds))
+        absolute_left = session.created + self.config.absolute_timeout_seconds - now
+        return max(1.0, min(float(self.config.idle_timeout_seconds), absolute_left))
+
+    def save(self, session: Session) -> None:
+        self.state.set(self._key(session.id), session.to_json(), ttl=self._ttl(session, self.clock()))
+
+    def create(self, identity: Identity | None = None) -> Session:
+        now = self.clock()
+        session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), created=now, seen=now,
+                          user=None if identity is None else identity_to_dict(identity))
+        self.save(session)
+        return session
+
+    def get(self, sid: str | None) -> Session | None:
+        """The live session for a cookie value; None when unknown, timed out or malformed."""
+        if not sid or len(sid) > 128:
+            return None
+        raw = self.state.get(self._key(sid))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        session = Session(id=sid, csrf=data["csrf"], created=data["created"], seen=data["seen"], user=data.get("user"),
+                          extra=data.get("extra") or {})
+        now = self.clock()
+        idle = ANONYMOUS_TTL if session.user is None else self.config.idle_timeout_seconds
+        if now - session.seen > idle or (
+            session.user is not None and now - session.created > self.config.absolute_timeout_seconds
+        ):
+            self.destroy(session)
+            return None
+        if now - session.seen >= 30 or session.user is None:  # do not rewrite the record on every request
+            session.seen = now
+            self.save(session)
+        return session
+
+    def destroy(self, session: Session) -> None:
+        self.state.delete(self._key(session.id))
+
+    def load(self, request: Request) -> Session | None:
+        return self.get(request.cookies.get(self.cookie_name(request)))
+
+    # -- CSRF --
+
+    def check_csrf(self, request: Request, session: Session | None, token: str | None) -> None:
+        """Refuse unless ``token`` is this session's CSRF token and the Origin (if sent) is this site."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in self._origins(request):
+            raise CsrfFailed()
+        if session is None or not token or not hmac.compare_digest(session.csrf.encode(), token.encode()):
+            raise CsrfFailed()
+
+    def _origins(self, request: Request) -> set[str]:
+        public = urlsplit(self.public_url)
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        return {f"{public.scheme}://{public.netloc}", own}
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def login_response(request: Request, identity: Identity, next_url: str | None) -> Response:
+    """Establish a portal session for ``identity`` (any sign-in method) and redirect (303) to
+    ``next_url`` if it is a relative path on this site, else to the portal's home page.
+
+    The session id is always new: whatever session the browser had is destroyed first.
+    """
+    sessions = _services(request).access.sessions
+    old = sessions.load(request)
+    if old is not None:
+        sessions.destroy(old)
+    session = sessions.create(identity)
+    response = RedirectResponse(safe_next(next_url), status_code=303, headers={"Cache-Control": "no-store"})
+    sessions.set_cookie(request, response, session)
+    return response
+
+
+def session_identity(request: Request) -> Identity | None:
+    """The signed-in person of a portal request (cookie), or None."""
+    session = _services(request).access.sessions.load(request)
+    return None if session is None else session.identity

@@ -1,0 +1,249 @@
+"""Sign-in through an upstream identity provider (the broker as SAML SP / OIDC RP).
+
+    GET  /sso                         the configured sign-in options (the portal's buttons)
+    GET  /sso/{idp}/login?next=/path  start: 302 to the IdP; the pending request goes to shared state
+    POST /sso/{idp}/saml/acs          SAML: the IdP's HTTP-POST (SAMLResponse, RelayState)
+    GET  /sso/{idp}/saml/metadata     SAML: this SP's metadata, for the IdP's administrator
+    GET  /sso/{idp}/oidc/callback     OIDC: the authorization response (code, state, iss)
+
+A thin router: the connectors (``broker.connectors.saml_sp`` / ``oidc_rp``) do the protocol work.
+The browser that starts a sign-in gets a random cookie (``__Host-broker-sso`` over https); the
+pending request stores its hash, and the callback must come from the same browser. Over https
+the cookie is ``SameSite=None`` because the SAML ACS is a cross-site POST from the IdP.
+
+On success the verified ``Identity`` goes to ``establish_session`` (``broker.web.sessions``),
+which answers with a redirect to the validated local ``next`` path. Every outcome is audited
+(action ``login``, via ``upstream``): allow with who and which IdP, deny with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from broker.audit import AuditContext
+from broker.connectors.base import CallbackConnector, SAMLConnector, SignIn, UpstreamConnector
+from broker.connectors.upstream import binding_of, safe_next
+from broker.domain import Identity
+from broker.errors import (
+    BrokerError,
+    SsoRequestInvalid,
+    UnknownIdentityProvider,
+    UpstreamRejected,
+)
+from broker.logs import get_logger
+from broker.web.deps import ServicesDep, client_ip
+from broker.web.sessions import login_response
+
+if TYPE_CHECKING:
+    from broker.app import Services
+
+log = get_logger("broker.web.upstream")
+router = APIRouter(prefix="/sso", tags=["sign-in"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_COOKIE_MAX_AGE = 3600
+
+
+# ---- the session hook (the portal owns sessions) ----
+
+EstablishSession = Callable[[Request, Identity, str], Response]
+
+
+def establish_session(request: Request, identity: Identity, next_url: str) -> Response:
+    """Sign the browser in as ``identity`` and send it on to ``next_url`` (a validated local path).
+
+    The portal's ``broker.web.sessions.login_response``: a new session id (never the one the
+    browser came with), the session cookie, and a 303 to ``next_url``. Called for every upstream
+    sign-in, once the IdP's answer and the directory enrichment passed. Tests may replace it
+    through ``app.dependency_overrides[session_hook]``.
+    """
+    return login_response(request, identity, next_url)
+
+
+def session_hook() -> EstablishSession:
+    return establish_session
+
+
+SessionHook = Annotated[EstablishSession, Depends(session_hook)]
+
+
+# ---- helpers ----
+
+
+def sign_in_options(services: Services) -> list[dict[str, str]]:
+    """The configured upstream sign-in options, in configuration order (for the portal's login page)."""
+    return [
+        {"name": name, "display_name": c.display_name, "protocol": c.kind, "login_url": f"/sso/{name}/login"}
+        for name, c in services.upstream.items()
+    ]
+
+
+def _connector(services: Services, idp: str) -> UpstreamConnector:
+    connector = services.upstream.get(idp)
+    if connector is None:
+        raise UnknownIdentityProvider()
+    return connector
+
+
+def _cookie_name(services: Services) -> str:
+    return "__Host-broker-sso" if services.config.server.public_url.startswith("https://") else "broker-sso"
+
+
+def _binding(request: Request, services: Services) -> str | None:
+    value = request.cookies.get(_cookie_name(services))
+    return binding_of(value) if value and _COOKIE_VALUE.match(value) else None
+
+
+def _audit(
+    request: Request, services: Services, *, idp: str, outcome: str, identity: Identity | None = None,
+    error: BrokerError | None = None,
+) -> None:
+    connector = services.upstream.get(idp)
+    details: dict[str, Any] = {"via": "upstream", "idp": idp, "protocol": connector.kind if connector else None}
+    if identity is not None:
+        actor = f"user:{identity.username}"
+        details |= {"user": identity.username, "immutable_id": identity.id, "source": identity.source,
+                    "groups": len(identity.groups)}
+    else:
+        actor = f"upstream:{idp}"
+    if error is not None:
+        details |= {"code": error.code, "reason": getattr(error, "reason", None) or error.message}
+    log.info("upstream_sign_in", idp=idp, outcome=outcome, code=details.get("code"), reason=details.get("reason"))
+    ctx = AuditContext(actor=actor, request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request))
+    try:
+        services.store.record_event(ctx, "login", outcome=outcome, target_type="identity_provider", target_id=idp,
+                                    details=details)
+    except BrokerError:
+        log.warning("audit_write_failed", action="login", idp=idp)
+        if outcome == "allow":
+            raise  # no sign-in without its audit event
+
+
+def _wants_page(request: Request, services: Services) -> bool:
+    """A person's browser (it asks for HTML) on a broker that serves the portal."""
+    return services.config.portal.enabled and "text/html" in request.headers.get("accept", "")
+
+
+def _refusal(request: Request, services: Services, exc: BrokerError) -> Response:
+    """A browser gets a page saying the sign-in failed (and a way to start again); API clients
+    get the JSON error (re-raised to the error handlers)."""
+    if not _wants_page(request, services):
+        raise exc
+    from broker.web.portal import message
+
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(exc.code).inc()  # as broker.web.errors counts the JSON answers
+
+    text = f"{exc.message}. Nothing was signed in." if exc.status < 500 else exc.message
+    return message(request, None, title="Sign-in failed", text=text, status=exc.status,
+                   links=[("/login", "Sign in again")])
+
+
+def _finish(request: Request, services: Services, idp: str, hook: EstablishSession,
+            work: Callable[[], SignIn]) -> Response:
+    try:
+        signed_in = work()
+        response = hook(request, signed_in.identity, signed_in.next_url)
+    except BrokerError as exc:
+        _audit(request, services, idp=idp, outcome="error" if exc.status >= 500 else "deny", error=exc)
+        return _refusal(request, services, exc)
+    _audit(request, services, idp=idp, outcome="allow", identity=signed_in.identity)
+    # The sign-in cookie stays (it expires by itself): another tab's sign-in may still be under way,
+    # and it proves nothing without a pending request, which is single-use.
+    return response
+
+
+def _single(items: list[tuple[str, str]]) -> Mapping[str, str]:
+    """Parameters given once each; a repeated one (two ``state``s, two SAMLResponses) is refused."""
+    out: dict[str, str] = {}
+    for key, value in items:
+        if key in out:
+            raise SsoRequestInvalid("duplicate_parameter")
+        out[key] = value
+    return out
+
+
+# ---- routes ----
+
+
+@router.get("", summary="The configured upstream sign-in options")
+def options(services: ServicesDep) -> JSONResponse:
+    return JSONResponse({"providers": sign_in_options(services)})
+
+
+@router.get("/{idp}/login", summary="Start signing in through an upstream identity provider")
+def login(
+    idp: str,
+    request: Request,
+    services: ServicesDep,
+    next: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Response:
+    connector = _connector(services, idp)
+    name = _cookie_name(services)
+    cookie = request.cookies.get(name)
+    if not cookie or not _COOKIE_VALUE.match(cookie):
+        cookie = secrets.token_urlsafe(32)
+    binding = binding_of(cookie)
+    assert binding is not None
+    try:
+        url = connector.login_url(next_url=safe_next(next) or "/", binding=binding)
+    except BrokerError as exc:  # the IdP's metadata or discovery cannot be had
+        return _refusal(request, services, exc)
+    response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
+    https = name.startswith("__Host-")
+    response.set_cookie(name, cookie, max_age=_COOKIE_MAX_AGE, path="/", secure=https, httponly=True,
+                        samesite="none" if https else "lax")
+    return response
+
+
+@router.post("/{idp}/saml/acs", summary="SAML assertion consumer service (HTTP-POST binding)")
+async def saml_acs(idp: str, request: Request, services: ServicesDep, hook: SessionHook) -> Response:
+    connector = _connector(services, idp)
+    if not isinstance(connector, SAMLConnector):
+        raise UnknownIdentityProvider()
+    binding = _binding(request, services)
+    try:
+        async with request.form(max_files=0, max_fields=8) as form:
+            fields = _single([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+    except BrokerError as exc:
+        _audit(request, services, idp=idp, outcome="deny", error=exc)
+        return _refusal(request, services, exc)
+    except Exception:  # noqa: BLE001 - starlette's parser refusing the body (too many fields, a file, bad encoding)
+        refused = UpstreamRejected("unreadable_form")
+        _audit(request, services, idp=idp, outcome="deny", error=refused)
+        return _refusal(request, services, refused)
+    return await run_in_threadpool(
+        _finish, request, services, idp, hook, lambda: connector.handle_post(fields, binding=binding)
+    )
+
+
+@router.get("/{idp}/saml/metadata", summary="This service provider's SAML metadata for that IdP")
+def saml_metadata(idp: str, services: ServicesDep) -> Response:
+    connector = _connector(services, idp)
+    if not isinstance(connector, SAMLConnector):
+        raise UnknownIdentityProvider()
+    return Response(connector.metadata(), media_type="application/samlmetadata+xml",
+                    headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/{idp}/oidc/callback", summary="OpenID Connect redirect URI (authorization response)")
+def oidc_callback(idp: str, request: Request, services: ServicesDep, hook: SessionHook) -> Response:
+    connector = _connector(services, idp)
+    if not isinstance(connector, CallbackConnector):
+        raise UnknownIdentityProvider()
+    binding = _binding(request, services)
+
+    def work() -> SignIn:
+        params = _single(list(request.query_params.multi_items()))
+        return connector.handle_callback(params, binding=binding)
+
+    return _finish(request, services, idp, hook, work)

@@ -1,0 +1,83 @@
+"""The CLI's own parts, without a broker: what it imports, its ~/.aws/config edits, its cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from broker.cli import awsbroker_cache as cache
+from broker.cli import awsbroker_config as awsconfig
+
+SERVER_SIDE = ("fastapi", "starlette", "sqlalchemy", "alembic", "xmlsec", "lxml", "ldap3", "boto3", "botocore", "moto",
+               "redis", "authlib", "jinja2", "psycopg", "bcrypt", "uvicorn")
+
+
+def test_the_cli_imports_nothing_of_the_server_side():
+    code = (
+        "import sys, json, broker.cli.awsbroker, broker.cli.awsbroker_serve\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    modules = json.loads(out)
+    leaked = [m for m in modules if m.split(".")[0] in SERVER_SIDE]
+    leaked += [m for m in modules if m.startswith(("broker.web", "broker.connectors", "broker.minting", "broker.db",
+                                                   "broker.aws", "broker.flow", "broker.oauth", "broker.state"))]
+    assert leaked == []
+    assert {m for m in modules if m.startswith("broker")} <= {
+        "broker", "broker.cli", "broker.cli.awsbroker", "broker.cli.awsbroker_cache", "broker.cli.awsbroker_client",
+        "broker.cli.awsbroker_config", "broker.cli.awsbroker_serve", "broker.delivery", "broker.domain",
+    }
+
+
+ROLES = [
+    {"account_id": "111111111111", "account_alias": "sandbox-dev", "role_name": "Admin", "region": "eu-west-1", "cli": True},
+    {"account_id": "222222222222", "account_alias": "sandbox-prod", "role_name": "Admin", "region": "us-east-1", "cli": False},
+    {"account_id": "333333333333", "account_alias": None, "role_name": "ReadOnly", "region": "us-east-1", "cli": True},
+]
+EXISTING = """# my own settings
+[default]
+region = eu-central-1
+
+[profile sandbox-dev-Admin]
+output = json
+credential_process = something-old
+
+[profile personal]
+aws_access_key_id = keep-me
+"""
+
+
+def test_configure_writes_one_profile_per_cli_role_and_leaves_the_rest_alone(tmp_path):
+    path = tmp_path / ".aws" / "config"
+    path.parent.mkdir()
+    path.write_text(EXISTING)
+    profiles = awsconfig.profiles_for(ROLES, command="awsbroker", url=None)
+    assert [p.name for p in profiles] == ["sandbox-dev-Admin", "333333333333-ReadOnly"]
+    assert awsconfig.write(path, profiles) is True
+    text = path.read_text()
+    assert "# my own settings" in text and "region = eu-central-1" in text and "aws_access_key_id = keep-me" in text
+    assert "output = json" in text and "something-old" not in text
+    assert text.count("[profile sandbox-dev-Admin]") == 1
+    assert "credential_process = awsbroker credential-process --account sandbox-dev --role Admin" in text
+    assert "[profile 333333333333-ReadOnly]" in text and "sandbox-prod" not in text
+    assert awsconfig.write(path, profiles) is False  # idempotent
+    assert path.read_text() == text
+
+
+def test_credential_cache_is_private_and_reused_until_five_minutes_before_expiry(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWSBROKER_CACHE_DIR", str(tmp_path / "c"))
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    data = {"Version": 1, "AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t",
+            "Expiration": (now + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    path = cache.credentials_path("https://b", "dev", "Admin")
+    cache.save_credentials(path, data)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert cache.fresh_credentials(path, now=now) == data
+    assert cache.fresh_credentials(path, now=now + timedelta(minutes=24)) == data
+    assert cache.fresh_credentials(path, now=now + timedelta(minutes=25, seconds=1)) is None
+    assert cache.forget_everything() == 1 and not path.exists()

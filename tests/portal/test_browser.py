@@ -1,0 +1,113 @@
+"""The portal in real headless Chromium (Debian's, driven by Playwright): sign in, search as you
+type, favorite, the Console button landing on the SANDBOX console, and a device-code approval
+while `awsbroker login` polls. Saves the README's screenshots to docs/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import Laptop
+from tests.conftest import ROOT, component_missing, require_module
+from tests.portal.conftest import ALICE_PW
+
+pytestmark = [pytest.mark.browser, pytest.mark.sts]
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_module("playwright")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        component_missing("Debian chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def sign_in(page: Any, url: str) -> None:
+    page.goto(url + "/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(ALICE_PW)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_sign_in_search_favorite_and_console(browser: Any, live: Any) -> None:
+    server = live()
+    context = browser.new_context(viewport={"width": 1000, "height": 720})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    assert page.url.startswith(server.url + "/login")
+    shot(page, "login")
+    sign_in(page, server.url)
+    page.get_by_role("heading", name="Your AWS accounts").wait_for()
+    roles = page.locator("#roles li.role")
+    assert roles.count() == 4
+
+    page.get_by_label("Search accounts and roles").press_sequentially("prod read")
+    assert page.locator("#roles li.role:visible").count() == 1
+    assert page.locator("#count").inner_text() == "1 of 4 roles"
+    page.get_by_label("Search accounts and roles").fill("")
+    page.get_by_label("Search accounts and roles").press("Backspace")
+
+    page.get_by_role("button", name="Add sandbox-dev Admin to favorites").click()
+    page.get_by_role("heading", name="Favorites").wait_for()
+    shot(page, "home")
+
+    with context.expect_page() as new_tab:
+        page.get_by_role("button", name="Open the AWS console as Admin in sandbox-dev (new tab)").first.click()
+    console = new_tab.value
+    console.wait_for_load_state()
+    assert "/sandbox/console/" in console.url
+    assert "SANDBOX" in console.content() and "arn:aws:iam::111111111111:role/Admin" in console.content()
+    shot(console, "console-sandbox")
+
+    narrow = browser.new_context(viewport={"width": 390, "height": 800}, storage_state=context.storage_state())
+    phone = narrow.new_page()
+    phone.goto(server.url + "/")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scrolling
+    shot(phone, "home-narrow")
+    narrow.close()
+    context.close()
+
+
+def test_device_approval_while_the_cli_polls(browser: Any, live: Any, tmp_path: Path) -> None:
+    server = live()
+    home = tmp_path / "home"
+    home.mkdir()
+    laptop = Laptop(home, server.url)
+    context = browser.new_context(viewport={"width": 1000, "height": 640})
+    page = context.new_page()
+
+    def approve(code: str) -> None:
+        page.goto(f"{server.url}/device?user_code={code}")
+        page.get_by_label("Username").fill("alice")
+        page.get_by_label("Password").fill(ALICE_PW)
+        page.get_by_role("button", name="Sign in").click()
+        assert page.get_by_label("Code").input_value() == code
+        shot(page, "device-approval")
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text("You can close this tab").wait_for()
+
+    proc, err, _ = laptop.device_login(approve)
+    assert proc.returncode == 0, err
+    assert re.search(r"Logged in to .* as alice", err)
+    assert laptop.run("roles").returncode == 0
+    context.close()

@@ -1,0 +1,162 @@
+"""RFC 8628 device login and the CLI's tokens over HTTP, with the test's clock: pending, slow_down,
+approval behind the portal sign-in, single-use device codes, expiry, user-code guessing limits,
+refresh-token rotation with reuse detection, revocation, and the password grant switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.portal.conftest import ALICE_PW, DEVICE_GRANT, csrf_of, sign_in
+
+pytestmark = pytest.mark.sts
+
+
+def start(client):
+    r = client.post("/oauth/device/authorization", data={"client_id": "awsbroker"})
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    return r.json()
+
+
+def poll(client, grant):
+    return client.post("/oauth/token", data={"grant_type": DEVICE_GRANT, "device_code": grant["device_code"],
+                                              "client_id": "awsbroker"})
+
+
+def decide(client, user_code, decision="approve"):
+    csrf = csrf_of(client.get(f"/device?user_code={user_code}").text)
+    return client.post("/device", data={"user_code": user_code, "decision": decision, "csrf_token": csrf})
+
+
+def test_device_login_end_to_end(portal, clock, admin_headers):
+    grant = start(portal)
+    assert grant["verification_uri"].endswith("/device") and grant["interval"] == 1 and grant["expires_in"] <= 600
+    assert grant["verification_uri_complete"].endswith(f"?user_code={grant['user_code']}")
+    assert poll(portal, grant).json()["error"] == "authorization_pending"
+
+    # the approval page is behind the portal sign-in, and comes back with the code
+    r = portal.get(f"/device?user_code={grant['user_code']}")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/device")
+    r = sign_in(portal, next_url=f"/device?user_code={grant['user_code']}")
+    assert r.headers["location"] == f"/device?user_code={grant['user_code']}"
+    r = decide(portal, grant["user_code"].lower().replace("-", " "))  # typed sloppily
+    assert r.status_code == 200 and "return to it" in r.text
+
+    clock.advance(2)
+    tokens = poll(portal, grant).json()
+    assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 900 and tokens["refresh_token"]
+    clock.advance(2)
+    assert poll(portal, grant).json()["error"] in ("invalid_grant", "expired_token")  # single use
+
+    api = {"Authorization": f"Bearer {tokens['access_token']}"}
+    portal.cookies.clear()
+    assert portal.get("/api/v1/whoami", headers=api).json()["username"] == "alice"
+    creds = portal.post("/api/v1/credentials", json={"account": "sandbox-dev", "role": "Admin"}, headers=api).json()
+    assert creds["Version"] == 1
+    assert any(e["action"] == "device.approve" for e in portal.get("/api/v1/admin/audit", headers=admin_headers).json()["items"])
+
+
+def test_polling_too_fast_gets_slow_down_and_a_longer_interval(portal, clock):
+    grant = start(portal)
+    assert poll(portal, grant).json()["error"] == "authorization_pending"
+    r = poll(portal, grant)  # same instant
+    assert r.status_code == 400 and r.json()["error"] == "slow_down"
+    clock.advance(2)  # the old interval is no longer enough: it is now 6 s
+    assert poll(portal, grant).json()["error"] == "slow_down"
+    clock.advance(12)
+    assert poll(portal, grant).json()["error"] == "authorization_pending"
+
+
+def test_denied_and_expired_device_codes(portal, clock):
+    sign_in(portal)
+    denied = start(portal)
+    assert "denied" in decide(portal, denied["user_code"], "deny").text
+    assert poll(portal, denied).json()["error"] == "access_denied"
+
+    late = start(portal)
+    clock.advance(601)
+    assert poll(portal, late).json()["error"] == "expired_token"
+    r = decide(portal, late["user_code"])
+    assert r.status_code == 400 and "unknown, already used or expired" in r.text
+
+
+def test_user_code_guessing_is_rate_limited(build):
+    portal = build(rate_limits={"user_code_attempts_per_address": 3})
+    sign_in(portal)
+    grant = start(portal)
+    for guess in ("BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"):
+        assert decide(portal, guess).status_code == 400
+    r = decide(portal, grant["user_code"])  # even the right code now waits
+    assert r.status_code == 429 and "Too many attempts" in r.text
+    assert poll(portal, grant).json()["error"] == "authorization_pending"
+
+
+def test_device_approval_needs_the_csrf_token(portal):
+    sign_in(portal)
+    grant = start(portal)
+    r = portal.post("/device", data={"user_code": grant["user_code"], "decision": "approve"})
+    assert r.status_code == 403
+    assert poll(portal, grant).json()["error"] == "authorization_pending"
+
+
+def login_tokens(portal, clock):
+    sign_in(portal)
+    grant = start(portal)
+    decide(portal, grant["user_code"])
+    portal.cookies.clear()
+    clock.advance(2)
+    return poll(portal, grant).json()
+
+
+def refresh(portal, token):
+    return portal.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "awsbroker"})
+
+
+def test_access_tokens_expire_and_refresh_tokens_rotate(portal, clock):
+    tokens = login_tokens(portal, clock)
+    clock.advance(901)
+    r = portal.get("/api/v1/whoami", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert r.status_code == 401
+    new = refresh(portal, tokens["refresh_token"]).json()
+    assert new["refresh_token"] != tokens["refresh_token"]
+    assert portal.get("/api/v1/whoami", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code == 200
+    # the old refresh token again: someone copied it, so the whole login is revoked
+    assert refresh(portal, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert portal.get("/api/v1/whoami", headers={"Authorization": f"Bearer {new['access_token']}"}).status_code == 401
+    assert refresh(portal, new["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_the_login_ends_at_the_refresh_token_lifetime(portal, clock):
+    tokens = login_tokens(portal, clock)
+    for _ in range(4):
+        clock.advance(10000)
+        tokens = refresh(portal, tokens["refresh_token"]).json()
+        assert "access_token" in tokens
+    clock.advance(4000)  # 44000 s > 12 h since the login: rotation never extended it
+    assert refresh(portal, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_revocation_logs_the_cli_out(portal, clock):
+    tokens = login_tokens(portal, clock)
+    assert portal.post("/oauth/revoke", data={"token": tokens["refresh_token"]}).status_code == 200
+    assert portal.get("/api/v1/roles", headers={"Authorization": f"Bearer {tokens['access_token']}"}).status_code == 401
+    assert refresh(portal, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_password_grant_only_when_enabled(portal, build):
+    data = {"grant_type": "password", "username": "alice", "password": ALICE_PW, "client_id": "awsbroker"}
+    assert portal.post("/oauth/token", data=data).json()["error"] == "unsupported_grant_type"
+    headless = build(api={"password_login": True})
+    assert headless.post("/oauth/token", data=data).json()["token_type"] == "Bearer"
+    assert headless.post("/oauth/token", data=data | {"password": "x"}).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    {"grant_type": DEVICE_GRANT},
+    {"grant_type": DEVICE_GRANT, "client_id": "someone-else", "device_code": "x"},
+    {"grant_type": "authorization_code", "client_id": "awsbroker"},
+    {"grant_type": DEVICE_GRANT, "client_id": "awsbroker", "device_code": "x" * 5000},
+])
+def test_bad_token_requests_are_clean_4xx(portal, data):
+    r = portal.post("/oauth/token", data=data)
+    assert 400 <= r.status_code < 500 and "error" in r.json()
