@@ -143,3 +143,63 @@ def store(engine: Any) -> Any:
     from broker.db.store import SqlMappingStore
 
     return SqlMappingStore(engine)
+
+
+# ---- a running broker, and a real browser ----
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Any]:
+    """``serve_app(app, port)`` runs the app under uvicorn in a thread on 127.0.0.1:port until the
+    test ends; then it stops the server and closes the app's STS sandbox and database engine."""
+    import threading
+    import time
+
+    import uvicorn
+
+    running: list[tuple[Any, Any, Any]] = []
+
+    def serve(app: Any, port: int) -> None:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        for _ in range(1000):
+            if server.started:
+                break
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        running.append((server, thread, app))
+
+    yield serve
+    for server, thread, app in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.services.aws.close()
+        app.state.services.engine.dispose()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by playwright (never `playwright install`)."""
+    require_module("playwright")
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        component_missing("Debian chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -13,9 +13,7 @@ import contextlib
 import io
 import json
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from broker.minting.keys import KeyRing, generate_keypair, load_keyring
 from broker.minting.oidc_issuer import OidcIssuer
 from broker.minting.saml_idp import SamlIdp
 from broker.minting.tags import TagPolicy
-from tests.conftest import make_config, require_module, require_program
+from tests.conftest import free_port, make_config, require_module, require_program
 
 PUBLIC_URL = "https://broker.example.com"
 
@@ -316,12 +314,6 @@ def capture_logs() -> Iterator[io.StringIO]:
 # ---- a running broker ----
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class LiveBroker:
     url: str
@@ -329,13 +321,9 @@ class LiveBroker:
 
 
 @pytest.fixture
-def live_broker(tmp_path: Path) -> Iterator[Callable[..., LiveBroker]]:
+def live_broker(tmp_path: Path, serve_app: Any) -> Iterator[Callable[..., LiveBroker]]:
     """Serve create_app(config) with uvicorn in a thread on a random loopback port."""
-    import uvicorn
-
     from broker.app import create_app
-
-    running: list[tuple[Any, threading.Thread, Any]] = []
 
     def start(config: Config | None = None, **sections: Any) -> LiveBroker:
         port = free_port()
@@ -343,20 +331,7 @@ def live_broker(tmp_path: Path) -> Iterator[Callable[..., LiveBroker]]:
         sections["server"] = {"public_url": f"http://127.0.0.1:{port}", "port": port, **sections["server"]}
         cfg = config or make_config(tmp_path, **sections)
         app = create_app(cfg, env={}, configure_logging=False)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(500):
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        running.append((server, thread, app))
+        serve_app(app, port)
         return LiveBroker(f"http://127.0.0.1:{port}", app)
 
     yield start
-    for server, thread, app in running:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.services.aws.close()
-        app.state.services.engine.dispose()

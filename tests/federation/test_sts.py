@@ -27,7 +27,8 @@ from broker.domain import GrantReason
 from broker.errors import ChannelNotAllowed
 from broker.minting.keys import KeyRing
 from broker.minting.saml_idp import SamlIdp
-from tests.federation.conftest import ALICE, PUBLIC_URL, free_port, make_grant, make_issuer, utcnow, web_grant
+from tests.conftest import free_port
+from tests.federation.conftest import ALICE, PUBLIC_URL, make_grant, make_issuer, utcnow, web_grant
 
 ISSUER = PUBLIC_URL
 

@@ -4,7 +4,6 @@ roles), two sandbox accounts, and helpers to sign in through the real login form
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,13 +126,9 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
-    import uvicorn
-
+def live(tmp_path: Path, serve_app: Any) -> Iterator[Callable[..., Live]]:
     from broker.app import create_app
-    from tests.federation.conftest import free_port
-
-    running: list[tuple[Any, threading.Thread, Any]] = []
+    from tests.conftest import free_port
 
     def start(**extra: Any) -> Live:
         port = free_port()
@@ -143,20 +138,7 @@ def live(tmp_path: Path) -> Iterator[Callable[..., Live]]:
         for key, value in extra.items():
             data[key] = {**data.get(key, {}), **value}
         app = create_app(make_config(tmp_path, **data), env={}, configure_logging=False)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(1000):
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        running.append((server, thread, app))
+        serve_app(app, port)
         return Live(f"http://127.0.0.1:{port}", app)
 
     yield start
-    for server, thread, app in running:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.services.aws.close()
-        app.state.services.engine.dispose()

@@ -5,36 +5,18 @@ while `awsbroker login` polls. Saves the README's screenshots to docs/screenshot
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.conftest import Laptop
-from tests.conftest import ROOT, component_missing, require_module
+from tests.conftest import ROOT
 from tests.portal.conftest import ALICE_PW
 
 pytestmark = [pytest.mark.browser, pytest.mark.sts]
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_module("playwright")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        component_missing("Debian chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def shot(page: Any, name: str) -> None:

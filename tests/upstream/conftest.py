@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, component_missing, require_module, require_program
-from tests.federation.conftest import free_port
+from tests.conftest import free_port
 from tests.upstream.oidc_op import Client, OidcProvider, npm_install, signing_key
 from tests.upstream.saml_peer import (
     EMAIL,

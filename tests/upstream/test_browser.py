@@ -5,49 +5,24 @@ consent pages, and a CLI device-code approval that signs in through the IdP on t
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import component_missing, make_config, require_module
+from tests.conftest import make_config
 from tests.upstream.conftest import MAPPING, oidc_idp, saml_idp
 from tests.upstream.oidc_op import OidcProvider
 from tests.upstream.saml_peer import SamlIdpPeer
 
 pytestmark = [pytest.mark.browser, pytest.mark.saml_peer, pytest.mark.oidc_peer]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_module("playwright")
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        component_missing("Debian chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def live_broker(tmp_path: Path, broker_url: str, saml_peer: SamlIdpPeer, saml_metadata_file: Path,
-                op1: OidcProvider) -> Iterator[Callable[[], Any]]:
+                op1: OidcProvider, serve_app: Any) -> Iterator[Callable[[], Any]]:
     """The broker served by uvicorn at ``broker_url`` (the URL the providers know), in a thread."""
-    import uvicorn
-
     from broker.app import create_app
-
-    running: list[tuple[Any, threading.Thread, Any]] = []
 
     def start() -> Any:
         port = int(broker_url.rsplit(":", 1)[1])
@@ -61,22 +36,10 @@ def live_broker(tmp_path: Path, broker_url: str, saml_peer: SamlIdpPeer, saml_me
         for connector in app.state.services.upstream.values():
             if connector.kind == "saml":
                 saml_peer.trust_sp(connector.metadata())
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        for _ in range(1000):
-            if server.started:
-                break
-            time.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        running.append((server, thread, app))
+        serve_app(app, port)
         return app
 
     yield start
-    for server, thread, app in running:
-        server.should_exit = True
-        thread.join(timeout=10)
-        app.state.services.engine.dispose()
 
 
 def _portal_sign_in_page(page: Any, url: str, button: str, next_path: str = "/") -> None:

@@ -106,7 +106,7 @@ def test_discovery_must_name_the_configured_issuer(sso: Any, op1: OidcProvider) 
 
 
 def test_provider_down_is_an_outage(sso: Any, op1: OidcProvider) -> None:
-    from tests.federation.conftest import free_port
+    from tests.conftest import free_port
 
     app = sso([{**oidc_idp(op1, "op1"), "issuer": f"http://127.0.0.1:{free_port()}"}])
     r = app.client.get("/sso/op1/login")

@@ -87,7 +87,7 @@ def test_metadata_from_url(sso: Any, saml_peer: SamlIdpPeer, saml_metadata_file:
 
 
 def test_metadata_url_down_is_an_outage_not_a_refusal(sso: Any, saml_peer: SamlIdpPeer, saml_metadata_file: Path) -> None:
-    from tests.federation.conftest import free_port
+    from tests.conftest import free_port
 
     over = saml_idp(saml_metadata_file)
     over.pop("metadata_file")
