@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -51,6 +51,23 @@ class Services:
     """Portal sessions, CLI tokens (device login), rate limits, portal preferences (broker.access)."""
     upstream: dict[str, UpstreamConnector] = field(default_factory=dict)
     """Upstream identity providers (``upstream:``) by name: SAML SPs and OIDC RPs (broker.web.upstream)."""
+
+    def close(self) -> None:
+        """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
+        database connections). `broker serve` calls it once uvicorn has stopped; safe to call twice.
+        (Not an ASGI lifespan hook: test clients enter and leave an app's lifespan many times.)"""
+        closers: list[Callable[[], Any]] = [self.aws.close, *(c.close for c in self.upstream.values())]
+        if self.directory is not None:
+            closers.append(self.directory.close)
+        close_state = getattr(self.state, "close", None)
+        if close_state is not None:
+            closers.append(close_state)
+        closers.append(self.engine.dispose)
+        for close in closers:
+            try:
+                close()
+            except Exception as exc:  # one failing close must not keep the others open
+                log.warning("close_failed", what=getattr(close, "__qualname__", "?"), error_type=type(exc).__name__)
 
 
 def _check_schema(engine: Engine) -> None:

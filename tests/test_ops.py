@@ -76,3 +76,20 @@ def test_logs_are_json_with_request_id_and_never_hold_secrets(app_factory, capfd
     assert access and access[0]["path"] == "/api/v1/admin/accounts" and access[0]["status"] == 201
     for secret in (ADMIN_TOKEN, "wrong-token-value", "query-secret-value"):
         assert secret not in out
+
+
+def test_closing_releases_what_start_up_opened(tmp_path):
+    from fastapi.testclient import TestClient
+
+    app = create_app(make_config(tmp_path), env={}, configure_logging=False)
+    services = app.state.services
+    client = TestClient(app)
+    assert client.get("/readyz").status_code == 200
+    sandbox_url = services.aws.sandbox.endpoint()  # the in-process moto STS is running
+    assert sandbox_url.startswith("http://127.0.0.1:")
+    services.close()  # what `broker serve` does once uvicorn has stopped
+    import httpx
+
+    with pytest.raises(httpx.TransportError):
+        httpx.get(sandbox_url, timeout=2)
+    services.close()  # a second close is harmless

@@ -86,7 +86,11 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
     except BrokerError as exc:
         typer.echo(f"cannot start: {exc.message}", err=True)
         raise typer.Exit(1) from None
-    uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None, proxy_headers=True)
+    try:
+        uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,
+                    proxy_headers=True)
+    finally:
+        application.state.services.close()  # LDAP pools, HTTP clients, Redis, database, the sandbox
 
 
 @app.command()
