@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.directory.servers import (
     Pki,
     Samba,
     Slapd,
+    ldapmodify_file,
     make_pki,
     openldap_seed,
     program,
@@ -113,25 +113,7 @@ def ldap_modify(slapd: Slapd, ldif: str) -> None:
     """A change made by the directory's administrator (rootdn), as an operator would."""
     path = slapd.root / f"mod-{secrets.token_hex(4)}.ldif"
     path.write_text(ldif)
-    done = subprocess.run(
-        [
-            program("ldapmodify"),
-            "-x",
-            "-H",
-            slapd.url,
-            "-D",
-            f"cn=admin,{SUFFIX}",
-            "-w",
-            slapd.root_password,
-            "-f",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    ldapmodify_file(slapd, path)
 
 
 def group_member(slapd: Slapd, change: str, group: str, member_dn: str) -> None:

@@ -324,16 +324,7 @@ def openldap_seed(slapd: Slapd, passwords: dict[str, str], *, trap_port: int) ->
         return f"cn={name},{groups}"
 
     out = [
-        _entry(SUFFIX, objectClass=["dcObject", "organization"], dc="example", o="Example"),
-        _entry(people, objectClass=["organizationalUnit"], ou="people"),
-        _entry(groups, objectClass=["organizationalUnit"], ou="groups"),
-        _entry(f"ou=services,{SUFFIX}", objectClass=["organizationalUnit"], ou="services"),
-        _entry(
-            SERVICE_DN,
-            objectClass=["organizationalRole", "simpleSecurityObject"],
-            cn="broker",
-            userPassword=ssha(slapd.service_password),
-        ),
+        *_base_entries(slapd),
         person("alice", "Alice Archer", departmentNumber="platform", title="SRE"),
         person("bob", "Bob Baker"),
         person("carol", "Carol Cole"),
@@ -374,7 +365,7 @@ def openldap_seed(slapd: Slapd, passwords: dict[str, str], *, trap_port: int) ->
     # loop-a contains loop-b contains loop-a: a cycle the walk must survive
     mod = slapd.root / "loop.ldif"
     mod.write_text(f"dn: {g('loop-a')}\nchangetype: modify\nadd: member\nmember: {g('loop-b')}\n")
-    _ldapmodify(slapd, mod)
+    ldapmodify_file(slapd, mod)
     trap = f"ldap://127.0.0.1:{trap_port}"
     slapd.ldapadd(
         _entry(
@@ -416,16 +407,7 @@ def population_seed(
         members[name] = [f"uid={uid},{people}" for uid in uids]
     hashed = ssha(password)
     out = [
-        _entry(SUFFIX, objectClass=["dcObject", "organization"], dc="example", o="Example"),
-        _entry(people, objectClass=["organizationalUnit"], ou="people"),
-        _entry(group_ou, objectClass=["organizationalUnit"], ou="groups"),
-        _entry(f"ou=services,{SUFFIX}", objectClass=["organizationalUnit"], ou="services"),
-        _entry(
-            SERVICE_DN,
-            objectClass=["organizationalRole", "simpleSecurityObject"],
-            cn="broker",
-            userPassword=ssha(slapd.service_password),
-        ),
+        *_base_entries(slapd),
     ]
     out += [
         _entry(f"uid={uid},{people}", objectClass=["inetOrgPerson"], uid=uid, cn=f"Bench User {uid[5:]}",
@@ -441,7 +423,23 @@ def population_seed(
     return uids
 
 
-def _ldapmodify(slapd: Slapd, path: Path) -> None:
+def _base_entries(slapd: Slapd) -> list[str]:
+    """The suffix, the people/groups/services OUs and the broker's service account."""
+    return [
+        _entry(SUFFIX, objectClass=["dcObject", "organization"], dc="example", o="Example"),
+        _entry(f"ou=people,{SUFFIX}", objectClass=["organizationalUnit"], ou="people"),
+        _entry(f"ou=groups,{SUFFIX}", objectClass=["organizationalUnit"], ou="groups"),
+        _entry(f"ou=services,{SUFFIX}", objectClass=["organizationalUnit"], ou="services"),
+        _entry(
+            SERVICE_DN,
+            objectClass=["organizationalRole", "simpleSecurityObject"],
+            cn="broker",
+            userPassword=ssha(slapd.service_password),
+        ),
+    ]
+
+
+def ldapmodify_file(slapd: Slapd, path: Path) -> None:
     done = subprocess.run(
         [
             program("ldapmodify"),
