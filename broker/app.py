@@ -145,12 +145,14 @@ def create_app(config: Config, *, env: Mapping[str, str] | None = None, configur
     app.state.services = services
     app.state.metrics = services.metrics
     web_errors.install(app)
-    app.include_router(ops.router)
-    app.include_router(admin_api.router)
-    app.include_router(federation.router)
+    # Routes are matched one by one in this order: the per-issuance user API first, the
+    # admin API (many routes, seldom called) after the rest.
     app.include_router(user_api.router)
+    app.include_router(ops.router)
+    app.include_router(federation.router)
     app.include_router(device.router)
     app.include_router(upstream.router)
+    app.include_router(admin_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
     # Outermost first: the request id exists before the body limit can answer.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +24,19 @@ class AuditContext:
 
 
 SYSTEM = AuditContext(actor="system")
+
+
+class Decision(NamedTuple):
+    """An access decision (a sign-in, an issuance) waiting to be written."""
+
+    ctx: AuditContext
+    action: str
+    outcome: str
+    target_type: str | None = None
+    target_id: str | None = None
+    details: dict[str, Any] | None = None
+    at: datetime | None = None
+    """When it was decided; None: when written."""
 
 
 def record(

@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from broker.connectors.base import Connector, LookupConnector, PasswordConnector
-from broker.audit import AuditContext
+from broker.audit import AuditContext, Decision
 from broker.aws.partitions import partition
 from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
@@ -94,16 +97,10 @@ class ConsoleSamlPost:
 
 
 class DecisionLog(Protocol):
-    def record_event(
-        self,
-        ctx: AuditContext,
-        action: str,
-        *,
-        outcome: str,
-        target_type: str | None = None,
-        target_id: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None: ...
+    def record_events(self, events: Sequence[Decision]) -> None: ...
+
+
+_BATCH: ContextVar[list[Decision] | None] = ContextVar("broker_decision_batch", default=None)
 
 
 def _utcnow() -> datetime:
@@ -143,6 +140,18 @@ class Flow:
         self._fresh: dict[int, tuple[Identity, float]] = {}
         self._fresh_lock = threading.Lock()
 
+    @property
+    def directory(self) -> Connector | None:
+        return self._directory
+
+    @directory.setter
+    def directory(self, directory: Connector | None) -> None:
+        # What the directory can do, decided once: isinstance against a runtime Protocol walks
+        # its members on every call, and these checks sit on every issuance.
+        self._directory = directory
+        self._password_directory = directory if isinstance(directory, PasswordConnector) else None
+        self._lookup_directory = directory if isinstance(directory, LookupConnector) else None
+
     def grants_for(self, groups: Iterable[str]) -> Resolution:
         groups = list(groups)
         return resolve(groups, self.store.snapshot_for(groups))
@@ -151,9 +160,9 @@ class Flow:
 
     def authenticate(self, username: str, password: str) -> Identity:
         """A directory password sign-in; raises InvalidCredentials (one answer) or DirectoryUnavailable."""
-        if not isinstance(self.directory, PasswordConnector):
+        if self._password_directory is None:
             raise BadRequest("no password directory is configured")
-        result = self.directory.login(username, password)
+        result = self._password_directory.login(username, password)
         if isinstance(result, InvalidCredentials):
             raise result
         return result
@@ -197,8 +206,8 @@ class Flow:
         When the same request signed in with a password (HTTP Basic), that sign-in was this
         read: the identity it returned is used as is, once, within ``FRESH_SIGN_IN_SECONDS``.
         """
-        directory = self.directory
-        if not isinstance(directory, LookupConnector) or identity.source != directory.name:
+        directory = self._lookup_directory
+        if directory is None or identity.source != directory.name:
             return identity
         if self._take_fresh(identity):  # this request's own sign-in read the directory a moment ago
             return identity
@@ -211,9 +220,9 @@ class Flow:
         """Which roles ``username`` gets and why; without ``groups`` they are read from the directory."""
         if groups is not None:
             return Explanation(username, self.grants_for(groups))
-        if not isinstance(self.directory, LookupConnector):
+        if self._lookup_directory is None:
             raise BadRequest("no directory is configured: give the groups to explain")
-        identity = self.directory.lookup(username)
+        identity = self._lookup_directory.lookup(username)
         if identity is None:
             raise NotFound("no active account of that name in the directory")
         return Explanation(username, self.grants_for(identity.groups), identity)
@@ -252,14 +261,36 @@ class Flow:
         if self.log is None:
             return
         audit_ctx = AuditContext(actor=f"user:{identity.username}", request_id=ctx.request_id, source_ip=ctx.source_ip)
-        self.log.record_event(
+        decision = Decision(
             audit_ctx,
             action,
-            outcome=outcome,
+            outcome,
             target_type="role" if target else None,
             target_id=target,
             details={"user": identity.username, "immutable_id": identity.id, "via": ctx.via, **details},
+            at=_utcnow(),
         )
+        batch = _BATCH.get()
+        if batch is None:
+            self.log.record_events([decision])
+        else:
+            batch.append(decision)
+
+    @contextmanager
+    def one_audit_write(self) -> Iterator[None]:
+        """The decisions recorded inside the block (a password sign-in and the issuance it led
+        to) are written together, in one transaction, when the block ends, well or not."""
+        if _BATCH.get() is not None:  # already inside one
+            yield
+            return
+        batch: list[Decision] = []
+        token = _BATCH.set(batch)
+        try:
+            yield
+        finally:
+            _BATCH.reset(token)
+            if batch and self.log is not None:
+                self.log.record_events(batch)
 
     def _decide(
         self,

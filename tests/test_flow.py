@@ -103,6 +103,8 @@ def test_refusals_are_clear_and_audited(client, admin_headers):
     assert r.status_code == 401 and r.json()["error"]["message"] == "invalid username or password"
     r = client.post("/api/v1/credentials", json={"account": "dev", "role": "Admin"})
     assert r.status_code == 401
+    r = client.post("/api/v1/credentials", json={"bogus": 1})  # nobody presented: refused before the body is read
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
     denies = audit(client, admin_headers, outcome="deny")
     assert [(e["action"], e["details"]["code"]) for e in denies] == [
         ("login", "invalid_credentials"),
@@ -111,6 +113,33 @@ def test_refusals_are_clear_and_audited(client, admin_headers):
         ("issue.credentials", "role_not_granted"),
     ]
     assert all("Wr0ng-S3cret-Pw" not in json.dumps(e) for e in denies)
+
+
+def test_a_password_sign_in_and_its_issuance_are_audited_in_one_write(client, admin_headers):
+    from sqlalchemy import event
+
+    engine = client.app.state.services.store.engine
+    audit_writes: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_EVENTS"):
+            audit_writes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        ok = client.post("/api/v1/credentials", json={"account": "dev", "role": "Developer"}, headers=basic("bob", BOB_PW))
+        refused = client.post("/api/v1/credentials", json={"account": "dev", "role": "Admin"}, headers=basic("bob", BOB_PW))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert ok.status_code == 200 and refused.status_code == 403
+    assert len(audit_writes) == 2  # one per request, each carrying the sign-in and the decision
+    events = list(reversed(audit(client, admin_headers, actor="user:bob")))
+    assert [(e["action"], e["outcome"]) for e in events] == [
+        ("login", "allow"), ("issue.credentials", "allow"), ("login", "allow"), ("issue.credentials", "deny"),
+    ]
+    assert events[0]["request_id"] == events[1]["request_id"] == ok.headers["x-request-id"]
+    assert events[2]["request_id"] == events[3]["request_id"] == refused.headers["x-request-id"]
+    assert events[0]["at"] <= events[1]["at"]
 
 
 def test_role_values_come_only_from_the_mapping(client):

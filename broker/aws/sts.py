@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import botocore.session
+import botocore.utils
 from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
@@ -86,6 +87,9 @@ class StsClients:
 
     def __init__(self, *, config: StsConfig, endpoint_url: Callable[[], str | None] | None = None) -> None:
         self._session = botocore.session.Session()
+        # STS answers ISO 8601 timestamps: the standard library reads them ~20x faster than
+        # botocore's default (dateutil), on every issuance.
+        self._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
         self._endpoint = endpoint_url or (lambda: config.endpoint_url)
         self._boto_config = BotoConfig(
             signature_version=UNSIGNED,
@@ -108,6 +112,19 @@ class StsClients:
                     )
                     self._clients[key] = client
         return client
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """botocore timestamp parser: ISO 8601 by ``datetime.fromisoformat`` (no zone: UTC, as AWS
+    means it), anything else (epoch seconds, RFC 822) by botocore's own."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return botocore.utils.parse_timestamp(value)
 
 
 def _credentials(answer: dict[str, Any], grant: RoleGrant) -> TemporaryCredentials:

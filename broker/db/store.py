@@ -8,7 +8,7 @@ Foreign exceptions (SQLAlchemy) are translated into the broker's errors in ``_tr
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from broker import audit
 from broker.audit import AuditContext
 from broker.db import repos
-from broker.db.models import Account, AuditEvent, Mapping, NamingRule, Role
+from broker.db.models import Account, AuditEvent, Mapping, NamingRule, Role, utcnow
 from broker.db.session import session_factory
 from broker.errors import (
     BrokerError,
@@ -408,20 +408,30 @@ class SqlMappingStore:
         details: dict[str, Any] | None = None,
     ) -> None:
         """One decision (an issuance, a sign-in) into the audit log, in its own transaction."""
-        row = {
-            "actor": ctx.actor,
-            "action": action,
-            "outcome": outcome,
-            "target_type": target_type,
-            "target_id": target_id,
-            "request_id": ctx.request_id,
-            "source_ip": ctx.source_ip,
-            "before": None,
-            "after": None,
-            "details": details,
-        }
+        self.record_events([audit.Decision(ctx, action, outcome, target_type, target_id, details)])
+
+    def record_events(self, events: Sequence[audit.Decision]) -> None:
+        """Several decisions of one request (a password sign-in and the issuance it led to) in one transaction."""
+        if not events:
+            return
+        rows = [
+            {
+                "at": e.at or utcnow(),
+                "actor": e.ctx.actor,
+                "action": e.action,
+                "outcome": e.outcome,
+                "target_type": e.target_type,
+                "target_id": e.target_id,
+                "request_id": e.ctx.request_id,
+                "source_ip": e.ctx.source_ip,
+                "before": None,
+                "after": None,
+                "details": e.details,
+            }
+            for e in events
+        ]
         with self._core_tx() as conn:
-            conn.execute(_AUDIT_INSERT, row)
+            conn.execute(_AUDIT_INSERT, rows)
 
     def audit_events(self, f: audit.AuditFilter, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
         with self._tx() as s:

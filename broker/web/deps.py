@@ -1,4 +1,9 @@
-"""Typed FastAPI dependencies (``Annotated`` aliases), all reading from ``app.state.services``."""
+"""Typed FastAPI dependencies (``Annotated`` aliases), all reading from ``app.state.services``.
+
+FastAPI runs every plain ``def`` dependency in the thread pool, one hand-off each; so the
+dependencies that do no I/O are ``async def`` (they run on the event loop at no hand-off), and
+the user API's caller is resolved inside the endpoint's own worker thread (``Caller``).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ if TYPE_CHECKING:
     from broker.app import Services
 
 
-def get_services(request: Request) -> "Services":
+async def get_services(request: Request) -> "Services":
     return request.app.state.services
 
 
@@ -65,7 +70,7 @@ def require_admin(request: Request, services: ServicesDep) -> AdminPrincipal:
 AdminDep = Annotated[AdminPrincipal, Depends(require_admin)]
 
 
-def audit_context(request: Request, admin: AdminDep) -> AuditContext:
+async def audit_context(request: Request, admin: AdminDep) -> AuditContext:
     return AuditContext(
         actor=admin.actor, request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request)
     )
@@ -74,10 +79,7 @@ def audit_context(request: Request, admin: AdminDep) -> AuditContext:
 AuditCtx = Annotated[AuditContext, Depends(audit_context)]
 
 
-def current_user(request: Request, services: ServicesDep) -> Identity:
-    """The person behind a user-API request: a bearer access token (the CLI's device login), a
-    portal session (unsafe methods also need the ``X-CSRF-Token`` header), or HTTP Basic with the
-    directory password when ``api.password_login`` is on (each call a rate-limited, audited sign-in)."""
+def _resolve_user(request: Request, services: "Services") -> Identity:
     from broker.web.user_api import decision_context
 
     token = _bearer(request)
@@ -98,4 +100,34 @@ def current_user(request: Request, services: ServicesDep) -> Identity:
     return services.access.sign_in(services.flow, *basic, ctx=decision_context(request))
 
 
-CurrentUser = Annotated[Identity, Depends(current_user)]
+class Caller:
+    """The person behind a user-API request, as presented: a bearer access token (the CLI's
+    device login), a portal session (unsafe methods also need the ``X-CSRF-Token`` header), or
+    HTTP Basic with the directory password when ``api.password_login`` is on (each call a
+    rate-limited, audited sign-in).
+
+    Checking any of them is I/O (shared state, the directory), so it happens when the endpoint,
+    already in its worker thread, calls ``identity()`` — not in a thread hand-off of its own.
+    A request that presents nothing at all is refused before its body is read."""
+
+    __slots__ = ("_request", "_services")
+
+    def __init__(self, request: Request, services: "Services") -> None:
+        self._request = request
+        self._services = services
+
+    def identity(self) -> Identity:
+        return _resolve_user(self._request, self._services)
+
+
+async def caller(request: Request, services: ServicesDep) -> Caller:
+    presented = (
+        request.headers.get("authorization")
+        or services.access.sessions.cookie_name(request) in request.cookies
+    )
+    if not presented:
+        raise Unauthenticated("sign in first (the portal, or `awsbroker login`)")
+    return Caller(request, services)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]

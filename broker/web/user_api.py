@@ -1,8 +1,9 @@
 """The user API under /api/v1: who am I, my roles, credentials, a console URL.
 
 Thin: every decision is ``broker.flow.Flow``'s (directory re-read, grants, mint, STS, audit).
-Authentication is ``CurrentUser`` (broker.web.deps): HTTP Basic with the directory password
-when ``api.password_login`` is on; the CLI's bearer tokens and portal sessions plug in there.
+Authentication is ``Caller`` (broker.web.deps): the CLI's bearer tokens, portal sessions, or HTTP
+Basic with the directory password when ``api.password_login`` is on — resolved inside the
+endpoint's worker thread, so one request is one thread hand-off.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import delivery
 from broker.flow import DecisionContext
 from broker.mapping.model import MAX_SESSION, MIN_SESSION
-from broker.web.deps import CurrentUser, ServicesDep, client_ip
+from broker.web.deps import CallerDep, ServicesDep, client_ip
 
 router = APIRouter(prefix="/api/v1", tags=["user"])
 
@@ -41,8 +42,8 @@ class ConsoleRequest(CredentialsRequest):
 
 
 @router.get("/whoami", summary="The signed-in person, as the directory sees them now")
-def whoami(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    current = services.flow.current_identity(user)
+def whoami(caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+    current = services.flow.current_identity(caller.identity())
     return {
         "username": current.username,
         "id": current.id,
@@ -54,8 +55,8 @@ def whoami(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/roles", summary="Every account role I may use, with console/CLI permissions and maximum durations")
-def my_roles(user: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
-    current = services.flow.current_identity(user)
+def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
+    current = services.flow.current_identity(caller.identity())
     return [
         {
             "account_id": g.account_id,
@@ -73,22 +74,25 @@ def my_roles(user: CurrentUser, services: ServicesDep) -> list[dict[str, Any]]:
 
 
 @router.post("/credentials", summary="Temporary credentials, in the credential_process shape")
-def credentials(body: CredentialsRequest, request: Request, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    issued = services.flow.credentials(
-        identity=user, account=body.account, role=body.role, duration=body.duration_seconds, ctx=decision_context(request)
-    )
+def credentials(body: CredentialsRequest, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+    with services.flow.one_audit_write():  # the Basic sign-in, if any, and the issuance
+        issued = services.flow.credentials(
+            identity=caller.identity(), account=body.account, role=body.role, duration=body.duration_seconds,
+            ctx=decision_context(request),
+        )
     return delivery.credential_process(issued.credentials)
 
 
 @router.post("/console", summary="A console sign-in URL (valid 15 minutes; a bearer credential: do not log it)")
-def console(body: ConsoleRequest, request: Request, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    link = services.flow.console(
-        identity=user,
-        account=body.account,
-        role=body.role,
-        service=body.service,
-        region=body.region,
-        duration=body.duration_seconds,
-        ctx=decision_context(request),
-    )
+def console(body: ConsoleRequest, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+    with services.flow.one_audit_write():  # the Basic sign-in, if any, and the issuance
+        link = services.flow.console(
+            identity=caller.identity(),
+            account=body.account,
+            role=body.role,
+            service=body.service,
+            region=body.region,
+            duration=body.duration_seconds,
+            ctx=decision_context(request),
+        )
     return {"url": link.url, "destination": link.destination, "expires_at": delivery.rfc3339(link.expires_at)}

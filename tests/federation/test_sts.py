@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +21,7 @@ from broker.aws.sts import (
     clamp_duration,
     common_duration,
     console_saml_grants,
+    parse_timestamp,
     translate,
 )
 from broker.domain import GrantReason
@@ -62,6 +63,22 @@ def test_assume_role_with_web_identity_against_moto(moto_sts: str, keyring: KeyR
     creds = _gateway(moto_sts).assume_with_web_identity(grant=grant, token=token, session_name="alice", duration=900)
     assert creds.assumed_role_arn == "arn:aws:sts::222222222222:assumed-role/ReadOnly/alice"
     assert timedelta(seconds=800) < creds.expiration - utcnow() <= timedelta(seconds=905)
+
+
+@pytest.mark.parametrize(
+    "wire, expected",
+    [
+        ("2026-11-27T23:33:45Z", datetime(2026, 11, 27, 23, 33, 45, tzinfo=UTC)),
+        ("2026-11-27T23:33:45.123Z", datetime(2026, 11, 27, 23, 33, 45, 123000, tzinfo=UTC)),
+        ("2026-11-28T01:33:45+02:00", datetime(2026, 11, 27, 23, 33, 45, tzinfo=UTC)),
+        ("2026-11-27T23:33:45", datetime(2026, 11, 27, 23, 33, 45, tzinfo=UTC)),  # no zone: AWS means UTC
+        ("1795822425", datetime(2026, 11, 27, 23, 33, 45, tzinfo=UTC)),  # epoch seconds: botocore's parser
+        ("Fri, 27 Nov 2026 23:33:45 GMT", datetime(2026, 11, 27, 23, 33, 45, tzinfo=UTC)),
+    ],
+)
+def test_sts_timestamps_are_read_as_aware_utc(wire: str, expected: datetime) -> None:
+    parsed = parse_timestamp(wire)
+    assert parsed.tzinfo is not None and parsed == expected
 
 
 @pytest.mark.sts
