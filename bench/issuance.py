@@ -3,12 +3,16 @@
 Starts on loopback random ports: OpenLDAP slapd (started and seeded by the test suite's own
 tests/directory/servers.py, online: --users people, each in
 --groups-per-user of --groups groups, plus one group everybody is in that maps to the two
-benchmark roles), a moto server (STS) in its own process, and `broker serve --workers 2`
+benchmark roles), a moto server (STS; HTTP/1.1 keep-alive, as AWS STS) in its own process, and
+`broker serve --workers 2`
 (ldap directory, PostgreSQL from BROKER_TEST_DATABASE_URL or SQLite, `api.password_login`,
 `sts.mode: aws` with `sts.endpoint_url` at moto, real key files). Then, per federation path
 (a SAML account, a web identity account), --clients keep-alive HTTP/1.1 clients (raw sockets,
 pre-encoded requests: the load generator must not eat the broker's CPU) POST
-/api/v1/credentials with HTTP Basic for --duration seconds.
+/api/v1/credentials with HTTP Basic for --duration seconds, cut into --rounds load windows;
+after each window the floor runs one block of its loop while the broker idles (~0.5 % of a
+core). Alternating the two makes the ratio a paired measurement: on a shared host this
+machine's speed drifts by 10-30 % within minutes, and a drift now falls on both sides alike.
 
 Measured per path:
 - broker: issuances/s, latency p50/p99, broker CPU ms per issuance (user+system time of the
@@ -18,10 +22,11 @@ Measured per path:
   Response or RS256 ID token (broker.minting), one STS call on a reused botocore client.
   floor_cpu_ms is this process's CPU per iteration; floor_wall_ms the iteration's wall time
   (which includes slapd's and moto's share), and floor issuances/s on 2 cores = 2000 / wall ms;
-- ratios: broker CPU / floor CPU per issuance, and floor issuances/s / broker issuances/s.
+- ratios: broker CPU / floor CPU per issuance (over all rounds, and round by round), and
+  floor issuances/s / broker issuances/s.
 
 It reports; it asserts nothing about time. Usage:
-    python bench/issuance.py [--quick] [--duration 20] [--clients 8] [--postgres URL | --sqlite]
+    python bench/issuance.py [--quick] [--duration 20] [--rounds 5] [--clients 8] [--postgres URL | --sqlite]
 """
 
 from __future__ import annotations
@@ -118,11 +123,21 @@ def database(tmp: Path, postgres: str | None) -> Database:
     return Database(base.set(database=name).render_as_string(hide_password=False), "postgresql", drop)
 
 
+# moto_server (werkzeug's development server) closes the connection after every answer; AWS
+# STS keeps connections alive and botocore reuses them. So moto's WSGI app is served here by
+# uvicorn (WSGI interface, HTTP/1.1 keep-alive), as STS would be met.
+_MOTO_KEEPALIVE = (
+    "import sys, uvicorn; from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app; "
+    "uvicorn.run(DomainDispatcherApplication(create_backend_app), host=sys.argv[1], port=int(sys.argv[2]), "
+    "interface='wsgi', log_level='warning', access_log=False)"
+)
+
+
 def start_moto(tmp: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     log = (tmp / "moto.log").open("wb")
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", _MOTO_KEEPALIVE, "127.0.0.1", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -149,7 +164,8 @@ def broker_config(tmp: Path, *, slapd: Slapd, db: Database, moto: str, port: int
 
     key, cert, _ = generate_keypair(tmp / "keys")
     config = {
-        "server": {"public_url": "https://broker.bench.invalid", "host": "127.0.0.1", "port": port, "workers": args.workers},
+        "server": {"public_url": "https://broker.bench.invalid", "host": "127.0.0.1", "port": port, "workers": args.workers,
+                   "cpu_affinity": not args.no_affinity},
         "database": {"url": db.url},
         "logging": {"level": "info", "format": "json", "access_log": True},
         "api": {"password_login": True},
@@ -327,26 +343,36 @@ def drive(base_url: str, account: str, uids: list[str], *, clients: int, seconds
     return {"ok": len(lat), "errors": errs, "wall_s": wall, "latencies": lat, "client_cpu_s": client_cpu}
 
 
-def run_broker(base_url: str, server_pid: int, account: str, uids: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    drive(base_url, account, uids, clients=args.clients, seconds=args.warmup)  # warm pools, caches, clients
+def run_broker(base_url: str, server_pid: int, account: str, uids: list[str], *, clients: int, seconds: float) -> dict[str, Any]:
+    """One load window: what drive() saw plus the broker tree's CPU seconds over it."""
     cpu0, workers = tree_cpu(server_pid)
-    result = drive(base_url, account, uids, clients=args.clients, seconds=args.duration)
+    result = drive(base_url, account, uids, clients=clients, seconds=seconds)
     cpu1, _ = tree_cpu(server_pid)
-    n = max(result["ok"], 1)
-    lat = result["latencies"]
+    return {**result, "cpu_s": cpu1 - cpu0, "processes": 1 + len(workers)}
+
+
+def broker_summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = sum(w["ok"] for w in windows)
+    n = max(ok, 1)
+    wall = sum(w["wall_s"] for w in windows)
+    lat = [x for w in windows for x in w["latencies"]]
+    errors: dict[str, int] = {}
+    for w in windows:
+        for k, v in w["errors"].items():
+            errors[k] = errors.get(k, 0) + v
     return {
-        "issuances": result["ok"],
-        "errors": result["errors"],
-        "seconds": round(result["wall_s"], 2),
-        "issuances_per_s": round(result["ok"] / result["wall_s"], 1),
+        "issuances": ok,
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "issuances_per_s": round(ok / wall, 1),
         "latency_ms": {
             "p50": round(percentile(lat, 0.50) * 1000, 2),
             "p99": round(percentile(lat, 0.99) * 1000, 2),
             "mean": round(statistics.fmean(lat) * 1000, 2) if lat else None,
         },
-        "broker_cpu_ms_per_issuance": round((cpu1 - cpu0) * 1000 / n, 3),
-        "broker_processes": 1 + len(workers),
-        "load_client_cpu_ms_per_issuance": round(result["client_cpu_s"] * 1000 / n, 3),
+        "broker_cpu_ms_per_issuance": round(sum(w["cpu_s"] for w in windows) * 1000 / n, 3),
+        "broker_processes": windows[0]["processes"],
+        "load_client_cpu_ms_per_issuance": round(sum(w["client_cpu_s"] for w in windows) * 1000 / n, 3),
     }
 
 
@@ -427,7 +453,8 @@ class Floor:
         self._timed("sts_call", t)
 
     def measure(self, path: str, uids: list[str], iterations: int) -> dict[str, Any]:
-        for i in range(min(20, iterations)):  # warm-up
+        """One block of ``iterations`` (after a short warm-up): raw CPU and wall seconds."""
+        for i in range(min(20, iterations)):  # warm-up: the broker's load window ran in between
             self.once(uids[i % len(uids)], path)
         self.steps = {}
         walls: list[float] = []
@@ -436,16 +463,25 @@ class Floor:
             s = time.perf_counter()
             self.once(uids[i % len(uids)], path)
             walls.append(time.perf_counter() - s)
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
-        wall_ms = wall * 1000 / iterations
+        return {"iterations": iterations, "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - t0,
+                "walls": walls, "steps": self.steps}
+
+    @staticmethod
+    def summary(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+        iterations = sum(b["iterations"] for b in blocks)
+        wall_ms = sum(b["wall_s"] for b in blocks) * 1000 / iterations
+        walls = [x for b in blocks for x in b["walls"]]
+        steps: dict[str, list[float]] = {}
+        for b in blocks:
+            for k, v in b["steps"].items():
+                steps.setdefault(k, []).extend(v)
         return {
             "iterations": iterations,
-            "floor_cpu_ms": round(cpu * 1000 / iterations, 3),
+            "floor_cpu_ms": round(sum(b["cpu_s"] for b in blocks) * 1000 / iterations, 3),
             "floor_wall_ms": round(wall_ms, 3),
             "floor_wall_p50_ms": round(percentile(walls, 0.5) * 1000, 3),
             "floor_issuances_per_s_2_cores": round(2000 / wall_ms, 1),
-            "steps_p50_ms": {k: round(percentile(v, 0.5) * 1000, 3) for k, v in self.steps.items()},
+            "steps_p50_ms": {k: round(percentile(v, 0.5) * 1000, 3) for k, v in steps.items()},
         }
 
     def close(self) -> None:
@@ -464,7 +500,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--clients", type=int, default=8, help="concurrent keep-alive HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    ap.add_argument("--no-affinity", action="store_true", help="leave server.cpu_affinity off (workers float)")
     ap.add_argument("--floor-iterations", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=5, help="alternations of broker load window and floor block per path")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--groups", type=int, default=200)
     ap.add_argument("--groups-per-user", type=int, default=20)
@@ -477,7 +515,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.warmup, args.floor_iterations = 4.0, 1.5, 200
+        args.duration, args.warmup, args.floor_iterations, args.rounds = 4.0, 1.5, 200, 2
     paths = [p for p in args.paths.split(",") if p]
     load_before = os.getloadavg()[0]
 
@@ -508,19 +546,34 @@ def main() -> None:
         base_url = f"http://127.0.0.1:{port}"
         wait_http(base_url + "/readyz", server, log)
 
+        # The floor's connections are opened while the broker idles (~0.5 % of a core); then,
+        # per path, load windows and floor blocks alternate, so a drift in this machine's speed
+        # (a shared host) falls on both sides of the ratio alike.
+        floor = Floor(slapd=slapd, config_path=config)
         results: dict[str, Any] = {}
         for path in paths:
-            results[path] = {"broker": run_broker(base_url, server.pid, PATHS[path], uids, args)}
-        stop(server)  # the floor gets the machine the broker had
-        procs.remove(server)
-        floor = Floor(slapd=slapd, config_path=config)
-        for path in paths:
-            f = floor.measure(path, uids, args.floor_iterations)
-            b = results[path]["broker"]
-            results[path]["floor"] = f
-            results[path]["ratio"] = {
-                "cpu_per_issuance": round(b["broker_cpu_ms_per_issuance"] / f["floor_cpu_ms"], 2),
-                "throughput": round(f["floor_issuances_per_s_2_cores"] / max(b["issuances_per_s"], 0.1), 2),
+            drive(base_url, PATHS[path], uids, clients=args.clients, seconds=args.warmup)  # pools, caches
+            windows, blocks = [], []
+            for _ in range(args.rounds):
+                windows.append(run_broker(base_url, server.pid, PATHS[path], uids, clients=args.clients,
+                                          seconds=args.duration / args.rounds))
+                blocks.append(floor.measure(path, uids, max(1, args.floor_iterations // args.rounds)))
+            b, f = broker_summary(windows), Floor.summary(blocks)
+            rounds = [
+                {"broker_cpu_ms": round(w["cpu_s"] * 1000 / max(w["ok"], 1), 3),
+                 "floor_cpu_ms": round(fb["cpu_s"] * 1000 / fb["iterations"], 3)}
+                for w, fb in zip(windows, blocks)
+            ]
+            by_round = [round(r["broker_cpu_ms"] / r["floor_cpu_ms"], 2) for r in rounds]
+            results[path] = {
+                "broker": b,
+                "floor": f,
+                "rounds": rounds,
+                "ratio": {
+                    "cpu_per_issuance": round(b["broker_cpu_ms_per_issuance"] / f["floor_cpu_ms"], 2),
+                    "cpu_per_issuance_by_round": by_round,
+                    "throughput": round(f["floor_issuances_per_s_2_cores"] / max(b["issuances_per_s"], 0.1), 2),
+                },
             }
         out = {
             "benchmark": "issuance",
@@ -528,8 +581,10 @@ def main() -> None:
             "setup": {
                 "database": db.kind,
                 "workers": args.workers,
+                "cpu_affinity": not args.no_affinity,
                 "clients": args.clients,
                 "duration_s": args.duration,
+                "rounds": args.rounds,
                 "users": args.users,
                 "groups_per_user": args.groups_per_user + 1,
                 "mapped_groups": args.mapped_groups + 1,

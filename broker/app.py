@@ -163,4 +163,13 @@ def create_app(config: Config, *, env: Mapping[str, str] | None = None, configur
 
 def app_from_env() -> FastAPI:
     """uvicorn factory (`broker serve` with several workers): the config path is $BROKER_CONFIG."""
-    return create_app(load_config())
+    config = load_config()
+    cpu = None
+    if config.server.cpu_affinity:
+        from broker.affinity import pin_worker
+
+        cpu = pin_worker()  # before create_app starts threads: they inherit it
+    app = create_app(config)
+    if config.server.cpu_affinity:
+        log.info("worker_cpu", cpu=cpu, note=None if cpu is not None else "server.cpu_affinity needs Linux and 2+ CPUs")
+    return app

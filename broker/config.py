@@ -47,6 +47,8 @@ class ServerConfig(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    cpu_affinity: bool = False
+    """With several workers: keep each worker process on one CPU (Linux; see broker/affinity.py)."""
 
     @field_validator("public_url")
     @classmethod

@@ -12,17 +12,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-from broker.connectors.base import Connector, LookupConnector, PasswordConnector
 from broker.audit import AuditContext, Decision
 from broker.aws.partitions import partition
 from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
+from broker.connectors.base import Connector, LookupConnector, PasswordConnector
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
     BadRequest,
@@ -35,9 +35,9 @@ from broker.errors import (
     Unavailable,
 )
 from broker.mapping.model import REGION
-from broker.minting.names import role_session_name
 from broker.mapping.rules import Resolution, resolve
 from broker.mapping.store import MappingStore
+from broker.minting.names import role_session_name
 
 if TYPE_CHECKING:
     from broker.aws.factory import Aws
@@ -104,7 +104,7 @@ _BATCH: ContextVar[list[Decision] | None] = ContextVar("broker_decision_batch", 
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -121,7 +121,7 @@ def test_a_password_sign_in_and_its_issuance_are_audited_in_one_write(client, ad
     engine = client.app.state.services.store.engine
     audit_writes: list[str] = []
 
-    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def count(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("INSERT INTO AUDIT_EVENTS"):
             audit_writes.append(statement)
 

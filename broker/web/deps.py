@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from broker.app import Services
 
 
-async def get_services(request: Request) -> "Services":
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -79,7 +79,7 @@ async def audit_context(request: Request, admin: AdminDep) -> AuditContext:
 AuditCtx = Annotated[AuditContext, Depends(audit_context)]
 
 
-def _resolve_user(request: Request, services: "Services") -> Identity:
+def _resolve_user(request: Request, services: Services) -> Identity:
     from broker.web.user_api import decision_context
 
     token = _bearer(request)
@@ -112,7 +112,7 @@ class Caller:
 
     __slots__ = ("_request", "_services")
 
-    def __init__(self, request: Request, services: "Services") -> None:
+    def __init__(self, request: Request, services: Services) -> None:
         self._request = request
         self._services = services
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker import delivery
@@ -34,6 +35,22 @@ class CredentialsRequest(BaseModel):
     account: Account
     role: RoleName
     duration_seconds: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
+
+
+class CredentialProcess(BaseModel):
+    """The AWS CLI ``credential_process`` shape (Version 1)."""
+
+    Version: int = 1
+    AccessKeyId: str
+    SecretAccessKey: str
+    SessionToken: str
+    Expiration: str = Field(description="RFC 3339, UTC")
+
+
+class ConsoleLinkOut(BaseModel):
+    url: str = Field(description="the sign-in URL: a bearer credential for 15 minutes; never log it")
+    destination: str
+    expires_at: str = Field(description="RFC 3339, UTC")
 
 
 class ConsoleRequest(CredentialsRequest):
@@ -73,18 +90,23 @@ def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/credentials", summary="Temporary credentials, in the credential_process shape")
-def credentials(body: CredentialsRequest, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+# The issuance endpoints build their JSON themselves and answer it as is: FastAPI's response
+# validation and encoding of a dict cost as much as the rest of the web layer (the models
+# document the shape).
+@router.post("/credentials", summary="Temporary credentials, in the credential_process shape",
+             response_model=CredentialProcess)
+def credentials(body: CredentialsRequest, request: Request, caller: CallerDep, services: ServicesDep) -> JSONResponse:
     with services.flow.one_audit_write():  # the Basic sign-in, if any, and the issuance
         issued = services.flow.credentials(
             identity=caller.identity(), account=body.account, role=body.role, duration=body.duration_seconds,
             ctx=decision_context(request),
         )
-    return delivery.credential_process(issued.credentials)
+    return JSONResponse(delivery.credential_process(issued.credentials))
 
 
-@router.post("/console", summary="A console sign-in URL (valid 15 minutes; a bearer credential: do not log it)")
-def console(body: ConsoleRequest, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
+@router.post("/console", summary="A console sign-in URL (valid 15 minutes; a bearer credential: do not log it)",
+             response_model=ConsoleLinkOut)
+def console(body: ConsoleRequest, request: Request, caller: CallerDep, services: ServicesDep) -> JSONResponse:
     with services.flow.one_audit_write():  # the Basic sign-in, if any, and the issuance
         link = services.flow.console(
             identity=caller.identity(),
@@ -95,4 +117,4 @@ def console(body: ConsoleRequest, request: Request, caller: CallerDep, services:
             duration=body.duration_seconds,
             ctx=decision_context(request),
         )
-    return {"url": link.url, "destination": link.destination, "expires_at": delivery.rfc3339(link.expires_at)}
+    return JSONResponse({"url": link.url, "destination": link.destination, "expires_at": delivery.rfc3339(link.expires_at)})
