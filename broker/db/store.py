@@ -91,6 +91,13 @@ class SqlMappingStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = session_factory(engine)
+        # PostgreSQL: the issuance path's statements run in autocommit, without BEGIN and COMMIT
+        # round trips around them (each statement is atomic by itself; the mapping read's two
+        # selects need no common snapshot, the audit rows are separate facts). SQLite has no
+        # round trips to save, and pysqlite's autocommit switch costs more than it saves.
+        self._issuance_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
+        )
 
     # ---- plumbing ----
 
@@ -101,8 +108,8 @@ class SqlMappingStore:
 
     @contextmanager
     def _core_tx(self) -> Iterator[Connection]:
-        """One transaction on a plain connection: the issuance path's reads and audit rows."""
-        with _translated(), self.engine.begin() as conn:
+        """A plain connection for the issuance path's reads and audit rows (see __init__)."""
+        with _translated(), self._issuance_engine.begin() as conn:
             yield conn
 
     def ping(self) -> None:
