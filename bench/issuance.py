@@ -177,7 +177,8 @@ def broker_config(tmp: Path, *, slapd: Slapd, db: Database, moto: str, port: int
             "insecure_no_tls": True,  # loopback; the floor's ldap3 connections are plain too
             "bind_dn": SERVICE_DN,
             "bind_password": slapd.service_password,
-            "user_search": {"base": f"ou=people,{SUFFIX}", "login_attributes": ["uid"]},
+            "user_search": {"base": f"ou=people,{SUFFIX}", "login_attributes": ["uid"],
+                            **({"dn_template": f"uid={{username}},ou=people,{SUFFIX}"} if args.login == "bind" else {})},
             "groups": {"strategy": "member_of", "nested": args.nested, "base": f"ou=groups,{SUFFIX}"},
         },
         "keys": {"current": {"key": str(key), "cert": str(cert)}},
@@ -501,6 +502,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8, help="concurrent keep-alive HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     ap.add_argument("--no-affinity", action="store_true", help="leave server.cpu_affinity off (workers float)")
+    ap.add_argument("--login", choices=("bind", "search"), default="bind",
+                    help="bind: user_search.dn_template, a bind to the user's DN then a read of the entry (the "
+                         "floor's two LDAP steps); search: search-then-bind (one search more than the floor)")
     ap.add_argument("--floor-iterations", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5, help="alternations of broker load window and floor block per path")
     ap.add_argument("--users", type=int, default=200)
@@ -582,6 +586,7 @@ def main() -> None:
                 "database": db.kind,
                 "workers": args.workers,
                 "cpu_affinity": not args.no_affinity,
+                "login": args.login,
                 "clients": args.clients,
                 "duration_s": args.duration,
                 "rounds": args.rounds,
