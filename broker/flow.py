@@ -279,7 +279,7 @@ class Flow:
     @contextmanager
     def one_audit_write(self) -> Iterator[None]:
         """The decisions recorded inside the block (a password sign-in and the issuance it led
-        to) are written together, in one transaction, when the block ends, well or not."""
+        to) are written together, in one database write, when the block ends, well or not."""
         if _BATCH.get() is not None:  # already inside one
             yield
             return

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _worker(started, answers) -> None:
-    started.wait()  # all workers choose at the same moment, as uvicorn's start them
+    started.wait()  # all workers choose at the same moment, as uvicorn starts them
     cpu = pin_worker()
     answers.put((cpu, sorted(os.sched_getaffinity(0))))
     started.wait()  # stay alive (pinned) until every sibling has chosen

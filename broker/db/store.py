@@ -419,7 +419,8 @@ class SqlMappingStore:
         self.record_events([audit.Decision(ctx, action, outcome, target_type, target_id, details)])
 
     def record_events(self, events: Sequence[audit.Decision]) -> None:
-        """Several decisions of one request (a password sign-in and the issuance it led to) in one transaction."""
+        """Several decisions of one request (a password sign-in and the issuance it led to) in one
+        write: one transaction on SQLite, one pipelined batch of autocommit inserts on PostgreSQL."""
         if not events:
             return
         rows = [
