@@ -5,13 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-import pytest
-
 from broker.affinity import pin_worker
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and 2+ CPUs"
-)
+from tests.conftest import component_missing
 
 
 def _worker(started, answers) -> None:
@@ -22,6 +17,8 @@ def _worker(started, answers) -> None:
 
 
 def test_workers_started_together_take_different_cpus() -> None:
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        component_missing("Linux with 2 or more CPUs (server.cpu_affinity)")
     allowed = sorted(os.sched_getaffinity(0))
     n = min(len(allowed), 4)
     ctx = multiprocessing.get_context("spawn")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 _ATTR = r"^[A-Za-z][A-Za-z0-9-]*$"
 AttributeName = Annotated[str, Field(pattern=_ATTR, max_length=64)]
@@ -45,6 +45,9 @@ def _filter(value: str) -> str:
     if not (value.startswith("(") and value.endswith(")")) or depth != 0:
         raise ValueError("must be one LDAP filter in parentheses, e.g. (objectClass=person)")
     return value
+
+
+LdapFilter = Annotated[str, AfterValidator(_filter)]
 
 
 class GroupCacheConfig(_Section):
@@ -115,7 +118,7 @@ class GroupSearchGroups(_Section):
 
     strategy: Literal["group_search"]
     base: str
-    filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+    filter: LdapFilter = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
     member_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=4)] = [
         "member",
         "uniqueMember",
@@ -125,11 +128,6 @@ class GroupSearchGroups(_Section):
     """``dn`` (the user's DN) or a user attribute whose value the group lists (``uid``)."""
     nested: bool = True
     max_depth: Annotated[int, Field(ge=1, le=32)] = 8
-
-    @field_validator("filter")
-    @classmethod
-    def _check_filter(cls, value: str) -> str:
-        return _filter(value)
 
     @field_validator("member_value")
     @classmethod
@@ -144,12 +142,7 @@ class InChainGroups(_Section):
 
     strategy: Literal["in_chain"]
     base: str | None = None
-    filter: str = "(objectClass=group)"
-
-    @field_validator("filter")
-    @classmethod
-    def _check_filter(cls, value: str) -> str:
-        return _filter(value)
+    filter: LdapFilter = "(objectClass=group)"
 
 
 class TokenGroups(_Section):
@@ -166,7 +159,7 @@ GroupsConfig = Annotated[
 
 class UserSearch(_Section):
     base: Annotated[str, Field(min_length=3)]
-    filter: str = "(objectClass=inetOrgPerson)"
+    filter: LdapFilter = "(objectClass=inetOrgPerson)"
     """ANDed with the login-attribute match."""
     login_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=8)] = ["uid"]
     """A person may sign in with any of these (uid, mail, sAMAccountName, userPrincipalName, ...)."""
@@ -180,11 +173,6 @@ class UserSearch(_Section):
     """Optional: bind straight to this DN (``uid={username},ou=people,dc=example,dc=org``), the
     username escaped by RFC 4514, instead of searching first. Lookups still use the service account."""
 
-    @field_validator("filter")
-    @classmethod
-    def _check_filter(cls, value: str) -> str:
-        return _filter(value)
-
     @field_validator("dn_template")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
@@ -194,7 +182,7 @@ class UserSearch(_Section):
 
 
 class AdUserSearch(UserSearch):
-    filter: str = "(&(objectCategory=person)(objectClass=user))"
+    filter: LdapFilter = "(&(objectCategory=person)(objectClass=user))"
     login_attributes: Annotated[list[AttributeName], Field(min_length=1, max_length=8)] = [
         "sAMAccountName",
         "userPrincipalName",

@@ -178,7 +178,8 @@ class SamlIdpPeer:
         req = self.server().parse_authn_request(saml_request, self._binding).message
         return ParsedRequest(req.id, req.issuer.text, req.assertion_consumer_service_url, relay_state)
 
-    def _unsigned(self, username: str, *, in_response_to: str | None, sp_entity_id: str, acs_url: str) -> str:
+    def _response_xml(self, username: str, *, in_response_to: str | None, sp_entity_id: str, acs_url: str,
+                      **signing: Any) -> str:
         from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
 
         user = self.users[username]
@@ -190,10 +191,13 @@ class SamlIdpPeer:
                 sp_entity_id=sp_entity_id,
                 name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user.name_id),
                 authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
-                sign_assertion=False,
-                sign_response=False,
+                **signing,
             )
         )
+
+    def _unsigned(self, username: str, *, in_response_to: str | None, sp_entity_id: str, acs_url: str) -> str:
+        return self._response_xml(username, in_response_to=in_response_to, sp_entity_id=sp_entity_id,
+                                  acs_url=acs_url, sign_assertion=False, sign_response=False)
 
     def respond(
         self,
@@ -208,22 +212,10 @@ class SamlIdpPeer:
         digest_alg: str = SHA256_DIGEST,
     ) -> str:
         """pysaml2's own signed Response, base64 (as the HTTP-POST binding carries it)."""
-        from saml2.saml import NAMEID_FORMAT_PERSISTENT, NameID
-
-        user = self.users[username]
-        xml = self.server().create_authn_response(
-            identity=dict(user.attributes),
-            in_response_to=in_response_to,
-            destination=acs_url,
-            sp_entity_id=sp_entity_id,
-            name_id=NameID(format=NAMEID_FORMAT_PERSISTENT, text=user.name_id),
-            authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"},
-            sign_assertion=sign_assertion,
-            sign_response=sign_response,
-            sign_alg=sign_alg,
-            digest_alg=digest_alg,
-        )
-        return base64.b64encode(str(xml).encode()).decode()
+        xml = self._response_xml(username, in_response_to=in_response_to, sp_entity_id=sp_entity_id, acs_url=acs_url,
+                                 sign_assertion=sign_assertion, sign_response=sign_response, sign_alg=sign_alg,
+                                 digest_alg=digest_alg)
+        return base64.b64encode(xml.encode()).decode()
 
     def forge(
         self,

