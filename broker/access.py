@@ -103,5 +103,5 @@ class Access:
         except InvalidCredentials:
             self.limits.login_failed(username=username, address=ctx.source_ip)
             raise
-        self.limits.login_succeeded(username=username)
+        self.limits.login_succeeded(username=username, address=ctx.source_ip)
         return identity

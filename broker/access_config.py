@@ -61,6 +61,11 @@ class RateLimitsConfig(_Section):
     itself and never locks anyone out for longer than this."""
     login_failures_per_user: Annotated[int, Field(ge=1, le=1000)] = 5
     """Failed password sign-ins per username per window (portal, password grant, HTTP Basic)."""
+    known_address_days: Annotated[int, Field(ge=0, le=400)] = 30
+    """A person over ``login_failures_per_user`` is still let in from an address they signed in
+    from successfully within this many days, with that address's own allowance of failures: an
+    attacker guessing from elsewhere cannot keep them locked out. 0 turns this off (the lockout
+    then holds for everyone, window after window, while the guessing goes on)."""
     login_failures_per_address: Annotated[int, Field(ge=1, le=100000)] = 50
     """Failed password sign-ins per source address per window (whatever the username: it stops
     one address trying many accounts). Successful sign-ins do not count, so an office behind one

@@ -6,8 +6,9 @@ keeps a timing side channel shut. A token from another deployment has another ha
 
 Optionally (``admin.directory_groups``), members of directory groups are admins too: they send
 HTTP Basic with their directory username and password, checked against the directory at every
-request (so a removed membership ends admin access at once); the audit actor is
-``directory:<username>``.
+request (so a removed membership ends admin access at once) through the same rate-limited,
+audited sign-in as the portal's (``broker.web.deps.require_admin``); ``admit`` then decides on
+the groups. The audit actor is ``directory:<username>``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Mapping
 
 from broker.config import AdminConfig
 from broker.connectors.base import Connector, PasswordConnector
-from broker.errors import Forbidden, InvalidCredentials
+from broker.domain import Identity
+from broker.errors import Forbidden
 from broker.groups import normalize
 from broker.logs import get_logger
 
@@ -69,19 +71,12 @@ class AdminTokens:
         """True when directory admin groups are configured (HTTP Basic is accepted)."""
         return self._directory is not None
 
-    def verify_password(self, username: str, password: str) -> AdminPrincipal:
-        """A directory sign-in that must belong to an admin group. Raises InvalidCredentials (401),
-        Forbidden (403) when the person is not in an admin group, DirectoryUnavailable (503)."""
-        if self._directory is None:
-            raise InvalidCredentials("directory_admins_not_configured")
-        result = self._directory.login(username, password)
-        if isinstance(result, InvalidCredentials):
-            log.warning("admin_sign_in_refused", reason=result.reason)
-            raise result
-        if not any(normalize(g)[1] in self._admin_groups for g in result.groups):
-            log.warning("admin_sign_in_not_admin", username=result.username)
+    def admit(self, identity: Identity) -> AdminPrincipal:
+        """A signed-in directory identity as an admin; Forbidden (403) when it is in no admin group."""
+        if not any(normalize(g)[1] in self._admin_groups for g in identity.groups):
+            log.warning("admin_sign_in_not_admin", username=identity.username)
             raise Forbidden("you are not in a directory group that may use the admin API")
-        return AdminPrincipal(result.username, "directory")
+        return AdminPrincipal(identity.username, "directory")
 
     def verify(self, token: str) -> AdminPrincipal | None:
         digest = hashlib.sha256(token.encode("utf-8", errors="replace")).digest()

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.audit import AuditContext, Decision
 from broker.aws.partitions import partition
@@ -100,6 +100,7 @@ class DecisionLog(Protocol):
     def record_events(self, events: Sequence[Decision]) -> None: ...
 
 
+_T = TypeVar("_T")
 _BATCH: ContextVar[list[Decision] | None] = ContextVar("broker_decision_batch", default=None)
 
 
@@ -327,6 +328,12 @@ class Flow:
         }
 
     # -- the decisions --
+
+    def admit(self, identity: Identity, *, ctx: DecisionContext, action: str, check: Callable[[Identity], _T]) -> _T:
+        """A decision on the person rather than on a role (the admin API's directory admins):
+        ``check`` sees the directory's current view of ``identity`` and raises to refuse;
+        audited either way, with the groups it saw."""
+        return self._decide(action, identity, ctx, None, lambda current, _details: check(current))
 
     def credentials(
         self, *, identity: Identity, account: str, role: str, duration: int | None = None, ctx: DecisionContext

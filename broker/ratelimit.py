@@ -2,9 +2,11 @@
 
 Counters live in ``broker.state`` (Redis when configured), so every replica sees the same count.
 A window starts with its first hit and ends ``window_seconds`` later whatever happens meanwhile:
-a lockout decays by itself and never lasts longer than one window, so an attacker can slow a
-person down but never lock them out for good. Keys carry a hash of the user name or address,
-never the value itself.
+a lockout decays by itself and never lasts longer than one window. An attacker who keeps guessing
+could renew it window after window, so the per-user lockout only holds against addresses the
+person has not signed in from lately (``known_address_days``): from an address they used, they
+get their own allowance of failures, and a stranger's guesses elsewhere do not lock them out.
+Keys carry a hash of the user name or address, never the value itself.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class RateLimiter:
 
     def _key(self, kind: str, subject: str) -> str:
         return f"rl:{kind}:{_digest(subject)}"
+
+    @staticmethod
+    def _pair(username: str, address: str | None) -> str | None:
+        return f"{username.strip().casefold()}\0{address}" if address else None
 
     def _count(self, kind: str, subject: str) -> int:
         value = self.state.get(self._key(kind, subject))
@@ -54,19 +60,32 @@ class RateLimiter:
 
     def check_login(self, *, username: str, address: str | None) -> None:
         """Before any password check: refuse when the address or the user is over its limit of
-        failures (successes never count, so busy addresses are not slowed down)."""
+        failures (successes never count, so busy addresses are not slowed down). A user over
+        the limit is still let in from an address they signed in from within
+        ``known_address_days``, until that address has failed as often for them."""
         c = self.config
         self._refuse_over("login-addr", address, c.login_failures_per_address,
                           "too many sign-in attempts from your address; wait a few minutes")
+        if self._count("login-user", username) < c.login_failures_per_user:
+            return
+        pair = self._pair(username, address)
+        if pair is not None and self.state.get(self._key("login-known", pair)) is not None:
+            self._refuse_over("login-pair", pair, c.login_failures_per_user,
+                              "too many failed sign-ins for this account; wait a few minutes")
+            return
         self._refuse_over("login-user", username, c.login_failures_per_user,
                           "too many failed sign-ins for this account; wait a few minutes")
 
     def login_failed(self, *, username: str, address: str | None) -> None:
         self.hit("login-user", username)
         self.hit("login-addr", address)
+        self.hit("login-pair", self._pair(username, address))
 
-    def login_succeeded(self, *, username: str) -> None:
+    def login_succeeded(self, *, username: str, address: str | None) -> None:
         self.clear("login-user", username)
+        pair = self._pair(username, address)
+        if pair is not None and self.config.known_address_days:
+            self.state.set(self._key("login-known", pair), "1", ttl=self.config.known_address_days * 86400)
 
     # -- RFC 8628 user codes and device authorizations --
 

@@ -59,12 +59,23 @@ def require_admin(request: Request, services: ServicesDep) -> AdminPrincipal:
     if token is None:
         basic = _basic(request) if services.admin_tokens.accepts_passwords else None
         if basic is not None:
-            return services.admin_tokens.verify_password(*basic)
+            return _directory_admin(request, services, *basic)
         raise Unauthenticated("an admin bearer token is required (Authorization: Bearer <token>)")
     principal = services.admin_tokens.verify(token)
     if principal is None:
         raise Unauthenticated("the admin token is not valid for this broker")
     return principal
+
+
+def _directory_admin(request: Request, services: Services, username: str, password: str) -> AdminPrincipal:
+    """HTTP Basic on the admin API: the rate-limited, audited password sign-in of every other
+    door, then the admin-group decision, audited too (allow or deny); one audit write."""
+    from broker.web.user_api import decision_context
+
+    ctx = decision_context(request, via="admin-api")
+    with services.flow.one_audit_write():
+        identity = services.access.sign_in(services.flow, username, password, ctx=ctx)
+        return services.flow.admit(identity, ctx=ctx, action="admin.sign_in", check=services.admin_tokens.admit)
 
 
 AdminDep = Annotated[AdminPrincipal, Depends(require_admin)]

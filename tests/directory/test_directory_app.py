@@ -109,6 +109,29 @@ def test_directory_admin_refusals(ldap_app, ldap_passwords, user, password, stat
 
 
 @pytest.mark.ldap
+def test_directory_admin_sign_ins_are_rate_limited_and_audited_like_every_other(
+    ldap_app, ldap_passwords, admin_headers
+):
+    client = ldap_app()
+    for _ in range(5):
+        assert client.get("/api/v1/admin/accounts", headers=basic("alice", "guess")).status_code == 401
+    r = client.get("/api/v1/admin/accounts", headers=basic("alice", ldap_passwords["alice"]))
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"  # the portal's counter too
+    assert client.get("/api/v1/admin/accounts", headers=basic("bob", ldap_passwords["bob"])).status_code == 403
+
+    def events(action):
+        items = client.get("/api/v1/admin/audit", params={"action": action}, headers=admin_headers).json()["items"]
+        return [(e["details"]["user"], e["outcome"], e["details"]["via"]) for e in items]
+
+    logins = events("login")
+    assert logins.count(("alice", "deny", "admin-api")) == 5 and ("bob", "allow", "admin-api") in logins
+    (refusal,) = client.get("/api/v1/admin/audit", params={"action": "admin.sign_in"}, headers=admin_headers).json()["items"]
+    assert refusal["outcome"] == "deny" and refusal["details"]["user"] == "bob"
+    assert refusal["details"]["code"] == "forbidden" and refusal["details"]["groups"]
+    assert "guess" not in client.get("/api/v1/admin/audit", headers=admin_headers).text
+
+
+@pytest.mark.ldap
 def test_a_directory_outage_is_a_503_not_a_401(app_factory, ldap_settings, ldap_passwords):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -208,6 +208,37 @@ def test_password_guessing_is_limited_per_user_and_the_lockout_decays(portal):
     assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # never locked out for good
 
 
+def _elsewhere(client):
+    """Another source address on the same running app."""
+    from starlette.testclient import TestClient
+
+    return TestClient(client.app, client=("203.0.113.9", 40000), follow_redirects=False)
+
+
+def test_guessing_from_elsewhere_cannot_keep_a_person_out_of_an_address_they_signed_in_from(portal):
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # alice, from her usual address
+    portal.cookies.clear()
+    attacker = _elsewhere(portal)
+    for _ in range(5):
+        assert sign_in(attacker, "alice", "guess").status_code == 401
+    assert sign_in(attacker, "alice", ALICE_PW).status_code == 429  # locked for every other address
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # not where alice signs in
+    portal.cookies.clear()
+    for _ in range(5):  # there she has an allowance of her own, not an open door
+        assert sign_in(portal, "alice", "typo").status_code == 401
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 429
+
+
+def test_known_addresses_can_be_turned_off(build):
+    portal = build(rate_limits={"known_address_days": 0})
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 303
+    portal.cookies.clear()
+    attacker = _elsewhere(portal)
+    for _ in range(5):
+        assert sign_in(attacker, "alice", "guess").status_code == 401
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 429
+
+
 def test_password_guessing_is_limited_per_source_address(build):
     portal = build(rate_limits={"login_failures_per_address": 4, "login_failures_per_user": 100})
     for i in range(4):
