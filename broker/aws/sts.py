@@ -8,10 +8,12 @@ can act on ("role X in account Y does not trust this broker's SAML provider ..."
 
 from __future__ import annotations
 
+import string
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote_plus
 
 import botocore.session
 import botocore.utils
@@ -99,6 +101,8 @@ class StsClients:
         )
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        # The form body: botocore's urllib encoding walks a SAML assertion byte by byte in Python.
+        self._session.register("before-call.sts", _encode_form_body)
 
     def client(self, partition_name: str, region: str) -> Any:
         key = (partition_name, region)
@@ -112,6 +116,29 @@ class StsClients:
                     )
                     self._clients[key] = client
         return client
+
+
+_FORM_SAFE = frozenset(string.ascii_letters + string.digits + "_.-~")
+_FORM_QUOTE = {c: f"%{c:02X}" for c in range(128) if chr(c) not in _FORM_SAFE} | {ord(" "): "+"}
+
+
+def form_quote(value: str) -> str:
+    """``urllib.parse.quote_plus``, which on Python 3.11 percent-encodes a base64 value (``+``,
+    ``/``, ``=``) one byte at a time in Python: ~0.5 ms for a 10 KB SAML assertion. ASCII text
+    goes through one ``str.translate`` instead; anything else through ``quote_plus``."""
+    return value.translate(_FORM_QUOTE) if value.isascii() else quote_plus(value)
+
+
+def form_body(params: Mapping[str, Any]) -> bytes:
+    """``application/x-www-form-urlencoded``, byte for byte what botocore's ``urlencode`` sends."""
+    return "&".join(f"{form_quote(str(k))}={form_quote(str(v))}" for k, v in params.items()).encode("ascii")
+
+
+def _encode_form_body(params: dict[str, Any], **_: Any) -> None:
+    """botocore ``before-call`` hook: the Query-protocol body dict, encoded by ``form_body``."""
+    body = params.get("body")
+    if isinstance(body, dict):
+        params["body"] = form_body(body)
 
 
 def parse_timestamp(value: Any) -> datetime:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import botocore.config
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
@@ -148,10 +149,11 @@ def test_console_post_carries_console_saml_roles_of_one_partition_for_the_shorte
 
 
 class StsStandIn:
-    """Answers every STS call with one AWS Query-protocol error body."""
+    """Answers every STS call with one AWS Query-protocol error body; keeps the request bodies."""
 
     def __init__(self) -> None:
         self.status, self.code, self.message = 400, "InvalidIdentityToken", ""
+        self.bodies: list[bytes] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -159,7 +161,7 @@ class StsStandIn:
                 pass
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 kind = "Receiver" if outer.status >= 500 else "Sender"
                 body = (
                     '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
@@ -183,6 +185,52 @@ def sts_errors() -> Iterator[StsStandIn]:
     yield stand_in
     stand_in.server.shutdown()
     stand_in.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "PHNhbWxwOlJlc3BvbnNl+/9z==",  # base64: + / = are escaped
+        "plain-._~text",
+        "a b&c=d%e#f?g",
+        "Zoë Åström 中文 😀",  # non-ASCII: UTF-8, percent-encoded
+        "\n\t\x00\x7f",
+        "",
+    ],
+)
+def test_the_form_body_is_byte_for_byte_what_botocore_would_send(value: str) -> None:
+    from urllib.parse import urlencode
+
+    from broker.aws.sts import form_body
+
+    params = {"Action": "AssumeRoleWithSAML", "SAMLAssertion": value, "DurationSeconds": 3600, value or "k": "v"}
+    assert form_body(params).decode("ascii") == urlencode(params, doseq=True)
+
+
+def test_the_sts_call_on_the_wire_is_botocores_own_encoding(
+    sts_errors: StsStandIn, idp: SamlIdp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker encodes the Query body itself (a faster ``urlencode``); what STS receives is
+    exactly what a plain botocore client sends for the same call."""
+    import botocore.awsrequest
+
+    sts_errors.status, sts_errors.code = 400, "InvalidIdentityToken"
+    grant = make_grant(role_name="Developer")
+    saml = idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow())
+    sts_errors.bodies.clear()
+    with monkeypatch.context() as patched, pytest.raises(errors.StsError):
+        patched.setattr(botocore.awsrequest, "urlencode", None)  # botocore's own encoding is not used
+        _gateway(sts_errors.url, max_attempts=1).assume_with_saml(grant=grant, saml_assertion=saml.encoded, duration=3600)
+    plain = botocore.session.Session().create_client(
+        "sts", region_name="us-east-1", endpoint_url=sts_errors.url,
+        config=botocore.config.Config(signature_version=botocore.UNSIGNED, retries={"total_max_attempts": 1}),
+    )
+    with pytest.raises(ClientError):
+        plain.assume_role_with_saml(RoleArn=grant.role_arn, PrincipalArn=grant.saml_provider_arn,
+                                    SAMLAssertion=saml.encoded, DurationSeconds=3600)
+    ours, botocores = sts_errors.bodies
+    assert b"%2B" in ours or b"%2F" in ours or b"%3D" in ours  # the assertion's base64 was escaped
+    assert ours == botocores
 
 
 def _model_errors() -> dict[str, int]:
