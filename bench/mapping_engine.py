@@ -19,19 +19,19 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import insert, text
 
-from broker.config import DatabaseConfig  # noqa: E402
-from broker.db.models import Account, Mapping, NamingRule, Role  # noqa: E402
-from broker.db.session import make_engine, migrate  # noqa: E402
-from broker.db.store import SqlMappingStore  # noqa: E402
-from broker.groups import match_key  # noqa: E402
-from broker.mapping.rules import resolve  # noqa: E402
+from broker.config import DatabaseConfig
+from broker.db.models import Account, Mapping, NamingRule, Role
+from broker.db.session import make_engine, migrate
+from broker.db.store import SqlMappingStore
+from broker.groups import match_key
+from broker.mapping.rules import resolve
 
 ACCOUNTS, ROLES_PER_ACCOUNT = 200, 10
 
@@ -39,7 +39,7 @@ ACCOUNTS, ROLES_PER_ACCOUNT = 200, 10
 def populate(engine, rows: int, seed: int = 7) -> list[str]:
     """Accounts, roles, ``rows`` mapping rows over rows//2 groups, 5 naming rules. Returns group names."""
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamps = {"source": "api", "created_at": now, "updated_at": now, "description": ""}
     accounts = [f"{100000000000 + i:012d}" for i in range(ACCOUNTS)]
     with engine.begin() as conn:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from broker.config import AdminConfig
 from broker.connectors.base import Connector, PasswordConnector

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -66,7 +67,7 @@ class Services:
         for close in closers:
             try:
                 close()
-            except Exception as exc:  # one failing close must not keep the others open
+            except Exception as exc:  # noqa: BLE001 - one failing close must not keep the others open
                 log.warning("close_failed", what=getattr(close, "__qualname__", "?"), error_type=type(exc).__name__)
 
 

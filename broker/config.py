@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
 from broker.aws.config import StsConfig
@@ -134,21 +142,21 @@ class Config(Section):
     sts: StsConfig = Field(default_factory=StsConfig)
 
     @model_validator(mode="after")
-    def _signing_keys(self) -> "Config":
+    def _signing_keys(self) -> Config:
         problems = key_problems(keys=self.keys, sts_mode=self.sts.mode, workers=self.server.workers)
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
-    def _upstream(self) -> "Config":
+    def _upstream(self) -> Config:
         problems = upstream_problems(self.upstream, self.directory)
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
-    def _mapping_references(self) -> "Config":
+    def _mapping_references(self) -> Config:
         problems = reference_problems(self.mapping)
         if problems:
             raise ValueError("mapping: " + "; ".join(problems))

@@ -140,7 +140,7 @@ class SsoRequestInvalid(BadRequest):
 
 class Unauthenticated(BrokerError):
     code, status, message = "unauthenticated", 401, "authentication required"
-    headers = {"WWW-Authenticate": 'Bearer realm="broker"'}
+    headers = {"WWW-Authenticate": 'Bearer realm="broker"'}  # noqa: RUF012 - read, never mutated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -309,7 +309,7 @@ class StsInvalidRequest(StsError):
 
 class StsThrottled(StsError):
     code, status, message = "sts_throttled", 503, "AWS STS is throttling the broker; try again shortly"
-    headers = {"Retry-After": "5"}
+    headers = {"Retry-After": "5"}  # noqa: RUF012 - read, never mutated
 
 
 class StsUnavailable(StsError):

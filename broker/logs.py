@@ -16,9 +16,9 @@ import structlog
 
 _SECRET_KEY = re.compile(
     r"pass(word)?|token|assertion|samlresponse|secret|signin|sessionkey|session_key|authorization|cookie|private|credential",
-    re.I,
+    re.IGNORECASE,
 )
-_SECRET_VALUE = re.compile(r"(?i)\bbearer\s+\S+|PHNhbWxwOlJlc3BvbnNl\S*|<samlp?:Response.*", re.S)
+_SECRET_VALUE = re.compile(r"(?i)\bbearer\s+\S+|PHNhbWxwOlJlc3BvbnNl\S*|<samlp?:Response.*", re.DOTALL)
 MASK = "***"
 
 

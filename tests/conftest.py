@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ def _postgres_database() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # the server is not there: a missing component
+    except Exception as exc:  # noqa: BLE001 - the server is not there: a missing component
         admin.dispose()
         component_missing(f"PostgreSQL at {base.render_as_string(hide_password=True)}: {type(exc).__name__}: {exc}")
     try:

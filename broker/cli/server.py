@@ -6,7 +6,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for the SAML IdP
 app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
+    Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
 ]
 
 
@@ -62,7 +62,7 @@ def migrate(
             session.downgrade(engine, revision if revision != "head" else "base")
         else:
             session.migrate(engine, revision)
-    except Exception as exc:  # report, do not dump a stack on an operator
+    except Exception as exc:  # noqa: BLE001 - report, do not dump a stack on an operator
         typer.echo(f"migration failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"database schema at revision {session.current_revision(engine)}")
@@ -96,7 +96,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
 @app.command()
 def serve(
     config: ConfigOpt = None,
-    workers: Annotated[Optional[int], typer.Option(help="uvicorn worker processes (default: server.workers)")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default: server.workers)")] = None,
 ) -> None:
     """Run the broker with a configuration file."""
     cfg = _load(config)
@@ -175,17 +175,17 @@ def preview_assertion(
     role: Annotated[str, typer.Option("--role", help="role name")],
     config: ConfigOpt = None,
     format: Annotated[
-        Optional[str], typer.Option("--format", help="saml or jwt (default: the account's federation path)")
+        str | None, typer.Option("--format", help="saml or jwt (default: the account's federation path)")
     ] = None,
     immutable_id: Annotated[
-        Optional[str], typer.Option("--id", help="the person's immutable id (SourceIdentity, sub); default: the username")
+        str | None, typer.Option("--id", help="the person's immutable id (SourceIdentity, sub); default: the username")
     ] = None,
-    groups: Annotated[Optional[list[str]], typer.Option("--groups", "-g", help="a directory group (repeat it)")] = None,
+    groups: Annotated[list[str] | None, typer.Option("--groups", "-g", help="a directory group (repeat it)")] = None,
     attributes: Annotated[
-        Optional[list[str]], typer.Option("--attribute", help="NAME=VALUE directory attribute for session tags (repeat it)")
+        list[str] | None, typer.Option("--attribute", help="NAME=VALUE directory attribute for session tags (repeat it)")
     ] = None,
     channel: Annotated[str, typer.Option(help="cli or console: which mapping cap applies")] = "cli",
-    duration: Annotated[Optional[int], typer.Option(help="requested DurationSeconds (clamped as for a real request)")] = None,
+    duration: Annotated[int | None, typer.Option(help="requested DurationSeconds (clamped as for a real request)")] = None,
     decode: Annotated[bool, typer.Option("--decode", help="print the decoded XML / JWT header and claims instead")] = False,
 ) -> None:
     """Print the signed SAML Response (base64) or ID token the broker would send, without calling STS."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import JSON, Connection, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql

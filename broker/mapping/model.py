@@ -159,7 +159,7 @@ class AccountFields(Strict):
     federation: Federation = Field(default_factory=SamlFederation)
 
     @model_validator(mode="after")
-    def _region_in_partition(self) -> "AccountFields":
+    def _region_in_partition(self) -> AccountFields:
         region = self.default_region
         if region is None:
             return self
@@ -187,7 +187,7 @@ class AccountSpec(AccountFields):
     roles: list[RoleSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_roles(self) -> "AccountSpec":
+    def _unique_roles(self) -> AccountSpec:
         seen: set[str] = set()
         for role in self.roles:
             key = role.name.lower()
@@ -205,7 +205,7 @@ class GrantOptions(Strict):
     cli: bool = True
 
     @model_validator(mode="after")
-    def _some_channel(self) -> "GrantOptions":
+    def _some_channel(self) -> GrantOptions:
         if not (self.console or self.cli):
             raise _fail("invalid_input", "a grant must allow the console, the command line, or both")
         return self

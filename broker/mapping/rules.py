@@ -14,8 +14,9 @@ the shortest any IAM role allows, so the broker never asks for more than the rol
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from broker.domain import GrantReason, RoleGrant
 from broker.groups import normalize

@@ -7,8 +7,9 @@ set of groups can reach (one issuance); ``broker.mapping.rules.resolve`` reads i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 Source = Literal["config", "api"]
 
@@ -98,7 +99,7 @@ class MappingSnapshot:
         roles: Iterable[RoleRecord],
         mappings: Iterable[MappingRecord],
         rules: Iterable[RuleRecord] = (),
-    ) -> "MappingSnapshot":
+    ) -> MappingSnapshot:
         accs = {a.id: a for a in accounts}
         by_group: dict[str, list[MappingRecord]] = {}
         for m in mappings:

@@ -3,8 +3,9 @@ and PostgreSQL; the conformance suite in tests/ runs the same tests against each
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.snapshot import MappingSnapshot

@@ -25,8 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, component_missing, require_module, require_program
-from tests.conftest import free_port
+from tests.conftest import ADMIN_TOKEN, component_missing, free_port, require_module, require_program
 from tests.upstream.oidc_op import Client, OidcProvider, npm_install, signing_key
 from tests.upstream.saml_peer import (
     EMAIL,
