@@ -23,6 +23,10 @@ class Identity:
     """Directory attributes kept for session tags, as (name, values) pairs."""
     source: str = ""
     """The connector that established this identity."""
+    valid_until: float | None = None
+    """When the sign-in itself ends, as its source said (a SAML IdP's ``SessionNotOnOrAfter``),
+    in epoch seconds: portal sessions and CLI logins built on it end then, and ``Flow`` issues
+    nothing for it afterwards. None: the broker's own session limits alone apply."""
 
 
 class GrantReason(NamedTuple):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -206,7 +206,10 @@ class Flow:
         or within that TTL. Identities from other sources (upstream IdPs) pass unchanged.
         When the same request signed in with a password (HTTP Basic), that sign-in was this
         read: the identity it returned is used as is, once, within ``FRESH_SIGN_IN_SECONDS``.
+        A sign-in past the end its source gave it (``Identity.valid_until``) gets nothing.
         """
+        if identity.valid_until is not None and self.clock().timestamp() >= identity.valid_until:
+            raise Unauthenticated("your sign-in has reached the end your identity provider set for it: sign in again")
         directory = self._lookup_directory
         if directory is None or identity.source != directory.name:
             return identity
@@ -215,7 +218,7 @@ class Flow:
         fresh = directory.lookup(identity.username)
         if fresh is None or fresh.id != identity.id:
             raise Unauthenticated("the directory no longer accepts this account: sign in again")
-        return fresh
+        return fresh if identity.valid_until is None else replace(fresh, valid_until=identity.valid_until)
 
     def explain(self, username: str, groups: Iterable[str] | None = None) -> Explanation:
         """Which roles ``username`` gets and why; without ``groups`` they are read from the directory."""

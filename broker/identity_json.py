@@ -16,6 +16,7 @@ def identity_to_dict(identity: Identity) -> dict[str, Any]:
         "groups": list(identity.groups),
         "attributes": [[name, list(values)] for name, values in identity.attributes],
         "source": identity.source,
+        "valid_until": identity.valid_until,
     }
 
 
@@ -28,4 +29,5 @@ def identity_from_dict(data: dict[str, Any]) -> Identity:
         groups=tuple(str(g) for g in data.get("groups", ())),
         attributes=tuple((str(n), tuple(str(v) for v in vs)) for n, vs in data.get("attributes", ())),
         source=str(data.get("source", "")),
+        valid_until=None if data.get("valid_until") is None else float(data["valid_until"]),
     )

@@ -30,8 +30,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -127,6 +128,18 @@ def _translate() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - lxml XMLSyntaxError, DTDForbidden, xmlsec.Error, ValueError, ...
         log.info("saml_response_unparsable", error_type=type(exc).__name__)
         raise UpstreamRejected("malformed_response") from None
+
+
+class _Facts(NamedTuple):
+    """What ``_check`` established about the one signed assertion."""
+
+    assertion_id: str
+    in_response_to: str | None
+    """The signed SubjectConfirmationData's, which must agree with the Response's."""
+    not_on_or_after: float
+    """The earliest NotOnOrAfter (Conditions, SubjectConfirmationData): the replay cache keeps the ID until then."""
+    session_end: float | None
+    """The earliest AuthnStatement SessionNotOnOrAfter: the IdP's end of the person's session."""
 
 
 class _IdpSettings:
@@ -331,10 +344,10 @@ class SamlServiceProvider:
             facts = self._check(response, assertion[0], now=now)
             nameid = response.get_nameid() if NAMEID in (self._config.attributes.username, self._config.attributes.id) else None
             attributes = response.get_attributes()
-        assertion_id, in_response_to, not_on_or_after = facts
+        assertion_id, in_response_to = facts.assertion_id, facts.in_response_to
         # The assertion ID is remembered until the assertion expires (shared state: replicas agree).
         key = f"sso:saml:{self.name}:assertion:{hashlib.sha256(assertion_id.encode()).hexdigest()}"
-        ttl = max(1.0, not_on_or_after + self._config.clock_skew_seconds - now)
+        ttl = max(1.0, facts.not_on_or_after + self._config.clock_skew_seconds - now)
         if not self._state.set_if_absent(key, "1", ttl=ttl):
             raise UpstreamReplay("assertion_replayed")
         if in_response_to is not None:
@@ -347,14 +360,12 @@ class SamlServiceProvider:
         identity, subject = self._identity(nameid, attributes)
         if self._config.enrich_from_directory is not None:
             identity = enrich(identity, self._config.enrich_from_directory, self._directory, subject=subject, idp=self.name)
+        if facts.session_end is not None:  # the IdP ends the session then (SAML core 2.7.2)
+            identity = replace(identity, valid_until=facts.session_end)
         return SignIn(identity, next_url)
 
-    def _check(self, response: OneLogin_Saml2_Response, assertion: Any, *, now: float) -> tuple[str, str | None, float]:
-        """The broker's own checks on top of python3-saml's, against the broker's clock.
-
-        Returns the assertion ID, the InResponseTo (the signed SubjectConfirmationData's, which
-        must agree with the Response's), and the earliest NotOnOrAfter.
-        """
+    def _check(self, response: OneLogin_Saml2_Response, assertion: Any, *, now: float) -> _Facts:
+        """The broker's own checks on top of python3-saml's, against the broker's clock."""
         skew = self._config.clock_skew_seconds
         destination = response.document.get("Destination")
         if destination is not None and destination != self.acs_url:
@@ -389,10 +400,10 @@ class SamlServiceProvider:
         for start in (not_before, _epoch(scd.get("NotBefore")), issued):
             if start is not None and start > now + skew:
                 raise UpstreamRejected("not_yet_valid")
-        for statement in assertion.findall("saml:AuthnStatement", _SAML):
-            session_end = _epoch(statement.get("SessionNotOnOrAfter"))
-            if session_end is not None and session_end <= now - skew:
-                raise UpstreamRejected("expired")
+        session_ends = [_epoch(s.get("SessionNotOnOrAfter")) for s in assertion.findall("saml:AuthnStatement", _SAML)]
+        session_end = min((e for e in session_ends if e is not None), default=None)
+        if session_end is not None and session_end <= now - skew:
+            raise UpstreamRejected("expired")
         signed_irt = scd.get("InResponseTo")
         outer_irt = response.get_in_response_to()
         if signed_irt is not None and outer_irt is not None and signed_irt != outer_irt:
@@ -400,7 +411,7 @@ class SamlServiceProvider:
         assertion_id = assertion.get("ID")
         if not assertion_id:
             raise UpstreamRejected("missing_id")
-        return assertion_id, signed_irt or outer_irt, earliest
+        return _Facts(assertion_id, signed_irt or outer_irt, earliest, session_end)
 
     def _identity(self, nameid: str | None, attributes: dict[str, list[Any]]) -> tuple[Identity, str]:
         amap = self._config.attributes

@@ -61,10 +61,13 @@ class TokenService:
     # -- issuing --
 
     def issue(self, identity: Identity, *, client_id: str) -> TokenPair:
-        """A new login: a new family and its first pair."""
+        """A new login: a new family and its first pair. It ends with the sign-in it came from
+        when that has an end of its own (``Identity.valid_until``)."""
         now = self.clock()
         family = secrets.token_urlsafe(16)
         expires = now + self.config.refresh_token_ttl_seconds
+        if identity.valid_until is not None:
+            expires = min(expires, identity.valid_until)
         self.state.set(f"oauth:fam:{family}", json.dumps({"user": identity.username}), ttl=self._left(expires, now))
         return self._pair(identity, client_id=client_id, family=family, family_expires=expires, now=now)
 

@@ -112,11 +112,17 @@ class SessionStore:
     def _key(self, sid: str) -> str:
         return f"session:{secret_hash(sid)}"
 
+    def _ends(self, session: Session) -> float:
+        """When a signed-in session ends at the latest: the absolute timeout, or sooner the end
+        the sign-in's source gave it (a SAML IdP's SessionNotOnOrAfter)."""
+        end = session.created + self.config.absolute_timeout_seconds
+        valid_until = (session.user or {}).get("valid_until")
+        return end if valid_until is None else min(end, float(valid_until))
+
     def _ttl(self, session: Session, now: float) -> float:
         if session.user is None:
             return float(min(ANONYMOUS_TTL, self.config.idle_timeout_seconds))
-        absolute_left = session.created + self.config.absolute_timeout_seconds - now
-        return max(1.0, min(float(self.config.idle_timeout_seconds), absolute_left))
+        return max(1.0, min(float(self.config.idle_timeout_seconds), self._ends(session) - now))
 
     def save(self, session: Session) -> None:
         self.state.set(self._key(session.id), session.to_json(), ttl=self._ttl(session, self.clock()))
@@ -140,9 +146,7 @@ class SessionStore:
                           extra=data.get("extra") or {})
         now = self.clock()
         idle = ANONYMOUS_TTL if session.user is None else self.config.idle_timeout_seconds
-        if now - session.seen > idle or (
-            session.user is not None and now - session.created > self.config.absolute_timeout_seconds
-        ):
+        if now - session.seen > idle or (session.user is not None and now >= self._ends(session)):
             self.destroy(session)
             return None
         if now - session.seen >= 30 or session.user is None:  # do not rewrite the record on every request

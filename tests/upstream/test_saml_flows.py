@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +121,7 @@ def test_unknown_idp_and_wrong_protocol_endpoints(saml: Sso) -> None:
 
 
 def test_static_directory_enrichment(sso: Any, saml_peer: SamlIdpPeer, saml_metadata_file: Path) -> None:
-    import bcrypt
-
-    pw = bcrypt.hashpw(b"unused-password-1", bcrypt.gensalt(rounds=4)).decode()
-    directory = {"type": "static", "name": "people", "users": [
-        {"username": "alice", "id": "a-1", "email": "alice@example.com", "password_hash": pw,
-         "groups": ["directory-admins"]},
-        {"username": "mallory", "email": "mallory@example.com", "password_hash": pw, "disabled": True},
-    ]}
-    app = sso([saml_idp(saml_metadata_file, enrich_from_directory={"attribute": "email", "value": "email"})],
-              peer=saml_peer, directory=directory)
+    app = _enriched(sso, saml_peer, saml_metadata_file)
     me = app.assert_signed_in(app.saml_sign_in("alice@example.com"), "alice")
     assert me["groups"] == ["directory-admins"]  # from the directory, not from the IdP
     assert me["source"] == "people" and me["id"] == "a-1"  # re-read by the directory at every issuance
@@ -137,8 +131,9 @@ def test_static_directory_enrichment(sso: Any, saml_peer: SamlIdpPeer, saml_meta
     app.assert_refused(app.saml_sign_in("bob@example.com"), "upstream_user_not_in_directory")
 
 
-def test_cli_device_login_through_saml(saml: Sso) -> None:
-    """`awsbroker login`: the device code is approved in a browser that signs in through the IdP."""
+def _device_login(saml: Sso, sign_in: Callable[[str], Any]) -> dict[str, Any]:
+    """`awsbroker login`: the device code is approved in a browser that signs in (``sign_in``,
+    given the page to come back to) through the IdP; the CLI's token response."""
     client = saml.client
     start = client.post("/oauth/device/authorization", data={"client_id": "awsbroker"})
     assert start.status_code == 200, start.text
@@ -146,7 +141,7 @@ def test_cli_device_login_through_saml(saml: Sso) -> None:
     page = client.get("/device", params={"user_code": grant["user_code"]})
     assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
     next_url = f"/device?user_code={grant['user_code']}"
-    r = saml.saml_sign_in("alice@example.com", next_url=next_url)
+    r = sign_in(next_url)
     assert r.status_code == 303 and r.headers["location"] == next_url
     approval = client.get(next_url)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', approval.text).group(1)
@@ -155,9 +150,61 @@ def test_cli_device_login_through_saml(saml: Sso) -> None:
     token = client.post("/oauth/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
                                               "device_code": grant["device_code"], "client_id": "awsbroker"})
     assert token.status_code == 200, token.text
-    me = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-                    cookies={})
+    return token.json()
+
+
+def test_cli_device_login_through_saml(saml: Sso) -> None:
+    token = _device_login(saml, lambda next_url: saml.saml_sign_in("alice@example.com", next_url=next_url))
+    me = saml.client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token['access_token']}"})
     assert me.json()["username"] == "alice@example.com" and me.json()["source"] == "corp-saml"
+
+
+def _enriched(sso: Any, saml_peer: SamlIdpPeer, saml_metadata_file: Path) -> Sso:
+    """The SAML IdP with ``enrich_from_directory`` on a static directory: alice is ``alice`` there."""
+    import bcrypt
+
+    pw = bcrypt.hashpw(b"unused-password-1", bcrypt.gensalt(rounds=4)).decode()
+    directory = {"type": "static", "name": "people", "users": [
+        {"username": "alice", "id": "a-1", "email": "alice@example.com", "password_hash": pw,
+         "groups": ["directory-admins"]},
+        {"username": "mallory", "email": "mallory@example.com", "password_hash": pw, "disabled": True},
+    ]}
+    return sso([saml_idp(saml_metadata_file, enrich_from_directory={"attribute": "email", "value": "email"})],
+               peer=saml_peer, directory=directory)
+
+
+@pytest.mark.parametrize("enrichment", [False, True], ids=["upstream-groups", "directory-enriched"])
+def test_the_idps_session_end_ends_the_brokers(
+    saml: Sso, sso: Any, saml_peer: SamlIdpPeer, saml_metadata_file: Path, enrichment: bool
+) -> None:
+    """SessionNotOnOrAfter (SAML core 2.7.2): the portal session, a CLI login approved from it, and
+    every issuance for that sign-in end when the IdP says its session ends — also when the
+    directory re-reads the account at each request."""
+    saml = _enriched(sso, saml_peer, saml_metadata_file) if enrichment else saml
+    ends = time.time() + 600
+
+    def session_end(root: etree._Element) -> None:
+        (statement,) = root.xpath("//saml:AuthnStatement", namespaces=NS)
+        statement.set("SessionNotOnOrAfter", datetime.fromtimestamp(ends, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def sign_in(next_url: str) -> Any:
+        req = saml.saml_start(next_url=next_url)
+        return saml.saml_post(saml.saml_forge("alice@example.com", req, tweak=session_end), req.relay_state)
+
+    token = _device_login(saml, sign_in)
+    assert 590 <= token["refresh_token_expires_in"] <= 600  # not oauth.refresh_token_ttl_seconds
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert saml.client.get("/api/v1/whoami", headers=bearer).status_code == 200
+    services = saml.services
+    # past the end, nothing for this sign-in, whatever it holds (here a still-valid access token)
+    services.flow.clock = lambda: datetime.fromtimestamp(ends + 1, UTC)
+    r = saml.client.get("/api/v1/whoami", headers=bearer)
+    assert r.status_code == 401 and "identity provider" in r.json()["error"]["message"]
+    # and the portal session itself is over then
+    services.flow.clock = lambda: datetime.now(UTC)
+    assert saml.whoami().status_code == 200
+    services.access.set_clock(lambda: ends + 1)
+    assert saml.whoami().status_code == 401
 
 
 def test_sign_ins_are_audited(saml: Sso) -> None:
