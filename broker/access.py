@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from broker.errors import InvalidCredentials
+from broker.errors import InvalidCredentials, TooManyRequests
 from broker.oauth import secret_hash
 from broker.oauth.device import DeviceFlow
 from broker.oauth.tokens import TokenService
@@ -97,11 +97,17 @@ class Access:
         """A rate-limited, audited password sign-in; one answer for every wrong case."""
         if not username or len(username) > 256 or len(password) > 1024:
             raise InvalidCredentials("malformed")
-        self.limits.check_login(username=username, address=ctx.source_ip)
+        account = flow.login_key(username)
+        try:
+            self.limits.check_login(username=account, address=ctx.source_ip)
+        except TooManyRequests as exc:
+            if self.limits.first_refusal(username=account, address=ctx.source_ip):
+                flow.sign_in_refused(username, exc, ctx=ctx)  # audited once per window, not per attempt
+            raise
         try:
             identity = flow.sign_in(username, password, ctx=ctx)
         except InvalidCredentials:
-            self.limits.login_failed(username=username, address=ctx.source_ip)
+            self.limits.login_failed(username=account, address=ctx.source_ip)
             raise
-        self.limits.login_succeeded(username=username, address=ctx.source_ip)
+        self.limits.login_succeeded(username=account, address=ctx.source_ip)
         return identity

@@ -168,19 +168,31 @@ class Flow:
             raise result
         return result
 
+    def login_key(self, username: str) -> str:
+        """What rate limits count a password sign-in against: the account the typed name stands
+        for in the password directory (AD: ``CORP\\alice``, ``alice@corp.example`` and ``alice``
+        are one), so spelling a name another way buys no new attempts."""
+        key = getattr(self._password_directory, "login_key", None)
+        return key(username) if key is not None else username.strip().casefold()
+
     def sign_in(self, username: str, password: str, *, ctx: DecisionContext) -> Identity:
         """``authenticate`` with its decision in the audit log (the password never is)."""
         try:
             identity = self.authenticate(username, password)
         except BrokerError as exc:
-            who = Identity(id="", username=username[:256])
-            reason = getattr(exc, "reason", None) or exc.code
-            self._record(ctx, "login", who, outcome="error" if exc.status >= 500 else "deny", target=None,
-                         details={"code": exc.code, "reason": reason})
+            self.sign_in_refused(username, exc, ctx=ctx)
             raise
         self._record(ctx, "login", identity, outcome="allow", target=None, details={"source": identity.source})
         self._remember_fresh(identity)
         return identity
+
+    def sign_in_refused(self, username: str, exc: BrokerError, *, ctx: DecisionContext) -> None:
+        """A password sign-in refused, in the audit log: by the directory, or before it was asked
+        (a rate limit)."""
+        who = Identity(id="", username=username[:256])
+        reason = getattr(exc, "reason", None) or exc.code
+        self._record(ctx, "login", who, outcome="error" if exc.status >= 500 else "deny", target=None,
+                     details={"code": exc.code, "reason": reason})
 
     def _remember_fresh(self, identity: Identity) -> None:
         now = time.monotonic()

@@ -87,6 +87,12 @@ class RateLimiter:
         if pair is not None and self.config.known_address_days:
             self.state.set(self._key("login-known", pair), "1", ttl=self.config.known_address_days * 86400)
 
+    def first_refusal(self, *, username: str, address: str | None) -> bool:
+        """True for the first refused sign-in of this user from this address in a window: the
+        one the audit log records (a flood of refused attempts must not flood the log)."""
+        subject = f"{username.strip().casefold()}\0{address or ''}"
+        return self.state.set_if_absent(self._key("login-refused", subject), "1", ttl=self.config.window_seconds)
+
     # -- RFC 8628 user codes and device authorizations --
 
     def check_user_code(self, *, user: str, address: str | None) -> None:

@@ -72,6 +72,12 @@ class AdConnector(LdapConnector):
                 return None
         return plausible_login(name)
 
+    def login_key(self, username: str) -> str:
+        """``CORP\\alice``, ``ANY\\alice`` (without ``netbios_domain``), ``alice@corp.example``
+        and ``alice`` count as one account: the sAMAccountName, or a UPN's name part, which in
+        AD is almost always the same."""
+        return super().login_key(username).partition("@")[0]
+
     def _problems(self, entry: Entry, now: float | None = None) -> list[str]:
         problems = []
         uac = _int(entry, "userAccountControl")

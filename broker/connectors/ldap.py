@@ -95,6 +95,12 @@ class LdapConnector:
     def _login_name(self, username: str) -> str | None:
         return plausible_login(username.strip())
 
+    def login_key(self, username: str) -> str:
+        """The account a typed login name stands for, as the rate limits count it: the name this
+        directory would search for, casefolded (LDAP matching ignores case). Each of the
+        ``login_attributes`` (uid, mail, ...) is still a name of its own."""
+        return (self._login_name(username) or username.strip()).casefold()
+
     def _problems(self, entry: Entry) -> list[str]:
         """Why this account may not get credentials (reasons for the audit log); [] if it may."""
         return []

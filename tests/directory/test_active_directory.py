@@ -221,3 +221,21 @@ def test_referrals_ad_returns_are_ignored_not_followed(ad, ad_passwords):
     # a subtree search from the domain root makes AD return continuation references
     # (DomainDnsZones, ForestDnsZones, Configuration); they are dropped, the user is found
     assert isinstance(ad.login("carol", ad_passwords["carol"]), Identity)
+
+
+def test_spelling_a_login_another_way_buys_no_more_guesses(app_factory, ad_settings, ad_passwords, samba):
+    """SECURITY.md, password guessing: AD takes ``erin``, ``EXAMPLE\\erin``, ``ANY\\erin`` (no
+    ``netbios_domain`` set) and ``erin@example.com`` for one account; the per-user limit counts
+    them as one, before AD's own lockout (5 here) is reached."""
+    import base64
+
+    def basic(name: str, password: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+    client = app_factory(directory=ad_settings(netbios_domain=None), api={"password_login": True},
+                         rate_limits={"login_failures_per_user": 3})
+    for name in (f"{samba.netbios}\\erin", "ANYWHERE\\erin", f"Erin@{samba.realm.lower()}"):
+        assert client.get("/api/v1/whoami", headers=basic(name, "not-erins-password")).status_code == 401
+    r = client.get("/api/v1/whoami", headers=basic("erin", ad_passwords["erin"]))
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+    assert client.get("/api/v1/whoami", headers=basic("carol", ad_passwords["carol"])).status_code == 200

@@ -208,6 +208,16 @@ def test_password_guessing_is_limited_per_user_and_the_lockout_decays(portal):
     assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # never locked out for good
 
 
+def test_refused_guessing_is_audited_once_per_window_not_per_attempt(portal, admin_headers):
+    for _ in range(5):
+        assert sign_in(portal, "alice", "guess").status_code == 401
+    for _ in range(3):
+        assert sign_in(portal, "alice", "guess").status_code == 429
+    events = audit(portal, admin_headers, action="login")
+    codes = [e["details"]["code"] for e in events if e["outcome"] == "deny" and e["details"]["user"] == "alice"]
+    assert codes.count("invalid_credentials") == 5 and codes.count("rate_limited") == 1
+
+
 def _elsewhere(client):
     """Another source address on the same running app."""
     from starlette.testclient import TestClient
