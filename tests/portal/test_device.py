@@ -55,6 +55,22 @@ def test_device_login_end_to_end(portal, clock, admin_headers):
     assert any(e["action"] == "device.approve" for e in portal.get("/api/v1/admin/audit", headers=admin_headers).json()["items"])
 
 
+def test_a_persons_session_or_cli_token_is_no_admin_credential(portal, clock):
+    """SECURITY.md, non-admin on the admin API: what a person signs in with opens the user API only."""
+    grant = start(portal)
+    sign_in(portal, next_url=f"/device?user_code={grant['user_code']}")
+    assert portal.get("/api/v1/admin/accounts").status_code == 401  # the portal session cookie
+    decide(portal, grant["user_code"])
+    clock.advance(2)
+    api = {"Authorization": f"Bearer {poll(portal, grant).json()['access_token']}"}
+    portal.cookies.clear()
+    assert portal.get("/api/v1/whoami", headers=api).status_code == 200
+    r = portal.get("/api/v1/admin/accounts", headers=api)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    r = portal.post("/api/v1/admin/mappings", json={"group": "x", "account": "sandbox-dev", "role": "Admin"}, headers=api)
+    assert r.status_code == 401
+
+
 def test_polling_too_fast_gets_slow_down_and_a_longer_interval(portal, clock):
     grant = start(portal)
     assert poll(portal, grant).json()["error"] == "authorization_pending"
