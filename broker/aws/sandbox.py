@@ -21,8 +21,9 @@ from lxml import etree
 
 from broker.aws.partitions import partition
 from broker.aws.signin import LOGIN_URL_LIFETIME, MAX_SESSION, MIN_SESSION
+from broker.connectors.saml_sp import refuse_unsafe_xml
 from broker.domain import ConsoleLink, TemporaryCredentials
-from broker.errors import InvalidInput, StsUnavailable
+from broker.errors import InvalidInput, StsUnavailable, UpstreamRejected
 
 MASK = "***"
 SANDBOX_CONSOLE_PATH = "/sandbox/console/"
@@ -142,10 +143,9 @@ def describe_saml_response(encoded: str) -> dict[str, Any]:
     """What AWS would read from a POSTed SAMLResponse (the sandbox ACS page); signature values masked."""
     try:
         xml = base64.b64decode(encoded, validate=False)
-        if b"<!DOCTYPE" in xml.upper():
-            raise ValueError("DTD")
+        refuse_unsafe_xml(xml)  # DTDs and entities in any case or encoding; UTF-8 only
         root = etree.fromstring(xml, _PARSER)
-    except (binascii.Error, ValueError, etree.XMLSyntaxError):
+    except (binascii.Error, ValueError, etree.XMLSyntaxError, UpstreamRejected):
         raise InvalidInput("SAMLResponse is not a base64 SAML document") from None
     ns = {"saml": _SAML, "ds": _DS}
 

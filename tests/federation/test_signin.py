@@ -159,8 +159,11 @@ def test_sandbox_saml_post_page_decodes_and_masks(live_broker: Callable[..., Liv
     text = lxml_html.fromstring(page.text).text_content()
     assert "arn:aws:iam::111111111111:role/Admin,arn:aws:iam::111111111111:saml-provider/broker" in text
     assert "urn:amazon:webservices" in text and "SignatureValue>***<" in text
-    bad = httpx.post(b.url + "/sandbox/saml", data={"SAMLResponse": "PCFET0NUWVBFIHg+PHg+PC94Pg=="})  # <!DOCTYPE x><x></x>
-    assert bad.status_code == 422
+    import base64
+
+    for doc in (b"<!DOCTYPE x><x></x>", '<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>'.encode("utf-16")):
+        bad = httpx.post(b.url + "/sandbox/saml", data={"SAMLResponse": base64.b64encode(doc).decode()})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
 
 
 def test_sandbox_pages_do_not_exist_outside_the_sandbox(
