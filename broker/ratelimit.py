@@ -90,7 +90,7 @@ class RateLimiter:
     def first_refusal(self, *, username: str, address: str | None) -> bool:
         """True for the first refused sign-in of this user from this address in a window: the
         one the audit log records (a flood of refused attempts must not flood the log)."""
-        subject = f"{username.strip().casefold()}\0{address or ''}"
+        subject = self._pair(username, address) or username
         return self.state.set_if_absent(self._key("login-refused", subject), "1", ttl=self.config.window_seconds)
 
     # -- RFC 8628 user codes and device authorizations --
