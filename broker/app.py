@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from broker.connectors.base import Connector, ProbeConnector, UpstreamConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore
-from broker.errors import Duplicate, StorageUnavailable, Unavailable
+from broker.errors import BrokerError, ConfigError, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting, build_minting
@@ -29,6 +30,11 @@ from broker.web import errors as web_errors
 from broker.web.middleware import BodyLimit, RequestContext
 
 log = logs.get_logger("broker.app")
+
+MAPPING_SYNCED_ENV = "BROKER_MAPPING_SYNCED"
+"""Set by `broker serve` for its workers once it has synced the mapping itself."""
+UVICORN_STARTUP_FAILURE = 3
+"""uvicorn.config.STARTUP_FAILURE: a worker exiting with it stops the supervisor."""
 
 
 @dataclass
@@ -78,26 +84,55 @@ def _check_schema(engine: Engine) -> None:
 
 
 def _sync_config(store: SqlMappingStore, config: Config) -> None:
-    """Config-declared mappings into the database; replicas starting together may race once."""
-    for attempt in range(3):
-        try:
-            plan = store.sync_config(config.mapping)
-            if plan.changes:
-                log.info("config_mapping_synced", changes=plan.changes)
-            return
-        except (Duplicate, StorageUnavailable):
-            if attempt == 2:
-                raise
+    """Config-declared mappings into the database. It runs under a database lock, so workers and
+    replicas starting together sync one after the other; it changes only what the file declares."""
+    plan = store.sync_config(config.mapping)
+    for notice in plan.notices:
+        log.warning("config_mapping_notice", notice=notice)
+    if plan.changes:
+        log.info("config_mapping_synced", changes=plan.changes)
 
 
-def build_services(config: Config, *, env: Mapping[str, str] | None = None) -> Services:
-    env = os.environ if env is None else env
+def open_store(config: Config, *, sync_mapping: bool = True) -> tuple[Engine, SqlMappingStore]:
+    """The database, migrated (when configured) and checked, with the file's mapping synced."""
     engine = make_engine(config.database)
-    if config.database.auto_migrate:
-        migrate(engine)
-    _check_schema(engine)
-    store = SqlMappingStore(engine)
-    _sync_config(store, config)
+    try:
+        if config.database.auto_migrate:
+            migrate(engine)
+        _check_schema(engine)
+        store = SqlMappingStore(engine)
+        if sync_mapping:
+            _sync_config(store, config)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, store
+
+
+def prepare_start(config: Config) -> None:
+    """What `broker serve` does once, before it starts several workers: migrate, check and sync
+    the database, so a broken start stops there with every problem printed, and the workers
+    (told by MAPPING_SYNCED_ENV) do not sync again."""
+    engine, _ = open_store(config)
+    engine.dispose()
+    os.environ[MAPPING_SYNCED_ENV] = "1"
+
+
+def startup_problems(exc: BaseException) -> list[str]:
+    """A start-up failure as lines for an operator: the message, then each problem it lists."""
+    if isinstance(exc, BrokerError):
+        details = exc.details if isinstance(exc.details, list) else []
+        if isinstance(exc, ConfigError):
+            return [str(exc)]
+        return [exc.message, *(f"  - {d}" for d in details)]
+    return [f"{type(exc).__name__}: {exc}"]
+
+
+def build_services(
+    config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True
+) -> Services:
+    env = os.environ if env is None else env
+    engine, store = open_store(config, sync_mapping=sync_mapping)
     minting = build_minting(
         public_url=config.server.public_url,
         keys=config.keys,
@@ -132,10 +167,16 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None) -> S
     return services
 
 
-def create_app(config: Config, *, env: Mapping[str, str] | None = None, configure_logging: bool = True) -> FastAPI:
+def create_app(
+    config: Config,
+    *,
+    env: Mapping[str, str] | None = None,
+    configure_logging: bool = True,
+    sync_mapping: bool = True,
+) -> FastAPI:
     if configure_logging:
         logs.configure(config.logging.level, config.logging.format)
-    services = build_services(config, env=env)
+    services = build_services(config, env=env, sync_mapping=sync_mapping)
     if not services.admin_tokens.configured:
         log.warning("no_admin_tokens", hint="set BROKER_ADMIN_TOKEN or admin.tokens to use the admin API")
     app = FastAPI(
@@ -163,14 +204,21 @@ def create_app(config: Config, *, env: Mapping[str, str] | None = None, configur
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory (`broker serve` with several workers): the config path is $BROKER_CONFIG."""
-    config = load_config()
-    cpu = None
-    if config.server.cpu_affinity:
-        from broker.affinity import pin_worker
+    """uvicorn factory (`broker serve` with several workers): the config path is $BROKER_CONFIG.
 
-        cpu = pin_worker()  # before create_app starts threads: they inherit it
-    app = create_app(config)
+    A worker that cannot start prints why and exits with uvicorn's start-up failure code, so the
+    supervisor stops instead of respawning workers that would fail the same way."""
+    try:
+        config = load_config()
+        cpu = None
+        if config.server.cpu_affinity:
+            from broker.affinity import pin_worker
+
+            cpu = pin_worker()  # before create_app starts threads: they inherit it
+        app = create_app(config, sync_mapping=os.environ.get(MAPPING_SYNCED_ENV) != "1")
+    except BrokerError as exc:
+        print("cannot start:\n" + "\n".join(startup_problems(exc)), file=sys.stderr, flush=True)
+        sys.exit(UVICORN_STARTUP_FAILURE)
     if config.server.cpu_affinity:
         log.info("worker_cpu", cpu=cpu, note=None if cpu is not None else "server.cpu_affinity needs Linux and 2+ CPUs")
     return app

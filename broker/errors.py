@@ -38,6 +38,7 @@ in one place per package; a user never sees a stack trace.
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
     ├── ConfigError                  config_invalid       (start-up only, never HTTP)
     │   └── SigningKeyError          signing_key_invalid
+    ├── ConfigSyncFailed             config_sync_failed   (start-up only: the file's mapping cannot be applied; details name each object)
     ├── StsError (502)               sts_error            (AWS STS refused; broker.aws.sts.translate)
     │   ├── StsRoleNotTrusted (403)        sts_role_not_trusted
     │   ├── StsInvalidIdentityToken        sts_invalid_identity_token
@@ -261,6 +262,14 @@ class ConfigError(BrokerError):
             f"  - {p}" for p in problems
         )
         super().__init__(text, details=problems)
+
+
+class ConfigSyncFailed(BrokerError):
+    """Start-up only: the configuration file's mapping cannot be brought into the database
+    (an alias already used by an API account, ...). ``details`` lists every problem, each naming
+    its object; nothing was changed."""
+
+    code, status, message = "config_sync_failed", 500, "the configuration file's mapping cannot be applied to the database"
 
 
 class SigningKeyError(ConfigError):

@@ -37,9 +37,22 @@ def _load(path: Path | None):  # type: ignore[no-untyped-def]
 
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="the YAML file to validate")]) -> None:
-    """Validate a configuration file; print every problem with its path."""
+    """Validate a configuration file; print every problem with its path. When its database can be
+    reached, also say what the next start's mapping sync would keep or refuse."""
+    from broker.cli.sync_preview import preview_sync
+
     config = _load(file)
     m = config.mapping
+    against_db = preview_sync(config)
+    for line in against_db.notes:
+        typer.echo(f"note: {line}", err=True)
+    for line in against_db.warnings:
+        typer.echo(f"warning: {line}", err=True)
+    if against_db.problems:
+        typer.echo(f"{file}: the next start would fail:", err=True)
+        for line in against_db.problems:
+            typer.echo(f"  - {line}", err=True)
+        raise typer.Exit(2)
     typer.echo(
         f"{file}: OK ({len(m.accounts)} account(s), {sum(len(a.roles) for a in m.accounts)} role(s), "
         f"{len(m.mappings)} mapping(s), {len(m.rules)} rule(s) declared)"
@@ -71,11 +84,17 @@ def migrate(
 def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped-def]
     import uvicorn
 
-    from broker.app import create_app
+    from broker.app import create_app, prepare_start, startup_problems
 
     workers = workers or cfg.server.workers
     if workers > 1:
-        # Each worker builds its own app from $BROKER_CONFIG.
+        # The database is checked and the mapping synced once, here; then each worker builds its
+        # own app from $BROKER_CONFIG (a worker that cannot start stops them all).
+        try:
+            prepare_start(cfg)
+        except BrokerError as exc:
+            typer.echo("cannot start:\n" + "\n".join(startup_problems(exc)), err=True)
+            raise typer.Exit(1) from None
         uvicorn.run(
             "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
             workers=workers, access_log=False, log_config=None, proxy_headers=True,
@@ -84,7 +103,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
     try:
         application = create_app(cfg)
     except BrokerError as exc:
-        typer.echo(f"cannot start: {exc.message}", err=True)
+        typer.echo("cannot start:\n" + "\n".join(startup_problems(exc)), err=True)
         raise typer.Exit(1) from None
     try:
         uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,

@@ -126,3 +126,18 @@ class AuditEvent(Base):
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class ConfigSync(Base):
+    """One row per synchronised document (``mapping``): the config sync's lock and its last result.
+
+    Every start-up sync first writes this row, so syncs of workers and replicas starting together
+    run one after the other (a row lock on PostgreSQL, the write lock on SQLite)."""
+
+    __tablename__ = "config_sync"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    doc_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the last synchronised document (canonical JSON)."""
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    changes: Mapped[int] = mapped_column(Integer, default=0)

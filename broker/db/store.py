@@ -7,21 +7,26 @@ Foreign exceptions (SQLAlchemy) are translated into the broker's errors in ``_tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker import audit
 from broker.audit import AuditContext
-from broker.db import repos
-from broker.db.models import Account, AuditEvent, Mapping, NamingRule, Role, utcnow
+from broker.db import reconcile, repos
+from broker.db.models import Account, AuditEvent, ConfigSync, Mapping, NamingRule, Role, utcnow
 from broker.db.session import session_factory
 from broker.errors import (
     BrokerError,
+    ConfigSyncFailed,
     Conflict,
     Duplicate,
     InUse,
@@ -40,10 +45,9 @@ from broker.mapping.model import (
     MappingSpec,
     RoleSpec,
     RuleSpec,
-    reference_problems,
 )
 from broker.mapping.snapshot import MappingSnapshot
-from broker.mapping.store import ImportPlan, KindPlan
+from broker.mapping.store import ImportPlan
 
 CONFIG_ACTOR = AuditContext(actor="config-file")
 # The issuance path's audit row: a Core INSERT built once (no ORM unit of work per decision).
@@ -388,22 +392,44 @@ class SqlMappingStore:
 
     def plan_import(self, doc: MappingDocument) -> ImportPlan:
         with self._tx() as s:
-            return _reconcile(s, doc, managed="api", ctx=None)
+            return _reconciled(s, doc, managed=reconcile.API).plan
 
     def apply_import(self, doc: MappingDocument, ctx: AuditContext) -> ImportPlan:
         with self._tx() as s:
-            plan = _reconcile(s, doc, managed="api", ctx=ctx)
-            if plan.conflicts:
+            rec = _reconciled(s, doc, managed=reconcile.API)
+            if rec.plan.conflicts:
                 raise ReadOnly(
                     "the import would change objects declared in the configuration file; nothing was changed",
-                    details=plan.conflicts,
+                    details=rec.plan.conflicts,
                 )
-            return plan
+            reconcile.apply(s, rec, managed=reconcile.API, ctx=ctx)
+            return rec.plan
+
+    def plan_config_sync(self, doc: MappingDocument) -> ImportPlan:
+        """What `sync_config` would do now (check-config's look ahead); writes nothing."""
+        with self._tx() as s:
+            rec = reconcile.reconcile(reconcile.load_current(s), doc, managed=reconcile.CONFIG)
+            if rec.problems:
+                raise ConfigSyncFailed(details=rec.problems)
+            return rec.plan
 
     def sync_config(self, doc: MappingDocument) -> ImportPlan:
-        """Make the config-declared objects in the database equal to the config file's."""
+        """Bring the config-declared objects in the database to the config file's; nothing else.
+
+        Runs under the config_sync row's lock, so workers and replicas starting together sync one
+        after the other (the later ones find nothing to do). See broker.db.reconcile."""
         with self._tx() as s:
-            return _reconcile(s, doc, managed="config", ctx=CONFIG_ACTOR)
+            _lock_config_sync(s)
+            rec = reconcile.reconcile(reconcile.load_current(s), doc, managed=reconcile.CONFIG)
+            if rec.problems:
+                raise ConfigSyncFailed(details=rec.problems)
+            reconcile.apply(s, rec, managed=reconcile.CONFIG, ctx=CONFIG_ACTOR)
+            row = s.get(ConfigSync, "mapping")
+            assert row is not None
+            row.doc_hash = _doc_hash(doc)
+            row.synced_at = utcnow()
+            row.changes = rec.plan.changes
+            return rec.plan
 
     def record_event(
         self,
@@ -470,175 +496,26 @@ def _integrity_detail(exc: IntegrityError) -> str:
     return "unique constraint"
 
 
-# ---- reconciliation (import and config sync share it) ----
+def _reconciled(s: Session, doc: MappingDocument, *, managed: str) -> reconcile.Reconciliation:
+    rec = reconcile.reconcile(reconcile.load_current(s), doc, managed=managed)
+    if rec.problems:
+        raise InvalidImport("the document has dangling or duplicate references", details=rec.problems)
+    return rec
 
 
-def _current(s: Session) -> tuple[dict, dict, dict, dict]:
-    accounts = {a.id: a for a in s.scalars(select(Account))}
-    roles = {(r.account_id, r.name_key): r for r in s.scalars(select(Role))}
-    mappings = {(m.group_key, m.role.account_id, m.role.name_key): m for m in s.scalars(select(Mapping).join(Role))}
-    rules = {r.name: r for r in s.scalars(select(NamingRule))}
-    return accounts, roles, mappings, rules
+def _lock_config_sync(s: Session) -> None:
+    """Write the sync's row first: a concurrent sync waits here until this one commits (the
+    row's lock on PostgreSQL, the database's write lock on SQLite), then reads what it wrote."""
+    dialect = s.get_bind().dialect.name
+    upsert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+    if upsert is None:
+        if s.get(ConfigSync, "mapping", with_for_update=True) is None:
+            s.add(ConfigSync(name="mapping", changes=0))
+            s.flush()
+        return
+    stmt = upsert(ConfigSync).values(name="mapping", changes=0)
+    s.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"changes": stmt.excluded.changes}))
 
 
-def _desired(doc: MappingDocument) -> tuple[dict, dict, dict, dict]:
-    by_ref = {a.id: a.id for a in doc.accounts} | {a.alias: a.id for a in doc.accounts if a.alias}
-    accounts = {a.id: a.model_copy(update={"roles": []}) for a in doc.accounts}
-    roles = {(a.id, r.name.lower()): r for a in doc.accounts for r in a.roles}
-    mappings = {}
-    for m in doc.mappings:
-        acc_id = by_ref[m.account if m.account in by_ref else m.account.lower()]
-        mappings[(match_key(m.group), acc_id, m.role.lower())] = m.model_copy(update={"account": acc_id})
-    rules = {r.name: r for r in doc.rules}
-    return accounts, roles, mappings, rules
-
-
-def _merge_unmanaged(
-    doc: MappingDocument, current: tuple[dict, dict, dict, dict], managed: str
-) -> tuple[MappingDocument, list[str]]:
-    """The desired end state: the document plus the other source's objects it does not mention,
-    and the problems of objects of the other source the document would leave dangling."""
-    cur_accounts, cur_roles, cur_mappings, cur_rules = current
-    problems: list[str] = []
-    accounts = {a.id: a for a in doc.accounts}
-    for acc in cur_accounts.values():
-        if acc.source != managed and acc.id not in accounts:
-            accounts[acc.id] = repos.account_spec(acc)
-    for (acc_id, key), role in cur_roles.items():
-        if role.source == managed:
-            continue
-        spec = accounts.get(acc_id)
-        if spec is None:
-            problems.append(f"role {acc_id}/{role.name} ({role.source}) needs account {acc_id}, which would be removed")
-        elif key not in {r.name.lower() for r in spec.roles}:
-            accounts[acc_id] = spec.model_copy(update={"roles": [*spec.roles, repos.role_spec(role)]})
-    by_ref = {a.id: a.id for a in accounts.values()} | {a.alias: a.id for a in accounts.values() if a.alias}
-    keys = {(match_key(m.group), by_ref.get(m.account, by_ref.get(m.account.lower())), m.role.lower()) for m in doc.mappings}
-    mappings = list(doc.mappings) + [
-        repos.mapping_spec(m) for k, m in cur_mappings.items() if m.source != managed and k not in keys
-    ]
-    names = {r.name for r in doc.rules}
-    rules = list(doc.rules) + [repos.rule_spec(r) for r in cur_rules.values() if r.source != managed and r.name not in names]
-    merged = MappingDocument.model_construct(version=1, accounts=list(accounts.values()), mappings=mappings, rules=rules)
-    return merged, problems
-
-
-def _reconcile(s: Session, doc: MappingDocument, *, managed: str, ctx: AuditContext | None) -> ImportPlan:
-    """Diff the ``managed`` source's objects against ``doc`` and, when ``ctx`` is given, apply.
-
-    Objects of the other source are never changed by an import: a document that differs from
-    them yields conflicts. The config sync (managed="config") takes over API objects it
-    declares, and hands objects it no longer declares back to the API when they are still in use.
-    """
-    current = _current(s)
-    merged, problems = _merge_unmanaged(doc, current, managed)
-    problems += reference_problems(merged)
-    if problems:
-        raise InvalidImport("the document has dangling or duplicate references", details=problems)
-    cur_accounts, cur_roles, cur_mappings, cur_rules = current
-    want_accounts, want_roles, want_mappings, want_rules = _desired(merged)
-    plan = ImportPlan()
-    apply = ctx is not None
-
-    def diff(kind: KindPlan, cur: dict, want: dict, to_spec: Callable[[Any], Any], label: Callable[[Any], str]) -> tuple:
-        creates, updates, deletes = [], [], []
-        for key, spec in want.items():
-            row = cur.get(key)
-            if row is None:
-                creates.append((key, spec))
-                kind.create.append(_dump(spec))
-                continue
-            have = to_spec(row)
-            if _dump(have) == _dump(spec) and (row.source == managed or managed == "api"):
-                kind.unchanged += 1
-            elif row.source != managed and managed == "api":
-                plan.conflicts.append(f"{label(key)} is declared in the configuration file and differs from the document")
-            else:
-                updates.append((key, row, spec))
-                kind.update.append({"key": label(key), "before": _dump(have), "after": _dump(spec)})
-        for key, row in cur.items():
-            if key not in want and row.source == managed:
-                deletes.append((key, row))
-                kind.delete.append(_dump(to_spec(row)))
-        return creates, updates, deletes
-
-    acc_c, acc_u, acc_d = diff(
-        plan.accounts, cur_accounts, want_accounts, lambda a: repos.account_spec(a), lambda k: f"account {k}"
-    )
-    role_c, role_u, role_d = diff(plan.roles, cur_roles, want_roles, repos.role_spec, lambda k: f"role {k[0]}/{k[1]}")
-    map_c, map_u, map_d = diff(
-        plan.mappings, cur_mappings, want_mappings, repos.mapping_spec, lambda k: f"mapping {k[0]!r} -> {k[1]}/{k[2]}"
-    )
-    rule_c, rule_u, rule_d = diff(plan.rules, cur_rules, want_rules, repos.rule_spec, lambda k: f"rule {k!r}")
-    if not apply or plan.conflicts:
-        return plan
-    assert ctx is not None
-    source = managed
-
-    via = {"via": "config-sync" if managed == "config" else "import"}
-
-    def note(action: str, target_type: str, target_id: str, before: Any, after: Any = None) -> None:
-        audit.record(s, ctx, action, target_type=target_type, target_id=target_id, before=before, after=after, details=via)
-
-    def take(row: Any, action: str, target_type: str, target_id: str, before: Any, after: Any) -> None:
-        row.source = source
-        note(action, target_type, target_id, before, after)
-
-    for key, spec in acc_c:
-        acc = Account(id=spec.id, source=source)
-        repos.apply_account_fields(acc, spec)
-        s.add(acc)
-        take(acc, "account.create", "account", acc.id, None, _dump(spec))
-    for key, row, spec in acc_u:
-        before = _dump(repos.account_spec(row))
-        repos.apply_account_fields(row, spec)
-        take(row, "account.update", "account", row.id, before, _dump(spec))
-    s.flush()
-    accounts_now = {a.id: a for a in s.scalars(select(Account))}
-    for (acc_id, _), spec in role_c:
-        role = Role(account_id=acc_id, account=accounts_now[acc_id], source=source)
-        repos.apply_role_fields(role, spec)
-        s.add(role)
-        take(role, "role.create", "role", f"{acc_id}/{spec.name}", None, _dump(spec))
-    for (acc_id, _), row, spec in role_u:
-        before = _dump(repos.role_spec(row))
-        repos.apply_role_fields(row, spec)
-        take(row, "role.update", "role", f"{acc_id}/{spec.name}", before, _dump(spec))
-    for name, spec in rule_c:
-        r = NamingRule(source=source)
-        repos.apply_rule_fields(r, spec)
-        s.add(r)
-        take(r, "rule.create", "rule", name, None, _dump(spec))
-    for name, row, spec in rule_u:
-        before = _dump(repos.rule_spec(row))
-        repos.apply_rule_fields(row, spec)
-        take(row, "rule.update", "rule", name, before, _dump(spec))
-    for name, row in rule_d:
-        note("rule.delete", "rule", name, _dump(repos.rule_spec(row)))
-        s.delete(row)
-    for key, row in map_d:
-        note("mapping.delete", "mapping", str(row.id), _dump(repos.mapping_spec(row)))
-        s.delete(row)
-    s.flush()
-    roles_now = {(r.account_id, r.name_key): r for r in s.scalars(select(Role))}
-    for (gkey, acc_id, role_key), spec in map_c:
-        m = Mapping(source=source)
-        repos.apply_mapping_fields(m, spec, roles_now[(acc_id, role_key)])
-        s.add(m)
-        s.flush()
-        take(m, "mapping.create", "mapping", str(m.id), None, _dump(spec))
-    for (gkey, acc_id, role_key), row, spec in map_u:
-        before = _dump(repos.mapping_spec(row))
-        repos.apply_mapping_fields(row, spec, roles_now[(acc_id, role_key)])
-        take(row, "mapping.update", "mapping", str(row.id), before, _dump(spec))
-    s.flush()
-    for (acc_id, _), row in role_d:
-        note("role.delete", "role", f"{acc_id}/{row.name}", _dump(repos.role_spec(row)))
-        s.delete(row)
-    s.flush()
-    for acc_id, row in acc_d:
-        note("account.delete", "account", acc_id, _dump(repos.account_spec(row)))
-        s.delete(row)
-    s.flush()
-    plan.applied = True
-    return plan
+def _doc_hash(doc: MappingDocument) -> str:
+    return hashlib.sha256(json.dumps(doc.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

@@ -16,11 +16,14 @@ class KindPlan:
     create: list[dict[str, Any]] = field(default_factory=list)
     update: list[dict[str, Any]] = field(default_factory=list)
     delete: list[dict[str, Any]] = field(default_factory=list)
+    release: list[dict[str, Any]] = field(default_factory=list)
+    """Config sync only: objects the file no longer declares that API objects still use; they are
+    kept and handed over to the API (each entry names what holds it)."""
     unchanged: int = 0
 
     @property
     def changes(self) -> int:
-        return len(self.create) + len(self.update) + len(self.delete)
+        return len(self.create) + len(self.update) + len(self.delete) + len(self.release)
 
 
 @dataclass
@@ -32,6 +35,9 @@ class ImportPlan:
     mappings: KindPlan = field(default_factory=KindPlan)
     rules: KindPlan = field(default_factory=KindPlan)
     conflicts: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    """Config sync only: what the sync left as it is and why (objects the API owns that the file
+    also declares; objects the file dropped that API objects still use), each naming its object."""
     applied: bool = False
 
     def kinds(self) -> dict[str, KindPlan]:
@@ -46,8 +52,15 @@ class ImportPlan:
             "applied": self.applied,
             "changes": self.changes,
             "conflicts": self.conflicts,
+            "notices": self.notices,
             **{
-                name: {"create": k.create, "update": k.update, "delete": k.delete, "unchanged": k.unchanged}
+                name: {
+                    "create": k.create,
+                    "update": k.update,
+                    "delete": k.delete,
+                    "release": k.release,
+                    "unchanged": k.unchanged,
+                }
                 for name, k in self.kinds().items()
             },
         }
@@ -87,3 +100,4 @@ class MappingStore(Protocol):
     def plan_import(self, doc: MappingDocument) -> ImportPlan: ...
     def apply_import(self, doc: MappingDocument, ctx: Any) -> ImportPlan: ...
     def sync_config(self, doc: MappingDocument) -> ImportPlan: ...
+    def plan_config_sync(self, doc: MappingDocument) -> ImportPlan: ...
