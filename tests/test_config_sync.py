@@ -209,3 +209,25 @@ def test_syncs_starting_together_run_one_after_the_other(database_url):
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_a_worker_that_cannot_start_stops_the_server_instead_of_respawning(tmp_path, monkeypatch, capsys):
+    """uvicorn respawns a worker that dies, except one exiting with its start-up failure code (3)."""
+    import yaml
+
+    from broker.app import UVICORN_STARTUP_FAILURE, app_from_env
+
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    engine = make_engine(DatabaseConfig(url=db))
+    migrate(engine)
+    SqlMappingStore(engine).create_account(AccountSpec.model_validate({"id": TEAM, "alias": "core"}), CTX)
+    engine.dispose()
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": db}, "mapping": FILE}))
+    monkeypatch.setenv("BROKER_CONFIG", str(path))
+    monkeypatch.delenv("BROKER_MAPPING_SYNCED", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        app_from_env()
+    assert exited.value.code == UVICORN_STARTUP_FAILURE == 3
+    err = capsys.readouterr().err
+    assert f"alias 'core' would name two accounts: account {CORE} (configuration file) and account {TEAM} (API)" in err
