@@ -37,13 +37,17 @@ def _load(path: Path | None):  # type: ignore[no-untyped-def]
 
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="the YAML file to validate")]) -> None:
-    """Validate a configuration file; print every problem with its path."""
-    config = _load(file)
-    m = config.mapping
-    typer.echo(
-        f"{file}: OK ({len(m.accounts)} account(s), {sum(len(a.roles) for a in m.accounts)} role(s), "
-        f"{len(m.mappings)} mapping(s), {len(m.rules)} rule(s) declared)"
-    )
+    """Validate a configuration file: every problem with its path, then warnings (exit 2 on problems)."""
+    from broker.cli.check_config import check_config_file
+
+    check = check_config_file(file)
+    for problem in check.problems:
+        typer.echo(f"error: {problem}", err=True)
+    for warning in check.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(check.summary(), err=not check.ok)
+    if not check.ok:
+        raise typer.Exit(2)
 
 
 @app.command()
