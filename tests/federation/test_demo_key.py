@@ -69,13 +69,13 @@ def test_the_demo_metadata_survives_a_restart_and_a_preview_verifies_against_it(
     url = start_demo(data_dir, port)
     first = httpx.get(url + "/saml/metadata", timeout=10).content
     jwks_first = httpx.get(url + "/.well-known/jwks.json", timeout=10).json()
-    assert (data_dir / "keys" / "signing.key.pem").stat().st_mode & 0o777 == 0o600
     start_demo.stop()  # type: ignore[attr-defined]
 
     url = start_demo(data_dir, port)
     again = httpx.get(url + "/saml/metadata", timeout=10).content
     assert again == first
     assert httpx.get(url + "/.well-known/jwks.json", timeout=10).json() == jwks_first
+    assert (data_dir / "keys" / "signing.key.pem").stat().st_mode & 0o777 == 0o600
 
     preview = subprocess.run(
         [sys.executable, "-m", "broker", "preview-assertion", "--config", str(ROOT / "config" / "demo.yaml"),
