@@ -82,14 +82,6 @@ class Person:
     notes: list[str] = field(default_factory=list)
 
 
-def identity_from_options(
-    *, username: str, immutable_id: str | None, groups: Sequence[str], attributes: Sequence[str]
-) -> Identity:
-    """The person as given on the command line alone."""
-    over = Overrides(immutable_id=immutable_id, groups=tuple(groups), attributes=tuple(attributes))
-    return over.apply(Identity(id=username, username=username, source="command-line"))
-
-
 def read_person(config: Config, username: str, overrides: Overrides = Overrides()) -> Person:
     """The person as an issuance reads them from the directory, with the overrides applied.
 
