@@ -4,7 +4,11 @@
 - ``${NAME}`` (or ``${NAME:-default}``) in any string value is replaced by the environment
   variable ``NAME`` after the YAML is parsed, so a secret never has to live in the file.
   Secrets are ``SecretStr`` and never printed.
-- Every problem is reported at once, each with its path (``admin.tokens[0].sha256: ...``).
+- Every problem is reported at once, each with its path (``admin.tokens[0].sha256: ...``):
+  field errors, unknown keys (``server.pubilc_url: unknown key (did you mean 'public_url'?)``)
+  and cross-references (``mapping.mappings[2].account: ...``, ``keys.current: ...``,
+  ``upstream[1].name: ...``). Cross-references are checked by ``cross_problems`` over the
+  sections that are valid on their own, so they appear in the same pass as field errors.
 
 Nothing reads configuration at import time: ``load_config(path)`` returns a ``Config`` and
 ``broker.app.create_app(config)`` wires everything from it.

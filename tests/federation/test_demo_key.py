@@ -17,7 +17,7 @@ from broker.minting.saml_idp import ROLE, ROLE_SESSION_NAME, SOURCE_IDENTITY
 from tests.conftest import ROOT, free_port, require_module
 from tests.federation.conftest import AwsSamlVerifier
 
-pytestmark = pytest.mark.sts
+pytestmark = [pytest.mark.sts, pytest.mark.saml_peer]
 
 ALICE_ID = "7f1c2b9e-0a4d-4c8e-9b61-3d2f5a8e4c01"  # config/demo.yaml
 
