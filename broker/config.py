@@ -4,7 +4,11 @@
 - ``${NAME}`` (or ``${NAME:-default}``) in any string value is replaced by the environment
   variable ``NAME`` after the YAML is parsed, so a secret never has to live in the file.
   Secrets are ``SecretStr`` and never printed.
-- Every problem is reported at once, each with its path (``admin.tokens[0].sha256: ...``).
+- Every problem is reported at once, each with its path (``admin.tokens[0].sha256: ...``):
+  field errors, unknown keys (``server.pubilc_url: unknown key (did you mean 'public_url'?)``)
+  and cross-references (``mapping.mappings[2].account: ...``, ``keys.current: ...``,
+  ``upstream[1].name: ...``). Cross-references are checked by ``cross_problems`` over the
+  sections that are valid on their own, so they appear in the same pass as field errors.
 
 Nothing reads configuration at import time: ``load_config(path)`` returns a ``Config`` and
 ``broker.app.create_app(config)`` wires everything from it.
@@ -12,10 +16,12 @@ Nothing reads configuration at import time: ``load_config(path)`` returns a ``Co
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -25,14 +31,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
 from broker.aws.config import StsConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
-from broker.mapping.model import MappingDocument, reference_problems
+from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
 from broker.minting.config import (
     KeysConfig,
     OidcConfig,
@@ -141,27 +146,6 @@ class Config(Section):
     session_tags: SessionTagsConfig = Field(default_factory=SessionTagsConfig)
     sts: StsConfig = Field(default_factory=StsConfig)
 
-    @model_validator(mode="after")
-    def _signing_keys(self) -> Config:
-        problems = key_problems(keys=self.keys, sts_mode=self.sts.mode, workers=self.server.workers)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _upstream(self) -> Config:
-        problems = upstream_problems(self.upstream, self.directory)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    @model_validator(mode="after")
-    def _mapping_references(self) -> Config:
-        problems = reference_problems(self.mapping)
-        if problems:
-            raise ValueError("mapping: " + "; ".join(problems))
-        return self
-
 
 def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
     if isinstance(node, dict):
@@ -201,8 +185,134 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _members(tp: Any) -> list[Any]:
+    """The types a (possibly Annotated, Optional or union) annotation stands for."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        return [m for arg in get_args(tp) for m in _members(arg)]
+    return [tp]
+
+
+def _step(tp: Any, part: Any) -> Any:
+    """The annotation one step of a pydantic error location further in (None: unknown)."""
+    members = _members(tp)
+    if isinstance(part, int):
+        items = [get_args(m)[0] for m in members if get_origin(m) in (list, tuple) and get_args(m)]
+        return Union[tuple(items)] if items else None  # noqa: UP007 - built from a runtime tuple
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    for m in models:
+        if part in m.model_fields:
+            return m.model_fields[part].annotation
+    tagged = [
+        m for m in models
+        if any(part in get_args(f.annotation) for f in m.model_fields.values() if get_origin(f.annotation) is Literal)
+    ]
+    if tagged:  # a discriminated union's tag in the location: the member it chose
+        return Union[tuple(tagged)]  # noqa: UP007
+    dicts = [get_args(m)[1] for m in members if get_origin(m) is dict and len(get_args(m)) == 2]
+    return dicts[0] if dicts else None
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section holding ``loc[-1]`` accepts (for "did you mean")."""
+    tp: Any = Config
+    for part in loc[:-1]:
+        tp = _step(tp, part)
+        if tp is None:
+            return []
+    models = [m for m in _members(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _message(error: Any) -> str:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        if close:
+            return f"{_loc(loc)}: unknown key (did you mean {close[0]!r}?)"
+        return f"{_loc(loc)}: unknown key" + (f" (known here: {', '.join(known)})" if known else "")
+    return f"{_loc(loc)}: {error['msg']}"
+
+
+def _valid_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """Each top-level section validated on its own: the ones that are valid (absent ones at their
+    default), so cross-section checks run even when another section has errors."""
+    out: dict[str, Any] = {}
+    for name, field in Config.model_fields.items():
+        if name not in data:
+            out[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            out[name] = getattr(Config.model_validate({name: data[name]}), name)
+        except ValidationError:
+            section = _partial_mapping(data[name]) if name == "mapping" else _partial_section(field.annotation, data[name])
+            if section is not None:
+                out[name] = section
+    return out
+
+
+def _partial_section(model: Any, raw: Any) -> BaseModel | None:
+    """A section with its invalid keys at their defaults (their errors are reported already)."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel) and isinstance(raw, dict)):
+        return None
+    good = {}
+    for key, value in raw.items():
+        try:
+            model.model_validate({key: value})
+        except ValidationError:
+            continue
+        good[key] = value
+    try:
+        return model.model_validate(good)
+    except ValidationError:
+        return None
+
+
+def _partial_mapping(raw: Any) -> MappingDocument | None:
+    """The mapping with its invalid list items as None (reference_issues skips them), or None
+    when the accounts themselves do not validate (every reference would look dangling)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        accounts = [AccountSpec.model_validate(a) for a in raw.get("accounts") or []]
+    except ValidationError:
+        return None
+
+    def items(kind: type[BaseModel], key: str) -> list[Any]:
+        values = raw.get(key) or []
+        out: list[Any] = []
+        for value in values if isinstance(values, list) else []:
+            try:
+                out.append(kind.model_validate(value))
+            except ValidationError:
+                out.append(None)
+        return out
+
+    return MappingDocument.model_construct(
+        accounts=accounts, mappings=items(MappingSpec, "mappings"), rules=items(RuleSpec, "rules")
+    )
+
+
+def cross_problems(sections: dict[str, Any]) -> list[str]:
+    """Problems between objects and sections, each with its path: the signing keys against
+    ``sts.mode`` and ``server.workers``, ``upstream:`` against itself and ``directory:``, the
+    mapping's references. ``sections`` holds the validated sections (a missing one: skipped)."""
+    found: list[tuple[str, str]] = []
+    if {"keys", "sts", "server"} <= sections.keys():
+        found += key_problems(keys=sections["keys"], sts_mode=sections["sts"].mode, workers=sections["server"].workers)
+    if {"upstream", "directory"} <= sections.keys():
+        found += upstream_problems(sections["upstream"], sections["directory"])
+    mapping = sections.get("mapping")
+    if mapping is not None:
+        found += [(f"mapping.{path}", message) for path, message in reference_issues(mapping)]
+    return [f"{path}: {message}" for path, message in found]
+
+
 def parse_config(data: Any, *, source: str = "", env: dict[str, str] | None = None) -> Config:
-    """Validate an already-parsed YAML document; raise ConfigError listing every problem."""
+    """Validate an already-parsed YAML document; raise ConfigError listing every problem, each
+    with its path: field errors, unknown keys (with "did you mean") and cross-references alike."""
     env = dict(os.environ) if env is None else env
     if data is None:
         data = {}
@@ -210,11 +320,15 @@ def parse_config(data: Any, *, source: str = "", env: dict[str, str] | None = No
         raise ConfigError(["the file must contain a mapping of sections at the top level"], source=source)
     problems: list[str] = []
     expanded = _expand(data, "", env, problems)
+    config: Config | None = None
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
-        problems.extend(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-        config = None
+        problems.extend(_message(e) for e in exc.errors())
+    if config is not None:
+        problems += cross_problems({name: getattr(config, name) for name in Config.model_fields})
+    else:
+        problems += cross_problems(_valid_sections(expanded))
     if problems:
         raise ConfigError(problems, source=source)
     assert config is not None

@@ -46,15 +46,22 @@ def _grants(
         engine.dispose()
 
 
-def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> None:
+def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple, str | None]:
+    """The grants ``groups`` give, from the database; when it is not usable (not created yet,
+    unreachable), from the configuration file's mapping alone, with a note saying so."""
     try:
-        grants = _grants(config.database, groups)
+        return _grants(config.database, groups), None
     except BrokerError as exc:
-        # No usable database (not created yet, unreachable): the configuration file's mapping alone.
         with tempfile.TemporaryDirectory() as tmp:
             scratch = DatabaseConfig(url=f"sqlite:///{Path(tmp) / 'check.db'}")
             grants = _grants(scratch, groups, config.mapping)
-        report.add("note", f"database: {exc.message}; grants below come from the configuration file only")
+        return grants, f"database: {exc.message}; grants come from the configuration file only"
+
+
+def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> None:
+    grants, note = grants_or_file(config, groups)
+    if note:
+        report.add("note", note)
     report.add("grants", f"({len(grants)})")
     for g in grants:
         why = ", ".join(sorted({f"{r.kind} {r.ref} via {r.group}" for r in g.reasons}))

@@ -37,26 +37,20 @@ def _load(path: Path | None):  # type: ignore[no-untyped-def]
 
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="the YAML file to validate")]) -> None:
-    """Validate a configuration file; print every problem with its path. When its database can be
-    reached, also say what the next start's mapping sync would keep or refuse."""
-    from broker.cli.sync_preview import preview_sync
+    """Validate a configuration file: every problem with its path, then warnings (exit 2 on problems).
+    When its database can be reached, also what the next start's mapping sync would keep or refuse."""
+    from broker.cli.check_config import check_config_file
 
-    config = _load(file)
-    m = config.mapping
-    against_db = preview_sync(config)
-    for line in against_db.notes:
-        typer.echo(f"note: {line}", err=True)
-    for line in against_db.warnings:
-        typer.echo(f"warning: {line}", err=True)
-    if against_db.problems:
-        typer.echo(f"{file}: the next start would fail:", err=True)
-        for line in against_db.problems:
-            typer.echo(f"  - {line}", err=True)
+    check = check_config_file(file)
+    for problem in check.problems:
+        typer.echo(f"error: {problem}", err=True)
+    for warning in check.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    for note in check.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(check.summary(), err=not check.ok)
+    if not check.ok:
         raise typer.Exit(2)
-    typer.echo(
-        f"{file}: OK ({len(m.accounts)} account(s), {sum(len(a.roles) for a in m.accounts)} role(s), "
-        f"{len(m.mappings)} mapping(s), {len(m.rules)} rule(s) declared)"
-    )
 
 
 @app.command()
@@ -124,11 +118,23 @@ def serve(
     _run(cfg, workers=workers)
 
 
+def ensure_demo_keys(data_dir: Path) -> None:
+    """The demo's signing key pair, made once into its data directory (key mode 0600), so its SAML
+    metadata and JWKS stay the same across restarts (config/demo.yaml names these files)."""
+    from broker.minting.keys import generate_keypair
+
+    keys = data_dir / "keys"
+    if not ((keys / "signing.key.pem").exists() and (keys / "signing.cert.pem").exists()):
+        generate_keypair(keys, name="signing", common_name="federation-broker-demo", force=True)
+
+
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8000,
     config: ConfigOpt = None,
-    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its SQLite database")] = Path(".demo"),
+    data_dir: Annotated[
+        Path, typer.Option(help="where the demo keeps its SQLite database and its signing key")
+    ] = Path(".demo"),
 ) -> None:
     """The embedded demo: SQLite, in-process state, sandbox accounts; ready in a browser."""
     os.environ["BROKER_DEMO_PORT"] = str(port)
@@ -136,6 +142,7 @@ def demo(
     token = os.environ.get("BROKER_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     os.environ["BROKER_ADMIN_TOKEN"] = token
     path = config or _repo_root() / "config" / "demo.yaml"
+    ensure_demo_keys(data_dir)
     cfg = _load(path)
     url = f"http://127.0.0.1:{port}"
     typer.echo(
@@ -189,7 +196,7 @@ def keys_generate(
 
 @app.command("preview-assertion")
 def preview_assertion(
-    user: Annotated[str, typer.Option("--user", help="the username (RoleSessionName)")],
+    user: Annotated[str, typer.Option("--user", help="the username, read from the directory as an issuance reads it")],
     account: Annotated[str, typer.Option("--account", help="12-digit account id or alias")],
     role: Annotated[str, typer.Option("--role", help="role name")],
     config: ConfigOpt = None,
@@ -197,31 +204,44 @@ def preview_assertion(
         str | None, typer.Option("--format", help="saml or jwt (default: the account's federation path)")
     ] = None,
     immutable_id: Annotated[
-        str | None, typer.Option("--id", help="the person's immutable id (SourceIdentity, sub); default: the username")
+        str | None, typer.Option("--id", help="override: the immutable id (SourceIdentity, sub)")
     ] = None,
-    groups: Annotated[list[str] | None, typer.Option("--groups", "-g", help="a directory group (repeat it)")] = None,
+    groups: Annotated[
+        list[str] | None, typer.Option("--groups", "-g", help="override: a group, replacing the directory's (repeat it)")
+    ] = None,
     attributes: Annotated[
-        list[str] | None, typer.Option("--attribute", help="NAME=VALUE directory attribute for session tags (repeat it)")
+        list[str] | None, typer.Option("--attribute", help="override: NAME=VALUE attribute for session tags (repeat it)")
     ] = None,
     channel: Annotated[str, typer.Option(help="cli or console: which mapping cap applies")] = "cli",
     duration: Annotated[int | None, typer.Option(help="requested DurationSeconds (clamped as for a real request)")] = None,
     decode: Annotated[bool, typer.Option("--decode", help="print the decoded XML / JWT header and claims instead")] = False,
 ) -> None:
-    """Print the signed SAML Response (base64) or ID token the broker would send, without calling STS."""
-    from broker.cli.preview import identity_from_options, preview
+    """Print the signed SAML Response (base64) or ID token the broker would send for USER, without calling STS.
+
+    The person (groups, immutable id, attributes) is read from the directory; --id/--groups/--attribute
+    replace what it says, and are the only source when it cannot be reached.
+    """
+    from broker.cli.preview import Overrides, preview, read_person
 
     if format not in (None, "saml", "jwt") or channel not in ("cli", "console"):
         typer.echo("--format is saml or jwt; --channel is cli or console", err=True)
         raise typer.Exit(2)
     cfg = _load(config)
+    overrides = Overrides(immutable_id=immutable_id, groups=tuple(groups) if groups else None,
+                          attributes=tuple(attributes or ()))
     try:
-        identity = identity_from_options(
-            username=user, immutable_id=immutable_id, groups=groups or [], attributes=attributes or []
-        )
+        person = read_person(cfg, user, overrides)
+        for note in person.notes:
+            typer.echo(f"note: {note}", err=True)
+        identity = person.identity
+        typer.echo(f"person: {identity.username} (id {identity.id}; groups: {', '.join(identity.groups) or 'none'})",
+                   err=True)
         result = preview(cfg, identity=identity, account=account, role=role, fmt=format, channel=channel, duration=duration)  # type: ignore[arg-type]
     except BrokerError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(3 if exc.status == 503 else 1) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
     for key, value in result.summary.items():
         typer.echo(f"{key}: {value}", err=True)
     typer.echo(result.decoded if decode else result.text)

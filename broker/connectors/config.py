@@ -445,16 +445,21 @@ class OidcUpstreamConfig(_Upstream):
 UpstreamConfig = Annotated[SamlUpstreamConfig | OidcUpstreamConfig, Field(discriminator="type")]
 
 
-def upstream_problems(upstream: list[SamlUpstreamConfig | OidcUpstreamConfig], directory: object | None) -> list[str]:
-    """Cross-checks of the ``upstream:`` list against itself and the ``directory:`` section."""
-    problems: list[str] = []
-    seen: set[str] = set()
+def upstream_problems(
+    upstream: list[SamlUpstreamConfig | OidcUpstreamConfig], directory: object | None
+) -> list[tuple[str, str]]:
+    """Cross-checks of the ``upstream:`` list against itself and the ``directory:`` section, as
+    (path, message)."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
     for i, idp in enumerate(upstream):
         if idp.name in seen:
-            problems.append(f"upstream[{i}].name: {idp.name!r} is used twice")
-        seen.add(idp.name)
+            problems.append((f"upstream[{i}].name", f"{idp.name!r} is used twice (also upstream[{seen[idp.name]}])"))
+        seen.setdefault(idp.name, i)
         if idp.enrich_from_directory is not None and directory is None:
-            problems.append(f"upstream[{i}].enrich_from_directory: needs a directory: section")
+            problems.append((f"upstream[{i}].enrich_from_directory", "needs a directory: section"))
         if directory is not None and idp.name == getattr(directory, "name", None):
-            problems.append(f"upstream[{i}].name: {idp.name!r} is the directory's name too (Identity.source must tell them apart)")
+            problems.append(
+                (f"upstream[{i}].name", f"{idp.name!r} is the directory's name too (Identity.source must tell them apart)")
+            )
     return problems

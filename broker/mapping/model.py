@@ -233,34 +233,67 @@ class MappingDocument(Strict):
     rules: list[RuleSpec] = Field(default_factory=list)
 
 
-def reference_problems(doc: MappingDocument) -> list[str]:
-    """Cross-object problems of a whole document: duplicates and dangling references."""
+def reference_issues(doc: MappingDocument) -> list[tuple[str, str]]:
+    """Cross-object problems of a whole document, as (path in the document, message): duplicates
+    and dangling references. A list item that is None (it failed validation) is skipped."""
+    from difflib import get_close_matches
+
     from broker.groups import match_key
 
-    problems: list[str] = []
+    def hint(word: str, candidates: list[str]) -> str:
+        close = get_close_matches(word, candidates, n=1, cutoff=0.6) or get_close_matches(
+            word.lower(), [c.lower() for c in candidates], n=1, cutoff=0.6
+        )
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    problems: list[tuple[str, str]] = []
     ids: dict[str, AccountSpec] = {}
+    first: dict[str, int] = {}
     aliases: dict[str, str] = {}
-    for acc in doc.accounts:
+    for i, acc in enumerate(doc.accounts):
+        if acc is None:
+            continue
         if acc.id in ids:
-            problems.append(f"account {acc.id} is listed twice")
-        ids[acc.id] = acc
+            problems.append((f"accounts[{i}].id", f"account {acc.id} is listed twice (also accounts[{first[acc.id]}])"))
+        ids.setdefault(acc.id, acc)
+        first.setdefault(acc.id, i)
         if acc.alias:
             if acc.alias in aliases and aliases[acc.alias] != acc.id:
-                problems.append(f"alias {acc.alias!r} is used by {aliases[acc.alias]} and {acc.id}")
+                problems.append((f"accounts[{i}].alias", f"alias {acc.alias!r} is used by {aliases[acc.alias]} and {acc.id}"))
             aliases[acc.alias] = acc.id
     seen: set[tuple[str, str, str]] = set()
-    for m in doc.mappings:
+    for i, m in enumerate(doc.mappings):
+        if m is None:
+            continue
         account_id = m.account if m.account in ids else aliases.get(m.account.lower())
         if account_id is None:
-            problems.append(f"mapping for group {m.group!r}: unknown account {m.account!r}")
+            declared = sorted(aliases) + sorted(ids)
+            problems.append(
+                (f"mappings[{i}].account",
+                 f"mapping for group {m.group!r}: no account {m.account!r} is declared{hint(m.account, declared)}")
+            )
             continue
-        if m.role.lower() not in {r.name.lower() for r in ids[account_id].roles}:
-            problems.append(f"mapping for group {m.group!r}: account {account_id} has no role {m.role!r}")
+        roles = [r.name for r in ids[account_id].roles]
+        if m.role.lower() not in {r.lower() for r in roles}:
+            problems.append(
+                (f"mappings[{i}].role",
+                 f"mapping for group {m.group!r}: account {account_id} has no role {m.role!r}{hint(m.role, roles)}")
+            )
             continue
         key = (match_key(m.group), account_id, m.role.lower())
         if key in seen:
-            problems.append(f"mapping {m.group!r} -> {account_id}/{m.role} is listed twice")
+            problems.append((f"mappings[{i}]", f"mapping {m.group!r} -> {account_id}/{m.role} is listed twice"))
         seen.add(key)
-    names = [r.name for r in doc.rules]
-    problems.extend(f"rule {n!r} is listed twice" for n in sorted({n for n in names if names.count(n) > 1}))
+    rule_names: set[str] = set()
+    for i, r in enumerate(doc.rules):
+        if r is None:
+            continue
+        if r.name in rule_names:
+            problems.append((f"rules[{i}].name", f"rule {r.name!r} is listed twice"))
+        rule_names.add(r.name)
     return problems
+
+
+def reference_problems(doc: MappingDocument) -> list[str]:
+    """``reference_issues`` as messages (each names the object it concerns)."""
+    return [message for _, message in reference_issues(doc)]

@@ -88,13 +88,19 @@ class SessionTagsConfig(_Section):
         return self
 
 
-def key_problems(*, keys: KeysConfig | None, sts_mode: str, workers: int) -> list[str]:
-    """Cross-section rules: production needs key files; ephemeral keys only fit one process."""
+def key_problems(*, keys: KeysConfig | None, sts_mode: str, workers: int) -> list[tuple[str, str]]:
+    """Cross-section rules, as (path, message): production needs key files; ephemeral keys only
+    fit one process."""
     if keys is not None:
         return []
     problems = []
     if sts_mode == "aws":
-        problems.append("keys: key files are required when sts.mode is aws (make them with `broker keys generate`)")
+        problems.append(
+            ("keys.current", "key files are required when sts.mode is aws (make them with `broker keys generate`)")
+        )
     if workers > 1:
-        problems.append("keys: without key files every worker would sign with its own ephemeral key; configure key files")
+        problems.append(
+            ("keys.current", (f"without key files every worker (server.workers: {workers}) would sign with its own "
+                             "ephemeral key; configure key files"))
+        )
     return problems

@@ -111,7 +111,7 @@ def test_without_key_files_the_sandbox_uses_an_ephemeral_key_and_production_refu
     assert isinstance(ring, KeyRing) and ring.ephemeral and ring.next is None
     with pytest.raises(ConfigError, match="key files are required when sts.mode is aws"):
         make_config(tmp_path, sts={"mode": "aws"})
-    with pytest.raises(ConfigError, match="every worker would sign with its own ephemeral key"):
+    with pytest.raises(ConfigError, match="every worker .server.workers: 2. would sign with its own ephemeral key"):
         make_config(tmp_path, server={"workers": 2})
 
 

@@ -1,4 +1,4 @@
-"""The demo configuration: no key files (ephemeral key, logged), moto's STS in-process for both
+"""The demo configuration: its own key files in its data directory, moto's STS in-process for both
 federation paths, the console step on a SANDBOX page, and no secret in any log line."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from broker.app import create_app
 from broker.aws.partitions import partition
 from broker.aws.sts import clamp_duration
+from broker.cli.server import ensure_demo_keys
 from broker.config import load_config
 from broker.domain import Identity
 from broker.minting.names import role_session_name
@@ -28,6 +29,7 @@ ALICE = Identity(id="7f1c2b9e-0a4d-4c8e-9b61-3d2f5a8e4c01", username="alice",
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     require_module("moto")
+    ensure_demo_keys(tmp_path)  # what `broker demo --data-dir` does first
     config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123"})
     with capture_logs() as logged:
         app = create_app(config, env={}, configure_logging=False)
@@ -37,12 +39,14 @@ def demo(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     app.state.services.engine.dispose()
 
 
-def test_demo_starts_without_key_files_and_says_the_key_is_ephemeral(demo: tuple[TestClient, object]) -> None:
+def test_demo_signs_with_the_key_in_its_data_directory(demo: tuple[TestClient, object], tmp_path: Path) -> None:
     client, logged = demo
     assert client.get("/readyz").json()["checks"]["keys"] == "ok"
     assert client.get("/saml/metadata").status_code == 200
+    assert client.app.state.services.minting.keys.current.source == str(tmp_path / "keys" / "signing.key.pem")  # type: ignore[attr-defined]
+    assert (tmp_path / "keys" / "signing.key.pem").stat().st_mode & 0o777 == 0o600
     events = [json.loads(line) for line in logged.getvalue().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
-    assert any(e["event"] == "ephemeral_signing_key" and e["level"] == "warning" for e in events)
+    assert not any(e["event"] == "ephemeral_signing_key" for e in events)
     assert any(e["event"] == "sts_sandbox" for e in events)
 
 
