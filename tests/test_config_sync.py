@@ -15,8 +15,7 @@ from broker.audit import AuditContext, AuditFilter
 from broker.config import DatabaseConfig
 from broker.db.session import make_engine, migrate
 from broker.db.store import SqlMappingStore
-from broker.errors import ReadOnly
-ConfigSyncFailed = Exception
+from broker.errors import ConfigSyncFailed, ReadOnly
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 
 CTX = AuditContext(actor="admin:test", request_id="req-1", source_ip="127.0.0.1")
