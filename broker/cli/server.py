@@ -74,11 +74,14 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
     from broker.app import create_app
 
     workers = workers or cfg.server.workers
+    # uvicorn must not trust forwarding headers by itself (its default believes any from
+    # 127.0.0.1): the broker decides the client address, from server.trusted_proxies only.
+    no_proxy_headers = {"proxy_headers": False, "forwarded_allow_ips": ""}
     if workers > 1:
         # Each worker builds its own app from $BROKER_CONFIG.
         uvicorn.run(
             "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
-            workers=workers, access_log=False, log_config=None, proxy_headers=True,
+            workers=workers, access_log=False, log_config=None, **no_proxy_headers,
         )
         return
     try:
@@ -88,7 +91,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
         raise typer.Exit(1) from None
     try:
         uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,
-                    proxy_headers=True)
+                    **no_proxy_headers)
     finally:
         application.state.services.close()  # LDAP pools, HTTP clients, Redis, database, the sandbox
 
