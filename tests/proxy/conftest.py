@@ -127,7 +127,7 @@ def behind_nginx(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
         component_missing("Debian nginx (apt-get install -y nginx; see `make test-deps`)")
     procs: list[subprocess.Popen[Any]] = []
 
-    def start(*, trusted_proxies: list[str], rate_limits: dict[str, Any]) -> Setup:
+    def start(*, trusted_proxies: list[str], rate_limits: dict[str, Any], workers: int = 1) -> Setup:
         broker_port, xff_port, forwarded_port = free_port(), free_port(), free_port()
         users = [{"username": u, "id": f"id-{u}", "password_hash": bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode(),
                   "groups": ["staff"]} for u, p in USERS.items()]
@@ -140,6 +140,12 @@ def behind_nginx(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
             "directory": {"type": "static", "name": "people", "users": users},
             "rate_limits": rate_limits,
         }
+        if workers > 1:  # every worker process builds its own app (uvicorn's multi-process path)
+            from broker.minting.keys import generate_keypair
+
+            key, cert, _ = generate_keypair(tmp_path / "keys")
+            config["server"]["workers"] = workers
+            config["keys"] = {"current": {"key": str(key), "cert": str(cert)}}
         path = tmp_path / "broker.yaml"
         path.write_text(yaml.safe_dump(config))
         log = tmp_path / "broker.log"

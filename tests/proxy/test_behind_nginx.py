@@ -44,6 +44,16 @@ def test_a_client_on_loopback_choosing_its_own_x_forwarded_for_is_its_own_addres
     assert set(setup.login_addresses("carol")) == {"127.0.0.1"}
 
 
+def test_with_several_workers_too(behind_nginx):
+    setup = behind_nginx(trusted_proxies=[f"{PROXY_ADDRESS}/32"], rate_limits=LIMITS, workers=2)
+    with setup.client(setup.broker, "127.0.0.1") as direct, setup.client(setup.xff, "127.0.0.3") as office:
+        for i in range(4):
+            setup.sign_in(direct, "carol", "guess", headers={"X-Forwarded-For": f"10.9.9.{i}"})
+            setup.sign_in(office, "alice", "typo", headers={"X-Forwarded-For": f"10.9.9.{i}"})
+    assert set(setup.login_addresses("carol")) == {"127.0.0.1"}
+    assert set(setup.login_addresses("alice")) == {"127.0.0.3"}
+
+
 def test_the_rfc_7239_forwarded_header_from_a_trusted_proxy(behind_nginx):
     setup = behind_nginx(trusted_proxies=[f"{PROXY_ADDRESS}/32"], rate_limits=LIMITS)
     with setup.client(setup.forwarded, "127.0.0.2") as guesser, setup.client(setup.forwarded, "127.0.0.3") as office:
