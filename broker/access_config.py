@@ -64,8 +64,9 @@ class RateLimitsConfig(_Section):
     known_address_days: Annotated[int, Field(ge=0, le=400)] = 30
     """A person over ``login_failures_per_user`` is still let in from an address they signed in
     from successfully within this many days, with that address's own allowance of failures: an
-    attacker guessing from elsewhere cannot keep them locked out. 0 turns this off (the lockout
-    then holds for everyone, window after window, while the guessing goes on)."""
+    attacker guessing from elsewhere cannot keep them locked out; and ``login_failures_per_address``
+    never refuses them there. 0 turns this off (the lockout then holds for everyone, window after
+    window, while the guessing goes on)."""
     login_failures_per_address: Annotated[int, Field(ge=1, le=100000)] = 50
     """Failed password sign-ins per source address per window (whatever the username: it stops
     one address trying many accounts). Successful sign-ins do not count, so an office behind one

@@ -77,12 +77,16 @@ class RateLimiter:
         ``known_address_days``, until that address has failed as often for them."""
         c = self.config
         pair = self._pair(username, address)
-        known = self._known(pair)
-        if address and not known and self._count("login-addr", address) >= c.login_failures_per_address:
-            self._refuse_over("login-pair", pair, c.over_address_limit_failures_per_user,
-                              "too many failed sign-ins for this account from your address; wait a few minutes")
+        known: bool | None = None  # read only when a limit is reached: most sign-ins never need it
+        if address and self._count("login-addr", address) >= c.login_failures_per_address:
+            known = self._known(pair)
+            if not known:
+                self._refuse_over("login-pair", pair, c.over_address_limit_failures_per_user,
+                                  "too many failed sign-ins for this account from your address; wait a few minutes")
         if self._count("login-user", username) < c.login_failures_per_user:
             return
+        if known is None:
+            known = self._known(pair)
         if known:
             self._refuse_over("login-pair", pair, c.login_failures_per_user,
                               "too many failed sign-ins for this account; wait a few minutes")
