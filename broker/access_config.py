@@ -64,13 +64,25 @@ class RateLimitsConfig(_Section):
     known_address_days: Annotated[int, Field(ge=0, le=400)] = 30
     """A person over ``login_failures_per_user`` is still let in from an address they signed in
     from successfully within this many days, with that address's own allowance of failures: an
-    attacker guessing from elsewhere cannot keep them locked out. 0 turns this off (the lockout
-    then holds for everyone, window after window, while the guessing goes on)."""
+    attacker guessing from elsewhere cannot keep them locked out; and ``login_failures_per_address``
+    never refuses them there. 0 turns this off (the lockout then holds for everyone, window after
+    window, while the guessing goes on)."""
     login_failures_per_address: Annotated[int, Field(ge=1, le=100000)] = 50
     """Failed password sign-ins per source address per window (whatever the username: it stops
     one address trying many accounts). Successful sign-ins do not count, so an office behind one
-    NAT address and a CI job signing in often are not slowed down."""
+    NAT address and a CI job signing in often are not slowed down. An address over this limit is
+    not blocked for everybody (everyone behind one proxy or NAT shares it): a person who signed
+    in from it within ``known_address_days`` is never refused by it, and anyone else gets
+    ``over_address_limit_failures_per_user`` failures of their own there."""
+    over_address_limit_failures_per_user: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Once an address is over ``login_failures_per_address`` (or ``user_code_attempts_per_address``),
+    the slower bucket it degrades into: failures per window per username (per signed-in person
+    for device codes) from that address. One guesser behind a shared address exhausts only the
+    buckets of the names they try, never everybody's."""
     user_code_attempts_per_address: Annotated[int, Field(ge=1, le=1000)] = 10
     """Wrong device user codes entered per source address (and per signed-in person) per window."""
     device_authorizations_per_address: Annotated[int, Field(ge=1, le=10000)] = 30
-    """New device logins started per source address per window."""
+    """Device logins started per source address per window and not completed: a start whose login
+    completes (approved in the browser, picked up by the CLI from that address) gives its place
+    back, so a company behind one proxy signing in all morning never reaches it; only abandoned
+    starts (a script in a loop, a flood) do."""

@@ -27,7 +27,8 @@ from broker.minting.factory import Minting, build_minting
 from broker.state import StateStore, open_state
 from broker.web import admin_api, device, federation, ops, portal, upstream, user_api
 from broker.web import errors as web_errors
-from broker.web.middleware import BodyLimit, RequestContext
+from broker.web.client_address import TrustedProxies
+from broker.web.middleware import BodyLimit, ClientAddress, RequestContext
 
 log = logs.get_logger("broker.app")
 
@@ -197,9 +198,11 @@ def create_app(
     app.include_router(admin_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
-    # Outermost first: the request id exists before the body limit can answer.
+    # Added innermost first: the client address is decided before anything reads it, the request id
+    # exists before the body limit can answer.
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)
+    app.add_middleware(ClientAddress, trusted=TrustedProxies(config.server.trusted_proxies))  # before all else
     return app
 
 

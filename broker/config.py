@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -62,6 +63,11 @@ class ServerConfig(Section):
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     cpu_affinity: bool = False
     """With several workers: keep each worker process on one CPU (Linux; see broker/affinity.py)."""
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=256)
+    """Reverse proxies / load balancers (addresses or CIDRs) whose X-Forwarded-For, RFC 7239
+    Forwarded and X-Forwarded-Proto headers are believed; the client address is the first
+    untrusted one from the right. Empty (the default): nobody is trusted, the connection's peer
+    is the client (broker.web.client_address)."""
 
     @field_validator("public_url")
     @classmethod

@@ -6,6 +6,13 @@ a lockout decays by itself and never lasts longer than one window. An attacker w
 could renew it window after window, so the per-user lockout only holds against addresses the
 person has not signed in from lately (``known_address_days``): from an address they used, they
 get their own allowance of failures, and a stranger's guesses elsewhere do not lock them out.
+
+Per-address limits never lock out everybody behind one address (a load balancer, a NAT, an
+ingress whose proxy is not in ``server.trusted_proxies``): a person who signed in from the address
+lately is never refused by it, and over its limit the address degrades into a slower bucket per
+(address, username) — ``over_address_limit_failures_per_user`` — so a guesser behind the shared
+address exhausts only the buckets of the names they try. Device-login starts count only while
+they are not completed: a finished login gives its place back.
 Keys carry a hash of the user name or address, never the value itself.
 """
 
@@ -58,18 +65,29 @@ class RateLimiter:
 
     # -- password sign-in (portal form, OAuth password grant, HTTP Basic) --
 
+    def _known(self, pair: str | None) -> bool:
+        return pair is not None and self.state.get(self._key("login-known", pair)) is not None
+
     def check_login(self, *, username: str, address: str | None) -> None:
-        """Before any password check: refuse when the address or the user is over its limit of
-        failures (successes never count, so busy addresses are not slowed down). A user over
-        the limit is still let in from an address they signed in from within
+        """Before any password check: refuse when the user, or this user at this address, is over
+        its limit of failures (successes never count, so busy addresses are not slowed down).
+        An address over its limit refuses nobody who signed in from it lately and, for anyone
+        else, only a name that failed ``over_address_limit_failures_per_user`` times there. A user
+        over the per-user limit is still let in from an address they signed in from within
         ``known_address_days``, until that address has failed as often for them."""
         c = self.config
-        self._refuse_over("login-addr", address, c.login_failures_per_address,
-                          "too many sign-in attempts from your address; wait a few minutes")
+        pair = self._pair(username, address)
+        known: bool | None = None  # read only when a limit is reached: most sign-ins never need it
+        if address and self._count("login-addr", address) >= c.login_failures_per_address:
+            known = self._known(pair)
+            if not known:
+                self._refuse_over("login-pair", pair, c.over_address_limit_failures_per_user,
+                                  "too many failed sign-ins for this account from your address; wait a few minutes")
         if self._count("login-user", username) < c.login_failures_per_user:
             return
-        pair = self._pair(username, address)
-        if pair is not None and self.state.get(self._key("login-known", pair)) is not None:
+        if known is None:
+            known = self._known(pair)
+        if known:
             self._refuse_over("login-pair", pair, c.login_failures_per_user,
                               "too many failed sign-ins for this account; wait a few minutes")
             return
@@ -96,16 +114,26 @@ class RateLimiter:
     # -- RFC 8628 user codes and device authorizations --
 
     def check_user_code(self, *, user: str, address: str | None) -> None:
+        """Wrong codes per signed-in person; per address too, where an address over its limit
+        degrades into a bucket per (address, person) instead of refusing everybody behind it."""
         c = self.config
-        for kind, subject in (("ucode-addr", address), ("ucode-user", user)):
-            self._refuse_over(kind, subject, c.user_code_attempts_per_address,
-                              "too many wrong codes; wait a few minutes and start the login again")
+        message = "too many wrong codes; wait a few minutes and start the login again"
+        self._refuse_over("ucode-user", user, c.user_code_attempts_per_address, message)
+        if address and self._count("ucode-addr", address) >= c.user_code_attempts_per_address:
+            self._refuse_over("ucode-pair", self._pair(user, address), c.over_address_limit_failures_per_user, message)
 
     def user_code_failed(self, *, user: str, address: str | None) -> None:
         self.hit("ucode-addr", address)
         self.hit("ucode-user", user)
+        self.hit("ucode-pair", self._pair(user, address))
 
     def device_authorization(self, *, address: str | None) -> None:
+        """A device login starts: refused when the address has too many starts not completed."""
         self._refuse_over("devauth-addr", address, self.config.device_authorizations_per_address,
                           "too many device logins started from your address; wait a few minutes")
         self.hit("devauth-addr", address)
+
+    def device_login_completed(self, *, address: str | None) -> None:
+        """The CLI at ``address`` picked up an approved login: its start no longer counts."""
+        if address and self._count("devauth-addr", address) > 0:
+            self.state.increment(self._key("devauth-addr", address), ttl=self.config.window_seconds, amount=-1)

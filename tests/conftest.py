@@ -169,7 +169,8 @@ def serve_app() -> Iterator[Any]:
     running: list[tuple[Any, Any, Any]] = []
 
     def serve(app: Any, port: int) -> None:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                                proxy_headers=False))  # as `broker serve`: the app decides
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         for _ in range(1000):

@@ -29,10 +29,23 @@ def test_shipped_configs_are_valid(name):
     assert config.server.public_url.startswith("http")
 
 
+def test_the_kubernetes_config_is_valid_and_trusts_only_its_ingress():
+    import yaml
+
+    from broker.config import parse_config
+
+    (config_map,) = [d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "broker.yaml").read_text())
+                     if d and d["kind"] == "ConfigMap"]
+    env = {"BROKER_DB_PASSWORD": "x", "BROKER_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    config = parse_config(yaml.safe_load(config_map["data"]["broker.yaml"]), env=env)
+    assert [str(n) for n in config.server.trusted_proxies] == ["10.244.0.0/16"]  # the pod network, not the world
+
+
 def test_empty_file_gives_the_embedded_defaults(tmp_path):
     config = load_config(write(tmp_path, ""), env={})
     assert config.database.url.startswith("sqlite")
     assert config.state.backend == "memory"
+    assert config.server.trusted_proxies == []  # nobody's forwarding headers are believed
 
 
 def test_env_expansion_and_secrets_stay_secret(tmp_path):

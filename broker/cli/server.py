@@ -81,6 +81,9 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
     from broker.app import create_app, prepare_start, startup_problems
 
     workers = workers or cfg.server.workers
+    # uvicorn must not trust forwarding headers by itself (its default believes any from
+    # 127.0.0.1): the broker decides the client address, from server.trusted_proxies only.
+    no_proxy_headers = {"proxy_headers": False, "forwarded_allow_ips": ""}
     if workers > 1:
         # The database is checked and the mapping synced once, here; then each worker builds its
         # own app from $BROKER_CONFIG (a worker that cannot start stops them all).
@@ -91,7 +94,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
             raise typer.Exit(1) from None
         uvicorn.run(
             "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
-            workers=workers, access_log=False, log_config=None, proxy_headers=True,
+            workers=workers, access_log=False, log_config=None, **no_proxy_headers,
         )
         return
     try:
@@ -101,7 +104,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
         raise typer.Exit(1) from None
     try:
         uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,
-                    proxy_headers=True)
+                    **no_proxy_headers)
     finally:
         application.state.services.close()  # LDAP pools, HTTP clients, Redis, database, the sandbox
 

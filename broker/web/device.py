@@ -81,6 +81,7 @@ def token(
         if grant_type == DEVICE_CODE_GRANT_TYPE:
             identity = access.devices.poll(device_code=device_code or "", client_id=client_id)
             pair = access.tokens.issue(identity, client_id=client_id)
+            access.limits.device_login_completed(address=client_ip(request))  # its start no longer counts
         elif grant_type == "refresh_token":
             pair = access.tokens.refresh(refresh_token or "", client_id=client_id)
         elif grant_type == "password" and services.config.api.password_login:

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id + access log + metrics, and the request body limit."""
+"""Pure ASGI middleware: the client address behind trusted proxies, request id + access log +
+metrics, and the request body limit."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.logs import get_logger
 from broker.metrics import Metrics
+from broker.web.client_address import TrustedProxies
 
 log = get_logger("broker.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -21,6 +23,33 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 def _error_body(code: str, message: str, request_id: str | None) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}, "request_id": request_id}).encode()
+
+
+class ClientAddress:
+    """The one place that decides a request's client address (``scope["client"]``, which
+    ``request.client``, rate limits, audit events and the access log read): the peer's address,
+    or — only when the peer is one of ``server.trusted_proxies`` — the address its X-Forwarded-For
+    or RFC 7239 Forwarded header names (broker.web.client_address). The scheme follows the
+    trusted proxy's X-Forwarded-Proto / ``proto=`` the same way (cookies' Secure flag).
+    uvicorn's own proxy-header handling is off (`broker serve`), so no other rule applies."""
+
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if self.trusted and scope["type"] in ("http", "websocket") and client:
+            headers = scope.get("headers") or ()
+            address = self.trusted.client(client[0], headers)
+            scheme = self.trusted.scheme(client[0], headers)
+            if address != client[0] or scheme:
+                scope = dict(scope)
+                if address != client[0]:
+                    scope["client"] = (address, 0)
+                if scheme:
+                    scope["scheme"] = scheme if scope["type"] == "http" else {"http": "ws", "https": "wss"}[scheme]
+        await self.app(scope, receive, send)
 
 
 class RequestContext:

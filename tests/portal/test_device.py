@@ -176,3 +176,45 @@ def test_password_grant_only_when_enabled(portal, build):
 def test_bad_token_requests_are_clean_4xx(portal, data):
     r = portal.post("/oauth/token", data=data)
     assert 400 <= r.status_code < 500 and "error" in r.json()
+
+
+# ---- issue 11: a whole company behind one proxy shares one address ----
+
+
+def _approve(portal, grant, username="alice"):
+    """The person's approval, straight through the device flow (the page is tested above)."""
+    from broker.domain import Identity
+
+    identity = Identity(source="people", id=f"id-{username}", username=username)
+    assert portal.app.state.services.access.devices.decide(grant["user_code"], identity=identity, approve=True)
+
+
+def test_completed_device_logins_give_their_start_back(build, clock):
+    portal = build(rate_limits={"device_authorizations_per_address": 2})
+    for _ in range(5):  # a morning of people at one address running `awsbroker login`, one after another
+        grant = start(portal)
+        _approve(portal, grant)
+        clock.advance(2)
+        assert poll(portal, grant).json()["token_type"] == "Bearer"
+    abandoned = [start(portal), start(portal)]  # two left pending (a script in a loop, Ctrl-C)
+    r = portal.post("/oauth/device/authorization", data={"client_id": "awsbroker"})
+    assert r.status_code == 429 and r.json()["error"] == "slow_down" and int(r.headers["retry-after"]) > 0
+    assert all(poll(portal, g).json()["error"] == "authorization_pending" for g in abandoned)
+
+
+def test_wrong_user_codes_at_a_shared_address_do_not_block_everyone_there(build):
+    from starlette.testclient import TestClient
+
+    from tests.portal.conftest import BOB_PW
+
+    portal = build(rate_limits={"user_code_attempts_per_address": 3, "over_address_limit_failures_per_user": 2})
+    colleague = TestClient(portal.app, follow_redirects=False)  # the same address ("testclient")
+    sign_in(portal)
+    sign_in(colleague, "bob", BOB_PW)
+    assert decide(portal, "BBBB-BBBB").status_code == 400  # alice's typo
+    for guess in ("CCCC-CCCC", "DDDD-DDDD"):  # bob guessing: the address is at its limit now
+        assert decide(colleague, guess).status_code == 400
+    grant = start(colleague)
+    assert decide(colleague, grant["user_code"]).status_code == 429  # bob's own bucket there is spent
+    grant = start(portal)
+    assert decide(portal, grant["user_code"]).status_code == 200  # alice is not blocked by bob

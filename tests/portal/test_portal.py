@@ -249,22 +249,30 @@ def test_known_addresses_can_be_turned_off(build):
     assert sign_in(portal, "alice", ALICE_PW).status_code == 429
 
 
-def test_password_guessing_is_limited_per_source_address(build):
-    portal = build(rate_limits={"login_failures_per_address": 4, "login_failures_per_user": 100})
-    for i in range(4):
-        assert sign_in(portal, f"user{i}", "guess").status_code == 401
-    assert sign_in(portal, "alice", ALICE_PW).status_code == 429
+def test_an_address_over_its_limit_degrades_into_a_bucket_per_username_instead_of_blocking_everybody(build):
+    # everyone behind one load balancer shares its address: one guesser must not lock them all out
+    portal = build(rate_limits={"login_failures_per_address": 4, "login_failures_per_user": 100,
+                                "over_address_limit_failures_per_user": 3})
+    for name in ("bob", "bob", "carol", "carol"):
+        assert sign_in(portal, name, "guess").status_code == 401  # the address is at its limit now
+    assert sign_in(portal, "carol", "guess").status_code == 401  # carol's own bucket: 3 failures here
+    r = sign_in(portal, "carol", CAROL_PW)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0  # exhausted, even the right password waits
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # a person who did not guess gets in
+    portal.cookies.clear()
+    assert sign_in(portal, "bob", BOB_PW).status_code == 303  # bob had 2 of his 3
 
 
-def test_successful_sign_ins_do_not_count_against_the_address(build):
+def test_a_person_who_signed_in_from_an_address_lately_is_never_refused_by_its_limit(build):
     portal = build(rate_limits={"login_failures_per_address": 2, "login_failures_per_user": 100})
     for _ in range(5):  # an office behind one NAT address, a CI job signing in often
         portal.cookies.clear()
         assert sign_in(portal, "alice", ALICE_PW).status_code == 303
     portal.cookies.clear()
-    assert sign_in(portal, "nobody", "guess").status_code == 401
-    assert sign_in(portal, "nobody", "guess").status_code == 401
-    assert sign_in(portal, "alice", ALICE_PW).status_code == 429
+    for _ in range(3):  # the address is over its limit, bob's bucket there is spent
+        assert sign_in(portal, "bob", "guess").status_code == 401
+    assert sign_in(portal, "bob", BOB_PW).status_code == 429
+    assert sign_in(portal, "alice", ALICE_PW).status_code == 303  # successes never count, and alice is known here
 
 
 def test_basic_auth_on_the_api_is_rate_limited_too(build):

@@ -107,6 +107,17 @@ def test_increment_counts_in_a_fixed_window(store):
     assert s.increment("rl:alice", ttl=60) == 1
 
 
+def test_a_negative_increment_gives_back_within_the_same_window(store):
+    """Device-login starts: a completed login gives its start back (broker.ratelimit)."""
+    s, advance = store
+    assert [s.increment("rl:devauth", ttl=60) for _ in range(2)] == [1, 2]
+    advance(30)
+    assert s.increment("rl:devauth", ttl=60, amount=-1) == 1
+    assert 29 <= s.ttl("rl:devauth") <= 30  # the window is not extended
+    advance(31)
+    assert s.get("rl:devauth") is None
+
+
 def test_delete(store):
     s, _ = store
     s.set("k", "v", ttl=10)
