@@ -116,6 +116,15 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path, database_url: str) ->
     b.api.close()
 
 
+@pytest.fixture
+def two_workers(tmp_path: Path, database_url: str) -> Iterator[Broker]:
+    """The harder case (two syncs at once, a supervisor that respawns workers) for the file-edit tests."""
+    b = Broker(tmp_path, database_url, 2)
+    yield b
+    b.stop()
+    b.api.close()
+
+
 def made_through_the_api(api: httpx.Client) -> None:
     def ok(r: httpx.Response) -> None:
         assert r.status_code in (200, 201), r.text
@@ -146,7 +155,8 @@ def test_restarts_leave_the_whole_mapping_as_it_was(broker: Broker) -> None:
     assert all(e["action"].endswith(".create") for e in events), [e["action"] for e in events]
 
 
-def test_a_file_edit_dropping_a_role_api_mappings_use_keeps_it(broker: Broker) -> None:
+def test_a_file_edit_dropping_a_role_api_mappings_use_keeps_it(two_workers: Broker) -> None:
+    broker = two_workers
     broker.start()
     made_through_the_api(broker.api)
     [ops] = items(broker.api.get("/mappings", params={"group": "ops"}))
@@ -165,7 +175,8 @@ def test_a_file_edit_dropping_a_role_api_mappings_use_keeps_it(broker: Broker) -
     assert "now managed through the API" in (broker.tmp / "broker.log").read_text()
 
 
-def test_a_start_that_cannot_sync_names_the_object_and_exits(broker: Broker) -> None:
+def test_a_start_that_cannot_sync_names_the_object_and_exits(two_workers: Broker) -> None:
+    broker = two_workers
     broker.start()
     assert broker.api.post("/accounts", json={"id": "999988887777", "alias": "edge"}).status_code == 201
     broker.stop()
