@@ -225,7 +225,7 @@ class LdapPool:
                 conn.start_tls(read_server_info=False)
             ok = self._bind(conn, self._config.bind_dn, self._config.bind_password.get_secret_value()) if service else None
         except BaseException:
-            _close(conn)
+            _drop(conn)
             raise
         if ok is not None and not ok.ok:
             _close(conn)
@@ -264,7 +264,7 @@ class LdapPool:
                 return (*self._open(service=service), False)
             if not self.failover.is_down(index):
                 return index, conn, True
-            _close(conn)
+            _drop(conn)
 
     def _bind(self, conn: ldap3.Connection, dn: str, password: str) -> BindResult:
         conn.user, conn.password, conn.authentication = dn, password, ldap3.SIMPLE
@@ -289,7 +289,7 @@ class LdapPool:
                     try:
                         result = op(conn)
                     except _BROKEN as exc:
-                        _close(conn)
+                        _drop(conn)
                         if _timed_out(exc):
                             self.stats.count("timeouts")
                         if _timed_out(exc) or not reused:
@@ -396,5 +396,14 @@ class LdapPool:
 def _close(conn: ldap3.Connection) -> None:
     try:
         conn.unbind()
+    except (LDAPException, OSError):
+        pass
+
+
+def _drop(conn: ldap3.Connection) -> None:
+    """Close without an unbind request: nobody would read it (the server is down or the
+    connection broken)."""
+    try:
+        conn.strategy.close()
     except (LDAPException, OSError):
         pass
