@@ -84,7 +84,7 @@ def sts_hung(args: argparse.Namespace) -> dict[str, Any]:
     hung.close()
     bound = min(config.total_timeout, config.max_attempts * config.attempt_timeout)
     return {"seconds": round(seconds, 2), "code": code, "attempts_seen": hung.connections,
-            "documented_bound_seconds": bound, "settings": config.model_dump(include={
+            "bound_seconds": bound, "settings": config.model_dump(include={
                 "connect_timeout", "read_timeout", "max_attempts", "total_timeout"})}
 
 
