@@ -122,3 +122,22 @@ def _worker_threads() -> int:
         return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
 
     return anyio.run(tokens)
+
+
+def test_a_credentials_request_against_a_hung_sts_is_a_503_with_its_code(tmp_path, app_factory, hung: HungServer) -> None:
+    import base64
+
+    from tests.conftest import make_config
+    from tests.portal.conftest import ALICE_PW, sections
+
+    data = sections() | {
+        "api": {"password_login": True},
+        "sts": {"mode": "sandbox", "endpoint_url": hung.url, "connect_timeout": 0.5, "read_timeout": 0.3,
+                "max_attempts": 2},
+    }
+    client = app_factory(make_config(tmp_path, **data))
+    alice = {"Authorization": "Basic " + base64.b64encode(f"alice:{ALICE_PW}".encode()).decode()}
+    r = client.post("/api/v1/credentials", json={"account": "sandbox-dev", "role": "Developer"}, headers=alice)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "sts_unavailable"
+    assert hung.requests == 2
+    assert client.get("/healthz").status_code == 200
