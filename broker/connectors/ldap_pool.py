@@ -5,6 +5,10 @@ account (searches), one used only for users' binds (a bind replaces whatever ide
 connection had, so it never searches as a user). Referrals are never followed: continuation
 references are dropped and a referral result is "nothing here".
 
+Failover (``broker.connectors.ldap_failover``): a server that refuses a connection, or lets a
+request reach the timeout, is marked down; the request goes on with the next server, pooled
+connections to it are dropped, and it is used again once a background check sees it answer.
+
 ldap3 exceptions become ``DirectoryUnavailable`` in ``translate`` below, and nowhere else.
 Results are values: a bind's result code, a search's entries.
 """
