@@ -193,14 +193,15 @@ def _eventually(action: Callable[[], bool], seconds: float = 15.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("scheme", ["ldaps", "ldap"])
+@pytest.mark.parametrize("scheme", ["ldaps", "starttls", "ldap"])
 def test_a_frozen_server_is_asked_once_then_skipped_and_no_sign_in_fails(
     connectors, twins, ldap_pki, proxies, scheme
 ):
     """SECURITY.md, Faults: one of two servers frozen → 0 failed sign-ins; it costs its timeout once."""
     first, second = twins
     relay = proxies(first.tls_port if scheme == "ldaps" else first.port)
-    servers = [f"{scheme}://127.0.0.1:{relay.port}", second.ldaps_url if scheme == "ldaps" else second.url]
+    url = "ldaps" if scheme == "ldaps" else "ldap"
+    servers = [f"{url}://127.0.0.1:{relay.port}", second.ldaps_url if scheme == "ldaps" else second.url]
     # plain LDAP: opening a connection sends nothing, so the first request meets the freeze
     extra = {"start_tls": False, "insecure_no_tls": True} if scheme == "ldap" else {}
     # no background check during the test: every request counted comes from a sign-in
