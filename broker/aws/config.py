@@ -32,9 +32,11 @@ class StsConfig(BaseModel):
     """STS attempts per call, the first included (botocore "standard" retries ``total_max_attempts``:
     throttling, 5xx, connection errors and timeouts are retried)."""
     total_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
-    """Seconds one STS call may take, retries and their pauses included: a retry starts only if it can
-    end (connect_timeout + read_timeout) within this time of the call's start, else the call fails
-    with 503 ``sts_unavailable``. At least connect_timeout + read_timeout (one whole attempt)."""
+    """Seconds one STS call may take, retries included: a retry starts only if it can end
+    (connect_timeout + read_timeout) within this time of the call's start, else the call fails
+    with 503 ``sts_unavailable``. At least connect_timeout + read_timeout (one whole attempt). The
+    only excess is botocore's backoff pause before a retry that then does not start (jittered,
+    exponential: at most 0.05 x 2^(n-1) s after a timeout or 5xx, 2^(n-1) s after throttling)."""
 
     @model_validator(mode="after")
     def _one_attempt_fits(self) -> StsConfig:
