@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _URL = r"^https?://[^\s?#]+$"
+
+WORKER_THREADS = 40
+"""Threads one worker process runs blocking steps in: anyio's default thread limiter, which the
+app leaves as it is (every plain ``def`` route and dependency takes one of its 40 tokens).
+Each STS client's connection pool holds as many connections, so no issuance waits for one."""
 
 
 class StsConfig(BaseModel):
@@ -24,4 +29,25 @@ class StsConfig(BaseModel):
     read_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     """Seconds to wait for an answer from STS or the federation endpoint."""
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
-    """STS attempts per call, including the first (botocore "standard" retries: throttling, 5xx, network)."""
+    """STS attempts per call, the first included (botocore "standard" retries ``total_max_attempts``:
+    throttling, 5xx, connection errors and timeouts are retried)."""
+    total_timeout: Annotated[float, Field(gt=0, le=600)] = 15.0
+    """Seconds one STS call may take, retries included: a retry starts only if it can end
+    (connect_timeout + read_timeout) within this time of the call's start, else the call fails
+    with 503 ``sts_unavailable``. At least connect_timeout + read_timeout (one whole attempt). The
+    only excess is botocore's backoff pause before a retry that then does not start (jittered,
+    exponential: at most 0.05 x 2^(n-1) s after a timeout or 5xx, 2^(n-1) s after throttling)."""
+
+    @model_validator(mode="after")
+    def _one_attempt_fits(self) -> StsConfig:
+        if self.total_timeout < self.attempt_timeout:
+            raise ValueError(
+                f"total_timeout ({self.total_timeout:g} s) must be at least connect_timeout + read_timeout "
+                f"({self.attempt_timeout:g} s): one attempt must fit"
+            )
+        return self
+
+    @property
+    def attempt_timeout(self) -> float:
+        """The longest one attempt can take: opening the connection, then waiting for the answer."""
+        return self.connect_timeout + self.read_timeout

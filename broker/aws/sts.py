@@ -4,12 +4,17 @@ One thread-safe botocore client per (partition, region), created on first use an
 (a new session costs ~50 ms, a call ~5 ms). The calls are unsigned: the broker holds no AWS
 keys. ``translate`` is the one place where botocore's exceptions become broker errors a person
 can act on ("role X in account Y does not trust this broker's SAML provider ...").
+
+Time: ``sts.max_attempts`` attempts at most (botocore "standard" retries, ``total_max_attempts``),
+each bounded by connect_timeout + read_timeout, and no retry starts unless it can end within
+``sts.total_timeout`` of the call's start (``_Deadline``: botocore itself has no overall deadline).
 """
 
 from __future__ import annotations
 
 import string
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,7 +34,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from broker.aws.config import StsConfig
+from broker.aws.config import WORKER_THREADS, StsConfig
 from broker.aws.partitions import partition
 from broker.domain import Channel, RoleGrant, TemporaryCredentials
 from broker.errors import (
@@ -84,10 +89,41 @@ def common_duration(*, grants: Sequence[RoleGrant], channel: Channel, requested:
     return min(clamp_duration(grant=g, channel=channel, requested=requested) for g in grants)
 
 
+class OutOfTime(BotoCoreError):
+    """The call's ``sts.total_timeout`` leaves no room for another attempt (raised instead of it)."""
+
+    fmt = "no time left for attempt {attempt} within {total:g} s"
+
+
+class _Deadline:
+    """botocore event hooks: the clock starts when a call starts (``before-call``, once per call);
+    each retry's request (``request-created``, once per attempt) is refused when a whole attempt
+    (connect + read timeout) would end after ``total`` seconds."""
+
+    def __init__(self, *, total: float, attempt: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.attempt, self.clock = total, attempt, clock
+
+    def start(self, context: dict[str, Any], **_: Any) -> None:
+        context["broker_deadline"] = self.clock() + self.total
+
+    def check(self, request: Any, **_: Any) -> None:
+        context = getattr(request, "context", None) or {}
+        attempt = context.get("retries", {}).get("attempt", 1)
+        deadline = context.get("broker_deadline")
+        if attempt > 1 and deadline is not None and self.clock() + self.attempt > deadline:
+            raise OutOfTime(attempt=attempt, total=self.total)
+
+
 class StsClients:
     """botocore STS clients keyed by (partition, region); thread-safe, each built once."""
 
-    def __init__(self, *, config: StsConfig, endpoint_url: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        config: StsConfig,
+        endpoint_url: Callable[[], str | None] | None = None,
+        pool_connections: int = WORKER_THREADS,
+    ) -> None:
         self._session = botocore.session.Session()
         # STS answers ISO 8601 timestamps: the standard library reads them ~20x faster than
         # botocore's default (dateutil), on every issuance.
@@ -97,12 +133,18 @@ class StsClients:
             signature_version=UNSIGNED,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
-            retries={"mode": "standard", "max_attempts": config.max_attempts},
+            # total_max_attempts counts the first attempt; botocore's own "max_attempts" counts retries.
+            retries={"mode": "standard", "total_max_attempts": config.max_attempts},
+            # One connection per worker thread: a call never waits for a pooled connection.
+            max_pool_connections=pool_connections,
         )
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         # The form body: botocore's urllib encoding walks a SAML assertion byte by byte in Python.
         self._session.register("before-call.sts", _encode_form_body)
+        deadline = _Deadline(total=config.total_timeout, attempt=config.attempt_timeout)
+        self._session.register("before-call.sts", deadline.start)
+        self._session.register("request-created.sts", deadline.check)
 
     def client(self, partition_name: str, region: str) -> Any:
         key = (partition_name, region)
@@ -219,6 +261,8 @@ def translate(
     region = grant.region
     if isinstance(exc, ParamValidationError):
         return StsInvalidRequest(f"the broker built an invalid {call} request for {who}: {exc}")
+    if isinstance(exc, OutOfTime):
+        return StsUnavailable(f"AWS STS in {region} did not answer in time ({exc}); try again shortly")
     if isinstance(exc, (BotoConnectionError, HTTPClientError)) or not isinstance(exc, ClientError):
         return StsUnavailable(f"AWS STS in {region} cannot be reached ({type(exc).__name__}); try again shortly")
 

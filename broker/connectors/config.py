@@ -215,8 +215,14 @@ class _DirectoryServer(_Section):
     """The service account that searches users and groups."""
     bind_password: SecretStr
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """Seconds to open a TCP connection to one server (a server that refuses it is skipped at once)."""
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
-    """Per operation: the client waits this long for an answer; the server gets it as its time limit."""
+    """Per operation: the client waits this long for an answer (rounded up to whole seconds; the TLS
+    handshake included); the server gets it as its time limit. A server that lets it pass is marked
+    down: the request goes on with the next server, and other requests skip it."""
+    recheck_interval: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    """Seconds between checks (off the request path: a connection and a service-account bind) of a
+    server marked down; requests use it again as soon as one succeeds."""
     pool_size: Annotated[int, Field(ge=1, le=64)] = 4
     """Open connections kept for the service account (and as many for user binds)."""
     page_size: Annotated[int, Field(ge=10, le=5000)] = 1000

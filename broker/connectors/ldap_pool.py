@@ -5,6 +5,10 @@ account (searches), one used only for users' binds (a bind replaces whatever ide
 connection had, so it never searches as a user). Referrals are never followed: continuation
 references are dropped and a referral result is "nothing here".
 
+Failover (``broker.connectors.ldap_failover``): a server that refuses a connection, or lets a
+request reach the timeout, is marked down; the request goes on with the next server, pooled
+connections to it are dropped, and it is used again once a background check sees it answer.
+
 ldap3 exceptions become ``DirectoryUnavailable`` in ``translate`` below, and nowhere else.
 Results are values: a bind's result code, a search's entries.
 """
@@ -25,6 +29,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
 
 from broker.connectors.config import _DirectoryServer
+from broker.connectors.ldap_failover import Failover
 from broker.errors import ConfigError, DirectoryUnavailable
 from broker.logs import get_logger
 
@@ -74,6 +79,8 @@ class Stats:
     """Users' binds (and the dummy bind for unknown users)."""
     connections: int = 0
     """Connections opened (each service connection binds as the service account once)."""
+    timeouts: int = 0
+    """Waits for a server that ended with the timeout (a frozen server costs each request in flight one)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, kind: str) -> None:
@@ -82,7 +89,12 @@ class Stats:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {"searches": self.searches, "binds": self.binds, "connections": self.connections}
+            return {
+                "searches": self.searches,
+                "binds": self.binds,
+                "connections": self.connections,
+                "timeouts": self.timeouts,
+            }
 
 
 @dataclass(frozen=True)
@@ -173,70 +185,90 @@ def _targets(config: _DirectoryServer) -> list[_Target]:
     return out
 
 
+_Pooled = tuple[int, ldap3.Connection]
+"""A pooled connection and the index of its server."""
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """The server accepted the connection but left the request unanswered (frozen, overloaded)."""
+    return isinstance(exc, (TimeoutError, LDAPResponseTimeoutError))
+
+
 class LdapPool:
     def __init__(self, config: _DirectoryServer) -> None:
         self._config = config
         self._targets = _targets(config)
-        self._preferred = 0
-        self._service: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue(maxsize=config.pool_size)
-        self._auth: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue(maxsize=config.pool_size)
+        self._service: queue.LifoQueue[_Pooled] = queue.LifoQueue(maxsize=config.pool_size)
+        self._auth: queue.LifoQueue[_Pooled] = queue.LifoQueue(maxsize=config.pool_size)
         self._time_limit = max(1, int(config.timeout))
         # ldap3 packs the receive timeout as an integer (SO_RCVTIMEO)
         self._receive_timeout = max(1, math.ceil(config.timeout))
         self.stats = Stats()
+        self.failover = Failover(
+            [t.label for t in self._targets], recheck_interval=config.recheck_interval, check=self._check
+        )
 
     # ---- connections ----
 
-    def _open(self, *, service: bool) -> ldap3.Connection:
-        """A new connection to the first server that answers, starting with the last one that did
-        (failover is sticky: a recovered first server is used again when the current one fails)."""
-        n = len(self._targets)
-        start = self._preferred
-        for i in range(n):
-            idx = (start + i) % n
-            target = self._targets[idx]
-            conn = ldap3.Connection(
-                target.server,
-                client_strategy=ldap3.SYNC,
-                raise_exceptions=False,
-                auto_referrals=False,
-                read_only=True,
-                receive_timeout=self._receive_timeout,
-                return_empty_attributes=False,
-            )
+    def _connect(self, index: int, *, service: bool) -> ldap3.Connection:
+        """A new connection to one server (StartTLS, and the service bind for the service pool);
+        ldap3 and socket exceptions pass through, a refused service account is an outage."""
+        target = self._targets[index]
+        conn = ldap3.Connection(
+            target.server,
+            client_strategy=ldap3.SYNC,
+            raise_exceptions=False,
+            auto_referrals=False,
+            read_only=True,
+            receive_timeout=self._receive_timeout,
+            return_empty_attributes=False,
+        )
+        try:
+            conn.open(read_server_info=False)
+            if target.start_tls:
+                conn.start_tls(read_server_info=False)
+            ok = self._bind(conn, self._config.bind_dn, self._config.bind_password.get_secret_value()) if service else None
+        except BaseException:
+            _drop(conn)
+            raise
+        if ok is not None and not ok.ok:
+            _close(conn)
+            if not ok.refused:  # busy, unavailable, ...: this server, not the account
+                raise LDAPCommunicationError(f"service bind answered {ok.code} {ok.message[:200]}")
+            log.error("directory_service_bind_failed", server=target.label, code=ok.code, bind_dn=self._config.bind_dn)
+            raise DirectoryUnavailable("the directory refused the broker's service account (bind_dn / bind_password)")
+        self.stats.count("connections")
+        return conn
+
+    def _open(self, *, service: bool) -> _Pooled:
+        """A new connection to the first server not marked down that answers, starting with the
+        one that answered last (failover is sticky). A server that fails here is marked down."""
+        for index in self.failover.order():
             try:
-                conn.open(read_server_info=False)
-                if target.start_tls:
-                    conn.start_tls(read_server_info=False)
-                ok = (
-                    self._bind(conn, self._config.bind_dn, self._config.bind_password.get_secret_value())
-                    if service
-                    else None
-                )
-            except (LDAPException, OSError) as exc:  # unreachable, TLS refused, dropped: the next server
-                log.warning(
-                    "directory_server_unusable",
-                    server=target.label,
-                    error_type=type(exc).__name__,
-                    error=str(exc)[:300],
-                )
-                _close(conn)
+                conn = self._connect(index, service=service)
+            except (LDAPException, OSError) as exc:  # refused, timed out, TLS refused: the next server
+                if _timed_out(exc):
+                    self.stats.count("timeouts")
+                self.failover.failed(index, exc)
                 continue
-            if ok is not None and not ok.ok:
-                _close(conn)
-                log.error(
-                    "directory_service_bind_failed",
-                    server=target.label,
-                    code=ok.code,
-                    bind_dn=self._config.bind_dn,
-                )
-                raise DirectoryUnavailable(
-                    "the directory refused the broker's service account (bind_dn / bind_password)"
-                )
-            self._preferred = idx
-            self.stats.count("connections")
-            return conn
+            self.failover.answered(index)
+            return index, conn
         raise DirectoryUnavailable()
+
+    def _check(self, index: int) -> None:
+        """The background check of a server marked down: a connection and a service bind."""
+        _close(self._connect(index, service=True))
+
+    def _checkout(self, pool: queue.LifoQueue[_Pooled], *, service: bool) -> tuple[int, ldap3.Connection, bool]:
+        """A pooled connection to a server not marked down (others are closed), else a new one."""
+        while True:
+            try:
+                index, conn = pool.get_nowait()
+            except queue.Empty:
+                return (*self._open(service=service), False)
+            if not self.failover.is_down(index):
+                return index, conn, True
+            _drop(conn)
 
     def _bind(self, conn: ldap3.Connection, dn: str, password: str) -> BindResult:
         conn.user, conn.password, conn.authentication = dn, password, ldap3.SIMPLE
@@ -248,35 +280,37 @@ class LdapPool:
         return BindResult(bool(ok), int(result.get("result", -1)), str(result.get("message", "")))
 
     def _run(
-        self, pool: queue.LifoQueue[ldap3.Connection], op: Callable[[ldap3.Connection], T], what: str
+        self, pool: queue.LifoQueue[_Pooled], op: Callable[[ldap3.Connection], T], what: str
     ) -> T:
-        """``op`` on a pooled connection; a broken reused connection is replaced once."""
+        """``op`` on a pooled connection. A connection that breaks is replaced by a new one (on
+        another server if its server is marked down); a server that times out, or breaks a new
+        connection, is marked down. At most one more attempt than there are servers."""
         service = pool is self._service
-        try:
-            conn, reused = pool.get_nowait(), True
-        except queue.Empty:
-            conn, reused = self._open(service=service), False
-        for attempt in (1, 2):
-            label = f"{conn.server.host}:{conn.server.port}"
+        index, conn, reused = self._checkout(pool, service=service)
+        for _attempt in range(len(self._targets) + 1):
             try:
-                with translate(what, label):
+                with translate(what, self._targets[index].label):
                     try:
                         result = op(conn)
-                    except _BROKEN:
-                        if not reused or attempt == 2:
-                            raise
-                        _close(conn)
-                        conn, reused = self._open(service=service), False
+                    except _BROKEN as exc:
+                        _drop(conn)
+                        if _timed_out(exc):
+                            self.stats.count("timeouts")
+                        if _timed_out(exc) or not reused:
+                            self.failover.failed(index, exc)
+                        index, conn = self._open(service=service)
+                        reused = False
                         continue
             except DirectoryUnavailable:
                 _close(conn)
                 raise
             try:
-                pool.put_nowait(conn)
+                pool.put_nowait((index, conn))
             except queue.Full:
                 _close(conn)
             return result
-        raise AssertionError("unreachable")
+        _close(conn)
+        raise DirectoryUnavailable()
 
     # ---- operations ----
 
@@ -351,14 +385,14 @@ class LdapPool:
 
     def probe(self) -> None:
         """Readiness: open a new connection and bind as the service account (no anonymous probe)."""
-        conn = self._open(service=True)
-        _close(conn)
+        _close(self._open(service=True)[1])
 
     def close(self) -> None:
+        self.failover.close()
         for pool in (self._service, self._auth):
             while True:
                 try:
-                    _close(pool.get_nowait())
+                    _close(pool.get_nowait()[1])
                 except queue.Empty:
                     break
 
@@ -366,5 +400,14 @@ class LdapPool:
 def _close(conn: ldap3.Connection) -> None:
     try:
         conn.unbind()
+    except (LDAPException, OSError):
+        pass
+
+
+def _drop(conn: ldap3.Connection) -> None:
+    """Close without an unbind request: nobody would read it (the server is down or the
+    connection broken)."""
+    try:
+        conn.strategy.close()
     except (LDAPException, OSError):
         pass

@@ -1,4 +1,7 @@
-"""Every error leaves as JSON ``{"error": {"code", "message", "details"?}, "request_id"}``.
+"""Every error leaves as JSON ``{"error": {"code", "message", "details"?}, "request_id"}``,
+except on the pages a browser opens (routes hidden from the OpenAPI schema: the portal, the
+device-login page): there a dependency that is down (Redis, the database, the directory)
+answers the portal's "Temporarily unavailable" page, with the same 503.
 
 BrokerError subclasses carry their own code and status. Request validation errors become
 400 ``malformed_json`` (the body is not JSON) or 422 with the most specific stable code the
@@ -12,11 +15,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, Unavailable
 from broker.logs import get_logger
 
 log = get_logger("broker.web")
@@ -68,11 +71,24 @@ def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONR
     return error_response(request, 422, {"code": code, "message": message, "details": details})
 
 
+def is_page(request: Request) -> bool:
+    """A route a browser navigates to (an HTML page), not part of the JSON API."""
+    route = request.scope.get("route")
+    return route is not None and getattr(route, "include_in_schema", True) is False
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(BrokerError)
-    async def _broker_error(request: Request, exc: BrokerError) -> JSONResponse:
+    async def _broker_error(request: Request, exc: BrokerError) -> Response:
         if exc.status >= 500:
             log.warning("broker_error", code=exc.code, error=exc.message)
+        if isinstance(exc, Unavailable) and is_page(request):
+            from broker.web.portal import error_page  # the portal imports this module's helpers
+
+            metrics = getattr(request.app.state, "metrics", None)
+            if metrics is not None:
+                metrics.errors.labels(exc.code).inc()
+            return error_page(request, None, exc)
         return error_response(request, exc.status, exc.to_dict(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

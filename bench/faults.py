@@ -1,0 +1,187 @@
+"""Benchmark: what a fault costs a request. Prints JSON.
+
+- "sts_hung": one AssumeRoleWithSAML against a loopback server that accepts connections and never
+  answers (a hung STS), with the broker's sts settings: seconds until 503 sts_unavailable, the
+  attempts the server saw, and the documented bound (min(total_timeout, attempts x (connect +
+  read)) for a hang).
+- "ldap_frozen": two real slapd servers (tests/directory/servers.py); the first is frozen
+  (SIGSTOP): the first sign-in after the freeze (one wait for ``timeout``), the next sign-ins
+  (skipped server), then thawed while the second is killed: seconds until sign-ins succeed again.
+- "redis_down": one state read against a port where nothing listens: seconds until
+  StateUnavailable.
+
+Usage: python bench/faults.py [--quick] [--ldap-timeout 10] [--sts-read-timeout 10] ...
+(--quick: 1 s timeouts, a few sign-ins.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from broker.aws.config import StsConfig
+from broker.aws.sts import StsClients, StsGateway
+from broker.connectors.config import LdapDirectoryConfig
+from broker.connectors.registry import build_connector
+from broker.domain import Identity
+from broker.errors import BrokerError, StateUnavailable
+from broker.state.memory import MemoryState
+from broker.state.redis import RedisState
+from tests.directory.servers import SERVICE_DN, SUFFIX, Slapd, make_pki, population_seed
+from tests.federation.conftest import make_grant
+
+PASSWORD = "bench-faults-pw-1"
+
+
+class _Hung:
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._held:
+            conn.close()
+
+
+def sts_hung(args: argparse.Namespace) -> dict[str, Any]:
+    hung = _Hung()
+    config = StsConfig(mode="aws", endpoint_url=f"http://127.0.0.1:{hung.port}", connect_timeout=args.sts_connect_timeout,
+                       read_timeout=args.sts_read_timeout, max_attempts=args.sts_max_attempts,
+                       total_timeout=args.sts_total_timeout)
+    gateway = StsGateway(clients=StsClients(config=config), issuer="https://broker.example.com")
+    start = time.perf_counter()
+    code = None
+    try:
+        gateway.assume_with_saml(grant=make_grant(), saml_assertion="PHNhbWw+", duration=3600)
+    except BrokerError as exc:
+        code = exc.code
+    seconds = time.perf_counter() - start
+    hung.close()
+    bound = min(config.total_timeout, config.max_attempts * config.attempt_timeout)
+    return {"seconds": round(seconds, 2), "code": code, "attempts_seen": hung.connections,
+            "bound_seconds": bound, "settings": config.model_dump(include={
+                "connect_timeout", "read_timeout", "max_attempts", "total_timeout"})}
+
+
+def _timed_sign_in(connector: Any, user: str) -> tuple[float, bool]:
+    start = time.perf_counter()
+    try:
+        ok = isinstance(connector.login(user, PASSWORD), Identity)
+    except BrokerError:
+        ok = False
+    return time.perf_counter() - start, ok
+
+
+def ldap_frozen(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+    pki = make_pki(root / "pki", names=("ldap.test",))
+    first = Slapd(root / "a", pki)
+    second = Slapd(root / "b", pki, service_password=first.service_password)
+    users = [f"bench{i:04d}" for i in range(4)]
+    try:
+        for server in (first, second):
+            server.start()
+            population_seed(server, users=len(users), groups=2, groups_per_user=1, password=PASSWORD)
+        config = LdapDirectoryConfig.model_validate({
+            "type": "ldap", "servers": [first.ldaps_url, second.ldaps_url], "ca_file": str(pki.ca),
+            "bind_dn": SERVICE_DN, "bind_password": first.service_password, "timeout": args.ldap_timeout,
+            "connect_timeout": args.ldap_timeout, "recheck_interval": args.recheck_interval,
+            "user_search": {"base": f"ou=people,{SUFFIX}"}, "cache": {"ttl_seconds": 0},
+        })
+        connector = build_connector(config, state=MemoryState())
+        for user in users * 2:
+            _timed_sign_in(connector, user)
+        assert first.proc is not None
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        first_after, ok_first = _timed_sign_in(connector, users[0])
+        later = [_timed_sign_in(connector, users[i % len(users)]) for i in range(args.sign_ins)]
+        os.kill(first.proc.pid, signal.SIGCONT)
+        time.sleep(args.recheck_interval * 2)  # let the background check see the first server again
+        second.stop()
+        start = time.perf_counter()
+        failed_meanwhile = 0
+        while True:
+            _, ok = _timed_sign_in(connector, users[1])
+            if ok:
+                break
+            failed_meanwhile += 1
+            if time.perf_counter() - start > 60:
+                break
+        recovered = time.perf_counter() - start
+        connector.close()
+        return {
+            "timeout_seconds": args.ldap_timeout,
+            "first_sign_in_after_freeze_seconds": round(first_after, 2),
+            "first_sign_in_ok": ok_first,
+            "next_sign_ins_p50_ms": round(statistics.median(t for t, _ in later) * 1000, 2),
+            "next_sign_ins_max_ms": round(max(t for t, _ in later) * 1000, 2),
+            "next_sign_ins_failed": sum(1 for _, ok in later if not ok),
+            "other_killed_first_success_after_seconds": round(recovered, 2),
+            "sign_ins_failed_meanwhile": failed_meanwhile,
+        }
+    finally:
+        for server in (first, second):
+            if server.proc is not None and server.proc.poll() is None:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            server.stop()
+
+
+def redis_down() -> dict[str, Any]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = RedisState.from_url(f"redis://127.0.0.1:{port}/0")
+    start = time.perf_counter()
+    code = None
+    try:
+        state.get("x")
+    except StateUnavailable as exc:
+        code = exc.code
+    return {"seconds": round(time.perf_counter() - start, 3), "code": code}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 s timeouts, 10 sign-ins")
+    parser.add_argument("--sts-connect-timeout", type=float, default=3.0)
+    parser.add_argument("--sts-read-timeout", type=float, default=10.0)
+    parser.add_argument("--sts-max-attempts", type=int, default=3)
+    parser.add_argument("--sts-total-timeout", type=float, default=15.0)
+    parser.add_argument("--ldap-timeout", type=float, default=10.0)
+    parser.add_argument("--recheck-interval", type=float, default=1.0)
+    parser.add_argument("--sign-ins", type=int, default=50)
+    args = parser.parse_args()
+    if args.quick:
+        args.sts_connect_timeout, args.sts_read_timeout, args.sts_total_timeout = 1.0, 1.0, 3.5
+        args.ldap_timeout, args.sign_ins = 1.0, 10
+    print(json.dumps({"sts_hung": sts_hung(args), "ldap_frozen": ldap_frozen(args), "redis_down": redis_down()},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
