@@ -28,7 +28,8 @@ ALICE = Identity(id="7f1c2b9e-0a4d-4c8e-9b61-3d2f5a8e4c01", username="alice",
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     require_module("moto")
-    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123"})
+    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123",
+                                                                "BROKER_DEMO_STS_PORT": "0"})
     with capture_logs() as logged:
         app = create_app(config, env={}, configure_logging=False)
         client = TestClient(app)
