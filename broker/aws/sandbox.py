@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,13 +110,19 @@ class MotoSandbox:
                     ) from None
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request lines from moto
                 app = RoleAccountMiddleware(DomainDispatcherApplication(create_backend_app))
-                try:
-                    server = make_server(SANDBOX_HOST, self.port, app, threaded=True, request_handler=MotoRequestHandler)
-                except OSError as exc:
-                    raise StsUnavailable(
-                        f"the sandbox STS cannot listen on {SANDBOX_HOST}:{self.port} ({exc.strerror or exc}): "
-                        "free the port or choose another with sts.sandbox_port"
-                    ) from None
+                # bound here: werkzeug's own bind answers a taken port with sys.exit
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        listener.bind((SANDBOX_HOST, self.port))
+                        listener.listen(128)
+                    except OSError as exc:
+                        raise StsUnavailable(
+                            f"the sandbox STS cannot listen on {SANDBOX_HOST}:{self.port} ({exc.strerror or exc}): "
+                            "free the port or choose another with sts.sandbox_port"
+                        ) from None
+                    server = make_server(SANDBOX_HOST, self.port, app, threaded=True,
+                                         request_handler=MotoRequestHandler, fd=listener.fileno())
                 self._thread = threading.Thread(target=server.serve_forever, name="sandbox-sts", daemon=True)
                 self._thread.start()
                 host, port = server.server_address[:2]
