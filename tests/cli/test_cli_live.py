@@ -187,9 +187,6 @@ def test_logout_revokes_removes_the_cache_and_keeps_the_broker(logged_in: Laptop
     token = json.loads((logged_in.home / ".cache" / "awsbroker" / "login.json").read_text())["access_token"]
     out = logged_in.run("logout")
     assert out.returncode == 0 and "1 cached credential(s) removed" in out.stderr
-    assert not list((logged_in.home / ".cache" / "awsbroker" / "credentials").glob("*.json"))
-    remembered = json.loads((logged_in.home / ".cache" / "awsbroker" / "login.json").read_text())
-    assert remembered == {"url": logged_in.url}  # no token left, only where the broker is
     import httpx
 
     assert httpx.get(logged_in.url + "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}).status_code == 401
@@ -199,6 +196,9 @@ def test_logout_revokes_removes_the_cache_and_keeps_the_broker(logged_in: Laptop
         assert "login required" in after.stderr and "awsbroker login" in after.stderr
     sdk = botocore_in_profile(logged_in, config_file, "sandbox-dev-Admin")  # credential_process through botocore
     assert sdk.returncode != 0 and "login required" in sdk.stderr and "awsbroker login" in sdk.stderr
+    assert not list((logged_in.home / ".cache" / "awsbroker" / "credentials").glob("*.json"))
+    remembered = json.loads((logged_in.home / ".cache" / "awsbroker" / "login.json").read_text())
+    assert remembered == {"url": logged_in.url}  # no token left, only where the broker is
 
 
 def test_a_denied_device_login_fails_cleanly(laptop: Laptop):
