@@ -130,3 +130,15 @@ def test_a_taken_sandbox_port_is_a_clear_sts_unavailable(tmp_path: Path) -> None
         sandbox = MotoSandbox(port=taken.getsockname()[1])
         with pytest.raises(StsUnavailable, match="sts.sandbox_port"):
             sandbox.endpoint()
+
+
+def test_against_real_aws_the_cli_is_told_no_endpoint(app_factory, key_files) -> None:  # type: ignore[no-untyped-def]
+    import bcrypt
+
+    user = {"username": "alice", "id": "a1b2c3d4-0000-4000-8000-000000000001",
+            "password_hash": bcrypt.hashpw(b"alice-aws-pw", bcrypt.gensalt(rounds=4)).decode(), "groups": ["x"]}
+    client = app_factory(keys=key_files.section(), sts={"mode": "aws"}, api={"password_login": True},
+                         directory={"type": "static", "name": "people", "users": [user]})
+    r = client.get("/api/v1/cli-config", auth=("alice", "alice-aws-pw"))
+    assert r.status_code == 200 and r.json() == {"sandbox": False, "endpoint_url": None}
+    assert client.get("/api/v1/cli-config").status_code == 401
