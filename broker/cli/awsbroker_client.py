@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ CLIENT_ID = "awsbroker"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REGION_HEADER = "X-Aws-Region"  # on a credentials answer: the account's default region
 LOGIN = "run `awsbroker login`"
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(?:/[^\s]*)?")  # one line of ~/.aws/config
 
 # Exit codes (documented in `awsbroker --help` and the README)
 EXIT_ERROR = 1
@@ -199,7 +201,11 @@ class Broker:
     def cli_config(self) -> dict[str, Any]:
         """``{"sandbox", "endpoint_url"}``: the sandbox's STS endpoint for the profiles (none for AWS)."""
         r = self.call("GET", "/api/v1/cli-config", missing_ok=True)
-        return r.json() if r.status_code == 200 else {"sandbox": False, "endpoint_url": None}
+        body = r.json() if r.status_code == 200 else {}
+        endpoint = body.get("endpoint_url") if isinstance(body, dict) else None
+        if endpoint is not None and not (isinstance(endpoint, str) and _ENDPOINT.fullmatch(endpoint)):
+            raise CliError(f"the broker named an unusable STS endpoint ({endpoint!r:.80})", EXIT_BROKER)
+        return {"sandbox": bool(endpoint), "endpoint_url": endpoint}
 
     def issue(self, account: str, role: str, duration: int | None = None) -> tuple[dict[str, Any], str | None]:
         """(credential_process JSON, the account's default region as the broker says)."""
