@@ -37,6 +37,7 @@ from broker.errors import (
 from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution, resolve
 from broker.mapping.store import MappingStore
+from broker.mapping.suggest import not_granted_hint
 from broker.minting.names import role_session_name
 
 if TYPE_CHECKING:
@@ -250,7 +251,9 @@ class Flow:
         for g in resolution.grants:
             if (g.account_id == account or (g.account_alias or "").lower() == wanted) and g.role_name.lower() == role.lower():
                 return g
-        raise RoleNotGranted(f"you are not entitled to role {role!r} in account {account!r}")
+        hint, details = not_granted_hint(resolution.grants, account=account, role=role)
+        message = f"you are not entitled to role {role!r} in account {account!r}"
+        raise RoleNotGranted(message + (f"; {hint}" if hint else ""), details=details or None)
 
     def _assume(self, identity: Identity, grant: RoleGrant, duration: int, now: datetime) -> TemporaryCredentials:
         if self.minting is None or self.aws is None:

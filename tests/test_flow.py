@@ -222,3 +222,19 @@ def test_a_password_sign_in_is_the_directory_read_of_its_own_issuance(monkeypatc
     monkeypatch.setattr(broker.flow, "FRESH_SIGN_IN_SECONDS", 0.0)  # a sign-in that is no longer fresh
     flow.current_identity(flow.sign_in("pat", "pw", ctx=DecisionContext()))
     assert directory.lookups == 3
+
+
+def test_a_misspelt_account_or_role_is_answered_with_did_you_mean_among_ones_own_grants(client):
+    r = client.post("/api/v1/credentials", json={"account": "dev", "role": "admn"}, headers=basic("alice", ALICE_PW))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "role_not_granted"
+    assert "did you mean role Admin in dev?" in r.json()["error"]["message"]
+    assert r.json()["error"]["details"] == [{"field": "role", "code": "did_you_mean", "message": "Admin"}]
+    r = client.post("/api/v1/console", json={"account": "pord", "role": "Admin"}, headers=basic("alice", ALICE_PW))
+    assert r.status_code == 403 and "did you mean account prod?" in r.json()["error"]["message"]
+    assert r.json()["error"]["details"] == [{"field": "account", "code": "did_you_mean", "message": "prod"}]
+    # bob's own grants only: Developer in dev, ReadOnly in prod; never alice's Admin
+    r = client.post("/api/v1/credentials", json={"account": "dev", "role": "Admn"}, headers=basic("bob", BOB_PW))
+    assert r.status_code == 403
+    assert r.json()["error"]["message"].endswith("; your roles in dev: Developer") and "Admin" not in r.text
+    r = client.post("/api/v1/credentials", json={"account": "333333333333", "role": "Admin"}, headers=basic("bob", BOB_PW))
+    assert r.json()["error"]["message"].endswith("; your accounts: dev, prod")

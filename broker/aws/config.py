@@ -22,6 +22,10 @@ class StsConfig(BaseModel):
     `sandbox` extra); aws: the real AWS STS and federation endpoints (requires `keys:`)."""
     endpoint_url: Annotated[str, Field(pattern=_URL)] | None = None
     """Send every STS call here instead of the partition's regional endpoint (tests, VPC endpoints)."""
+    sandbox_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    """sandbox mode: the port on 127.0.0.1 where moto's STS (the one the broker issues from) serves
+    the AWS CLI and SDKs too; `awsbroker configure` writes http://127.0.0.1:<port> into the profiles
+    as endpoint_url. 0: any free port, chosen at the first STS call (the broker tells the CLI)."""
     federation_endpoint: Annotated[str, Field(pattern=_URL)] | None = None
     """Use this URL instead of https://signin.<partition host>/federation for getSigninToken and the login URL."""
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0

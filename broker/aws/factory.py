@@ -22,6 +22,14 @@ class Aws:
     sts: StsGateway
     signin: ConsoleSignin
     sandbox: MotoSandbox | None = None
+    sandbox_endpoint_url: str | None = None
+
+    def sandbox_sts_endpoint(self) -> str | None:
+        """Where the person's AWS CLI and SDKs reach the sandbox's STS (the same moto backend the
+        broker issued from); None outside sandbox mode: real AWS needs no endpoint."""
+        if self.sandbox is None:
+            return None
+        return self.sandbox_endpoint_url or self.sandbox.endpoint()
 
     def close(self) -> None:
         if self.sandbox is not None:
@@ -36,7 +44,7 @@ def build_aws(
 ) -> Aws:
     public_url = public_url.rstrip("/")
     if config.mode == "sandbox":
-        sandbox = MotoSandbox()
+        sandbox = MotoSandbox(port=config.sandbox_port)
         endpoint = config.endpoint_url
         clients = StsClients(config=config, endpoint_url=(lambda: endpoint) if endpoint else sandbox.endpoint)
         log.warning("sts_sandbox", hint="SANDBOX: STS is moto in-process and the console step is a local page; "
@@ -45,6 +53,7 @@ def build_aws(
             sts=StsGateway(clients=clients, issuer=public_url, saml_recipient=saml_recipient),
             signin=SandboxConsole(public_url=public_url, issuer=public_url),
             sandbox=sandbox,
+            sandbox_endpoint_url=endpoint,
         )
     issuer = urlsplit(public_url)
     if issuer.scheme != "https" or issuer.port is not None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
+import re
 import secrets
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from lxml import etree
 
@@ -30,11 +35,62 @@ SANDBOX_CONSOLE_PATH = "/sandbox/console/"
 SANDBOX_SAML_PATH = "/sandbox/saml"
 
 
-class MotoSandbox:
-    """moto's STS as a threaded HTTP server on a random loopback port, started on first use."""
+SANDBOX_HOST = "127.0.0.1"
+_MAX_INSPECTED_BODY = 1 << 20
+_ROLE_ARN_FIELD = re.compile(rb"(?:^|&)RoleArn=([^&]*)")
+_ROLE_ACCOUNT = re.compile(r"^arn:[a-z-]+:iam::(\d{12}):role/")
 
-    def __init__(self) -> None:
+
+def saml_role_account(body: bytes) -> str | None:
+    """The role's account of an AssumeRoleWithSAML form body, else None."""
+    if b"AssumeRoleWithSAML" not in body:
+        return None
+    found = _ROLE_ARN_FIELD.search(body)
+    if found is None:
+        return None
+    arn = _ROLE_ACCOUNT.match(unquote_plus(found.group(1).decode("ascii", "replace")))
+    return arn.group(1) if arn else None
+
+
+class RoleAccountMiddleware:
+    """WSGI: an AssumeRoleWithSAML call is made in its role's account, as AWS keeps it.
+
+    The call is unsigned, so moto files the session under its default account (123456789012)
+    while it gives the keys to the role's account: GetCallerIdentity with those keys then finds
+    no session and answers ``user/moto``. moto's own ``x-moto-account-id`` header names the
+    account; AssumeRoleWithWebIdentity needs nothing (moto files it under the role's account).
+    """
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST" and "HTTP_X_MOTO_ACCOUNT_ID" not in environ:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if 0 < length <= _MAX_INSPECTED_BODY:
+                body = environ["wsgi.input"].read(length)
+                environ["wsgi.input"] = io.BytesIO(body)
+                account = saml_role_account(body)
+                if account is not None:
+                    environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
+        return self.app(environ, start_response)
+
+
+class MotoSandbox:
+    """moto (its STS, and every other service it has) as a threaded HTTP server on loopback,
+    started on first use: the broker's STS calls and the AWS CLI/SDKs of the person reach the
+    same in-process backend, so GetCallerIdentity knows the credentials the broker issued.
+
+    ``port`` 0 takes any free port (tests); a fixed one is the documented endpoint of the demo.
+    """
+
+    def __init__(self, *, port: int = 0) -> None:
+        self.port = port
         self._server: Any = None
+        self._thread: threading.Thread | None = None
         self._url: str | None = None
         self._lock = threading.Lock()
 
@@ -42,23 +98,45 @@ class MotoSandbox:
         with self._lock:
             if self._url is None:
                 try:
-                    from moto.server import ThreadedMotoServer
+                    from moto.moto_server.werkzeug_app import (
+                        DomainDispatcherApplication,
+                        MotoRequestHandler,
+                        create_backend_app,
+                    )
+                    from werkzeug.serving import make_server
                 except ImportError:
                     raise StsUnavailable(
                         "sts.mode is sandbox but moto is not installed: pip install 'broker[sandbox]'"
                     ) from None
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request lines from moto
-                server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-                server.start()
-                host, port = server.get_host_and_port()
+                app = RoleAccountMiddleware(DomainDispatcherApplication(create_backend_app))
+                # bound here: werkzeug's own bind answers a taken port with sys.exit
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        listener.bind((SANDBOX_HOST, self.port))
+                        listener.listen(128)
+                    except OSError as exc:
+                        raise StsUnavailable(
+                            f"the sandbox STS cannot listen on {SANDBOX_HOST}:{self.port} ({exc.strerror or exc}): "
+                            "free the port or choose another with sts.sandbox_port"
+                        ) from None
+                    server = make_server(SANDBOX_HOST, self.port, app, threaded=True,
+                                         request_handler=MotoRequestHandler, fd=listener.fileno())
+                self._thread = threading.Thread(target=server.serve_forever, name="sandbox-sts", daemon=True)
+                self._thread.start()
+                host, port = server.server_address[:2]
                 self._server, self._url = server, f"http://{host}:{port}"
             return self._url
 
     def close(self) -> None:
         with self._lock:
             if self._server is not None:
-                self._server.stop()
-                self._server, self._url = None, None
+                self._server.shutdown()
+                self._server.server_close()
+                if self._thread is not None:
+                    self._thread.join(timeout=5)
+                self._server, self._thread, self._url = None, None, None
 
 
 def mask_key_id(access_key_id: str) -> str:

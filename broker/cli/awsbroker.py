@@ -124,7 +124,8 @@ def login(
 @app.command()
 @handled
 def logout(url: UrlOpt = None) -> None:
-    """Revoke this login at the broker and remove the cached login and credentials."""
+    """Revoke this login at the broker and remove the tokens and cached credentials (the broker's
+    URL is kept: the next command says "login required", `awsbroker login` signs in again)."""
     saved = cache.load_login()
     if saved and saved.get("refresh_token"):
         broker = Broker(saved["url"])
@@ -134,7 +135,9 @@ def logout(url: UrlOpt = None) -> None:
             typer.echo(f"awsbroker: could not revoke at the broker ({exc.message}); removing the local login anyway",
                        err=True)
     removed = cache.forget_everything()
-    typer.echo(f"Logged out ({removed} cached file(s) removed).", err=True)
+    where = f" of {saved['url']}" if saved and saved.get("url") else ""
+    typer.echo(f"Logged out{where} (the login and {removed} cached credential(s) removed; "
+               "`awsbroker login` signs in again).", err=True)
 
 
 @app.command()
@@ -170,7 +173,7 @@ def credentials(
     format: Annotated[str, typer.Option("--format", "-f", help="json | env | ini")] = "json",
     shell: Annotated[str, typer.Option(help="for --format env: bash | fish | powershell")] = "bash",
     profile: Annotated[str, typer.Option(help="for --format ini: the section name")] = "default",
-    region: Annotated[str | None, typer.Option(help="also set the region (env, ini)")] = None,
+    region: Annotated[str | None, typer.Option(help="the region to set (env, ini); default: the account's")] = None,
     duration: Annotated[int | None, typer.Option(help="seconds (900-43200; clamped to the role's maximum)")] = None,
 ) -> None:
     """Temporary credentials on stdout: `eval "$(awsbroker credentials -a dev -r Admin -f env)"`."""
@@ -178,11 +181,12 @@ def credentials(
         raise CliError("--format is json, env or ini", EXIT_USAGE)
     if shell not in delivery.SHELLS:
         raise CliError(f"--shell is one of {', '.join(delivery.SHELLS)}", EXIT_USAGE)
-    data = _broker(url).credentials(account, role, duration)
+    data, account_region = _broker(url).issue(account, role, duration)
     if format == "json":
         typer.echo(json.dumps(data, indent=2))
         return
     creds = delivery.parse_credential_process(data)
+    region = region or account_region  # the account's default region, as the portal's CLI panel sets it
     if format == "env":
         typer.echo(delivery.env(creds, shell=shell, region=region), nl=False)  # type: ignore[arg-type]
     else:
@@ -226,13 +230,22 @@ def console(
 def configure(
     url: UrlOpt = None,
     prefix: Annotated[str, typer.Option(help="profile name prefix")] = "",
-    command: Annotated[str, typer.Option(help="how the AWS CLI runs awsbroker (a path if it is not on PATH)")] = "awsbroker",
+    command: Annotated[str | None, typer.Option(help="how the AWS CLI runs awsbroker "
+                                                "(default: the absolute path of this awsbroker)")] = None,
     with_url: Annotated[bool, typer.Option("--with-url/--no-url", help="write --url into each profile")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the profiles, change nothing")] = False,
 ) -> None:
     """Write one ~/.aws/config profile per role you may use on the command line (idempotent)."""
     broker = _broker(url)
-    profiles = awsconfig.profiles_for(broker.roles(), command=command, url=broker.url if with_url else None, prefix=prefix)
+    program = awsconfig.awsbroker_command(command)
+    if program is None:
+        raise CliError("cannot find the awsbroker program on PATH: pass --command /path/to/awsbroker", EXIT_USAGE)
+    if command and not awsconfig.runnable(command):
+        typer.echo(f"awsbroker: warning: {command!r} is neither on PATH nor an executable file: "
+                   "the AWS CLI will fail to run it", err=True)
+    endpoint = broker.cli_config().get("endpoint_url")
+    profiles = awsconfig.profiles_for(broker.roles(), command=program, url=broker.url if with_url else None,
+                                      prefix=prefix, endpoint_url=endpoint)
     path = awsconfig.aws_config_path()
     if dry_run:
         typer.echo(awsconfig.apply("", profiles), nl=False)
@@ -241,6 +254,9 @@ def configure(
     names = ", ".join(p.name for p in profiles) or "none"
     typer.echo(f"{'Updated' if changed else 'Unchanged'}: {path} (profiles: {names}). "
                f"Try: aws sts get-caller-identity --profile {profiles[0].name if profiles else '<name>'}", err=True)
+    if endpoint:
+        typer.echo(f"SANDBOX: the profiles use the broker's sandbox STS at {endpoint} (endpoint_url), "
+                   "not AWS.", err=True)
 
 
 @app.command("serve-credentials")

@@ -6,7 +6,8 @@ every file written atomically with mode 0600 in a 0700 directory.
 - ``credentials/<hash>.json``: credential_process JSON per (broker, account, role), reused until
   ``REFRESH_MARGIN`` (5 minutes) before its Expiration.
 
-`awsbroker logout` removes all of it. Standard library only.
+`awsbroker logout` removes all of it but the broker URL (``login.json`` keeps only ``url``), so
+the next command still knows the broker and says "login required". Standard library only.
 """
 
 from __future__ import annotations
@@ -133,13 +134,20 @@ def save_credentials(path: Path, data: dict[str, Any]) -> None:
 
 
 def forget_everything() -> int:
-    """Remove the login and every cached credential; the number of files removed."""
+    """Remove the tokens and every cached credential, keep the broker URL; the number of cached
+    credentials removed."""
     removed = 0
     root = cache_dir()
-    for path in [root / "login.json", *sorted((root / "credentials").glob("*.json"))]:
+    login = load_login()
+    for path in sorted((root / "credentials").glob("*.json")):
         try:
             path.unlink()
             removed += 1
         except FileNotFoundError:
             pass
+    url = login.get("url") if login else None
+    if isinstance(url, str) and url:
+        save_login({"url": url})
+    else:
+        login_path().unlink(missing_ok=True)
     return removed

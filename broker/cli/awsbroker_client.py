@@ -5,11 +5,14 @@ message that never contains a secret (no token, no credential, no console URL).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -17,6 +20,9 @@ from broker.cli import awsbroker_cache as cache
 
 CLIENT_ID = "awsbroker"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+REGION_HEADER = "X-Aws-Region"  # on a credentials answer: the account's default region
+LOGIN = "run `awsbroker login`"
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(?:/[^\s]*)?")  # one line of ~/.aws/config
 
 # Exit codes (documented in `awsbroker --help` and the README)
 EXIT_ERROR = 1
@@ -53,7 +59,7 @@ def _api_error(response: httpx.Response) -> CliError:
     code, text = _error_text(response)
     status = response.status_code
     if status == 401:
-        return CliError(f"not signed in or the login expired ({code}): run `awsbroker login`", EXIT_LOGIN_REQUIRED)
+        return CliError(f"login required: not signed in or the login expired ({code}): {LOGIN}", EXIT_LOGIN_REQUIRED)
     if status == 403:
         return CliError(f"denied ({code}): {text}", EXIT_DENIED)
     if status in (404, 422, 400):
@@ -148,7 +154,10 @@ class Broker:
     def _access_token(self, *, force_refresh: bool = False) -> str:
         login = cache.load_login()
         if not login or login.get("url") != self.url:
-            raise CliError(f"not logged in to {self.url}: run `awsbroker login`", EXIT_LOGIN_REQUIRED)
+            raise CliError(f"login required: not logged in to {self.url}: run `awsbroker login --url {self.url}`",
+                           EXIT_LOGIN_REQUIRED)
+        if not login.get("access_token"):
+            raise CliError(f"login required: logged out of {self.url}: {LOGIN}", EXIT_LOGIN_REQUIRED)
         if not force_refresh and login.get("access_expires_at", 0) - time.time() > 30:
             return str(login["access_token"])
         with cache.locked("login"):
@@ -157,25 +166,29 @@ class Broker:
                 return str(login["access_token"])
             refresh = login.get("refresh_token")
             if not refresh:
-                raise CliError("the login expired: run `awsbroker login`", EXIT_LOGIN_REQUIRED)
+                raise CliError(f"login required: the login expired: {LOGIN}", EXIT_LOGIN_REQUIRED)
             r = self._send("POST", "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
                                                          "client_id": CLIENT_ID})
             if r.status_code != 200:
-                raise CliError("the login expired or was revoked: run `awsbroker login`", EXIT_LOGIN_REQUIRED)
+                raise CliError(f"login required: the login expired or was revoked: {LOGIN}", EXIT_LOGIN_REQUIRED)
             self.save_tokens(r.json())
             return str(r.json()["access_token"])
 
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A user-API call with the saved login; one refresh-and-retry on 401."""
+    def call(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
+        """A user-API call with the saved login; one refresh-and-retry on 401. ``missing_ok``: a 404
+        (a route an older broker lacks) is answered, not raised."""
         for attempt in (0, 1):
             token = self._access_token(force_refresh=attempt == 1)
             r = self._send(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
             if r.status_code == 401 and attempt == 0:
                 continue
-            if r.status_code >= 400:
+            if r.status_code >= 400 and not (missing_ok and r.status_code == 404):
                 raise _api_error(r)
-            return r.json()
+            return r
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.call(method, path, **kwargs).json()
 
     # -- what the commands need --
 
@@ -185,11 +198,25 @@ class Broker:
     def whoami(self) -> dict[str, Any]:
         return self.api("GET", "/api/v1/whoami")
 
-    def credentials(self, account: str, role: str, duration: int | None = None) -> dict[str, Any]:
+    def cli_config(self) -> dict[str, Any]:
+        """``{"sandbox", "endpoint_url"}``: the sandbox's STS endpoint for the profiles (none for AWS)."""
+        r = self.call("GET", "/api/v1/cli-config", missing_ok=True)
+        body = r.json() if r.status_code == 200 else {}
+        endpoint = body.get("endpoint_url") if isinstance(body, dict) else None
+        if endpoint is not None and not (isinstance(endpoint, str) and _ENDPOINT.fullmatch(endpoint)):
+            raise CliError(f"the broker named an unusable STS endpoint ({endpoint!r:.80})", EXIT_BROKER)
+        return {"sandbox": bool(endpoint), "endpoint_url": endpoint}
+
+    def issue(self, account: str, role: str, duration: int | None = None) -> tuple[dict[str, Any], str | None]:
+        """(credential_process JSON, the account's default region as the broker says)."""
         body: dict[str, Any] = {"account": account, "role": role}
         if duration is not None:
             body["duration_seconds"] = duration
-        return self.api("POST", "/api/v1/credentials", json=body)
+        r = self.call("POST", "/api/v1/credentials", json=body)
+        return r.json(), r.headers.get(REGION_HEADER) or None
+
+    def credentials(self, account: str, role: str, duration: int | None = None) -> dict[str, Any]:
+        return self.issue(account, role, duration)[0]
 
     def cached_credentials(self, account: str, role: str, *, now: datetime | None = None) -> dict[str, Any]:
         """credential_process JSON from the cache, or fresh from the broker (then cached, 0600)."""
@@ -222,6 +249,18 @@ def broker_url(explicit: str | None) -> str:
         url = login.get("url") if login else None
     if not url:
         raise CliError("which broker? pass --url https://broker.example.com or set AWSBROKER_URL", EXIT_USAGE)
+    if "://" not in url:
+        scheme = "http" if _loopback(urlsplit("//" + url).hostname or "") else "https"
+        raise CliError(f"the broker URL needs a scheme: did you mean {scheme}://{url}?", EXIT_USAGE)
     if not url.startswith(("https://", "http://")):
         raise CliError("the broker URL must start with https:// (http:// only for a local broker)", EXIT_USAGE)
     return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,29 @@ def profile_name(account: str, role: str, prefix: str = "") -> str:
     return _PROFILE_CHARS.sub("-", f"{prefix}{account}-{role}")[:64]
 
 
-def profiles_for(roles: Iterable[dict], *, command: str, url: str | None, prefix: str = "") -> list[Profile]:
+def runnable(command: str) -> bool:
+    """Whether the first word of ``command`` is a program the AWS CLI can start."""
+    words = shlex.split(command)
+    return bool(words) and shutil.which(words[0]) is not None
+
+
+def awsbroker_command(explicit: str | None) -> str | None:
+    """How the AWS CLI runs awsbroker: ``explicit``, else the absolute path of the running
+    awsbroker (the AWS CLI may run with another PATH), else the one on PATH; None: not found."""
+    if explicit:
+        return explicit
+    running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if running is not None and running.name == "awsbroker.py" and running.is_file():  # python -m
+        return shlex.join([sys.executable, "-m", "broker.cli.awsbroker"])
+    if running is not None and running.stem == "awsbroker" and running.is_file():
+        return shlex.quote(str(running.absolute()))
+    found = shutil.which("awsbroker")
+    return shlex.quote(os.path.abspath(found)) if found else None
+
+
+def profiles_for(roles: Iterable[dict], *, command: str, url: str | None, prefix: str = "",
+                 endpoint_url: str | None = None) -> list[Profile]:
+    """``endpoint_url``: the sandbox's STS (the broker says so only in sandbox mode; never for AWS)."""
     out = []
     for r in roles:
         if not r.get("cli", True):
@@ -43,6 +67,8 @@ def profiles_for(roles: Iterable[dict], *, command: str, url: str | None, prefix
         values = {"credential_process": shlex.join(words)}
         if r.get("region"):
             values["region"] = r["region"]
+        if endpoint_url:
+            values["endpoint_url"] = endpoint_url
         out.append(Profile(profile_name(account, r["role_name"], prefix), values))
     return out
 

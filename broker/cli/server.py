@@ -141,7 +141,8 @@ def demo(
 ) -> None:
     """The embedded demo: SQLite, in-process state, sandbox accounts; ready in a browser."""
     os.environ["BROKER_DEMO_PORT"] = str(port)
-    os.environ["BROKER_DEMO_DIR"] = str(data_dir)
+    os.environ["BROKER_DEMO_DIR"] = str(data_dir.resolve())  # absolute: a preview from elsewhere finds the key
+    sts_port = os.environ.setdefault("BROKER_DEMO_STS_PORT", str(port + 1))  # the sandbox STS (config/demo.yaml)
     token = os.environ.get("BROKER_ADMIN_TOKEN") or secrets.token_urlsafe(24)
     os.environ["BROKER_ADMIN_TOKEN"] = token
     path = config or _repo_root() / "config" / "demo.yaml"
@@ -155,6 +156,8 @@ def demo(
                 "  Federation broker demo (SANDBOX: no real AWS account is touched)",
                 f"  portal    {url}/          sign in as alice / alice-demo-pw, click Console",
                 f"  cli       awsbroker login --url {url}   then: awsbroker credentials -a sandbox-dev -r Admin",
+                "  aws cli   awsbroker configure   then: aws sts get-caller-identity --profile sandbox-dev-Admin",
+                f"  sts       http://127.0.0.1:{sts_port}   the SANDBOX STS (moto) the profiles use as endpoint_url",
                 f"  open      {url}/docs      the API, try it in the browser",
                 f"  admin     Authorization: Bearer {token}",
                 f"  try       curl -H 'Authorization: Bearer {token}' {url}/api/v1/admin/accounts",

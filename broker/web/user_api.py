@@ -53,6 +53,16 @@ class ConsoleLinkOut(BaseModel):
     expires_at: str = Field(description="RFC 3339, UTC")
 
 
+class CliConfigOut(BaseModel):
+    """What `awsbroker configure` writes into each profile besides credential_process."""
+
+    sandbox: bool = Field(description="true: the broker issues from its SANDBOX STS (moto), not from AWS")
+    endpoint_url: str | None = Field(
+        description="sandbox only: the loopback endpoint where the AWS CLI and SDKs reach the sandbox's STS "
+                    "(the one that issued the credentials); written as endpoint_url into each profile. "
+                    "null for real AWS")
+
+
 class ConsoleRequest(CredentialsRequest):
     service: Annotated[str, Field(min_length=1, max_length=63)] | None = None
     region: Annotated[str, Field(min_length=1, max_length=32)] | None = None
@@ -90,18 +100,33 @@ def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
     ]
 
 
+@router.get("/cli-config", summary="What the CLI writes into AWS config profiles (the sandbox's STS endpoint)",
+            response_model=CliConfigOut)
+def cli_config(caller: CallerDep, services: ServicesDep) -> CliConfigOut:
+    caller.identity()
+    endpoint = services.aws.sandbox_sts_endpoint()
+    return CliConfigOut(sandbox=endpoint is not None, endpoint_url=endpoint)
+
+
+REGION_HEADER = "X-Aws-Region"
+"""On a credentials answer: the account's default region (the portal's AWS_REGION); the body stays
+the credential_process shape."""
+
+
 # The issuance endpoints build their JSON themselves and answer it as is: FastAPI's response
 # validation and encoding of a dict cost as much as the rest of the web layer (the models
 # document the shape).
 @router.post("/credentials", summary="Temporary credentials, in the credential_process shape",
-             response_model=CredentialProcess)
+             response_model=CredentialProcess,
+             responses={200: {"headers": {REGION_HEADER: {"description": "the account's default region",
+                                                          "schema": {"type": "string"}}}}})
 def credentials(body: CredentialsRequest, request: Request, caller: CallerDep, services: ServicesDep) -> JSONResponse:
     with services.flow.one_audit_write():  # the Basic sign-in, if any, and the issuance
         issued = services.flow.credentials(
             identity=caller.identity(), account=body.account, role=body.role, duration=body.duration_seconds,
             ctx=decision_context(request),
         )
-    return JSONResponse(delivery.credential_process(issued.credentials))
+    return JSONResponse(delivery.credential_process(issued.credentials), headers={REGION_HEADER: issued.grant.region})
 
 
 @router.post("/console", summary="A console sign-in URL (valid 15 minutes; a bearer credential: do not log it)",

@@ -39,11 +39,17 @@ class Laptop:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
-                "AWSBROKER_URL": self.url, "NO_COLOR": "1", "BROWSER": "true"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
+               "AWSBROKER_URL": self.url, "NO_COLOR": "1", "BROWSER": "true"}
+        if os.environ.get("PYTHONPATH"):  # a worktree's checkout, not the installed package
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        return env
 
-    def run(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([AWSBROKER, *args], check=False, env=self.env | env, capture_output=True, text=True, timeout=120,
+    def run(self, *args: str, input: str | None = None, unset: tuple[str, ...] = (), **env: str
+            ) -> subprocess.CompletedProcess[str]:
+        """``unset``: variables left out (e.g. AWSBROKER_URL, to see what the CLI remembers)."""
+        environ = {k: v for k, v in (self.env | env).items() if k not in unset}
+        return subprocess.run([AWSBROKER, *args], check=False, env=environ, capture_output=True, text=True, timeout=120,
                               input=input)
 
     def start(self, *args: str) -> subprocess.Popen[str]:

@@ -117,16 +117,88 @@ def test_errors_have_distinct_exit_codes_and_no_secrets(logged_in: Laptop, tmp_p
     assert stat.S_IMODE(os.stat(logged_in.home / ".cache" / "awsbroker" / "login.json").st_mode) == 0o600
 
 
-def test_logout_revokes_and_removes_the_cache(logged_in: Laptop):
+def botocore_in_profile(laptop: Laptop, config_file: Path, profile: str) -> subprocess.CompletedProcess[str]:
+    """GetCallerIdentity as the AWS CLI would run it: botocore in a clean process, everything
+    (credential_process, region, endpoint_url) from the profile; a PATH without awsbroker on it."""
+    code = (
+        "import json, botocore.session\n"
+        f"s = botocore.session.Session(profile={profile!r})\n"
+        "r = s.create_client('sts').get_caller_identity()\n"
+        "print(json.dumps({'Account': r['Account'], 'Arn': r['Arn'], 'method': s.get_credentials().method}))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(laptop.home), "LANG": "C.UTF-8",
+           "AWS_CONFIG_FILE": str(config_file), "AWS_SHARED_CREDENTIALS_FILE": str(laptop.home / "none")}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120)
+
+
+def profile_section(text: str, name: str) -> str:
+    return text.split(f"[profile {name}]\n", 1)[1].split("\n[", 1)[0]
+
+
+def test_configured_sandbox_profiles_answer_get_caller_identity_as_alice(logged_in: Laptop, tmp_path: Path):
+    config_file = tmp_path / "aws" / "config"
+    out = logged_in.run("configure", AWS_CONFIG_FILE=str(config_file))  # no --command: its own absolute path
+    assert out.returncode == 0, out.stderr
+    assert "SANDBOX" in out.stderr
+    endpoint = logged_in.server.services.aws.sandbox_sts_endpoint()  # type: ignore[attr-defined]
+    assert endpoint.startswith("http://127.0.0.1:")
+    dev = profile_section(config_file.read_text(), "sandbox-dev-Admin")
+    assert f"credential_process = {AWSBROKER} credential-process --account sandbox-dev --role Admin" in dev
+    assert f"endpoint_url = {endpoint}" in dev and "region = eu-west-1" in dev
+
+    who = botocore_in_profile(logged_in, config_file, "sandbox-dev-Admin")  # the SAML path
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout) == {"Account": "111111111111", "Arn": "arn:aws:sts::111111111111:assumed-role/Admin/alice",
+                                      "method": "custom-process"}
+    who = botocore_in_profile(logged_in, config_file, "sandbox-prod-ReadOnly")  # the web identity path
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["Arn"] == "arn:aws:sts::222222222222:assumed-role/ReadOnly/alice"
+
+
+def test_credentials_as_env_set_the_accounts_region_like_the_portal(logged_in: Laptop):
+    bash = logged_in.run("credentials", "-a", "sandbox-dev", "-r", "Developer", "-f", "env")
+    assert bash.returncode == 0, bash.stderr
+    assert "export AWS_REGION=eu-west-1\n" in bash.stdout and "export AWS_DEFAULT_REGION=eu-west-1\n" in bash.stdout
+    fish = logged_in.run("credentials", "-a", "sandbox-prod", "-r", "ReadOnly", "-f", "env", "--shell", "fish")
+    assert "set -gx AWS_REGION 'us-east-1';" in fish.stdout and "set -gx AWS_DEFAULT_REGION 'us-east-1';" in fish.stdout
+    ini = logged_in.run("credentials", "-a", "sandbox-dev", "-r", "Admin", "-f", "ini")
+    assert ini.stdout.endswith("region = eu-west-1\n")
+    chosen = logged_in.run("credentials", "-a", "sandbox-dev", "-r", "Developer", "-f", "env", "--region", "us-west-2")
+    assert "export AWS_REGION=us-west-2\n" in chosen.stdout and "eu-west-1" not in chosen.stdout
+
+
+def test_a_misspelt_account_or_role_gets_did_you_mean_from_ones_own_grants(logged_in: Laptop):
+    role = logged_in.run("credentials", "-a", "sandbox-dev", "-r", "Admn")
+    assert role.returncode == EXIT_DENIED and "did you mean role Admin in sandbox-dev?" in role.stderr
+    account = logged_in.run("credentials", "-a", "sandbox-dve", "-r", "Admin")
+    assert account.returncode == EXIT_DENIED and "did you mean account sandbox-dev?" in account.stderr
+    far = logged_in.run("console", "-a", "sandbox-dev", "-r", "Billing", "--print")
+    assert far.returncode == EXIT_DENIED and "your roles in sandbox-dev: Admin, Developer" in far.stderr
+
+
+def test_logout_revokes_removes_the_cache_and_keeps_the_broker(logged_in: Laptop, tmp_path: Path):
+    config_file = tmp_path / "aws-config"
+    assert logged_in.run("configure", AWS_CONFIG_FILE=str(config_file)).returncode == 0
     logged_in.run("credential-process", "--account", "sandbox-dev", "--role", "Admin")
     token = json.loads((logged_in.home / ".cache" / "awsbroker" / "login.json").read_text())["access_token"]
     out = logged_in.run("logout")
-    assert out.returncode == 0 and "2 cached file(s) removed" in out.stderr
-    assert not list((logged_in.home / ".cache" / "awsbroker").rglob("*.json"))
+    assert out.returncode == 0 and "1 cached credential(s) removed" in out.stderr
     import httpx
 
     assert httpx.get(logged_in.url + "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}).status_code == 401
-    assert logged_in.run("roles").returncode == EXIT_LOGIN_REQUIRED
+    for args in (("roles",), ("credential-process", "--account", "sandbox-dev", "--role", "Admin")):
+        after = logged_in.run(*args, unset=("AWSBROKER_URL",))  # the broker comes from the CLI's memory
+        assert after.returncode == EXIT_LOGIN_REQUIRED, after.stderr
+        assert "login required" in after.stderr and "awsbroker login" in after.stderr
+    sdk = botocore_in_profile(logged_in, config_file, "sandbox-dev-Admin")  # credential_process through botocore
+    assert sdk.returncode != 0 and "login required" in sdk.stderr and "awsbroker login" in sdk.stderr
+    assert not list((logged_in.home / ".cache" / "awsbroker" / "credentials").glob("*.json"))
+    remembered = json.loads((logged_in.home / ".cache" / "awsbroker" / "login.json").read_text())
+    assert remembered == {"url": logged_in.url}  # no token left, only where the broker is
 
 
 def test_a_denied_device_login_fails_cleanly(laptop: Laptop):

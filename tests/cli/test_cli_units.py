@@ -81,3 +81,44 @@ def test_credential_cache_is_private_and_reused_until_five_minutes_before_expiry
     assert cache.fresh_credentials(path, now=now + timedelta(minutes=24)) == data
     assert cache.fresh_credentials(path, now=now + timedelta(minutes=25, seconds=1)) is None
     assert cache.forget_everything() == 1 and not path.exists()
+
+
+def awsbroker(*args: str, home) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWSBROKER_")} | {"HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "broker.cli.awsbroker", *args], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+
+
+def test_a_broker_url_without_a_scheme_gets_the_right_hint(tmp_path):
+    local = awsbroker("roles", "--url", "127.0.0.1:8000", home=tmp_path)
+    assert local.returncode == 2
+    assert "the broker URL needs a scheme: did you mean http://127.0.0.1:8000?" in local.stderr
+    named = awsbroker("login", "--url", "broker.example.com", home=tmp_path)
+    assert named.returncode == 2 and "did you mean https://broker.example.com?" in named.stderr
+    assert "did you mean http://localhost:8000?" in awsbroker("whoami", "--url", "localhost:8000", home=tmp_path).stderr
+
+
+def test_configure_writes_the_sandbox_endpoint_only_when_the_broker_gives_one(tmp_path):
+    sandbox = awsconfig.profiles_for(ROLES, command="/opt/awsbroker/bin/awsbroker", url=None,
+                                     endpoint_url="http://127.0.0.1:8001")
+    assert all(p.values["endpoint_url"] == "http://127.0.0.1:8001" for p in sandbox)
+    text = awsconfig.apply("", sandbox)
+    assert "[profile sandbox-dev-Admin]\ncredential_process = /opt/awsbroker/bin/awsbroker credential-process" in text
+    assert "endpoint_url" not in awsconfig.apply("", awsconfig.profiles_for(ROLES, command="awsbroker", url=None))
+
+
+def test_configure_runs_awsbroker_by_its_absolute_path(tmp_path, monkeypatch):
+    program = tmp_path / "bin" / "awsbroker"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(program), "configure"])
+    assert awsconfig.awsbroker_command(None) == str(program)
+    monkeypatch.setattr(sys, "argv", ["awsbroker", "configure"])  # started through PATH
+    monkeypatch.setenv("PATH", str(program.parent))
+    monkeypatch.chdir(tmp_path)
+    assert awsconfig.awsbroker_command(None) == str(program)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert awsconfig.awsbroker_command(None) is None  # configure then says so (exit 2)
+    assert awsconfig.awsbroker_command("my-wrapper --flag") == "my-wrapper --flag"
+    assert not awsconfig.runnable("my-wrapper --flag")

@@ -30,7 +30,8 @@ ALICE = Identity(id="7f1c2b9e-0a4d-4c8e-9b61-3d2f5a8e4c01", username="alice",
 def demo(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
     require_module("moto")
     ensure_demo_keys(tmp_path)  # what `broker demo --data-dir` does first
-    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123"})
+    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123",
+                                                                "BROKER_DEMO_STS_PORT": "0"})
     with capture_logs() as logged:
         app = create_app(config, env={}, configure_logging=False)
         client = TestClient(app)
@@ -87,3 +88,61 @@ def test_both_demo_accounts_issue_sandbox_credentials_and_nothing_secret_is_logg
     assert text  # the broker did log (start-up, requests)
     for secret in secrets:
         assert secret not in text
+
+
+def test_the_demo_sandbox_sts_answers_the_aws_sdk_on_its_documented_port(tmp_path: Path) -> None:
+    """`broker demo --port N` serves moto's STS on 127.0.0.1:N+1 (BROKER_DEMO_STS_PORT): the very backend
+    the broker issued from, so an SDK with those credentials is the assumed role, as on AWS."""
+    require_module("moto")
+    import botocore.session
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123",
+                                                                "BROKER_DEMO_STS_PORT": str(port)})
+    app = create_app(config, env={}, configure_logging=False)
+    try:
+        client = TestClient(app)
+        assert client.get("/api/v1/cli-config", auth=("alice", "alice-demo-pw")).json() == {
+            "sandbox": True, "endpoint_url": f"http://127.0.0.1:{port}"}
+        for account, role, arn in (("sandbox-dev", "Admin", "arn:aws:sts::111111111111:assumed-role/Admin/alice"),
+                                   ("sandbox-prod", "ReadOnly", "arn:aws:sts::222222222222:assumed-role/ReadOnly/alice")):
+            r = client.post("/api/v1/credentials", json={"account": account, "role": role}, auth=("alice", "alice-demo-pw"))
+            assert r.status_code == 200, r.text
+            creds = r.json()
+            sts = botocore.session.Session().create_client(
+                "sts", region_name=r.headers["X-Aws-Region"], endpoint_url=f"http://127.0.0.1:{port}",
+                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"])
+            assert sts.get_caller_identity()["Arn"] == arn
+    finally:
+        app.state.services.aws.close()
+        app.state.services.engine.dispose()
+
+
+def test_a_taken_sandbox_port_is_a_clear_sts_unavailable(tmp_path: Path) -> None:
+    require_module("moto")
+    import socket
+
+    from broker.aws.sandbox import MotoSandbox
+    from broker.errors import StsUnavailable
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sandbox = MotoSandbox(port=taken.getsockname()[1])
+        with pytest.raises(StsUnavailable, match="sts.sandbox_port"):
+            sandbox.endpoint()
+
+
+def test_against_real_aws_the_cli_is_told_no_endpoint(app_factory, key_files) -> None:  # type: ignore[no-untyped-def]
+    import bcrypt
+
+    user = {"username": "alice", "id": "a1b2c3d4-0000-4000-8000-000000000001",
+            "password_hash": bcrypt.hashpw(b"alice-aws-pw", bcrypt.gensalt(rounds=4)).decode(), "groups": ["x"]}
+    client = app_factory(keys=key_files.section(), sts={"mode": "aws"}, api={"password_login": True},
+                         directory={"type": "static", "name": "people", "users": [user]})
+    r = client.get("/api/v1/cli-config", auth=("alice", "alice-aws-pw"))
+    assert r.status_code == 200 and r.json() == {"sandbox": False, "endpoint_url": None}
+    assert client.get("/api/v1/cli-config").status_code == 401
