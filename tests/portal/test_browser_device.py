@@ -1,0 +1,48 @@
+"""RFC 8628 in real Chromium, as a phished person would meet it: the CLI side starts a device login
+over HTTP, its ``verification_uri_complete`` is opened by a signed-in person, the confirmation page
+shows client, address and times, and only the Approve click lets the token poll succeed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.portal.conftest import DEVICE_GRANT
+from tests.portal.test_browser import sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.sts]
+
+
+def test_the_complete_link_opens_a_confirmation_page_and_approve_lets_the_poll_succeed(browser: Any, live: Any) -> None:
+    server = live()
+    grant = httpx.post(f"{server.url}/oauth/device/authorization", data={"client_id": "awsbroker"},
+                       headers={"User-Agent": "awsbroker"}).json()
+
+    def token() -> httpx.Response:
+        return httpx.post(f"{server.url}/oauth/token", data={"grant_type": DEVICE_GRANT, "client_id": "awsbroker",
+                                                              "device_code": grant["device_code"]})
+
+    context = browser.new_context(viewport={"width": 1000, "height": 720})
+    page = context.new_page()
+    sign_in(page, server.url)
+    page.get_by_role("heading", name="Your AWS accounts").wait_for()
+    page.goto(grant["verification_uri_complete"])
+    page.get_by_role("heading", name="Approve this command-line sign-in?").wait_for()
+    assert page.locator("#device-code").inner_text() == grant["user_code"]
+    assert page.locator("#device-client").inner_text() == "awsbroker, the command-line client"
+    assert page.locator("#device-address").inner_text() == "127.0.0.1"
+    assert page.locator("#device-started").inner_text().endswith("seconds ago)")
+    assert " UTC (in " in page.locator("#device-expires").inner_text()
+    assert page.locator("#device-elsewhere").count() == 0  # started from this address
+    page.reload()  # opening the link again approves nothing either
+    assert token().json()["error"] == "authorization_pending"
+
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_text("You can close this tab").wait_for()
+    r = token()
+    assert r.status_code == 200 and r.json()["token_type"] == "Bearer"
+    me = httpx.get(f"{server.url}/api/v1/whoami", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert me.json()["username"] == "alice"
+    context.close()
