@@ -4,12 +4,18 @@ shows client, address and times, and only the Approve click lets the token poll 
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.portal.conftest import DEVICE_GRANT
+from tests.cli.conftest import AWSBROKER, Laptop
+from tests.portal.conftest import ALICE_PW, DEVICE_GRANT
 from tests.portal.test_browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sts]
@@ -45,4 +51,48 @@ def test_the_complete_link_opens_a_confirmation_page_and_approve_lets_the_poll_s
     assert r.status_code == 200 and r.json()["token_type"] == "Bearer"
     me = httpx.get(f"{server.url}/api/v1/whoami", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
     assert me.json()["username"] == "alice"
+    context.close()
+
+
+def test_awsbroker_login_prints_and_opens_the_complete_link(browser: Any, live: Any, tmp_path: Path) -> None:
+    """`awsbroker login` prints the address, the code and the complete link, and hands the complete
+    link to the browser ($BROWSER); the person approves it on the confirmation page in Chromium."""
+    server = live()
+    home = tmp_path / "home"
+    home.mkdir()
+    opened = tmp_path / "opened"
+    recorder = tmp_path / "browser.sh"
+    recorder.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    recorder.chmod(0o755)
+    env = Laptop(home, server.url).env | {"BROWSER": str(recorder), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([AWSBROKER, "login"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = ""
+    while (m := re.search(r"code:\s+([A-Z]{4}-[A-Z]{4})", seen)) is None:
+        line = proc.stderr.readline()
+        assert line, f"awsbroker login ended early: {seen}"
+        seen += line
+    code = m.group(1)
+    link = f"{server.url}/device?user_code={code}"
+    for _ in range(1000):  # wait for the browser the CLI starts (not a timed assertion: it just waits)
+        if opened.exists() and opened.read_text():
+            break
+        time.sleep(0.01)
+    assert opened.read_text() == link  # the link with the code filled in: the confirmation page protects it
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(opened.read_text())
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(ALICE_PW)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Approve this command-line sign-in?").wait_for()
+    assert page.locator("#device-code").inner_text() == code
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_text("You can close this tab").wait_for()
+    err = proc.stderr.read()  # (not communicate(): it would skip what readline() already buffered)
+    assert proc.wait(timeout=60) == 0, seen + err
+    printed = seen + err
+    assert f"open {server.url}/device\n" in printed and f"or open {link}\n" in printed  # all three printed
+    assert "as alice" in err
     context.close()
