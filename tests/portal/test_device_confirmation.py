@@ -51,6 +51,7 @@ def test_the_complete_link_shows_what_is_approved_and_a_get_approves_nothing(por
 
     page = browser.get(link)
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]  # no clickjacking of Approve
     html = page.text
     assert text_of(html, "device-code") == grant["user_code"]
     assert text_of(html, "device-client") == "awsbroker, the command-line client"
