@@ -25,10 +25,10 @@ from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting, build_minting
 from broker.state import StateStore, open_state
-from broker.web import admin_api, device, federation, ops, portal, upstream, user_api
+from broker.web import admin_api, api_docs, device, federation, ops, portal, upstream, user_api
 from broker.web import errors as web_errors
 from broker.web.client_address import TrustedProxies
-from broker.web.middleware import BodyLimit, ClientAddress, RequestContext
+from broker.web.middleware import BodyLimit, ClientAddress, RequestContext, SecurityHeaders
 
 log = logs.get_logger("broker.app")
 
@@ -184,6 +184,9 @@ def create_app(
         title="Federation broker",
         version=__version__,
         description="Directory identities into AWS accounts and roles, with no AWS keys anywhere.",
+        # /docs is broker.web.api_docs (no CDN); no ReDoc. No slash redirects: they echo the Host header.
+        docs_url=None, redoc_url=None, openapi_url=api_docs.OPENAPI_PATH if config.server.docs else None,
+        redirect_slashes=False,
     )
     app.state.services = services
     app.state.metrics = services.metrics
@@ -198,9 +201,12 @@ def create_app(
     app.include_router(admin_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
+    if config.server.docs:
+        app.include_router(api_docs.router)
     # Added innermost first: the client address is decided before anything reads it, the request id
     # exists before the body limit can answer.
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)
     app.add_middleware(ClientAddress, trusted=TrustedProxies(config.server.trusted_proxies))  # before all else
     return app

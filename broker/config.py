@@ -57,6 +57,9 @@ class Section(BaseModel):
 class ServerConfig(Section):
     public_url: Annotated[str, Field(pattern=r"^https?://[^\s?#]+$")] = "http://127.0.0.1:8000"
     """The URL employees and AWS reach the broker at; the OIDC issuer. https:// in production."""
+    docs: bool = True
+    """The API reference at /docs (Swagger UI served by the broker) and the schema at /openapi.json;
+    false turns both off (404)."""
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024

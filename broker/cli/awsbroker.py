@@ -108,6 +108,10 @@ def login(
     else:
         grant = broker.start_device_login()
         typer.echo(f"To sign in, open {grant['verification_uri']}\nand enter the code:  {grant['user_code']}", err=True)
+        if grant.get("verification_uri_complete"):
+            # the broker's confirmation page shows where and when this login started before anyone approves it
+            typer.echo(f"or open {grant['verification_uri_complete']}\n"
+                       "and check that the page shows the same code before you approve.", err=True)
         if not no_browser and grant.get("verification_uri_complete"):
             try:
                 webbrowser.open(grant["verification_uri_complete"], new=2)

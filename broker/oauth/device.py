@@ -13,6 +13,11 @@ User codes: 8 characters from a 20-letter alphabet without vowels (§6.1: no wor
 look-alikes), shown as XXXX-XXXX; case, dashes and spaces are ignored when typed. Guessing is
 limited by broker.ratelimit (per source address and per signed-in person). Records are keyed by
 the SHA-256 of each code: ``oauth:dc:<sha256(device_code)>``, ``oauth:uc:<sha256(user_code)>``.
+
+Against a phished ``verification_uri_complete`` link (§5.4, §3.3.1): the record keeps what the
+approval page shows before anyone approves — the client, the address and user agent that
+started the login, when it started and when it expires — so a person can tell that a login
+they are asked to approve is not the one their own terminal started.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5
 _NOT_CODE = re.compile(r"[\s-]+")
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]+")
+USER_AGENT_MAX = 120
 
 
 def normalize_user_code(value: str) -> str | None:
@@ -56,6 +63,14 @@ def normalize_user_code(value: str) -> str | None:
 
 def format_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
+
+
+def clean_user_agent(value: str | None) -> str | None:
+    """What the approval page may show of a User-Agent: printable ASCII, at most 120 characters."""
+    text = _NOT_PRINTABLE.sub(" ", value or "").strip()
+    if len(text) > USER_AGENT_MAX:
+        text = text[: USER_AGENT_MAX - 1] + "…"
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,10 @@ class PendingDevice:
     user_code: str
     client_id: str
     expires_at: float
+    created_at: float
+    address: str | None
+    """The source address of the device authorization request (who started the login)."""
+    user_agent: str | None
 
 
 class DeviceFlow:
@@ -100,7 +119,8 @@ class DeviceFlow:
 
     # -- §3.1/3.2 --
 
-    def authorize(self, *, client_id: str) -> DeviceAuthorization:
+    def authorize(self, *, client_id: str, address: str | None = None, user_agent: str | None = None) -> DeviceAuthorization:
+        """A new device code; ``address`` and ``user_agent`` of the starting request are kept for the approval page."""
         if client_id != self.config.client_id:
             raise InvalidClientError("unknown client_id")
         now = self.clock()
@@ -113,7 +133,8 @@ class DeviceFlow:
         else:  # pragma: no cover - 20^8 codes
             raise RuntimeError("could not allocate a unique user code")
         record = {"status": "pending", "client": client_id, "exp": now + ttl, "interval": self.config.interval_seconds,
-                  "last_poll": None, "user_code": secret_hash(user_code), "sub": None}
+                  "last_poll": None, "user_code": secret_hash(user_code), "sub": None,
+                  "created": now, "addr": address, "ua": clean_user_agent(user_agent)}
         self._save(secret_hash(device_code), record, now)
         return DeviceAuthorization(device_code, format_user_code(user_code), ttl, self.config.interval_seconds)
 
@@ -139,7 +160,10 @@ class DeviceFlow:
             return None
         code = normalize_user_code(user_code)
         assert code is not None
-        return PendingDevice(format_user_code(code), found[1]["client"], found[1]["exp"])
+        record = found[1]
+        return PendingDevice(format_user_code(code), record["client"], record["exp"],
+                             created_at=record.get("created", record["exp"] - self.config.device_code_ttl_seconds),
+                             address=record.get("addr"), user_agent=record.get("ua"))
 
     def decide(self, user_code: str, *, identity: Identity, approve: bool) -> bool:
         """Approve (bind ``identity``) or deny; the user code is spent either way. False if not pending."""

@@ -9,6 +9,7 @@ with ``Cache-Control: no-store``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from authlib.oauth2.base import OAuth2Error
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from broker.audit import AuditContext
 from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
 from broker.flow import DecisionContext
-from broker.oauth.device import DEVICE_CODE_GRANT_TYPE
+from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
 from broker.web.deps import ServicesDep, client_ip
 from broker.web.portal import error_page, message, page
 from broker.web.sessions import safe_next
@@ -34,6 +35,8 @@ router = APIRouter(tags=["device login (RFC 8628)"])
 DEVICE_PATH = "/device"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 Param = Annotated[str | None, Form(max_length=4096)]
+_UNKNOWN_CODE = "That code is unknown, already used or expired. Check it, or run awsbroker login again."
+_CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
 
 
 def _oauth_error(exc: OAuth2Error) -> JSONResponse:
@@ -52,7 +55,8 @@ def device_authorization(request: Request, services: ServicesDep, client_id: Par
         if not client_id:
             raise InvalidRequestError("client_id is required")
         access.limits.device_authorization(address=client_ip(request))
-        grant = access.devices.authorize(client_id=client_id)
+        grant = access.devices.authorize(client_id=client_id, address=client_ip(request),
+                                         user_agent=request.headers.get("user-agent"))
     except OAuth2Error as exc:
         return _oauth_error(exc)
     except TooManyRequests as exc:
@@ -121,13 +125,61 @@ def _audit(services: Any, request: Request, username: str, action: str, outcome:
     log.record_event(ctx, action, outcome=outcome, details={"user": username, "via": "device"})
 
 
+def _when(at: float, now: float) -> tuple[str, str]:
+    """(``2026-12-02 03:14:05 UTC``, ``in 9 minutes`` / ``2 minutes ago``)."""
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    seconds = round(at - now)
+    span = abs(seconds)
+    if span < 60:
+        words = f"{span} second{'s' if span != 1 else ''}"
+    else:
+        minutes = span // 60
+        words = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return stamp, (f"in {words}" if seconds >= 0 else f"{words} ago")
+
+
+def _entry_page(request: Request, session: Any, *, user_code: str = "", error: str = "", status: int = 200) -> Response:
+    return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
+                pending=None, error=error, status=status)
+
+
+def _confirm_page(request: Request, services: Any, session: Any, pending: PendingDevice, *, error: str = "",
+                  status: int = 200) -> Response:
+    """RFC 8628 §5.4: what is being approved, before anything is: the client, where and when the
+    login started, when it expires — and a warning when it started from another address."""
+    now = services.access.devices.clock()
+    here = client_ip(request)
+    started, started_ago = _when(pending.created_at, now)
+    expires, expires_in = _when(pending.expires_at, now)
+    return page(request, "device.html", session=session, title="Approve command-line sign-in", pending=pending,
+                user_code=pending.user_code, client_name=_CLIENTS.get(pending.client_id, pending.client_id),
+                started=started, started_ago=started_ago, expires=expires, expires_in=expires_in, here=here,
+                elsewhere=pending.address is not None and here is not None and pending.address != here,
+                error=error, status=status)
+
+
 @router.get(DEVICE_PATH, include_in_schema=False)
 def device_page(request: Request, services: ServicesDep, user_code: Annotated[str, Query(max_length=32)] = "") -> Response:
+    """Code entry (``/device``), or the confirmation page of a typed or linked code (``?user_code=``):
+    a GET shows what would be approved and never approves anything."""
     session = services.access.sessions.load(request)
     if session is None or session.user is None:
         target = DEVICE_PATH + (f"?user_code={user_code}" if user_code.replace("-", "").isalnum() else "")
         return RedirectResponse(f"/login?next={safe_next(target)}", status_code=303, headers=_NO_STORE)
-    return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code, error="")
+    if not user_code.strip():
+        return _entry_page(request, session)
+    identity = session.identity
+    assert identity is not None
+    address = client_ip(request)
+    try:
+        services.access.limits.check_user_code(user=identity.username, address=address)
+    except TooManyRequests as exc:
+        return error_page(request, session, exc)
+    pending = services.access.devices.pending(user_code)
+    if pending is None:
+        services.access.limits.user_code_failed(user=identity.username, address=address)
+        return _entry_page(request, session, user_code=user_code, status=400, error=_UNKNOWN_CODE)
+    return _confirm_page(request, services, session, pending)
 
 
 @router.post(DEVICE_PATH, include_in_schema=False)
@@ -154,8 +206,10 @@ def device_decide(
     except TooManyRequests as exc:
         return error_page(request, session, exc)
     if decision not in ("approve", "deny"):
-        return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
-                    error="Choose Approve or Deny.", status=400)
+        pending = access.devices.pending(user_code)
+        if pending is None:
+            return _entry_page(request, session, user_code=user_code, error=_UNKNOWN_CODE, status=400)
+        return _confirm_page(request, services, session, pending, error="Choose Approve or Deny.", status=400)
     try:
         # the directory's view now: a disabled account cannot approve a login
         current = services.flow.current_identity(identity)
@@ -164,9 +218,7 @@ def device_decide(
     if not access.devices.decide(user_code, identity=current, approve=decision == "approve"):
         access.limits.user_code_failed(user=identity.username, address=address)
         _audit(services, request, identity.username, "device.decide", "deny")
-        return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
-                    error="That code is unknown, already used or expired. Check it, or run awsbroker login again.",
-                    status=400)
+        return _entry_page(request, session, user_code=user_code, error=_UNKNOWN_CODE, status=400)
     _audit(services, request, identity.username, f"device.{decision}", "allow")
     if decision == "approve":
         return message(request, session, title="Command line signed in", kind="ok", status=200,

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -27,6 +30,22 @@ router = APIRouter(tags=["federation"])
 
 _templates = Environment(loader=PackageLoader("broker.web", "templates"), autoescape=select_autoescape(default=True))
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
+
+
+def _inline_policy(template: str, tag: str) -> str:
+    """A Content-Security-Policy that allows exactly the one inline <script> or <style> of ``template`` (by hash)."""
+    source = _templates.loader.get_source(_templates, template)[0]  # type: ignore[union-attr]
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", source, re.DOTALL)
+    assert match is not None, f"{template} has no inline <{tag}>"
+    digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()
+    directive = "script-src" if tag == "script" else "style-src"
+    return (f"default-src 'none'; {directive} 'sha256-{digest}'; frame-ancestors 'none'; base-uri 'none'; "
+            "object-src 'none'")
+
+
+# the SAML POST form goes to the AWS sign-in endpoint (or the sandbox): no form-action restriction
+_SAML_POST_HEADERS = _NO_STORE | {"Content-Security-Policy": _inline_policy("federation_saml_post.html", "script")}
+_SANDBOX_HEADERS = _NO_STORE | {"Content-Security-Policy": _inline_policy("sandbox_console.html", "style")}
 _PUBLIC = {"Cache-Control": "public, max-age=300"}
 
 
@@ -55,14 +74,14 @@ def saml_post_page(*, action: str, response: SamlResponse, relay_state: str | No
     html = _templates.get_template("federation_saml_post.html").render(
         action=action, saml_response=response.encoded, relay_state=relay_state, roles=len(response.roles), sandbox=sandbox
     )
-    return HTMLResponse(html, headers=_NO_STORE)
+    return HTMLResponse(html, headers=_SAML_POST_HEADERS)
 
 
 def _sandbox_page(title: str, sections: list[tuple[str, str]] | None, message: str = "", status: int = 200) -> HTMLResponse:
     html = _templates.get_template("sandbox_console.html").render(
         title=title, view=sections is not None, sections=sections or [], message=message
     )
-    return HTMLResponse(html, status_code=status, headers=_NO_STORE)
+    return HTMLResponse(html, status_code=status, headers=_SANDBOX_HEADERS)
 
 
 def _sandbox(services: ServicesDep) -> SandboxConsole:

@@ -167,3 +167,49 @@ class _TooLarge(HTTPException):
 
     def __init__(self) -> None:
         super().__init__(413, "the request body is too large")
+
+
+class SecurityHeaders:
+    """Headers every response gets unless its route chose its own (SECURITY.md, caching and script rows):
+
+    - ``X-Content-Type-Options: nosniff`` everywhere;
+    - ``Cache-Control: no-store`` and ``Pragma: no-cache`` (RFC 6749 §5.1, RFC 9111): credentials,
+      console sign-in URLs, tokens, device codes and portal pages are never kept by a browser or a
+      proxy. Only what is public says otherwise itself (SAML metadata, OIDC discovery and JWKS,
+      static assets); under /api/ and /oauth/ no-store holds whatever a route set;
+    - on an HTML page without a policy of its own, the portal's strict Content-Security-Policy
+      (scripts and styles from this origin only, never framed).
+    """
+
+    CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+           "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+    _ALWAYS_NO_STORE = ("/api/", "/oauth/")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        force = scope["path"].startswith(self._ALWAYS_NO_STORE)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                have = {k.lower() for k, _ in headers}
+                if force:
+                    headers = [(k, v) for k, v in headers if k.lower() not in (b"cache-control", b"pragma")]
+                if force or b"cache-control" not in have:
+                    headers.append((b"cache-control", b"no-store"))
+                    if force or b"pragma" not in have:
+                        headers.append((b"pragma", b"no-cache"))
+                if b"x-content-type-options" not in have:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if content_type.startswith(b"text/html") and b"content-security-policy" not in have:
+                    headers.append((b"content-security-policy", self.CSP.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

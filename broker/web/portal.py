@@ -153,16 +153,20 @@ def _upstream_options(config: Any, next_url: str) -> list[tuple[str, str]]:
     return options
 
 
-def _login_page(request: Request, session: Session, *, next_url: str, username: str = "", error: str = "",
-                status: int = 200) -> HTMLResponse:
+def _login_page(request: Request, *, next_url: str, username: str = "", error: str = "", status: int = 200,
+                fresh: bool = False) -> HTMLResponse:
+    """The sign-in form; its CSRF token is a signed cookie pair (broker.web.sessions): no stored session."""
     services = request.app.state.services
+    sessions = services.access.sessions
+    token, cookie = sessions.login_csrf(request, fresh=fresh)
     response = page(
-        request, "login.html", status=status, session=None, title="Sign in", csrf_login=session.csrf,
+        request, "login.html", status=status, session=None, title="Sign in", csrf_login=token,
         next_url=next_url, username=username, error=error,
         password_login=services.directory is not None,
         upstream=_upstream_options(services.config, next_url),
     )
-    services.access.sessions.set_cookie(request, response, session)
+    if cookie is not None:
+        sessions.set_login_cookie(request, response, cookie)
     return response
 
 
@@ -172,9 +176,7 @@ def login_form(request: Request, services: ServicesDep, next: Annotated[str, Que
     session = services.access.sessions.load(request)
     if session is not None and session.user is not None:
         return RedirectResponse(next_url, status_code=303, headers={"Cache-Control": "no-store"})
-    if session is None:
-        session = services.access.sessions.create()
-    return _login_page(request, session, next_url=next_url)
+    return _login_page(request, next_url=next_url)
 
 
 @router.post("/login")
@@ -187,32 +189,29 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     sessions = services.access.sessions
-    session = sessions.load(request)
     next_url = safe_next(next)
     try:
-        sessions.check_csrf(request, session, csrf_token)
+        sessions.check_login_csrf(request, csrf_token)
     except CsrfFailed:
-        fresh = sessions.create()
-        return _login_page(request, fresh, next_url=next_url, username=username, status=403,
+        return _login_page(request, next_url=next_url, username=username, status=403, fresh=True,
                            error="The sign-in form had expired. Please sign in again.")
-    assert session is not None
     if not username.strip() or not password:
-        return _login_page(request, session, next_url=next_url, username=username, status=400,
+        return _login_page(request, next_url=next_url, username=username, status=400,
                            error="Enter your username and password.")
     try:
         identity = services.access.sign_in(services.flow, username.strip(), password, ctx=_ctx(request))
     except InvalidCredentials:
-        return _login_page(request, session, next_url=next_url, username=username, status=401,
+        return _login_page(request, next_url=next_url, username=username, status=401,
                            error="Invalid username or password.")
     except TooManyRequests as exc:
-        response = _login_page(request, session, next_url=next_url, username=username, status=429, error=exc.message)
+        response = _login_page(request, next_url=next_url, username=username, status=429, error=exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except DirectoryUnavailable:
-        return _login_page(request, session, next_url=next_url, username=username, status=503,
+        return _login_page(request, next_url=next_url, username=username, status=503,
                            error="The company directory cannot be reached right now. Try again in a few minutes.")
     except BrokerError as exc:
-        return _login_page(request, session, next_url=next_url, username=username, status=exc.status, error=exc.message)
+        return _login_page(request, next_url=next_url, username=username, status=exc.status, error=exc.message)
     return login_response(request, identity, next_url)
 
 

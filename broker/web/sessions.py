@@ -11,7 +11,13 @@
   clock, and the state TTL follows them, so an abandoned session disappears by itself.
 - CSRF: a per-session synchronizer token in every form (``csrf_token``) or the
   ``X-CSRF-Token`` header, compared in constant time, plus an Origin check when the browser
-  sends one. The login form has one too, bound to a short pre-sign-in session.
+  sends one.
+- The login form, before anyone has signed in, keeps no server state at all (a cookieless
+  GET /login writes nothing): its token is a signed double-submit pair — a random nonce in
+  the form, and the nonce signed with a timestamp (itsdangerous, HMAC-SHA256) in an HttpOnly
+  ``<cookie_name>-login`` cookie (SameSite=Strict, 30 minutes). The signing key is random,
+  made once per deployment and kept in the shared state (``sessions:login-key``, written
+  with set-if-absent so replicas agree; read again every 5 minutes, kept 30 days, then a new one).
 
 ``login_response(request, identity, next_url)`` is the one way a sign-in becomes a session
 (portal password form, upstream SAML/OIDC callbacks).
@@ -19,6 +25,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -31,6 +38,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from broker.access_config import SessionsConfig
 from broker.domain import Identity
@@ -45,7 +53,10 @@ if TYPE_CHECKING:
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 ANONYMOUS_TTL = 1800
-"""A pre-sign-in session (it only carries the login form's CSRF token) lives at most 30 minutes."""
+"""The login form's token (and a pre-sign-in session, where one is still stored) lives at most 30 minutes."""
+LOGIN_KEY = "sessions:login-key"
+LOGIN_KEY_TTL = 30 * 86400
+LOGIN_KEY_REREAD = 300
 _SAFE_NEXT = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
 
 
@@ -85,6 +96,15 @@ class SessionStore:
         self.config = config
         self.public_url = public_url
         self.clock = clock
+        self._login_keys: list[str] = []
+        self._login_keys_read = float("-inf")
+        store = self
+
+        class _Signer(TimestampSigner):
+            def get_timestamp(self) -> int:  # the store's clock: tests own time
+                return int(store.clock())
+
+        self._signer = _Signer
 
     # -- cookie --
 
@@ -160,6 +180,61 @@ class SessionStore:
     def load(self, request: Request) -> Session | None:
         return self.get(request.cookies.get(self.cookie_name(request)))
 
+    # -- the login form's token: no server state before sign-in --
+
+    def login_cookie_name(self, request: Request) -> str:
+        return self.cookie_name(request) + "-login"
+
+    def _read_login_keys(self) -> list[str]:
+        key = self.state.get(LOGIN_KEY)
+        if key is None:
+            self.state.set_if_absent(LOGIN_KEY, secrets.token_urlsafe(32), ttl=LOGIN_KEY_TTL)
+            key = self.state.get(LOGIN_KEY)
+        assert key is not None
+        keys = [k for k in self._login_keys if k != key][-1:] + [key]  # the previous one still verifies
+        self._login_keys, self._login_keys_read = keys, self.clock()
+        return keys
+
+    def _login_serializer(self, *, fresh: bool = False) -> URLSafeTimedSerializer:
+        keys = self._login_keys
+        if fresh or not keys or self.clock() - self._login_keys_read >= LOGIN_KEY_REREAD:
+            keys = self._read_login_keys()
+        return URLSafeTimedSerializer(keys, salt="broker.login-csrf", signer=self._signer,
+                                      signer_kwargs={"digest_method": hashlib.sha256})
+
+    def _login_nonce(self, cookie: str | None) -> str | None:
+        """The nonce a login cookie signs, or None (absent, forged, from another deployment, expired)."""
+        if not cookie or len(cookie) > 256:
+            return None
+        for fresh in (False, True):  # a key made meanwhile by another replica: read it once more
+            try:
+                nonce = self._login_serializer(fresh=fresh).loads(cookie, max_age=ANONYMOUS_TTL)
+            except BadData:
+                continue
+            return nonce if isinstance(nonce, str) else None
+        return None
+
+    def login_csrf(self, request: Request, *, fresh: bool = False) -> tuple[str, str | None]:
+        """The login form's token, and the cookie value to set (None: the browser's cookie still holds)."""
+        nonce = None if fresh else self._login_nonce(request.cookies.get(self.login_cookie_name(request)))
+        if nonce is not None:
+            return nonce, None
+        nonce = secrets.token_urlsafe(24)
+        return nonce, self._login_serializer().dumps(nonce)
+
+    def set_login_cookie(self, request: Request, response: Response, value: str) -> None:
+        response.set_cookie(self.login_cookie_name(request), value, max_age=ANONYMOUS_TTL, path="/", httponly=True,
+                            samesite="strict", secure=self.secure(request))
+
+    def check_login_csrf(self, request: Request, token: str | None) -> None:
+        """Refuse a sign-in POST unless ``token`` is the nonce this browser's login cookie signs."""
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in self._origins(request):
+            raise CsrfFailed()
+        nonce = self._login_nonce(request.cookies.get(self.login_cookie_name(request)))
+        if nonce is None or not token or not hmac.compare_digest(nonce.encode(), token.encode()):
+            raise CsrfFailed()
+
     # -- CSRF --
 
     def check_csrf(self, request: Request, session: Session | None, token: str | None) -> None:
@@ -193,6 +268,9 @@ def login_response(request: Request, identity: Identity, next_url: str | None) -
     session = sessions.create(identity)
     response = RedirectResponse(safe_next(next_url), status_code=303, headers={"Cache-Control": "no-store"})
     sessions.set_cookie(request, response, session)
+    if sessions.login_cookie_name(request) in request.cookies:
+        response.delete_cookie(sessions.login_cookie_name(request), path="/", httponly=True, samesite="strict",
+                               secure=sessions.secure(request))
     return response
 
 

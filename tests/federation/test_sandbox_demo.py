@@ -99,6 +99,7 @@ def test_the_demo_sandbox_sts_answers_the_aws_sdk_on_its_documented_port(tmp_pat
     from tests.conftest import free_port
 
     port = free_port()
+    ensure_demo_keys(tmp_path)  # what `broker demo --data-dir` does first
     config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8123",
                                                                 "BROKER_DEMO_STS_PORT": str(port)})
     app = create_app(config, env={}, configure_logging=False)

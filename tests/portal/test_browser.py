@@ -83,7 +83,8 @@ def test_device_approval_while_the_cli_polls(browser: Any, live: Any, tmp_path: 
         page.get_by_label("Username").fill("alice")
         page.get_by_label("Password").fill(ALICE_PW)
         page.get_by_role("button", name="Sign in").click()
-        assert page.get_by_label("Code").input_value() == code
+        page.get_by_role("heading", name="Approve this command-line sign-in?").wait_for()
+        assert page.locator("#device-code").inner_text() == code
         shot(page, "device-approval")
         page.get_by_role("button", name="Approve").click()
         page.get_by_text("You can close this tab").wait_for()

@@ -99,10 +99,12 @@ def test_user_code_guessing_is_rate_limited(build):
     portal = build(rate_limits={"user_code_attempts_per_address": 3})
     sign_in(portal)
     grant = start(portal)
-    for guess in ("BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"):
-        assert decide(portal, guess).status_code == 400
-    r = decide(portal, grant["user_code"])  # even the right code now waits
-    assert r.status_code == 429 and "Too many attempts" in r.text
+    for guess in ("BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"):  # typed into the code form
+        assert portal.get("/device", params={"user_code": guess}).status_code == 400
+    r = portal.get("/device", params={"user_code": grant["user_code"]})  # even the right code now waits
+    assert r.status_code == 429 and "Too many attempts" in r.text and "Approve" not in r.text
+    r = portal.post("/device", data={"user_code": grant["user_code"], "decision": "approve", "csrf_token": csrf_of(r.text)})
+    assert r.status_code == 429
     assert poll(portal, grant).json()["error"] == "authorization_pending"
 
 

@@ -116,27 +116,38 @@ def test_redirect_after_login_is_relative_only(portal):
 
 
 def test_session_id_changes_at_login_and_the_old_one_is_dead(portal):
-    page = portal.get("/login")
-    before = portal.cookies.get("broker")
-    assert before
-    r = portal.post("/login", data={"username": "alice", "password": ALICE_PW, "csrf_token": csrf_of(page.text)})
-    after = portal.cookies.get("broker")
-    assert r.status_code == 303 and after and after != before
-    # an attacker who planted ``before`` gets nothing
-    portal.cookies.clear()
-    portal.cookies.set("broker", before)
-    assert portal.get("/").status_code == 303
+    from fastapi.testclient import TestClient
+
+    # a session id the attacker knows (their own, signed in) is planted in the victim's browser
+    sign_in(portal, "bob", BOB_PW)
+    planted = portal.cookies.get("broker")
+    assert planted
+    victim = TestClient(portal.app, follow_redirects=False)
+    page = victim.get("/login")
+    victim.cookies.set("broker", planted)
+    r = victim.post("/login", data={"username": "alice", "password": ALICE_PW, "csrf_token": csrf_of(page.text)})
+    after = r.cookies.get("broker")
+    assert r.status_code == 303 and after and after != planted
+    # whoever holds the planted id gets nothing now
+    attacker = TestClient(portal.app, follow_redirects=False)
+    attacker.cookies.set("broker", planted)
+    assert attacker.get("/").status_code == 303
 
 
 def test_cookie_attributes_over_http_and_over_tls(portal, build):
-    header = cookie_header(portal.get("/login"))
+    header = cookie_header(portal.get("/login"))  # the sign-in form's signed token
+    assert header.startswith("broker-login=") and "HttpOnly" in header and "SameSite=strict" in header
+    assert "Path=/" in header and "Secure" not in header and "Domain" not in header
+    signed_in = [v for k, v in sign_in(portal).headers.multi_items() if k == "set-cookie"]
+    assert any(v.startswith('broker-login=""') for v in signed_in)  # the form's token is removed at sign-in
+    (header,) = [v for v in signed_in if v.startswith("broker=")]  # the session
     assert header.startswith("broker=") and "HttpOnly" in header and "SameSite=lax" in header and "Path=/" in header
     assert "Secure" not in header and "Domain" not in header
 
     tls = build(server={"public_url": "https://broker.example.com"})
     header = cookie_header(tls.get("/login"))
-    assert header.startswith("__Host-broker=") and "Secure" in header and "HttpOnly" in header
-    assert "SameSite=lax" in header and "Path=/" in header and "Domain" not in header
+    assert header.startswith("__Host-broker-login=") and "Secure" in header and "HttpOnly" in header
+    assert "SameSite=strict" in header and "Path=/" in header and "Domain" not in header
 
 
 def test_idle_and_absolute_timeouts_end_the_session(build, clock):

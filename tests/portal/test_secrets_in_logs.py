@@ -22,7 +22,7 @@ def test_no_secret_reaches_the_logs(tmp_path):
         client = TestClient(app, follow_redirects=False)
         try:
             page = client.get("/login")
-            secrets["pre-login session"] = client.cookies["broker"]
+            secrets["login form cookie"] = client.cookies["broker-login"]
             secrets["login csrf"] = csrf_of(page.text)
             client.post("/login", data={"username": "alice", "password": secrets["wrong password"],
                                         "csrf_token": secrets["login csrf"]})
