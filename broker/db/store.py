@@ -217,7 +217,7 @@ class SqlMappingStore:
             _writable(acc, f"account {acc.id}")
             n = repos.count_roles(s, acc.id)
             if n:
-                raise InUse(f"account {acc.id} still has {n} role(s); delete them first", details={"roles": n})
+                raise InUse(f"account {acc.id} still has {n} role(s); delete them first", details=[{"field": "roles", "value": n, "message": f"{n} role(s) registered in the account"}])
             audit.record(s, ctx, "account.delete", target_type="account", target_id=acc.id, before=_account_view(acc))
             s.delete(acc)
 
@@ -286,7 +286,7 @@ class SqlMappingStore:
             _writable(role, f"role {role.account_id}/{role.name}")
             n = repos.count_mappings(s, role.id)
             if n:
-                raise InUse(f"role {role.account_id}/{role.name} is still used by {n} mapping(s)", details={"mappings": n})
+                raise InUse(f"role {role.account_id}/{role.name} is still used by {n} mapping(s)", details=[{"field": "mappings", "value": n, "message": f"{n} mapping(s) use the role"}])
             audit.record(
                 s, ctx, "role.delete", target_type="role", target_id=f"{role.account_id}/{role.name}", before=_role_view(role)
             )
@@ -519,7 +519,8 @@ def _translated() -> Iterator[None]:
     except BrokerError:
         raise
     except IntegrityError as exc:
-        raise Duplicate(details=_integrity_detail(exc)) from None
+        what = _integrity_detail(exc)
+        raise Duplicate(details=[{"field": what, "message": f"unique constraint: {what}"}]) from None
     except OperationalError as exc:
         raise StorageUnavailable() from exc
     except SQLAlchemyError as exc:

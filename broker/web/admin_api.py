@@ -229,7 +229,7 @@ def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[st
     summary="The whole mapping as YAML (or JSON)",
     response_class=Response,
     responses={200: {"model": MappingDocument, "description": "the mapping document (YAML, or JSON with ?format=json)",
-                     "content": {"application/yaml": {"schema": {"type": "string"}}}}},
+                     "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/MappingDocument"}}}}},
 )
 def export(
     _: AdminDep,
