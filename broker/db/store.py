@@ -234,6 +234,16 @@ class SqlMappingStore:
         with self._tx() as s:
             return [_role_view(r) for r in self._account(s, account).roles]
 
+    def role_descriptions(self, account_ids: Iterable[str]) -> dict[str, str]:
+        """``<account id>/<role name, lower case>`` → description, for the registered roles of
+        those accounts that have one (the portal shows them beside each role)."""
+        ids = sorted(set(account_ids))
+        if not ids:
+            return {}
+        with self._tx() as s:
+            q = select(Role.account_id, Role.name_key, Role.description).where(Role.account_id.in_(ids))
+            return {f"{a}/{k}": d for a, k, d in s.execute(q) if d}
+
     def get_role(self, account: str, name: str) -> dict[str, Any]:
         with self._tx() as s:
             return _role_view(self._role(s, account, name))
