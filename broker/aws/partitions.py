@@ -46,6 +46,12 @@ class Partition:
     def arn(self, service: str, account_id: str, resource: str, region: str = "") -> str:
         return f"arn:{self.name}:{service}:{region}:{account_id}:{resource}"
 
+    def check_console_region(self, region: str, *, account_region: str) -> None:
+        """A console region a person asked for: one of this partition's (or the account's own)."""
+        if region != account_region and region not in self.regions:
+            raise InvalidInput(f"“{region[:40]}” is not a region of the {self.name} partition; "
+                               f"choose one of its regions, e.g. {account_region}")
+
     def console_url(self, *, region: str, service: str | None = None) -> str:
         """The console page to land on: a service deep link in a region, or the console home."""
         host = f"{region}.{self.console_host}" if self.regional_signin else self.console_host
@@ -100,6 +106,12 @@ CONSOLE_SERVICES = (
     "s3", "secretsmanager", "securityhub", "sns", "sqs", "ssm", "states", "support", "vpc", "wafv2",
 )
 """Well-known console services, offered as suggestions (others that match CONSOLE_SERVICE work too)."""
+
+
+def check_console_service(service: str) -> None:
+    if not CONSOLE_SERVICE.match(service):
+        raise InvalidInput(f"“{service[:40]}” is not a console service name: use lower-case letters, digits and "
+                           "hyphens, such as s3, ec2 or cloudwatch")
 
 
 def partition(name: str) -> Partition:

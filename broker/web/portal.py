@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker import delivery
 from broker.access import role_key
-from broker.aws.partitions import CONSOLE_SERVICE, CONSOLE_SERVICES, PARTITIONS
+from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
 from broker.domain import Identity, RoleGrant
 from broker.errors import (
     BrokerError,
@@ -406,10 +406,8 @@ def console(
     if refusal is not None:
         return refusal
     assert user is not None
-    try:
-        grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
-        if grant is not None:
-            _check_console_target(grant, _opt(service), _opt(region))
+    grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
+    try:  # the service and region are checked by the flow (a console name, a region of the partition)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=_ctx(request))
     except BrokerError as exc:
@@ -417,18 +415,6 @@ def console(
     if grant is not None:  # recorded by account id, however the form named the account
         services.access.prefs.used(user, role_key(grant.account_id, grant.role_name))
     return console_redirect(link)
-
-
-def _check_console_target(grant: RoleGrant, service: str | None, region: str | None) -> None:
-    """The service and region a person typed: a console service name and a region of the
-    account's partition, or a clear refusal (the console URL itself is always built here)."""
-    if service is not None and not CONSOLE_SERVICE.match(service):
-        raise InvalidInput(f"“{service[:40]}” is not a console service name: use lower-case letters, digits and "
-                           "hyphens, such as s3, ec2 or cloudwatch")
-    known = PARTITIONS[grant.partition].regions if grant.partition in PARTITIONS else ()
-    if region is not None and region != grant.region and region not in known:
-        raise InvalidInput(f"“{region[:40]}” is not a region of the {grant.partition} partition; "
-                           f"choose one from the list, e.g. {grant.region}")
 
 
 @router.post("/cli-credentials")

@@ -70,7 +70,8 @@ def test_a_region_outside_the_accounts_partition_is_refused(labelled, admin_head
     r = labelled.post("/console", data={"account": account, "role": "Admin", "region": region, "csrf_token": csrf})
     assert r.status_code == 422 and "location" not in r.headers
     assert "Check the form" in r.text and "is not a region of the aws partition" in r.text
-    assert audit(labelled, admin_headers, action="issue.console") == []  # nothing issued
+    (event,) = audit(labelled, admin_headers, action="issue.console")  # a denial, nothing issued
+    assert event["outcome"] == "deny" and event["details"]["code"] == "invalid_input"
 
 
 @pytest.mark.parametrize("service", ["https://evil.example", "s3/../../evil", "S3", "a" * 41, "s3?x=1", "//evil.example"])
@@ -80,6 +81,17 @@ def test_a_service_that_is_not_a_console_service_name_is_refused(labelled, admin
     r = labelled.post("/console", data={"account": "sandbox-dev", "role": "Admin", "service": service, "csrf_token": csrf})
     assert r.status_code == 422 and "location" not in r.headers and "not a console service name" in r.text
     assert audit(labelled, admin_headers, action="issue.console") == []
+
+
+def test_the_user_api_refuses_a_region_outside_the_partition_too(labelled):
+    sign_in(labelled)
+    csrf = csrf_of(labelled.get("/").text)
+    r = labelled.post("/api/v1/console", json={"account": "sandbox-dev", "role": "Admin", "region": "cn-north-1"},
+                      headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input" and "url" not in r.json()
+    r = labelled.post("/api/v1/console", json={"account": "sandbox-dev", "role": "Admin", "region": "us-west-2",
+                                               "service": "ec2"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["destination"].startswith("https://us-west-2.console.aws.amazon.com/ec2/")
 
 
 def test_a_service_and_region_from_the_panel_land_there(labelled, admin_headers):
