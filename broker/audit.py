@@ -99,10 +99,15 @@ def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = Non
     if f.outcome:
         q = q.where(AuditEvent.outcome == f.outcome)
     if f.since:
-        q = q.where(AuditEvent.at >= f.since)
+        q = q.where(AuditEvent.at >= _utc(f.since))
     if f.until:
-        q = q.where(AuditEvent.at < f.until)
+        q = q.where(AuditEvent.at < _utc(f.until))
     return list(s.scalars(q))
+
+
+def _utc(t: datetime) -> datetime:
+    """A filter time in UTC (no offset: UTC), so it compares right with what either database stored."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def rfc3339(t: datetime | None) -> str | None:

@@ -464,3 +464,18 @@ def test_concurrent_patches_cannot_combine_into_an_invalid_object(database_url, 
         assert sorted(r.status_code for r in answers.values()) == [200, 422], [r.text for r in answers.values()]
         now = httpx.get(f"{base}/mappings/{m['id']}", headers=headers).json()
         assert now["console"] or now["cli"], now
+
+
+def test_audit_time_filters_honour_the_offset_given(api):
+    from datetime import timedelta, timezone
+
+    seeded(api)
+    event = api.get("/audit", params={"action": "account.create"}).json()["items"][0]
+    at = datetime.fromisoformat(event["at"])
+    east = timezone(timedelta(hours=5))
+    since = (at - timedelta(seconds=1)).astimezone(east).isoformat()
+    until = (at + timedelta(seconds=1)).astimezone(east).isoformat()
+    found = api.get("/audit", params={"action": "account.create", "since": since, "until": until}).json()["items"]
+    assert [e["id"] for e in found] == [event["id"]]
+    later = (at + timedelta(seconds=1)).astimezone(east).isoformat()
+    assert api.get("/audit", params={"action": "account.create", "since": later}).json()["items"] == []
