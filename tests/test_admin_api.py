@@ -470,12 +470,12 @@ def test_audit_time_filters_honour_the_offset_given(api):
     from datetime import timedelta, timezone
 
     seeded(api)
-    event = api.get("/audit", params={"action": "account.create"}).json()["items"][0]
+    q = {"action": "account.create", "target_id": "111122223333"}
+    (event,) = api.get("/audit", params=q).json()["items"]
     at = datetime.fromisoformat(event["at"])
-    east = timezone(timedelta(hours=5))
-    since = (at - timedelta(seconds=1)).astimezone(east).isoformat()
-    until = (at + timedelta(seconds=1)).astimezone(east).isoformat()
-    found = api.get("/audit", params={"action": "account.create", "since": since, "until": until}).json()["items"]
+    east = timezone(timedelta(hours=5))  # the same instants, written in another offset
+    since, until = at.astimezone(east).isoformat(), (at + timedelta(milliseconds=1)).astimezone(east).isoformat()
+    found = api.get("/audit", params={**q, "since": since, "until": until}).json()["items"]
     assert [e["id"] for e in found] == [event["id"]]
-    later = (at + timedelta(seconds=1)).astimezone(east).isoformat()
-    assert api.get("/audit", params={"action": "account.create", "since": later}).json()["items"] == []
+    later = (at + timedelta(milliseconds=1)).astimezone(east).isoformat()
+    assert api.get("/audit", params={**q, "since": later}).json()["items"] == []

@@ -272,7 +272,7 @@ class RoleRow:
     @property
     def dom_id(self) -> str:
         """A page-unique id for this role's full row (shortcuts link to it)."""
-        return "role-" + self.account_id + "-" + "".join(c if c.isalnum() else "_" for c in self.role_name.lower())
+        return "role-" + self.account_id + "-" + "".join(c if c.isalnum() else f"_{ord(c):02x}" for c in self.role_name.lower())
 
     @property
     def channel_label(self) -> str | None:
@@ -406,8 +406,8 @@ def console(
     if refusal is not None:
         return refusal
     assert user is not None
-    grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
     try:  # the service and region are checked by the flow (a console name, a region of the partition)
+        grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=_ctx(request))
     except BrokerError as exc:
