@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Debian packages the tests' real components need (see DESIGN.md "Real components in tests").
 APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium nginx
 
-.PHONY: run test test-deps install bench bench-issuance lint clean
+.PHONY: run test test-deps install bench bench-issuance lint clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test-deps:
 
 test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's portal screenshots (docs/screenshots/*.png), from the browser tests; only this target writes them.
+screenshots: install test-deps
+	BROKER_SCREENSHOTS=1 $(BIN)/python -m pytest tests/portal/test_browser.py -q $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/mapping_engine.py

@@ -7,7 +7,7 @@ its audit event (or the reverse) cannot exist. Nothing secret is ever put in an 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
@@ -99,16 +99,32 @@ def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = Non
     if f.outcome:
         q = q.where(AuditEvent.outcome == f.outcome)
     if f.since:
-        q = q.where(AuditEvent.at >= f.since)
+        q = q.where(AuditEvent.at >= _utc(f.since))
     if f.until:
-        q = q.where(AuditEvent.at < f.until)
+        q = q.where(AuditEvent.at < _utc(f.until))
     return list(s.scalars(q))
+
+
+def _utc(t: datetime) -> datetime:
+    """A filter time in UTC (no offset: UTC), so it compares right with what either database stored."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def rfc3339(t: datetime | None) -> str | None:
+    """A stored time as RFC 3339 in UTC with its offset, ``2026-12-02T03:07:23.123456Z``: every
+    time the admin API answers. SQLite hands back naive datetimes (stored as UTC), PostgreSQL
+    aware ones in the session's time zone; both come out the same."""
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def event_dict(e: AuditEvent) -> dict[str, Any]:
     return {
         "id": e.id,
-        "at": e.at.isoformat().replace("+00:00", "Z") if e.at.tzinfo else e.at.isoformat() + "Z",
+        "at": rfc3339(e.at),
         "actor": e.actor,
         "action": e.action,
         "outcome": e.outcome,

@@ -9,7 +9,6 @@ the source address, the duration and the access key id — never a secret.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.audit import AuditContext, Decision
-from broker.aws.partitions import partition
+from broker.aws.partitions import check_console_service, partition
 from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
 from broker.connectors.base import Connector, LookupConnector, PasswordConnector
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
@@ -109,7 +108,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 FRESH_SIGN_IN_SECONDS = 5.0
 """How long the identity a password sign-in returned counts as the directory's current view for
 the one issuance of the same request (HTTP Basic: sign-in and issuance in one call)."""
@@ -380,13 +378,15 @@ class Flow:
         ctx: DecisionContext,
     ) -> ConsoleLink:
         """A console sign-in URL (15 minutes): deliver by 302, never log it."""
-        if service is not None and not _SERVICE.match(service):
-            raise InvalidInput("service is a console service name such as s3 or ec2")
+        if service is not None:
+            check_console_service(service)
         if region is not None and not REGION.match(region):
             raise InvalidInput("region is an AWS region name such as eu-west-1")
 
         def step(current: Identity, details: dict[str, Any]) -> ConsoleLink:
             grant = self._grant(self.grants_for(current.groups), account, role)
+            if region is not None:
+                partition(grant.partition).check_console_region(region, account_region=grant.region)
             seconds = clamp_duration(grant=grant, channel="console", requested=duration)
             details |= self._describe(grant, seconds)
             now = self.clock()

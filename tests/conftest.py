@@ -20,6 +20,49 @@ from broker.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOTS = os.environ.get("BROKER_SCREENSHOTS", "").lower() in ("1", "true", "yes")
+"""``make screenshots`` sets BROKER_SCREENSHOTS=1: only then do the browser tests rewrite docs/screenshots/."""
+
+
+# ---- running the tests never modifies tracked files ----
+
+_TRACKED = pytest.StashKey[dict[str, str] | None]()
+
+
+def _tracked_state() -> dict[str, str] | None:
+    """Each tracked file that differs from HEAD, with a hash of its content (None: not a git checkout)."""
+    import hashlib
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "-z", "--untracked-files=no"],
+                             capture_output=True, check=True, timeout=30).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    state = {}
+    for entry in filter(None, out.split("\0")):
+        path = entry[3:]
+        file = ROOT / path
+        state[path] = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else entry[:2]
+    return state
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = None if SCREENSHOTS else _tracked_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_TRACKED, None)
+    if before is None or getattr(session.config, "workerinput", None) is not None:
+        return
+    after = _tracked_state() or {}
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "the tests modified tracked files (tests must not; screenshots: `make screenshots`): " + ", ".join(changed)
+        if reporter is not None:
+            reporter.write(f"\nFAILED: {text}\n", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def component_missing(what: str) -> None:

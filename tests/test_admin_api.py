@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 import yaml
@@ -294,3 +295,194 @@ def test_audit_filters_and_pages(api):
     assert api.get("/audit", params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []
     assert api.get("/audit", params={"limit": 0}).status_code == 422
     assert api.get("/audit", params={"since": "yesterday"}).status_code == 422
+
+
+# ---- the OpenAPI schema documents every answer ----
+
+AUTH_AND_BODY = {"400", "401", "403", "413", "422", "429", "503"}
+
+
+def test_openapi_documents_every_error_status_and_every_body(client):
+    spec = client.get("/openapi.json").json()
+    ops = [(path, method, op) for path, item in spec["paths"].items() if path.startswith("/api/v1/admin")
+           for method, op in item.items()]
+    assert len(ops) >= 25
+    for path, method, op in ops:
+        where = f"{method.upper()} {path}"
+        codes = set(op["responses"])
+        assert AUTH_AND_BODY <= codes, (where, codes)
+        if "{" in path and method != "post":  # POST .../roles on an unknown account: 422 unknown_account
+            assert "404" in codes, where
+        if method in ("put", "patch", "delete") or (method == "post" and path.endswith(("/accounts", "/roles", "/mappings", "/rules"))):
+            assert "409" in codes, where
+        for status in codes - {"200", "201", "204"}:
+            assert op["responses"][status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, where
+        if path.endswith("/import"):
+            continue  # its body and answer are the import's own (documented with it)
+        ok = op["responses"].get("200") or op["responses"].get("201")
+        if ok is not None:  # a named model, not "any object"
+            schema = ok["content"]["application/json"]["schema"]
+            assert "$ref" in schema or "$ref" in schema.get("items", {}), (where, schema)
+    user_ops = [(path, method, op) for path, item in spec["paths"].items()
+                if path.startswith("/api/v1/") and not path.startswith("/api/v1/admin") for method, op in item.items()]
+    assert len(user_ops) == 4
+    for path, method, op in user_ops:  # the user API: its errors, and a named model for each answer
+        assert {"401", "403", "422", "502", "503"} <= set(op["responses"]), (method, path)
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert "$ref" in schema or "$ref" in schema.get("items", {}), (method, path, schema)
+    detail = spec["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["properties"]) == {"message", "field", "code", "value"} and detail["required"] == ["message"]
+
+
+def test_timestamps_are_rfc3339_with_an_offset(api):
+    from datetime import timedelta
+
+    m = seeded(api)
+    api.patch("/accounts/prod", json={"owner": "platform"})
+    stamps = [api.get("/accounts/prod").json()[k] for k in ("created_at", "updated_at")]
+    stamps += [api.get(f"/mappings/{m['id']}").json()["created_at"], api.get("/accounts/prod/roles/Admin").json()["updated_at"]]
+    stamps += [api.get("/rules/adfs").json()["created_at"], api.get("/accounts").json()[0]["created_at"]]
+    event = api.get("/audit", params={"action": "account.update"}).json()["items"][0]
+    stamps += [event["at"], event["after"]["updated_at"], event["before"]["created_at"]]
+    for stamp in stamps:
+        assert stamp.endswith("Z") and "T" in stamp, stamp
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
+
+
+def _details_are_one_shape(body):
+    from broker.web.errors import Error
+
+    Error.model_validate(body)  # the documented model
+    details = body["error"]["details"]
+    assert isinstance(details, list) and details
+    for d in details:
+        assert isinstance(d, dict) and isinstance(d["message"], str) and set(d) <= {"message", "field", "code", "value"}, d
+    return details
+
+
+def test_error_details_have_one_shape(api):
+    seeded(api)
+    r = api.post("/mappings", json={"group": "g", "account": "prod", "role": "Admin", "colour": "red", "cli": "x"})
+    assert r.status_code == 422
+    details = _details_are_one_shape(r.json())
+    assert {(d["field"], d["code"]) for d in details} == {("colour", "unknown_field"), ("cli", "invalid_type")}
+
+    r = api.delete("/accounts/prod")  # still has roles
+    assert r.status_code == 409 and r.json()["error"]["code"] == "in_use"
+    (detail,) = _details_are_one_shape(r.json())
+    assert detail["field"] == "roles" and detail["value"] == 2
+
+    r = api.post("/import", params={"apply": "true"}, content="mappings: [{group: g, account: nosuch, role: r}]\n",
+                 headers={"content-type": "application/yaml"})
+    assert r.status_code == 422
+    assert any("nosuch" in d["message"] for d in _details_are_one_shape(r.json()))
+
+    r = api.patch("/accounts/prod", json={"alias": "-bad-"})
+    assert r.status_code == 422
+    (detail,) = _details_are_one_shape(r.json())
+    assert detail["field"] == "alias" and detail["code"] == "invalid_alias"
+
+
+# ---- PATCH is one transaction: concurrent changes of different fields all survive ----
+
+
+def test_concurrent_patches_never_undo_each_other(database_url, tmp_path, serve_app):
+    import threading
+
+    import httpx
+
+    from broker.app import create_app
+    from tests.conftest import free_port, make_config
+
+    port = free_port()
+    app = create_app(make_config(tmp_path, database={"url": database_url, "auto_migrate": True},
+                                 server={"public_url": f"http://127.0.0.1:{port}"}),
+                     env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False)
+    serve_app(app, port)
+    base = f"http://127.0.0.1:{port}/api/v1/admin"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.post(f"{base}/accounts", json={**ACC, "roles": [{"name": "Admin"}]}, headers=headers).status_code == 201
+    m = httpx.post(f"{base}/mappings", json={"group": "ops", "account": "prod", "role": "Admin"}, headers=headers).json()
+    rounds, failures = 20, []
+
+    def patcher(path, field, values):
+        with httpx.Client(headers=headers, timeout=60) as c:
+            for value in values:
+                r = c.patch(f"{base}{path}", json={field: value})
+                if r.status_code != 200:
+                    failures.append((field, value, r.status_code, r.text))
+
+    threads = [
+        threading.Thread(target=patcher, args=("/accounts/prod", "owner", [f"owner-{i}" for i in range(rounds)])),
+        threading.Thread(target=patcher, args=("/accounts/prod", "description", [f"d-{i}" for i in range(rounds)])),
+        threading.Thread(target=patcher, args=(f"/mappings/{m['id']}", "session_duration", [900 + i for i in range(rounds)])),
+        threading.Thread(target=patcher, args=(f"/mappings/{m['id']}", "description", [f"m-{i}" for i in range(rounds)])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    acc = httpx.get(f"{base}/accounts/prod", headers=headers).json()
+    mapping = httpx.get(f"{base}/mappings/{m['id']}", headers=headers).json()
+    last = rounds - 1
+    assert (acc["owner"], acc["description"], acc["alias"]) == (f"owner-{last}", f"d-{last}", "prod")
+    assert (mapping["session_duration"], mapping["description"]) == (900 + last, f"m-{last}")
+    # and no update, while it ran, put back a value another one had just changed
+    events = httpx.get(f"{base}/audit", params={"action": "account.update", "limit": 100}, headers=headers).json()["items"]
+    events += httpx.get(f"{base}/audit", params={"action": "mapping.update", "limit": 100}, headers=headers).json()["items"]
+    assert len(events) == 4 * rounds
+    for e in events:
+        changed = {k for k in e["after"] if e["after"][k] != e["before"][k]} - {"updated_at"}
+        assert len(changed) == 1, (e["before"], e["after"])
+
+
+def test_concurrent_patches_cannot_combine_into_an_invalid_object(database_url, tmp_path, serve_app):
+    """console=false and cli=false, each valid alone, sent at once: one is refused (a mapping must
+    allow a channel), never both applied."""
+    import threading
+
+    import httpx
+
+    from broker.app import create_app
+    from tests.conftest import free_port, make_config
+
+    port = free_port()
+    app = create_app(make_config(tmp_path, database={"url": database_url, "auto_migrate": True},
+                                 server={"public_url": f"http://127.0.0.1:{port}"}),
+                     env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False)
+    serve_app(app, port)
+    base = f"http://127.0.0.1:{port}/api/v1/admin"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    httpx.post(f"{base}/accounts", json={**ACC, "roles": [{"name": "Admin"}]}, headers=headers)
+    for i in range(8):
+        m = httpx.post(f"{base}/mappings", json={"group": f"g{i}", "account": "prod", "role": "Admin"}, headers=headers).json()
+        barrier, answers = threading.Barrier(2), {}
+
+        def patch(field, mapping_id=m["id"], barrier=barrier, answers=answers):
+            barrier.wait()
+            answers[field] = httpx.patch(f"{base}/mappings/{mapping_id}", json={field: False}, headers=headers, timeout=60)
+
+        threads = [threading.Thread(target=patch, args=(f,)) for f in ("console", "cli")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(r.status_code for r in answers.values()) == [200, 422], [r.text for r in answers.values()]
+        now = httpx.get(f"{base}/mappings/{m['id']}", headers=headers).json()
+        assert now["console"] or now["cli"], now
+
+
+def test_audit_time_filters_honour_the_offset_given(api):
+    from datetime import timedelta, timezone
+
+    seeded(api)
+    q = {"action": "account.create", "target_id": "111122223333"}
+    (event,) = api.get("/audit", params=q).json()["items"]
+    at = datetime.fromisoformat(event["at"])
+    east = timezone(timedelta(hours=5))  # the same instants, written in another offset
+    since, until = at.astimezone(east).isoformat(), (at + timedelta(milliseconds=1)).astimezone(east).isoformat()
+    found = api.get("/audit", params={**q, "since": since, "until": until}).json()["items"]
+    assert [e["id"] for e in found] == [event["id"]]
+    later = (at + timedelta(milliseconds=1)).astimezone(east).isoformat()
+    assert api.get("/audit", params={**q, "since": later}).json()["items"] == []

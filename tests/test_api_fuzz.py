@@ -1,5 +1,7 @@
 """Property-based: whatever schemathesis sends to the API (valid, invalid, odd), the answer
-is never a 5xx, and every error carries a stable code."""
+is never a 5xx, every error carries a stable code, and every answer is one the OpenAPI schema
+documents: its status code, its content type and its body (schemathesis's conformance checks,
+on the JSON APIs under /api/v1)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,12 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from broker.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_config
@@ -25,6 +33,7 @@ _app = create_app(
     env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN},
     configure_logging=False,
 )
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 OPERATIONS = [op.ok() for op in schemathesis.openapi.from_asgi("/openapi.json", _app).get_all_operations()]
 
 
@@ -41,5 +50,7 @@ def test_api_never_answers_5xx(operation):
             error = response.json()["error"]
             # /oauth/* answers in the RFC 6749 §5.2 shape: {"error": "<code>", "error_description": ...}
             assert error if case.path.startswith("/oauth/") else error["code"]
+        if case.path.startswith("/api/v1/"):
+            case.validate_response(response, checks=CHECKS)
 
     check()

@@ -7,6 +7,7 @@ Pure data and string functions: no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,6 +25,9 @@ class Partition:
     """The default client id (aud) of an IAM OIDC provider used with STS."""
     regional_signin: bool
     """Whether https://<region>.<signin_host>/saml exists (the commercial partition)."""
+    regions: tuple[str, ...] = ()
+    """The partition's public regions (the portal's region list; an account's own region is
+    offered too when AWS adds one before this list knows it)."""
 
     @property
     def saml_acs(self) -> str:
@@ -42,6 +46,12 @@ class Partition:
     def arn(self, service: str, account_id: str, resource: str, region: str = "") -> str:
         return f"arn:{self.name}:{service}:{region}:{account_id}:{resource}"
 
+    def check_console_region(self, region: str, *, account_region: str) -> None:
+        """A console region a person asked for: one of this partition's (or the account's own)."""
+        if region != account_region and region not in self.regions:
+            raise InvalidInput(f"“{region[:40]}” is not a region of the {self.name} partition; "
+                               f"choose one of its regions, e.g. {account_region}")
+
     def console_url(self, *, region: str, service: str | None = None) -> str:
         """The console page to land on: a service deep link in a region, or the console home."""
         host = f"{region}.{self.console_host}" if self.regional_signin else self.console_host
@@ -57,6 +67,14 @@ PARTITIONS: dict[str, Partition] = {
         saml_audience="urn:amazon:webservices",
         oidc_audience="sts.amazonaws.com",
         regional_signin=True,
+        regions=(
+            "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-east-2",
+            "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+            "ap-southeast-5", "ap-southeast-7", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+            "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3",
+            "eu-south-1", "eu-south-2", "eu-north-1", "il-central-1", "me-south-1", "me-central-1",
+            "mx-central-1", "sa-east-1",
+        ),
     ),
     "aws-us-gov": Partition(
         name="aws-us-gov",
@@ -65,6 +83,7 @@ PARTITIONS: dict[str, Partition] = {
         saml_audience="urn:amazon:webservices:govcloud",
         oidc_audience="sts.amazonaws.com",
         regional_signin=False,
+        regions=("us-gov-west-1", "us-gov-east-1"),
     ),
     "aws-cn": Partition(
         name="aws-cn",
@@ -73,8 +92,26 @@ PARTITIONS: dict[str, Partition] = {
         saml_audience="urn:amazon:webservices:cn-north-1",
         oidc_audience="sts.amazonaws.com.cn",
         regional_signin=False,
+        regions=("cn-north-1", "cn-northwest-1"),
     ),
 }
+
+
+CONSOLE_SERVICE = re.compile(r"^[a-z0-9-]{1,40}$")
+"""A console service path (``s3``, ``ec2``, ``cloudwatch``): the portal refuses anything else."""
+CONSOLE_SERVICES = (
+    "acm", "apigateway", "athena", "billing", "cloudformation", "cloudfront", "cloudtrail", "cloudwatch",
+    "codebuild", "codepipeline", "cognito", "dynamodbv2", "ec2", "ecr", "ecs", "eks", "elasticache",
+    "events", "glue", "guardduty", "iam", "kinesis", "kms", "lambda", "organizations", "rds", "route53",
+    "s3", "secretsmanager", "securityhub", "sns", "sqs", "ssm", "states", "support", "vpc", "wafv2",
+)
+"""Well-known console services, offered as suggestions (others that match CONSOLE_SERVICE work too)."""
+
+
+def check_console_service(service: str) -> None:
+    if not CONSOLE_SERVICE.match(service):
+        raise InvalidInput(f"“{service[:40]}” is not a console service name: use lower-case letters, digits and "
+                           "hyphens, such as s3, ec2 or cloudwatch")
 
 
 def partition(name: str) -> Partition:

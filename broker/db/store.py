@@ -11,8 +11,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker import audit
-from broker.audit import AuditContext
+from broker.audit import AuditContext, rfc3339
 from broker.db import reconcile, repos
 from broker.db.models import Account, AuditEvent, ConfigSync, Mapping, NamingRule, Role, utcnow
 from broker.db.session import session_factory
@@ -50,6 +51,7 @@ from broker.mapping.snapshot import MappingSnapshot
 from broker.mapping.store import ImportPlan
 
 CONFIG_ACTOR = AuditContext(actor="config-file")
+_Spec = TypeVar("_Spec", bound=BaseModel)
 # The issuance path's audit row: a Core INSERT built once (no ORM unit of work per decision).
 _AUDIT_INSERT = insert(AuditEvent.__table__)
 
@@ -59,11 +61,7 @@ def _dump(spec: Any) -> dict[str, Any]:
 
 
 def _meta(row: Any) -> dict[str, Any]:
-    return {
-        "source": row.source,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "updated_at": row.updated_at.isoformat() if row.updated_at else None,
-    }
+    return {"source": row.source, "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at)}
 
 
 def _account_view(acc: Account) -> dict[str, Any]:
@@ -84,6 +82,16 @@ def _mapping_view(m: Mapping) -> dict[str, Any]:
 
 def _rule_view(r: NamingRule) -> dict[str, Any]:
     return _dump(repos.rule_spec(r)) | _meta(r)
+
+
+_Row = TypeVar("_Row", Account, Role, Mapping, NamingRule)
+
+
+def _merged(current: dict[str, Any], changes: dict[str, Any], model: type[_Spec], drop: tuple[str, ...] = ()) -> _Spec:
+    """A PATCH: ``changes`` laid over the current fields, validated as a whole (a field that is
+    not the model's is ``unknown_field``: ``extra="forbid"``)."""
+    base = {k: v for k, v in current.items() if k not in drop}
+    return model.model_validate(base | changes)
 
 
 def _writable(row: Any, what: str) -> None:
@@ -115,6 +123,22 @@ class SqlMappingStore:
         """A plain connection for the issuance path's reads and audit rows (see __init__)."""
         with _translated(), self._issuance_engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _write_tx(self) -> Iterator[Session]:
+        """A transaction that writes what it has read (PUT, PATCH): on SQLite it takes the write
+        lock up front (BEGIN IMMEDIATE: pysqlite would begin only at the first write, after the
+        read); on PostgreSQL ``_locked`` locks the row it read until the commit."""
+        with self._tx() as s:
+            if self.engine.dialect.name == "sqlite":
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield s
+
+    def _locked(self, s: Session, row: _Row) -> _Row:
+        """``row`` re-read with a row lock (SELECT ... FOR UPDATE) where the database has them."""
+        if self.engine.dialect.name != "sqlite":
+            s.refresh(row, with_for_update=True)
+        return row
 
     def ping(self) -> None:
         with self._tx() as s:
@@ -166,17 +190,30 @@ class SqlMappingStore:
         return view
 
     def update_account(self, ref: str, fields: AccountFields, ctx: AuditContext) -> dict[str, Any]:
-        with self._tx() as s:
-            acc = self._account(s, ref)
+        with self._write_tx() as s:
+            acc = self._locked(s, self._account(s, ref))
+            return self._update_account(s, acc, fields, ctx)
+
+    def patch_account(self, ref: str, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]:
+        """PATCH: the current fields with ``changes`` laid over them, validated as a whole and
+        written in the one transaction that read them (a concurrent write is never undone)."""
+        with self._write_tx() as s:
+            acc = self._locked(s, self._account(s, ref))
             _writable(acc, f"account {acc.id}")
-            if fields.alias and (other := repos.find_account(s, fields.alias)) is not None and other.id != acc.id:
-                raise Duplicate(f"alias {fields.alias!r} is already used by account {other.id}")
-            before = _account_view(acc)
-            repos.apply_account_fields(acc, AccountSpec(id=acc.id, **fields.model_dump()))
-            s.flush()
-            after = _account_view(acc)
-            audit.record(s, ctx, "account.update", target_type="account", target_id=acc.id, before=before, after=after)
-            return after
+            current = _dump(repos.account_spec(acc))
+            fields = _merged(current, changes, AccountFields, drop=("id", "roles"))
+            return self._update_account(s, acc, fields, ctx)
+
+    def _update_account(self, s: Session, acc: Account, fields: AccountFields, ctx: AuditContext) -> dict[str, Any]:
+        _writable(acc, f"account {acc.id}")
+        if fields.alias and (other := repos.find_account(s, fields.alias)) is not None and other.id != acc.id:
+            raise Duplicate(f"alias {fields.alias!r} is already used by account {other.id}")
+        before = _account_view(acc)
+        repos.apply_account_fields(acc, AccountSpec(id=acc.id, **fields.model_dump()))
+        s.flush()
+        after = _account_view(acc)
+        audit.record(s, ctx, "account.update", target_type="account", target_id=acc.id, before=before, after=after)
+        return after
 
     def delete_account(self, ref: str, ctx: AuditContext) -> None:
         with self._tx() as s:
@@ -184,7 +221,7 @@ class SqlMappingStore:
             _writable(acc, f"account {acc.id}")
             n = repos.count_roles(s, acc.id)
             if n:
-                raise InUse(f"account {acc.id} still has {n} role(s); delete them first", details={"roles": n})
+                raise InUse(f"account {acc.id} still has {n} role(s); delete them first", details=[{"field": "roles", "value": n, "message": f"{n} role(s) registered in the account"}])
             audit.record(s, ctx, "account.delete", target_type="account", target_id=acc.id, before=_account_view(acc))
             s.delete(acc)
 
@@ -200,6 +237,16 @@ class SqlMappingStore:
     def list_roles(self, account: str) -> list[dict[str, Any]]:
         with self._tx() as s:
             return [_role_view(r) for r in self._account(s, account).roles]
+
+    def role_descriptions(self, account_ids: Iterable[str]) -> dict[str, str]:
+        """``<account id>/<role name, lower case>`` → description, for the registered roles of
+        those accounts that have one (the portal shows them beside each role)."""
+        ids = sorted(set(account_ids))
+        if not ids:
+            return {}
+        with self._tx() as s:
+            q = select(Role.account_id, Role.name_key, Role.description).where(Role.account_id.in_(ids))
+            return {f"{a}/{k}": d for a, k, d in s.execute(q) if d}
 
     def get_role(self, account: str, name: str) -> dict[str, Any]:
         with self._tx() as s:
@@ -224,19 +271,28 @@ class SqlMappingStore:
         return view
 
     def update_role(self, account: str, name: str, spec: RoleSpec, ctx: AuditContext) -> dict[str, Any]:
-        with self._tx() as s:
-            role = self._role(s, account, name)
+        with self._write_tx() as s:
+            return self._update_role(s, self._locked(s, self._role(s, account, name)), spec, ctx)
+
+    def patch_role(self, account: str, name: str, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]:
+        """PATCH in one transaction (see patch_account)."""
+        with self._write_tx() as s:
+            role = self._locked(s, self._role(s, account, name))
             _writable(role, f"role {role.account_id}/{role.name}")
-            if spec.name.lower() != role.name_key and repos.find_role(s, role.account_id, spec.name):
-                raise Duplicate(f"account {role.account_id} already has a role named {spec.name!r}")
-            before = _role_view(role)
-            repos.apply_role_fields(role, spec)
-            s.flush()
-            after = _role_view(role)
-            audit.record(
-                s, ctx, "role.update", target_type="role", target_id=f"{role.account_id}/{role.name}", before=before, after=after
-            )
-            return after
+            return self._update_role(s, role, _merged(_dump(repos.role_spec(role)), changes, RoleSpec), ctx)
+
+    def _update_role(self, s: Session, role: Role, spec: RoleSpec, ctx: AuditContext) -> dict[str, Any]:
+        _writable(role, f"role {role.account_id}/{role.name}")
+        if spec.name.lower() != role.name_key and repos.find_role(s, role.account_id, spec.name):
+            raise Duplicate(f"account {role.account_id} already has a role named {spec.name!r}")
+        before = _role_view(role)
+        repos.apply_role_fields(role, spec)
+        s.flush()
+        after = _role_view(role)
+        audit.record(
+            s, ctx, "role.update", target_type="role", target_id=f"{role.account_id}/{role.name}", before=before, after=after
+        )
+        return after
 
     def delete_role(self, account: str, name: str, ctx: AuditContext) -> None:
         with self._tx() as s:
@@ -244,7 +300,7 @@ class SqlMappingStore:
             _writable(role, f"role {role.account_id}/{role.name}")
             n = repos.count_mappings(s, role.id)
             if n:
-                raise InUse(f"role {role.account_id}/{role.name} is still used by {n} mapping(s)", details={"mappings": n})
+                raise InUse(f"role {role.account_id}/{role.name} is still used by {n} mapping(s)", details=[{"field": "mappings", "value": n, "message": f"{n} mapping(s) use the role"}])
             audit.record(
                 s, ctx, "role.delete", target_type="role", target_id=f"{role.account_id}/{role.name}", before=_role_view(role)
             )
@@ -312,19 +368,28 @@ class SqlMappingStore:
         return view
 
     def update_mapping(self, mapping_id: int, spec: MappingSpec, ctx: AuditContext) -> dict[str, Any]:
-        with self._tx() as s:
-            m = self._mapping(s, mapping_id)
+        with self._write_tx() as s:
+            return self._update_mapping(s, self._locked(s, self._mapping(s, mapping_id)), spec, ctx)
+
+    def patch_mapping(self, mapping_id: int, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]:
+        """PATCH in one transaction (see patch_account)."""
+        with self._write_tx() as s:
+            m = self._locked(s, self._mapping(s, mapping_id))
             _writable(m, f"mapping {mapping_id}")
-            role = self._target_role(s, spec)
-            other = repos.find_mapping(s, spec.group, role)
-            if other is not None and other.id != m.id:
-                raise Duplicate(f"group {spec.group!r} is already mapped to {role.account_id}/{role.name} (mapping {other.id})")
-            before = _mapping_view(m)
-            repos.apply_mapping_fields(m, spec, role)
-            s.flush()
-            after = _mapping_view(m)
-            audit.record(s, ctx, "mapping.update", target_type="mapping", target_id=str(m.id), before=before, after=after)
-            return after
+            return self._update_mapping(s, m, _merged(_dump(repos.mapping_spec(m)), changes, MappingSpec), ctx)
+
+    def _update_mapping(self, s: Session, m: Mapping, spec: MappingSpec, ctx: AuditContext) -> dict[str, Any]:
+        _writable(m, f"mapping {m.id}")
+        role = self._target_role(s, spec)
+        other = repos.find_mapping(s, spec.group, role)
+        if other is not None and other.id != m.id:
+            raise Duplicate(f"group {spec.group!r} is already mapped to {role.account_id}/{role.name} (mapping {other.id})")
+        before = _mapping_view(m)
+        repos.apply_mapping_fields(m, spec, role)
+        s.flush()
+        after = _mapping_view(m)
+        audit.record(s, ctx, "mapping.update", target_type="mapping", target_id=str(m.id), before=before, after=after)
+        return after
 
     def delete_mapping(self, mapping_id: int, ctx: AuditContext) -> None:
         with self._tx() as s:
@@ -365,17 +430,26 @@ class SqlMappingStore:
         return view
 
     def update_rule(self, name: str, spec: RuleSpec, ctx: AuditContext) -> dict[str, Any]:
-        with self._tx() as s:
-            r = self._rule(s, name)
+        with self._write_tx() as s:
+            return self._update_rule(s, self._locked(s, self._rule(s, name)), spec, ctx)
+
+    def patch_rule(self, name: str, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]:
+        """PATCH in one transaction (see patch_account)."""
+        with self._write_tx() as s:
+            r = self._locked(s, self._rule(s, name))
             _writable(r, f"naming rule {name!r}")
-            if spec.name != r.name:
-                raise Conflict("a naming rule cannot be renamed; create a new one and delete this one")
-            before = _rule_view(r)
-            repos.apply_rule_fields(r, spec)
-            s.flush()
-            after = _rule_view(r)
-            audit.record(s, ctx, "rule.update", target_type="rule", target_id=r.name, before=before, after=after)
-            return after
+            return self._update_rule(s, r, _merged(_dump(repos.rule_spec(r)), changes, RuleSpec), ctx)
+
+    def _update_rule(self, s: Session, r: NamingRule, spec: RuleSpec, ctx: AuditContext) -> dict[str, Any]:
+        _writable(r, f"naming rule {r.name!r}")
+        if spec.name != r.name:
+            raise Conflict("a naming rule cannot be renamed; create a new one and delete this one")
+        before = _rule_view(r)
+        repos.apply_rule_fields(r, spec)
+        s.flush()
+        after = _rule_view(r)
+        audit.record(s, ctx, "rule.update", target_type="rule", target_id=r.name, before=before, after=after)
+        return after
 
     def delete_rule(self, name: str, ctx: AuditContext) -> None:
         with self._tx() as s:
@@ -481,7 +555,8 @@ def _translated() -> Iterator[None]:
     except BrokerError:
         raise
     except IntegrityError as exc:
-        raise Duplicate(details=_integrity_detail(exc)) from None
+        what = _integrity_detail(exc)
+        raise Duplicate(details=[{"field": what, "message": f"unique constraint: {what}"}]) from None
     except OperationalError as exc:
         raise StorageUnavailable() from exc
     except SQLAlchemyError as exc:

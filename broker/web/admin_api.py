@@ -1,5 +1,6 @@
 """The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
-export/import and the audit log. Thin: validation is the mapping model's, work is the store's."""
+export/import and the audit log. Thin: validation is the mapping model's, work is the store's.
+Every route declares its response model and the error statuses it can answer (broker.web.admin_schema)."""
 
 from __future__ import annotations
 
@@ -14,63 +15,66 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from broker.audit import AuditFilter
-from broker.errors import BadRequest, Conflict, InvalidImport, ReadOnly
+from broker.errors import Conflict, InvalidImport, ReadOnly
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.web.admin_schema import (
+    COMMON,
+    CONFLICT,
+    NOT_FOUND,
+    WRITE_422,
+    AccountView,
+    AuditPage,
+    Explanation,
+    MappingPage,
+    MappingView,
+    RoleView,
+    RuleView,
+)
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
 from broker.web.errors import validation_response
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-
-_META = ("source", "created_at", "updated_at", "id", "arn", "account")
-
-
-def _merge(current: dict[str, Any], patch: dict[str, Any], model: type[BaseModel], drop: tuple[str, ...] = _META) -> Any:
-    """PATCH: the current object with ``patch`` laid over it, validated as a whole."""
-    base = {k: v for k, v in current.items() if k not in drop}
-    return model.model_validate(base | patch)
-
-
-def _patch_body(body: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequest("a PATCH body is a JSON object of the fields to change")
-    return body
-
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
 
 MAX_ID = 2**63 - 1  # the database's BIGINT: a larger id is a 422, not a driver overflow
 MappingId = Annotated[int, Path(ge=1, le=MAX_ID)]
-PatchBody = Annotated[dict[str, Any], Body(description="fields to change")]
+PatchBody = Annotated[dict[str, Any], Body(description="the fields to change; the others keep their values")]
+NO_CONTENT = {204: {"description": "deleted"}}
+READ = NOT_FOUND
+WRITE = {**NOT_FOUND, **CONFLICT, **WRITE_422}
 
 # ---- accounts ----
 
 
-@router.get("/accounts", summary="List registered AWS accounts")
+@router.get("/accounts", summary="List registered AWS accounts", response_model=list[AccountView])
 def list_accounts(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
     return services.store.list_accounts()
 
 
-@router.post("/accounts", status_code=201, summary="Register an AWS account (optionally with its roles)")
+@router.post("/accounts", status_code=201, summary="Register an AWS account (optionally with its roles)",
+             response_model=AccountView, responses={**CONFLICT, **WRITE_422})
 def create_account(spec: AccountSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.create_account(spec, ctx)
 
 
-@router.get("/accounts/{account}", summary="One account, by 12-digit id or alias")
+@router.get("/accounts/{account}", summary="One account, by 12-digit id or alias", response_model=AccountView,
+            responses=READ)
 def get_account(account: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.store.get_account(account)
 
 
-@router.put("/accounts/{account}", summary="Replace an account's fields")
+@router.put("/accounts/{account}", summary="Replace an account's fields", response_model=AccountView, responses=WRITE)
 def replace_account(account: str, fields: AccountFields, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.update_account(account, fields, ctx)
 
 
-@router.patch("/accounts/{account}", summary="Change some of an account's fields")
+@router.patch("/accounts/{account}", summary="Change some of an account's fields (one transaction)",
+              response_model=AccountView, responses=WRITE)
 def patch_account(account: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
-    current = services.store.get_account(account)
-    fields = _merge(current, _patch_body(patch), AccountFields, drop=(*_META, "id"))
-    return services.store.update_account(account, fields, ctx)
+    return services.store.patch_account(account, patch, ctx)
 
 
-@router.delete("/accounts/{account}", status_code=204, summary="Remove an account (it must have no roles)")
+@router.delete("/accounts/{account}", status_code=204, summary="Remove an account (it must have no roles)",
+               response_class=Response, responses={**NO_CONTENT, **NOT_FOUND, **CONFLICT})
 def delete_account(account: str, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_account(account, ctx)
     return Response(status_code=204)
@@ -79,33 +83,37 @@ def delete_account(account: str, ctx: AuditCtx, services: ServicesDep) -> Respon
 # ---- roles ----
 
 
-@router.get("/accounts/{account}/roles", summary="An account's roles")
+@router.get("/accounts/{account}/roles", summary="An account's roles", response_model=list[RoleView], responses=READ)
 def list_roles(account: str, _: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
     return services.store.list_roles(account)
 
 
-@router.post("/accounts/{account}/roles", status_code=201, summary="Register a role in an account")
+@router.post("/accounts/{account}/roles", status_code=201, summary="Register a role in an account",
+             response_model=RoleView, responses={**CONFLICT, **WRITE_422})
 def create_role(account: str, spec: RoleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.create_role(account, spec, ctx)
 
 
-@router.get("/accounts/{account}/roles/{role}")
+@router.get("/accounts/{account}/roles/{role}", summary="One role (the name ignores case)", response_model=RoleView,
+            responses=READ)
 def get_role(account: str, role: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.store.get_role(account, role)
 
 
-@router.put("/accounts/{account}/roles/{role}")
+@router.put("/accounts/{account}/roles/{role}", summary="Replace a role's fields", response_model=RoleView,
+            responses=WRITE)
 def replace_role(account: str, role: str, spec: RoleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.update_role(account, role, spec, ctx)
 
 
-@router.patch("/accounts/{account}/roles/{role}")
+@router.patch("/accounts/{account}/roles/{role}", summary="Change some of a role's fields (one transaction)",
+              response_model=RoleView, responses=WRITE)
 def patch_role(account: str, role: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
-    spec = _merge(services.store.get_role(account, role), _patch_body(patch), RoleSpec)
-    return services.store.update_role(account, role, spec, ctx)
+    return services.store.patch_role(account, role, patch, ctx)
 
 
-@router.delete("/accounts/{account}/roles/{role}", status_code=204, summary="Remove a role (no mapping may use it)")
+@router.delete("/accounts/{account}/roles/{role}", status_code=204, summary="Remove a role (no mapping may use it)",
+               response_class=Response, responses={**NO_CONTENT, **NOT_FOUND, **CONFLICT})
 def delete_role(account: str, role: str, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_role(account, role, ctx)
     return Response(status_code=204)
@@ -114,7 +122,7 @@ def delete_role(account: str, role: str, ctx: AuditCtx, services: ServicesDep) -
 # ---- mappings ----
 
 
-@router.get("/mappings", summary="Group-to-role mappings, filtered, in pages")
+@router.get("/mappings", summary="Group-to-role mappings, filtered, in pages", response_model=MappingPage)
 def list_mappings(
     _: AdminDep,
     services: ServicesDep,
@@ -129,28 +137,30 @@ def list_mappings(
     return {"items": items, "next_cursor": items[-1]["id"] if len(items) == limit else None}
 
 
-@router.post("/mappings", status_code=201, summary="Map a directory group to an account role")
+@router.post("/mappings", status_code=201, summary="Map a directory group to an account role",
+             response_model=MappingView, responses={**CONFLICT, **WRITE_422})
 def create_mapping(spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.create_mapping(spec, ctx)
 
 
-@router.get("/mappings/{mapping_id}")
+@router.get("/mappings/{mapping_id}", summary="One mapping", response_model=MappingView, responses=READ)
 def get_mapping(mapping_id: MappingId, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.store.get_mapping(mapping_id)
 
 
-@router.put("/mappings/{mapping_id}")
+@router.put("/mappings/{mapping_id}", summary="Replace a mapping", response_model=MappingView, responses=WRITE)
 def replace_mapping(mapping_id: MappingId, spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.update_mapping(mapping_id, spec, ctx)
 
 
-@router.patch("/mappings/{mapping_id}")
+@router.patch("/mappings/{mapping_id}", summary="Change some of a mapping's fields (one transaction)",
+              response_model=MappingView, responses=WRITE)
 def patch_mapping(mapping_id: MappingId, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
-    spec = _merge(services.store.get_mapping(mapping_id), _patch_body(patch), MappingSpec, drop=("source", "created_at", "updated_at", "id"))
-    return services.store.update_mapping(mapping_id, spec, ctx)
+    return services.store.patch_mapping(mapping_id, patch, ctx)
 
 
-@router.delete("/mappings/{mapping_id}", status_code=204)
+@router.delete("/mappings/{mapping_id}", status_code=204, summary="Remove a mapping", response_class=Response,
+               responses={**NO_CONTENT, **NOT_FOUND, **CONFLICT})
 def delete_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_mapping(mapping_id, ctx)
     return Response(status_code=204)
@@ -159,33 +169,36 @@ def delete_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesDep) 
 # ---- naming rules ----
 
 
-@router.get("/rules", summary="Naming rules (regular expressions over group names)")
+@router.get("/rules", summary="Naming rules (regular expressions over group names)", response_model=list[RuleView])
 def list_rules(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
     return services.store.list_rules()
 
 
-@router.post("/rules", status_code=201)
+@router.post("/rules", status_code=201, summary="Add a naming rule", response_model=RuleView,
+             responses={**CONFLICT, **WRITE_422})
 def create_rule(spec: RuleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.create_rule(spec, ctx)
 
 
-@router.get("/rules/{name}")
+@router.get("/rules/{name}", summary="One naming rule", response_model=RuleView, responses=READ)
 def get_rule(name: str, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.store.get_rule(name)
 
 
-@router.put("/rules/{name}")
+@router.put("/rules/{name}", summary="Replace a naming rule (it cannot be renamed)", response_model=RuleView,
+            responses=WRITE)
 def replace_rule(name: str, spec: RuleSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
     return services.store.update_rule(name, spec, ctx)
 
 
-@router.patch("/rules/{name}")
+@router.patch("/rules/{name}", summary="Change some of a naming rule's fields (one transaction)",
+              response_model=RuleView, responses=WRITE)
 def patch_rule(name: str, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
-    spec = _merge(services.store.get_rule(name), _patch_body(patch), RuleSpec)
-    return services.store.update_rule(name, spec, ctx)
+    return services.store.patch_rule(name, patch, ctx)
 
 
-@router.delete("/rules/{name}", status_code=204)
+@router.delete("/rules/{name}", status_code=204, summary="Remove a naming rule", response_class=Response,
+               responses={**NO_CONTENT, **NOT_FOUND, **CONFLICT})
 def delete_rule(name: str, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_rule(name, ctx)
     return Response(status_code=204)
@@ -201,7 +214,9 @@ class ExplainRequest(BaseModel):
     """Omitted: the user's groups are read from the directory (nested included)."""
 
 
-@router.post("/explain", summary="Which roles would this user get, and why (groups given, or read from the directory)")
+@router.post("/explain", summary="Which roles would this user get, and why (groups given, or read from the directory)",
+             response_model=Explanation,
+             responses={**NOT_FOUND, 400: COMMON[400] | {"description": "bad_request: no directory to read the groups from"}})
 def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.flow.explain(body.username, body.groups).to_dict()
 
@@ -209,7 +224,13 @@ def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[st
 # ---- export / import ----
 
 
-@router.get("/export", summary="The whole mapping as YAML (or JSON)")
+@router.get(
+    "/export",
+    summary="The whole mapping as YAML (or JSON)",
+    response_class=Response,
+    responses={200: {"model": MappingDocument, "description": "the mapping document (YAML, or JSON with ?format=json)",
+                     "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/MappingDocument"}}}}},
+)
 def export(
     _: AdminDep,
     services: ServicesDep,
@@ -288,7 +309,7 @@ async def import_mapping(
 # ---- audit ----
 
 
-@router.get("/audit", summary="The audit log, newest first, filtered and paged")
+@router.get("/audit", summary="The audit log, newest first, filtered and paged", response_model=AuditPage)
 def audit_log(
     _: AdminDep,
     services: ServicesDep,

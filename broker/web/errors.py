@@ -3,6 +3,12 @@ except on the pages a browser opens (routes hidden from the OpenAPI schema: the 
 device-login page): there a dependency that is down (Redis, the database, the directory)
 answers the portal's "Temporarily unavailable" page, with the same 503.
 
+``details``, when present, always has one shape: a list of ``{"message", "field"?, "code"?,
+"value"?}`` objects (``Error`` / ``ErrorDetail`` below, in the OpenAPI schema): one per problem,
+``field`` the input it concerns (``alias``, ``document.accounts.0.id``), ``code`` its own stable
+code, ``value`` a number or string it is about (a count, a plan hash). Whatever a BrokerError
+carries as details (a list of problems, a dict of facts) is put in that shape on the way out.
+
 BrokerError subclasses carry their own code and status. Request validation errors become
 400 ``malformed_json`` (the body is not JSON) or 422 with the most specific stable code the
 validators raised (``invalid_account_id``, ``invalid_regex``, ...; ``invalid_input`` when they
@@ -16,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import BrokerError, Unavailable
@@ -32,6 +38,50 @@ _PYDANTIC_GENERIC = {
     "dict_type": "invalid_type",
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden", 413: "body_too_large"}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    field: str | None = Field(default=None, description="the input concerned, as a dotted path")
+    code: str | None = Field(default=None, description="this problem's own stable code")
+    value: str | int | float | bool | None = Field(default=None, description="a value the problem is about")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine code (README: Error codes)")
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class Error(BaseModel):
+    """Every error answer of the JSON APIs."""
+
+    error: ErrorBody
+    request_id: str | None
+
+
+_DETAIL_KEYS = ("message", "field", "code", "value")
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def _detail(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict) and isinstance(item.get("message"), str):
+        return {k: _scalar(item[k]) if k == "value" else item[k] for k in _DETAIL_KEYS if item.get(k) is not None}
+    return {"message": str(item)}
+
+
+def error_details(details: Any) -> list[dict[str, Any]] | None:
+    """Any BrokerError's ``details`` in the one documented shape (see the module docstring)."""
+    if details is None:
+        return None
+    if isinstance(details, dict) and not isinstance(details.get("message"), str):
+        return [{"field": str(k), "message": f"{k}: {v}", "value": _scalar(v)} for k, v in details.items()]
+    if isinstance(details, list | tuple):
+        return [_detail(item) for item in details]
+    return [_detail(details)]
 
 
 def error_response(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -89,7 +139,10 @@ def install(app: FastAPI) -> None:
             if metrics is not None:
                 metrics.errors.labels(exc.code).inc()
             return error_page(request, None, exc)
-        return error_response(request, exc.status, exc.to_dict(), headers=exc.headers)
+        body = exc.to_dict()
+        if "details" in body:
+            body["details"] = error_details(body["details"])
+        return error_response(request, exc.status, body, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker import delivery
 from broker.access import role_key
+from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
 from broker.domain import Identity, RoleGrant
 from broker.errors import (
     BrokerError,
@@ -234,6 +235,12 @@ def logout(request: Request, services: ServicesDep, csrf_token: Text = "") -> Re
 # ---- home: accounts and roles ----
 
 
+def human_duration(seconds: int) -> str:
+    """3600 → "1 h", 43200 → "12 h", 5400 → "1 h 30 min", 900 → "15 min"."""
+    hours, minutes = divmod(seconds // 60, 60)
+    return " ".join(filter(None, [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""])) or "0 min"
+
+
 @dataclass(frozen=True)
 class RoleRow:
     key: str
@@ -244,31 +251,78 @@ class RoleRow:
     environment: str | None
     role_name: str
     region: str
+    partition: str
     console: bool
     cli: bool
+    max_console: int
     max_cli: int
     favorite: bool
+    description: str = ""
 
     @property
     def search(self) -> str:
-        return " ".join(filter(None, [self.account_id, self.alias, self.environment, self.role_name])).lower()
+        return " ".join(filter(None, [self.account_id, self.alias, self.environment, self.role_name,
+                                      self.description])).lower()
 
     @property
     def profile(self) -> str:
         return f"{self.account}-{self.role_name}"
 
+    @property
+    def dom_id(self) -> str:
+        """A page-unique id for this role's full row (shortcuts link to it)."""
+        return "role-" + self.account_id + "-" + "".join(c if c.isalnum() else f"_{ord(c):02x}" for c in self.role_name.lower())
 
-def _rows(grants: list[RoleGrant], favorites: set[str]) -> list[RoleRow]:
+    @property
+    def channel_label(self) -> str | None:
+        if self.console and not self.cli:
+            return "console only"
+        if self.cli and not self.console:
+            return "command line only"
+        return None
+
+    @property
+    def max_session(self) -> str:
+        """What the longest session is, said the way a person reads it: "up to 12 h"."""
+        if self.console and self.cli and self.max_console != self.max_cli:
+            return (f"console up to {human_duration(self.max_console)}, "
+                    f"command line up to {human_duration(self.max_cli)}")
+        return f"up to {human_duration(self.max_console if self.console else self.max_cli)}"
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The console regions to offer: the partition's, the account's own first."""
+        known = PARTITIONS[self.partition].regions if self.partition in PARTITIONS else ()
+        return (self.region, *[r for r in known if r != self.region])
+
+
+def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, str] | None = None) -> list[RoleRow]:
+    descriptions = descriptions or {}
     rows = [
         RoleRow(
             key=role_key(g.account_id, g.role_name), account_id=g.account_id, account=g.account_alias or g.account_id,
             alias=g.account_alias, environment=g.environment, role_name=g.role_name, region=g.region,
-            console=g.allows("console"), cli=g.allows("cli"), max_cli=g.max_duration("cli"),
+            partition=g.partition, console=g.allows("console"), cli=g.allows("cli"),
+            max_console=g.max_duration("console"), max_cli=g.max_duration("cli"),
             favorite=role_key(g.account_id, g.role_name) in favorites,
+            description=descriptions.get(role_key(g.account_id, g.role_name), ""),
         )
         for g in grants
     ]
     return sorted(rows, key=lambda r: (r.account.lower(), r.role_name.lower()))
+
+
+def _find_grant(grants: Any, account: str, role: str) -> RoleGrant | None:
+    """The grant a form names, by account id or alias (any case) and role name (any case)."""
+    wanted, role_wanted = account.strip().lower(), role.strip().lower()
+    for g in grants:
+        if (g.account_id == wanted or (g.account_alias or "").lower() == wanted) and g.role_name.lower() == role_wanted:
+            return g
+    return None
+
+
+def _once(keys: list[str]) -> list[str]:
+    return list(dict.fromkeys(keys))
 
 
 @router.get("/")
@@ -285,19 +339,25 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
     except BrokerError as exc:
         return error_page(request, session, exc)
     prefs = services.access.prefs.get(current)
-    rows = _rows(grants, set(prefs.favorites))
+    try:
+        descriptions = services.store.role_descriptions({g.account_id for g in grants})
+    except BrokerError:  # the descriptions are a nicety: the page works without them
+        descriptions = {}
+    rows = _rows(grants, set(prefs.favorites), descriptions)
     query = q.strip().lower()
     shown = [r for r in rows if all(word in r.search for word in query.split())] if query else rows
-    by_key = {r.key: r for r in rows}
+    by_key = {r.key: r for r in shown}
     accounts: dict[str, list[RoleRow]] = {}
     for row in shown:
         accounts.setdefault(row.account_id, []).append(row)
+    # Favorites and recently used are shortcuts (one line each, each role once per list) to the
+    # full rows under "All accounts", where every role appears exactly once.
     return page(
         request, "home.html", session=session, title="Your AWS accounts", q=q, rows=shown, total=len(rows),
         accounts=list(accounts.values()),
-        favorites=[r for r in rows if r.favorite and r in shown],
-        recents=[by_key[k] for k in prefs.recents if k in by_key and by_key[k] in shown],
-        groups=list(current.groups),
+        favorites=[by_key[k] for k in _once(prefs.favorites) if k in by_key],
+        recents=[by_key[k] for k in _once(prefs.recents) if k in by_key],
+        groups=list(current.groups), services=CONSOLE_SERVICES,
     )
 
 
@@ -321,8 +381,7 @@ def favorites(request: Request, services: ServicesDep, account: Text, role: Text
     assert user is not None
     try:
         current = services.flow.current_identity(user)
-        grant = next((g for g in services.flow.grants_for(current.groups).grants
-                      if g.account_id == account and g.role_name.lower() == role.lower()), None)
+        grant = _find_grant(services.flow.grants_for(current.groups).grants, account, role)
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is None:
@@ -346,15 +405,14 @@ def console(
     if refusal is not None:
         return refusal
     assert user is not None
-    try:
+    try:  # the service and region are checked by the flow (a console name, a region of the partition)
+        grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=_ctx(request))
     except BrokerError as exc:
         return error_page(request, session, exc)
-    grant_key = next((role_key(g.account_id, g.role_name) for g in services.flow.grants_for(user.groups).grants
-                      if g.account_id == account and g.role_name.lower() == role.lower()), None)
-    if grant_key:
-        services.access.prefs.used(user, grant_key)
+    if grant is not None:  # recorded by account id, however the form named the account
+        services.access.prefs.used(user, role_key(grant.account_id, grant.role_name))
     return console_redirect(link)
 
 
@@ -377,6 +435,8 @@ def cli_credentials(request: Request, services: ServicesDep, account: Text, role
         ("fish", delivery.env(creds, shell="fish", region=region)),
         ("PowerShell", delivery.env(creds, shell="powershell", region=region)),
     ]
+    values = [("AWS_ACCESS_KEY_ID", creds.access_key_id), ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
+              ("AWS_SESSION_TOKEN", creds.session_token)]
     return page(request, "cli_credentials.html", session=session, title="Temporary credentials",
                 account=issued.grant.account_alias or issued.grant.account_id, role=issued.grant.role_name,
-                expires=delivery.rfc3339(creds.expiration), shells=shells)
+                expires=delivery.rfc3339(creds.expiration), shells=shells, values=values)

@@ -18,8 +18,24 @@ from broker import delivery
 from broker.flow import DecisionContext
 from broker.mapping.model import MAX_SESSION, MIN_SESSION
 from broker.web.deps import CallerDep, ServicesDep, client_ip
+from broker.web.errors import Error
 
-router = APIRouter(prefix="/api/v1", tags=["user"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Error, "description": text}
+    for status, text in {
+        400: "malformed_json, bad_request",
+        401: "unauthenticated, invalid_credentials: log in again (awsbroker login)",
+        403: "role_not_granted, channel_not_allowed, csrf_failed, sts_role_not_trusted, sts_region_disabled, ...",
+        413: "body_too_large",
+        422: "missing_field, unknown_field, invalid_type, invalid_value, invalid_input, session_tag_invalid",
+        429: "rate_limited (HTTP Basic sign-ins); see Retry-After",
+        502: "sts_error and its kinds, console_signin_failed: AWS refused",
+        503: "directory_unavailable, storage_unavailable, state_unavailable, sts_unavailable, sts_throttled, ...",
+    }.items()
+}
+"""What the user API can answer besides success (README: Error codes)."""
+
+router = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
 
 
 def decision_context(request: Request, via: str = "api") -> DecisionContext:
@@ -63,12 +79,38 @@ class CliConfigOut(BaseModel):
                     "null for real AWS")
 
 
+class Me(BaseModel):
+    username: str
+    id: str = Field(description="the immutable id (SourceIdentity, the ID token's sub)")
+    display_name: str
+    email: str
+    groups: list[str]
+    source: str = Field(description="the connector that signed the person in")
+
+
+class Durations(BaseModel):
+    console: int
+    cli: int
+
+
+class MyRole(BaseModel):
+    account_id: str
+    account_alias: str | None
+    environment: str | None
+    role_name: str
+    role_arn: str
+    region: str
+    console: bool
+    cli: bool
+    max_session_duration: Durations = Field(description="seconds, per channel")
+
+
 class ConsoleRequest(CredentialsRequest):
     service: Annotated[str, Field(min_length=1, max_length=63)] | None = None
     region: Annotated[str, Field(min_length=1, max_length=32)] | None = None
 
 
-@router.get("/whoami", summary="The signed-in person, as the directory sees them now")
+@router.get("/whoami", summary="The signed-in person, as the directory sees them now", response_model=Me)
 def whoami(caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
     current = services.flow.current_identity(caller.identity())
     return {
@@ -81,7 +123,8 @@ def whoami(caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/roles", summary="Every account role I may use, with console/CLI permissions and maximum durations")
+@router.get("/roles", summary="Every account role I may use, with console/CLI permissions and maximum durations",
+            response_model=list[MyRole])
 def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
     current = services.flow.current_identity(caller.identity())
     return [
