@@ -82,7 +82,7 @@ def test_a_testclient_built_app_applies_the_same_rule(app_factory):
 def test_the_scheme_comes_from_a_trusted_proxy_only(app_factory):
     """Over TLS at the proxy, the session cookie is Secure with the __Host- name (public_url is http here)."""
     behind = _app(app_factory, ["10.0.0.0/24"], PROXY)
-    assert "__Host-broker=" in behind.get("/login", headers={"X-Forwarded-Proto": "https"}).headers.get("set-cookie", "")
+    assert "__Host-broker-login=" in behind.get("/login", headers={"X-Forwarded-Proto": "https"}).headers.get("set-cookie", "")
     assert "secure" in behind.get("/login", headers={"Forwarded": "for=1.2.3.4;proto=https"}).headers["set-cookie"].lower()
     direct = _app(app_factory, ["10.0.0.0/24"], "198.51.100.7")
     cookie = direct.get("/login", headers={"X-Forwarded-Proto": "https"}).headers.get("set-cookie", "")

@@ -211,6 +211,8 @@ def login(
     except DirectoryUnavailable:
         return _login_page(request, next_url=next_url, username=username, status=503,
                            error="The company directory cannot be reached right now. Try again in a few minutes.")
+    except Unavailable:
+        raise  # the shared state or the database is down: the portal's "Temporarily unavailable" page
     except BrokerError as exc:
         return _login_page(request, next_url=next_url, username=username, status=exc.status, error=exc.message)
     return login_response(request, identity, next_url)

@@ -23,7 +23,8 @@ def poll(client, grant):
 
 
 def decide(client, user_code, decision="approve"):
-    csrf = csrf_of(client.get(f"/device?user_code={user_code}").text)
+    """The confirmation page's POST (its CSRF token from the code-entry page, which counts no guess)."""
+    csrf = csrf_of(client.get("/device").text)
     return client.post("/device", data={"user_code": user_code, "decision": decision, "csrf_token": csrf})
 
 

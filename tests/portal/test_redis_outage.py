@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from tests.conftest import free_port, make_config, require_program
 from tests.directory.servers import stop as stop_process
@@ -74,13 +75,15 @@ def test_during_a_redis_outage_the_portal_shows_its_unavailable_page(tmp_path, a
     client.follow_redirects = False
     assert sign_in(client).status_code == 303
     assert client.get("/").status_code == 200
-    form = client.get("/login?next=/")  # a sign-in form fetched before the outage
-    csrf = csrf_of(form.text) if form.status_code == 200 else ""
+    newcomer = TestClient(client.app, follow_redirects=False)
+    form = newcomer.get("/login?next=/")  # a sign-in form fetched before the outage
+    assert form.status_code == 200
+    csrf = csrf_of(form.text)
 
     redis_server.stop()
     _unavailable_page(client.get("/"))
     _unavailable_page(client.get("/login"))
-    _unavailable_page(client.post("/login", data={"username": "alice", "password": "x", "csrf_token": csrf}))
+    _unavailable_page(newcomer.post("/login", data={"username": "alice", "password": "x", "csrf_token": csrf}))
     _unavailable_page(client.get("/device"))
     basic = "Basic " + base64.b64encode(f"alice:{ALICE_PW}".encode()).decode()
     api = client.get("/api/v1/whoami", headers={"Authorization": basic})
