@@ -19,6 +19,8 @@ import re2
 
 MAX_GROUP_LENGTH = 256
 """Group names longer than this (characters) are not tried against naming rules."""
+MATCH_CACHE = 65536
+"""Group names whose rule matches one matcher remembers."""
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would print every refused pattern on stderr
@@ -82,21 +84,23 @@ class RuleMatcher:
                 self._set = rset
             except re2.error:  # too large as one set: each rule on its own (still linear)
                 self._set = None
+        # The same people sign in again and again: a name's answer is remembered (thread-safe).
+        self.matches = functools.lru_cache(maxsize=MATCH_CACHE)(self._matches)
 
-    def matches(self, name: str) -> list[tuple[int, str, str]]:
+    def _matches(self, name: str) -> tuple[tuple[int, str, str], ...]:
         """(rule position, account, role) for every rule whose pattern matches all of ``name``."""
         if not self._index or len(name) > MAX_GROUP_LENGTH:
-            return []
+            return ()
         try:
             data = name.encode("utf-8")  # bytes: RE2's own offsets, no per-call re-encoding
         except UnicodeEncodeError:  # a lone surrogate: no rule can match it
-            return []
+            return ()
         if self._set is None:
             candidates = self._index
         else:
             hits = self._set.Match(data)
             if not hits:
-                return []
+                return ()
             candidates = [self._index[k] for k in sorted(hits)]
         out = []
         for i in candidates:
@@ -105,7 +109,7 @@ class RuleMatcher:
                 account, role = m.group("account"), m.group("role")
                 if account is not None and role is not None:
                     out.append((i, account.decode("utf-8"), role.decode("utf-8")))
-        return out
+        return tuple(out)
 
 
 @functools.lru_cache(maxsize=64)
