@@ -570,6 +570,8 @@ def _reconcile(s: Session, doc: MappingDocument, *, managed: str, ctx: AuditCont
         plan.mappings, cur_mappings, want_mappings, repos.mapping_spec, lambda k: f"mapping {k[0]!r} -> {k[1]}/{k[2]}"
     )
     rule_c, rule_u, rule_d = diff(plan.rules, cur_rules, want_rules, repos.rule_spec, lambda k: f"rule {k!r}")
+    for entries, items in ((plan.roles.create, role_c), (plan.roles.delete, role_d)):  # a role names its account
+        entries[:] = [{"account": item[0][0], **entry} for item, entry in zip(items, entries, strict=True)]
     if not apply or plan.conflicts:
         return plan
     assert ctx is not None
