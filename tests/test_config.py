@@ -125,3 +125,16 @@ def test_the_kubernetes_example_config_is_valid():
     data = yaml.safe_load(configmap["data"]["broker.yaml"])
     config = parse_config(data, env={"BROKER_DB_PASSWORD": "x", "BROKER_REDIS_URL": "redis://redis:6379/0"})
     assert config.state.backend == "redis" and config.database.url.startswith("postgresql+psycopg://")
+
+
+def test_check_config_reports_a_rule_re2_cannot_compile(tmp_path):
+    path = write(
+        tmp_path,
+        "mapping:\n  rules:\n    - name: look\n      pattern: '^(?!x)AWS-(?P<account>\\d{12})-(?P<role>\\w+)$'\n",
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "broker", "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "mapping.rules[0].pattern: the pattern does not compile as RE2 syntax" in bad.stderr, bad.stderr
+    assert "invalid perl operator: (?!" in bad.stderr
