@@ -158,3 +158,35 @@ def test_the_import_body_is_in_the_openapi_schema(client):
         assert account["properties"]["id"]["type"] == "string" and "$ref" not in json.dumps(schema)
     params = {p["name"] for p in op["parameters"]}
     assert {"apply", "plan_hash", "allow_deletes", "format"} <= params
+
+
+def test_a_rule_stored_before_re2_keeps_the_broker_working(app_factory, tmp_path, admin_headers):
+    """A deployment upgraded with an API rule RE2 refuses (a look-ahead): it starts, the rule is
+    listed, exported, explained as never matching, and can be deleted."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from broker.db.models import NamingRule
+
+    client = app_factory(mapping=CONFIG_MAPPING)
+    now = datetime.now(UTC)
+    row = {"name": "old", "pattern": r"^(?=AWS)AWS-(?P<account>\d{12})-(?P<role>\w+)$", "session_duration": None,
+           "console": True, "cli": True, "description": "", "source": "api", "created_at": now, "updated_at": now}
+
+    def store_old_rule():
+        with client.app.state.services.engine.begin() as conn:
+            conn.execute(insert(NamingRule), [row])
+
+    store_old_rule()
+    assert [r["name"] for r in client.get("/api/v1/admin/rules", headers=admin_headers).json()] == ["adfs", "old"]
+    assert "(?=AWS)" in client.get("/api/v1/admin/export", headers=admin_headers).text
+    body = {"username": "x", "groups": ["AWS-999988887777-Admin"]}
+    explained = client.post("/api/v1/admin/explain", json=body, headers=admin_headers).json()
+    assert [r["ref"] for g in explained["grants"] for r in g["reasons"]] == ["adfs"]
+    assert any("'old'" in n and "RE2" in n for n in explained["notes"]), explained["notes"]
+    r = client.delete("/api/v1/admin/rules/old", headers=admin_headers)
+    assert r.status_code == 204, r.text
+    store_old_rule()
+    restarted = app_factory(mapping=CONFIG_MAPPING)  # the start-up sync reads it too
+    assert [r["name"] for r in restarted.get("/api/v1/admin/rules", headers=admin_headers).json()] == ["adfs", "old"]
