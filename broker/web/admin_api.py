@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from email.message import Message
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -234,15 +235,16 @@ MAX_REPORTED_PROBLEMS = 100
 
 def _import_syntax(content_type: str | None) -> Literal["yaml", "json"]:
     """The parser a Content-Type asks for: YAML when none is given; anything else is a 415."""
-    media, _, params = (content_type or "").partition(";")
-    media = media.strip().lower()
-    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "=" in p
-                    and p.split("=", 1)[0].strip().lower() == "charset"), "utf-8")
+    if not (content_type or "").strip():
+        return "yaml"
+    header = Message()
+    header["content-type"] = content_type
+    media, charset = header.get_content_type(), str(header.get_param("charset") or "utf-8").lower()
     if charset not in ("utf-8", "utf8", "us-ascii"):
         raise UnsupportedMediaType(f"an import document is UTF-8, not {charset}")
     if media in _JSON_TYPES or media.endswith("+json"):
         return "json"
-    if not media or media in _YAML_TYPES or media.endswith("+yaml"):
+    if media in _YAML_TYPES or media.endswith("+yaml"):
         return "yaml"
     raise UnsupportedMediaType(
         f"an import document is YAML (application/yaml) or JSON (application/json), not {media}"
