@@ -1,10 +1,12 @@
 """Benchmark: a user's 500 groups against 100,000 mapping rows. Prints JSON.
 
-Two measurements:
+Three measurements:
 - "pure": broker.mapping.rules.resolve over a full in-memory snapshot (the engine itself);
 - "store": what an issuance does — SqlMappingStore.snapshot_for(groups) (one indexed SQL query
   for the mapping rows, plus the naming rules) and resolve — on SQLite, and on PostgreSQL when
-  BROKER_TEST_DATABASE_URL is set (or --postgres URL).
+  BROKER_TEST_DATABASE_URL is set (or --postgres URL);
+- "hostile_rule": resolve with a nested-quantifier rule added (``([\\w+=,.@-]+)+``, exponential for a
+  backtracking engine) and 500 groups that almost match it, some longer than the rule bound.
 
 Usage: python bench/mapping_engine.py [--rows 100000] [--groups 500] [--repeat 200]
 """
@@ -32,6 +34,7 @@ from broker.db.session import make_engine, migrate
 from broker.db.store import SqlMappingStore
 from broker.groups import match_key
 from broker.mapping.rules import resolve
+from broker.mapping.snapshot import MappingSnapshot, RuleRecord
 
 ACCOUNTS, ROLES_PER_ACCOUNT = 200, 10
 
@@ -130,6 +133,15 @@ def bench_backend(url: str, rows: int, n_groups: int, repeat: int) -> dict:
         "store_snapshot_and_resolve": timeit(lambda: resolve(groups, store.snapshot_for(groups)), repeat),
     }
     assert resolve(groups, store.snapshot_for(groups)).grants == result.grants
+    hostile = RuleRecord("nested", r"^AWS-(?P<account>\d{12})-(?P<role>([\w+=,.@-]+)+)$", None, True, True, "api")
+    evil = MappingSnapshot.build(full.accounts.values(), full.roles.values(), (), (*full.rules, hostile))
+    calls = iter(range(10**9))  # new names on every call: nothing is answered from a cache
+
+    def hostile_call() -> None:
+        k = next(calls)
+        resolve([f"AWS-100000000000-{'a' * (30 + i % 300)}!{k}" for i in range(n_groups)], evil)
+
+    out["hostile_rule_uncached"] = timeit(hostile_call, max(5, repeat // 10))
     engine.dispose()
     return out
 

@@ -33,8 +33,10 @@ in one place per package; a user never sees a stack trace.
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
     │   ├── ReadOnly                 read_only
-    │   └── InUse                    in_use
+    │   ├── InUse                    in_use
+    │   └── DeletesNotAllowed        deletes_not_allowed  (an import that deletes objects, without allow_deletes=true)
     ├── PayloadTooLarge (413)        body_too_large
+    ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
     ├── ConfigError                  config_invalid       (start-up only, never HTTP)
     │   └── SigningKeyError          signing_key_invalid
@@ -234,8 +236,17 @@ class InUse(Conflict):
     code, message = "in_use", "the object is still referenced"
 
 
+class DeletesNotAllowed(Conflict):
+    code = "deletes_not_allowed"
+    message = "the import would delete objects the document does not mention; apply it with allow_deletes=true"
+
+
 class PayloadTooLarge(BrokerError):
     code, status, message = "body_too_large", 413, "the request body is too large"
+
+
+class UnsupportedMediaType(BrokerError):
+    code, status, message = "unsupported_media_type", 415, "the request body's Content-Type is not accepted here"
 
 
 class TooManyRequests(BrokerError):

@@ -247,7 +247,12 @@ def test_export_then_import_dry_run_then_apply(api):
 
     stale = api.post("/import", params={"apply": "true", "plan_hash": "0" * 64}, content=text)
     assert stale.status_code == 409
-    done = api.post("/import", params={"apply": "true", "plan_hash": dry["plan_hash"]}, content=text).json()
+    assert dry["deletes"] == 1
+    refused = api.post("/import", params={"apply": "true", "plan_hash": dry["plan_hash"]}, content=text)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "deletes_not_allowed", refused.text
+    assert api.get("/mappings", params={"group": "auditors"}).json()["items"] == []  # nothing changed
+    params = {"apply": "true", "plan_hash": dry["plan_hash"], "allow_deletes": "true"}
+    done = api.post("/import", params=params, content=text).json()
     assert done["applied"] is True and done["changes"] == 2
     assert [m["group"] for m in api.get("/mappings", params={"account": "prod"}).json()["items"]] == ["auditors"]
     events = api.get("/audit", params={"action": "mapping."}).json()["items"]

@@ -261,3 +261,16 @@ def test_check_config_warns_when_nobody_can_sign_in(tmp_path):
         text=True, check=False,
     )
     assert demo.returncode == 0 and "warning" not in demo.stderr
+
+
+def test_check_config_reports_a_rule_re2_cannot_compile(tmp_path):
+    path = write(
+        tmp_path,
+        "mapping:\n  rules:\n    - name: look\n      pattern: '^(?!x)AWS-(?P<account>\\d{12})-(?P<role>\\w+)$'\n",
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "broker", "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "mapping.rules[0].pattern: the pattern does not compile as RE2 syntax" in bad.stderr, bad.stderr
+    assert "invalid perl operator: (?!" in bad.stderr

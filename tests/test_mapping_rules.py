@@ -115,3 +115,83 @@ def test_mapping_and_rule_to_the_same_role_make_one_grant():
     (grant,) = resolve(["ops", "AWS-prod-Admin"], data).grants
     assert [(r.kind, r.ref) for r in grant.reasons] == [("mapping", "7"), ("rule", "adfs")]
     assert grant.max_duration("console") == 43200 and grant.max_duration("cli") == 900
+
+
+# ---- naming rules in RE2: linear time, a bound on the name, Python-only syntax refused ----
+
+NESTED = r"^AWS-(?P<account>\d{12}|[a-z-]+)-(?P<role>([\w+=,.@-]+)+)$"  # exponential for Python's re
+
+
+_NESTED_CHECK = """
+import json
+from tests.test_mapping_rules import NESTED, RuleRecord, resolve, snapshot
+almost = "AWS-prod-" + "a" * 48 + "!"  # 2**48 backtracking paths before Python's re gives up
+res = resolve([almost, "AWS-prod-Admin"], snapshot(rules=(RuleRecord("nested", NESTED, None, True, True, "api"),)))
+print(json.dumps({"arns": [g.role_arn for g in res.grants], "unmatched": list(res.unmatched)}))
+"""
+
+
+def test_a_nested_quantifier_rule_answers_at_once():
+    """In a child process: a backtracking engine would hold its GIL (and so this test) for ever."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _NESTED_CHECK], cwd=root, capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("resolving one group name against a nested-quantifier rule did not finish")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out == {"arns": ["arn:aws:iam::111122223333:role/Admin"], "unmatched": ["AWS-prod-" + "a" * 48 + "!"]}
+
+
+@pytest.mark.parametrize(
+    "pattern, reason",
+    [
+        (r"^(?=AWS)AWS-(?P<account>\d{12})-(?P<role>\w+)$", "invalid perl operator"),  # look-ahead
+        (r"^(?P<account>\d{12})-(?P<role>\w+)-(?P=role)$", "invalid perl operator: (?P"),  # back-reference
+        (r"^(?P<account>\d{12})-(?P<role>\w+)\Z", "invalid escape sequence"),  # Python's \Z is RE2's \z
+    ],
+)
+def test_python_only_syntax_is_refused_with_re2s_reason(pattern, reason):
+    from pydantic import ValidationError
+
+    from broker.mapping.model import RuleSpec
+
+    with pytest.raises(ValidationError) as err:
+        RuleSpec(name="r", pattern=pattern)
+    (e,) = err.value.errors()
+    assert e["type"] == "invalid_regex" and "RE2" in e["msg"] and reason in e["msg"], e["msg"]
+
+
+def test_a_group_name_over_the_bound_is_not_tried_against_rules():
+    from broker.mapping.patterns import MAX_GROUP_LENGTH
+
+    rule = RuleRecord("any", r"^AWS-(?P<account>[a-z]+)-(?P<role>Admin)(?:-x*)?$", None, True, True, "api")
+    at_bound = "AWS-prod-Admin-" + "x" * (MAX_GROUP_LENGTH - 15)
+    over = at_bound + "x"
+    assert len(resolve([at_bound], snapshot(rules=(rule,))).grants) == 1
+    res = resolve([over], snapshot(rules=(rule,)))
+    assert res.grants == () and res.unmatched == (over,)
+    assert any(f"longer than {MAX_GROUP_LENGTH}" in n for n in res.notes), res.notes
+
+
+def test_a_stored_rule_re2_cannot_compile_is_skipped_with_a_note():
+    """A rule stored before RE2 was required never matches; the others still do."""
+    old = RuleRecord("old", r"^(?=AWS)AWS-(?P<account>\d{12})-(?P<role>\w+)$", None, True, True, "api")
+    adfs = RuleRecord("adfs", ADFS, None, True, True, "api")
+    res = resolve(["AWS-111122223333-Admin"], snapshot(rules=(old, adfs)))
+    assert [r.ref for g in res.grants for r in g.reasons] == ["adfs"]
+    assert any("'old'" in n and "RE2" in n for n in res.notes), res.notes
+
+
+def test_rule_classes_are_ascii_as_in_re2():
+    """``\\d`` is ASCII in RE2: Arabic-Indic digits are no account id (Python's ``\\d`` took them)."""
+    rule = RuleRecord("adfs", ADFS, None, True, True, "api")
+    res = resolve(["AWS-\u0661\u0661\u0661\u0661\u0662\u0662\u0662\u0662\u0663\u0663\u0663\u0663-Admin"], snapshot(rules=(rule,)))
+    assert res.grants == () and res.notes == ()

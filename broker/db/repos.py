@@ -64,7 +64,8 @@ def mapping_spec(m: Mapping) -> MappingSpec:
 
 
 def rule_spec(r: NamingRule) -> RuleSpec:
-    return RuleSpec(
+    # not re-validated: a rule stored before patterns had to be RE2 is still listed, exported and deletable
+    return RuleSpec.model_construct(
         name=r.name,
         pattern=r.pattern,
         session_duration=r.session_duration,

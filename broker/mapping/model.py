@@ -80,10 +80,19 @@ def check_region(value: str) -> str:
 
 
 def check_rule_pattern(value: str) -> str:
+    """A naming rule is RE2 syntax (linear-time matching, ``broker.mapping.patterns``) with the
+    named groups ``account`` and ``role``."""
+    from broker.mapping.patterns import PatternError, compile_pattern
+
     try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise _fail("invalid_regex", "the pattern does not compile: {reason}", reason=str(exc)) from None
+        compiled = compile_pattern(value)
+    except PatternError as exc:
+        raise _fail(
+            "invalid_regex",
+            "the pattern does not compile as RE2 syntax (naming rules are matched in linear time: no "
+            "look-around, no back-references): {reason}",
+            reason=str(exc),
+        ) from None
     missing = {"account", "role"} - set(compiled.groupindex)
     if missing:
         raise _fail(

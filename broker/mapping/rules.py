@@ -6,14 +6,14 @@ matched). Groups match case-insensitively after DN reduction (``broker.groups``)
 Naming rules are regular expressions over group names with the named groups ``account``
 (a 12-digit id or an alias of a registered account) and ``role``, e.g. the ADFS convention
 ``^AWS-(?P<account>\\d{12})-(?P<role>[\\w+=,.@-]+)$``. The pattern must match the whole
-group name (``fullmatch``). A rule never creates an account: the account must be registered.
+group name (``fullmatch``). Patterns are RE2 syntax, matched in linear time
+(``broker.mapping.patterns``); a group name longer than ``MAX_GROUP_LENGTH`` is not tried. A rule never creates an account: the account must be registered.
 A role the rule names but that is not registered gets AWS's default maximum session (1 h),
 the shortest any IAM role allows, so the broker never asks for more than the role permits.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -21,7 +21,8 @@ from typing import NamedTuple
 from broker.domain import GrantReason, RoleGrant
 from broker.groups import normalize
 from broker.mapping.model import AWS_DEFAULT_MAX_SESSION, ROLE_NAME
-from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord, rule_prefilter
+from broker.mapping.patterns import MAX_GROUP_LENGTH, RuleMatcher
+from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord, rules_matcher
 
 
 class NormalizedGroup(NamedTuple):
@@ -50,23 +51,33 @@ def normalize_groups(groups: Iterable[str]) -> tuple[NormalizedGroup, ...]:
 
 
 def rule_candidates(
-    groups: Iterable[NormalizedGroup], rules: Iterable[RuleRecord], prefilter: re.Pattern[str] | None = None
+    groups: Iterable[NormalizedGroup], rules: Iterable[RuleRecord], matcher: RuleMatcher | None = None
 ) -> list[tuple[NormalizedGroup, RuleRecord, str, str]]:
     """(group, rule, account ref, role name) for every rule that matches a group."""
-    out = []
+    out: list[tuple[NormalizedGroup, RuleRecord, str, str]] = []
     rules = tuple(rules)
     if not rules:
         return out
-    if prefilter is None:
-        prefilter = rule_prefilter(rules)
+    if matcher is None:
+        matcher = rules_matcher(rules)
     for g in groups:
-        if prefilter is not None and prefilter.fullmatch(g.name) is None:
-            continue
-        for rule in rules:
-            m = rule.compiled.fullmatch(g.name)
-            if m:
-                out.append((g, rule, m.group("account"), m.group("role")))
+        for i, account, role in matcher.matches(g.name):
+            out.append((g, rules[i], account, role))
     return out
+
+
+def rule_notes(groups: Iterable[NormalizedGroup], rules: tuple[RuleRecord, ...], matcher: RuleMatcher) -> list[str]:
+    """Why a rule or a group took no part in rule matching."""
+    notes = [
+        f"rule {rules[i].name!r} is never matched: its pattern is not RE2 syntax ({why}); replace it"
+        for i, why in sorted(matcher.problems.items())
+    ]
+    notes += [
+        f"group {g.name[:40]!r}... is longer than {MAX_GROUP_LENGTH} characters: not tried against naming rules"
+        for g in groups
+        if len(g.name) > MAX_GROUP_LENGTH
+    ]
+    return notes
 
 
 def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
@@ -90,7 +101,10 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                 continue
             add(acc, role, GrantReason("mapping", m.id, g.given, m.console, m.cli, m.session_duration, m.source), g.key)
 
-    for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules, data.rule_prefilter):
+    matcher = data.matcher or rules_matcher(data.rules)
+    if data.rules:
+        notes.extend(rule_notes(normalized, data.rules, matcher))
+    for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules, matcher):
         acc = data.account(account_ref)
         if acc is None:
             notes.append(f"rule {rule.name!r} matched {g.name!r} but account {account_ref!r} is not registered")

@@ -6,10 +6,11 @@ set of groups can reach (one issuance); ``broker.mapping.rules.resolve`` reads i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from broker.mapping.patterns import RuleMatcher, rule_matcher
 
 Source = Literal["config", "api"]
 
@@ -55,30 +56,11 @@ class RuleRecord:
     console: bool
     cli: bool
     source: Source
-    compiled: re.Pattern[str] = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # Compiled once per record; the pattern was validated when it was stored.
-        object.__setattr__(self, "compiled", re.compile(self.pattern))
 
 
-_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
-
-
-def rule_prefilter(rules: Iterable[RuleRecord]) -> re.Pattern[str] | None:
-    """One compiled alternation of every rule (named groups made anonymous), so a group name
-    is tried against all rules in one regex call; None when the rules cannot be combined
-    (back-references, inline flags) and each rule is tried on its own."""
-    rules = tuple(rules)
-    if not rules:
-        return None
-    parts = [_NAMED_GROUP.sub("(?:", r.pattern) for r in rules]
-    if any("(?P=" in p or "(?" in p.replace("(?:", "") for p in parts):
-        return None
-    try:
-        return re.compile("|".join(f"(?:{p})" for p in parts))
-    except re.error:
-        return None
+def rules_matcher(rules: Iterable[RuleRecord]) -> RuleMatcher:
+    """All rule patterns in one RE2 set (built once while the patterns stay the same)."""
+    return rule_matcher(tuple(r.pattern for r in rules))
 
 
 @dataclass(frozen=True)
@@ -89,8 +71,8 @@ class MappingSnapshot:
     mappings_by_group: dict[str, tuple[MappingRecord, ...]]
     rules: tuple[RuleRecord, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
-    rule_prefilter: re.Pattern[str] | None = None
-    """All rule patterns in one alternation: a group that fails it matches no rule."""
+    matcher: RuleMatcher | None = None
+    """The rules' patterns in RE2 (``broker.mapping.patterns``), in the order of ``rules``."""
 
     @classmethod
     def build(
@@ -101,6 +83,7 @@ class MappingSnapshot:
         rules: Iterable[RuleRecord] = (),
     ) -> MappingSnapshot:
         accs = {a.id: a for a in accounts}
+        rules = tuple(rules)
         by_group: dict[str, list[MappingRecord]] = {}
         for m in mappings:
             by_group.setdefault(m.group_key, []).append(m)
@@ -108,9 +91,9 @@ class MappingSnapshot:
             accounts=accs,
             roles={(r.account_id, r.name.lower()): r for r in roles},
             mappings_by_group={k: tuple(v) for k, v in by_group.items()},
-            rules=tuple(rules),
+            rules=rules,
             aliases={a.alias.lower(): a.id for a in accs.values() if a.alias},
-            rule_prefilter=rule_prefilter(rules),
+            matcher=rules_matcher(rules),
         )
 
     def account(self, ref: str) -> AccountRecord | None:

@@ -7,16 +7,26 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from email.message import Message
 from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from broker.audit import AuditFilter
-from broker.errors import Conflict, InvalidImport, ReadOnly
+from broker.errors import (
+    Conflict,
+    DeletesNotAllowed,
+    ReadOnly,
+    UnsupportedMediaType,
+)
+from broker.mapping import plan_text
+from broker.mapping.document_parse import parse_document
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.plan_text import deletions
 from broker.web.admin_schema import (
     COMMON,
     CONFLICT,
@@ -244,14 +254,54 @@ def export(
     return Response(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), media_type="application/yaml")
 
 
-def _no_aliases(text: str) -> None:
-    """YAML anchors and aliases can expand a small document into a huge one: refused."""
+_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+_JSON_TYPES = frozenset({"application/json", "text/json"})
+MAX_REPORTED_PROBLEMS = 100
+
+
+def _import_syntax(content_type: str | None) -> Literal["yaml", "json"]:
+    """The parser a Content-Type asks for: YAML when none is given; anything else is a 415."""
+    if not (content_type or "").strip():
+        return "yaml"
+    header = Message()
+    header["content-type"] = content_type
+    media, charset = header.get_content_type(), str(header.get_param("charset") or "utf-8").lower()
+    if charset not in ("utf-8", "utf8", "us-ascii"):
+        raise UnsupportedMediaType(f"an import document is UTF-8, not {charset}")
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return "json"
+    if media in _YAML_TYPES or media.endswith("+yaml"):
+        return "yaml"
+    raise UnsupportedMediaType(
+        f"an import document is YAML (application/yaml) or JSON (application/json), not {media}"
+    )
+
+
+def _read_document(raw: bytes, syntax: Literal["yaml", "json"]) -> MappingDocument | list[dict[str, Any]]:
+    """Parse and validate (in a worker thread): the document, or the first validation problems."""
+    data = parse_document(raw, syntax)
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise InvalidImport("YAML anchors and aliases are not accepted in an import")
-    except yaml.YAMLError as exc:
-        raise InvalidImport(f"not valid YAML or JSON: {getattr(exc, 'problem', None) or exc}") from None
+        return MappingDocument.model_validate(data)
+    except ValidationError as exc:
+        return [e | {"loc": ("document", *e["loc"])} for e in exc.errors(include_input=False)[:MAX_REPORTED_PROBLEMS]]
+
+
+def _import_schema() -> dict[str, Any]:
+    """The mapping document's JSON schema with its definitions inlined (the OpenAPI operation
+    cannot carry ``$defs``), so schemathesis and clients see the body for what it is."""
+    schema = MappingDocument.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items() if k != "discriminator"}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
 
 
 def _plan_hash(plan: dict[str, Any]) -> str:
@@ -259,13 +309,30 @@ def _plan_hash(plan: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def _plan_answer(plan: dict[str, Any], format: str) -> Any:
+    plan["deletes"] = deletions(plan)
+    plan["plan_hash"] = _plan_hash(plan)
+    if format == "text":
+        return PlainTextResponse(plan_text.render(plan))
+    return plan
+
+
+_IMPORT_SCHEMA = _import_schema()
+
+
 @router.post(
     "/import",
     summary="Import a mapping document: a dry-run diff by default, ?apply=true applies it atomically",
+    description=(
+        "The body is the whole mapping (as GET /export gives it), YAML (`application/yaml`, also when no "
+        "Content-Type is given) or JSON (`application/json`), UTF-8. Objects of the API the document does "
+        "not mention are deleted: applying such a plan needs `allow_deletes=true`. `format=text` answers "
+        "the plan as readable lines (`+` create, `~` update, `-` delete)."
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/yaml": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}},
+            "content": {"application/yaml": {"schema": _IMPORT_SCHEMA}, "application/json": {"schema": _IMPORT_SCHEMA}},
         }
     },
 )
@@ -275,35 +342,35 @@ async def import_mapping(
     services: ServicesDep,
     apply: bool = False,
     plan_hash: Annotated[str | None, Query(description="apply only if the plan is still the one this dry run showed")] = None,
+    allow_deletes: Annotated[bool, Query(description="let the import delete API objects the document does not mention")] = False,
+    format: Annotated[Literal["json", "text"], Query(description="the plan as JSON, or as readable lines")] = "json",
 ) -> Any:
+    syntax = _import_syntax(request.headers.get("content-type"))
     raw = await request.body()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidImport("the document is not UTF-8") from None
-    if not text.strip():
-        raise InvalidImport("the document is empty")
-    _no_aliases(text)
-    data = yaml.safe_load(text)  # JSON is YAML
-    try:
-        doc = MappingDocument.model_validate(data)
-    except ValidationError as exc:
-        return validation_response(request, [e | {"loc": ("document", *e["loc"])} for e in exc.errors()])
+    # Off the event loop, and capped (depth, nodes, digits): /healthz and issuance go on meanwhile.
+    doc = await run_in_threadpool(_read_document, raw, syntax)
+    if isinstance(doc, list):
+        return validation_response(request, doc)
 
     plan = (await run_in_threadpool(services.store.plan_import, doc)).to_dict()
-    plan["plan_hash"] = _plan_hash(plan)
     if not apply:
-        return plan
+        return _plan_answer(plan, format)
     if plan["conflicts"]:
         raise ReadOnly(
             "the import would change objects declared in the configuration file; nothing was changed",
             details=plan["conflicts"],
         )
-    if plan_hash is not None and plan_hash != plan["plan_hash"]:
-        raise Conflict("the mapping changed since that dry run; review a new dry run", details={"plan_hash": plan["plan_hash"]})
+    answer = _plan_answer(dict(plan), "json")
+    if plan_hash is not None and plan_hash != answer["plan_hash"]:
+        raise Conflict("the mapping changed since that dry run; review a new dry run", details={"plan_hash": answer["plan_hash"]})
+    if answer["deletes"] and not allow_deletes:
+        raise DeletesNotAllowed(
+            f"the import would delete {answer['deletes']} object(s) the document does not mention "
+            "(see the dry run); nothing was changed. Apply with allow_deletes=true to delete them",
+            details={"deletes": answer["deletes"], "plan_hash": answer["plan_hash"]},
+        )
     applied = (await run_in_threadpool(services.store.apply_import, doc, ctx)).to_dict()
-    applied["plan_hash"] = _plan_hash(applied)
-    return applied
+    return _plan_answer(applied, format)
 
 
 # ---- audit ----
