@@ -39,6 +39,7 @@ from broker.web.admin_schema import (
     MappingView,
     RoleView,
     RuleView,
+    documented_error,
 )
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
 from broker.web.errors import validation_response
@@ -329,6 +330,12 @@ _IMPORT_SCHEMA = _import_schema()
         "not mention are deleted: applying such a plan needs `allow_deletes=true`. `format=text` answers "
         "the plan as readable lines (`+` create, `~` update, `-` delete)."
     ),
+    responses={
+        409: documented_error("read_only (it would change objects of the configuration file), conflict (plan_hash: the mapping "
+                    "changed since that dry run), deletes_not_allowed (apply with allow_deletes=true)"),
+        415: documented_error("unsupported_media_type: the body is neither YAML nor JSON"),
+        422: documented_error("invalid_import: the document cannot be read, or has dangling or duplicate references"),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

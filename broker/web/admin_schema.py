@@ -159,25 +159,25 @@ class Explanation(_View):
 # ---- the error statuses, per route ----
 
 
-def _error(text: str) -> dict[str, Any]:
+def documented_error(text: str) -> dict[str, Any]:
     return {"model": Error, "description": text}
 
 
 COMMON: dict[int | str, dict[str, Any]] = {
-    400: _error("malformed_json (the body is not JSON), bad_request (e.g. an invalid Content-Length)"),
-    401: _error("unauthenticated, invalid_credentials: no, or no valid, admin credentials"),
-    403: _error("forbidden: the directory account signed in but is not an admin"),
-    413: _error("body_too_large: the body is over server.max_body_bytes"),
-    422: _error("the request is invalid: missing_field, unknown_field, invalid_type, invalid_value, or a more specific code"),
-    429: _error("rate_limited: too many failed password sign-ins (HTTP Basic); see Retry-After"),
-    503: _error("storage_unavailable, directory_unavailable, state_unavailable: try again shortly"),
+    400: documented_error("malformed_json (the body is not JSON), bad_request (e.g. an invalid Content-Length)"),
+    401: documented_error("unauthenticated, invalid_credentials: no, or no valid, admin credentials"),
+    403: documented_error("forbidden: the directory account signed in but is not an admin"),
+    413: documented_error("body_too_large: the body is over server.max_body_bytes"),
+    422: documented_error("the request is invalid: missing_field, unknown_field, invalid_type, invalid_value, or a more specific code"),
+    429: documented_error("rate_limited: too many failed password sign-ins (HTTP Basic); see Retry-After"),
+    503: documented_error("storage_unavailable, directory_unavailable, state_unavailable: try again shortly"),
 }
 """Every admin route: authentication, body and validation problems, rate limits, outages."""
 
-NOT_FOUND = {404: _error("not_found: no such account, role, mapping or rule")}
-CONFLICT = {409: _error("duplicate, read_only (declared in the configuration file), in_use, conflict")}
+NOT_FOUND = {404: documented_error("not_found: no such account, role, mapping or rule")}
+CONFLICT = {409: documented_error("duplicate, read_only (declared in the configuration file), in_use, conflict")}
 WRITE_422 = {
-    422: _error(
+    422: documented_error(
         "invalid_account_id, invalid_alias, invalid_region, invalid_role_name, invalid_role_path, reserved_role, "
         "invalid_regex, invalid_group, unknown_account, unknown_role, duplicate (listed twice), missing_field, "
         "unknown_field, invalid_type, invalid_value, invalid_input"
