@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from broker.audit import AuditContext, AuditFilter
 from broker.db.models import AuditEvent
-from broker.errors import Duplicate, InUse, InvalidImport, NotFound, ReadOnly, UnknownAccount, UnknownRole
+from broker.errors import Conflict, Duplicate, InUse, InvalidImport, NotFound, ReadOnly, UnknownAccount, UnknownRole
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.rules import resolve
 
@@ -241,3 +241,23 @@ def test_config_sync_follows_the_file(store):
     assert store.sync_config(MappingDocument.model_validate(second)).changes == 0
     events = store.audit_events(AuditFilter(actor="config-file"), limit=100, before_id=None)
     assert events and all(e["details"]["via"] == "config-sync" for e in events)
+
+
+def test_an_import_is_checked_and_applied_on_one_plan(store):
+    """The caller's check (plan hash, allow_deletes) sees the very plan the apply writes, inside its
+    transaction; a refusal there changes nothing."""
+    store.apply_import(MappingDocument.model_validate(DOC), CTX)
+    before = store.export().model_dump()
+    smaller = MappingDocument.model_validate({**DOC, "mappings": [], "rules": []})
+    seen = []
+
+    def refuse(plan):
+        seen.append(plan.to_dict())
+        raise Conflict("refused by the check")
+
+    with pytest.raises(Conflict):
+        store.apply_import(smaller, CTX, check=refuse)
+    assert store.export().model_dump() == before
+    assert seen == [store.plan_import(smaller).to_dict()]
+    applied = store.apply_import(smaller, CTX, check=seen.append)
+    assert len(applied.mappings.delete) == 2 and len(store.list_mappings(limit=10)) == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -468,14 +468,22 @@ class SqlMappingStore:
         with self._tx() as s:
             return _reconciled(s, doc, managed=reconcile.API).plan
 
-    def apply_import(self, doc: MappingDocument, ctx: AuditContext) -> ImportPlan:
+    def apply_import(
+        self, doc: MappingDocument, ctx: AuditContext, *, check: Callable[[ImportPlan], None] | None = None
+    ) -> ImportPlan:
+        """Apply the import atomically. ``check`` sees the plan inside the transaction, before any
+        write, and may refuse it (the dry run's plan hash, deletions without allow_deletes): the
+        mapping lock is held from the plan to the writes, so nothing slips in between."""
         with self._tx() as s:
+            _lock_mapping(s)
             rec = _reconciled(s, doc, managed=reconcile.API)
             if rec.plan.conflicts:
                 raise ReadOnly(
                     "the import would change objects declared in the configuration file; nothing was changed",
                     details=rec.plan.conflicts,
                 )
+            if check is not None:
+                check(rec.plan)
             reconcile.apply(s, rec, managed=reconcile.API, ctx=ctx)
             return rec.plan
 
@@ -493,7 +501,7 @@ class SqlMappingStore:
         Runs under the config_sync row's lock, so workers and replicas starting together sync one
         after the other (the later ones find nothing to do). See broker.db.reconcile."""
         with self._tx() as s:
-            _lock_config_sync(s)
+            _lock_mapping(s)
             rec = reconcile.reconcile(reconcile.load_current(s), doc, managed=reconcile.CONFIG)
             if rec.problems:
                 raise ConfigSyncFailed(details=rec.problems)
@@ -578,9 +586,10 @@ def _reconciled(s: Session, doc: MappingDocument, *, managed: str) -> reconcile.
     return rec
 
 
-def _lock_config_sync(s: Session) -> None:
-    """Write the sync's row first: a concurrent sync waits here until this one commits (the
-    row's lock on PostgreSQL, the database's write lock on SQLite), then reads what it wrote."""
+def _lock_mapping(s: Session) -> None:
+    """Write the config_sync row first: a concurrent sync or import waits here until this one
+    commits (the row's lock on PostgreSQL, the database's write lock on SQLite), then reads what
+    it wrote. Syncs and applied imports thus run one at a time over the whole mapping."""
     dialect = s.get_bind().dialect.name
     upsert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
     if upsert is None:

@@ -20,13 +20,13 @@ from broker.audit import AuditFilter
 from broker.errors import (
     Conflict,
     DeletesNotAllowed,
-    ReadOnly,
     UnsupportedMediaType,
 )
 from broker.mapping import plan_text
 from broker.mapping.document_parse import parse_document
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.plan_text import deletions
+from broker.mapping.store import ImportPlan
 from broker.web.admin_schema import (
     COMMON,
     CONFLICT,
@@ -359,25 +359,25 @@ async def import_mapping(
     if isinstance(doc, list):
         return validation_response(request, doc)
 
-    plan = (await run_in_threadpool(services.store.plan_import, doc)).to_dict()
     if not apply:
-        return _plan_answer(plan, format)
-    if plan["conflicts"]:
-        raise ReadOnly(
-            "the import would change objects declared in the configuration file; nothing was changed",
-            details=plan["conflicts"],
-        )
-    answer = _plan_answer(dict(plan), "json")
-    if plan_hash is not None and plan_hash != answer["plan_hash"]:
-        raise Conflict("the mapping changed since that dry run; review a new dry run", details={"plan_hash": answer["plan_hash"]})
-    if answer["deletes"] and not allow_deletes:
-        raise DeletesNotAllowed(
-            f"the import would delete {answer['deletes']} object(s) the document does not mention "
-            "(see the dry run); nothing was changed. Apply with allow_deletes=true to delete them",
-            details={"deletes": answer["deletes"], "plan_hash": answer["plan_hash"]},
-        )
-    applied = (await run_in_threadpool(services.store.apply_import, doc, ctx)).to_dict()
-    return _plan_answer(applied, format)
+        return _plan_answer((await run_in_threadpool(services.store.plan_import, doc)).to_dict(), format)
+
+    def check(planned: ImportPlan) -> None:
+        """Inside the apply's transaction, under the mapping lock: the plan about to be written."""
+        answer = _plan_answer(planned.to_dict(), "json")
+        if plan_hash is not None and plan_hash != answer["plan_hash"]:
+            raise Conflict(
+                "the mapping changed since that dry run; review a new dry run", details={"plan_hash": answer["plan_hash"]}
+            )
+        if answer["deletes"] and not allow_deletes:
+            raise DeletesNotAllowed(
+                f"the import would delete {answer['deletes']} object(s) the document does not mention "
+                "(see the dry run); nothing was changed. Apply with allow_deletes=true to delete them",
+                details={"deletes": answer["deletes"], "plan_hash": answer["plan_hash"]},
+            )
+
+    applied = await run_in_threadpool(lambda: services.store.apply_import(doc, ctx, check=check))
+    return _plan_answer(applied.to_dict(), format)
 
 
 # ---- audit ----
