@@ -7,7 +7,16 @@ from sqlalchemy import select
 
 from broker.audit import AuditContext, AuditFilter
 from broker.db.models import AuditEvent
-from broker.errors import Conflict, Duplicate, InUse, InvalidImport, NotFound, ReadOnly, UnknownAccount, UnknownRole
+from broker.errors import (
+    Conflict,
+    Duplicate,
+    InUse,
+    InvalidImport,
+    NotFound,
+    ReadOnly,
+    UnknownAccount,
+    UnknownRole,
+)
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.rules import resolve
 
