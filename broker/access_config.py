@@ -85,4 +85,7 @@ class RateLimitsConfig(_Section):
     """Device logins started per source address per window and not completed: a start whose login
     completes (approved in the browser, picked up by the CLI from that address) gives its place
     back, so a company behind one proxy signing in all morning never reaches it; only abandoned
-    starts (a script in a loop, a flood) do."""
+    starts (a script in a loop, a flood) do. An address where device logins completed within
+    ``known_address_days`` has ten times this allowance, so a stranger's abandoned starts from a
+    shared address do not stop its people's logins (``server.trusted_proxies`` gives each person
+    their own address in the first place)."""

@@ -19,7 +19,7 @@ from broker.config import Config, load_config
 from broker.connectors.base import Connector, ProbeConnector, UpstreamConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db.session import current_revision, head_revision, make_engine, migrate
-from broker.db.store import SqlMappingStore
+from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
@@ -33,7 +33,9 @@ from broker.web.middleware import BodyLimit, ClientAddress, RequestContext, Secu
 log = logs.get_logger("broker.app")
 
 MAPPING_SYNCED_ENV = "BROKER_MAPPING_SYNCED"
-"""Set by `broker serve` for its workers once it has synced the mapping itself."""
+"""Set by `broker serve` for its workers once it has synced the mapping itself: the synced
+document's hash. A worker whose file says something else (edited, then the workers restarted by
+SIGHUP or respawned) syncs again."""
 UVICORN_STARTUP_FAILURE = 3
 """uvicorn.config.STARTUP_FAILURE: a worker exiting with it stops the supervisor."""
 
@@ -116,7 +118,7 @@ def prepare_start(config: Config) -> None:
     (told by MAPPING_SYNCED_ENV) do not sync again."""
     engine, _ = open_store(config)
     engine.dispose()
-    os.environ[MAPPING_SYNCED_ENV] = "1"
+    os.environ[MAPPING_SYNCED_ENV] = document_hash(config.mapping)
 
 
 def startup_problems(exc: BaseException) -> list[str]:
@@ -224,7 +226,7 @@ def app_from_env() -> FastAPI:
             from broker.affinity import pin_worker
 
             cpu = pin_worker()  # before create_app starts threads: they inherit it
-        app = create_app(config, sync_mapping=os.environ.get(MAPPING_SYNCED_ENV) != "1")
+        app = create_app(config, sync_mapping=os.environ.get(MAPPING_SYNCED_ENV) != document_hash(config.mapping))
     except BrokerError as exc:
         print("cannot start:\n" + "\n".join(startup_problems(exc)), file=sys.stderr, flush=True)
         sys.exit(UVICORN_STARTUP_FAILURE)

@@ -30,6 +30,9 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.strip().casefold().encode("utf-8")).hexdigest()[:32]
 
 
+KNOWN_ADDRESS_DEVICE_FACTOR = 10
+"""How many times device_authorizations_per_address an address with completed device logins has."""
+
 class RateLimiter:
     def __init__(self, state: StateStore, config: RateLimitsConfig) -> None:
         self.state = state
@@ -128,12 +131,26 @@ class RateLimiter:
         self.hit("ucode-pair", self._pair(user, address))
 
     def device_authorization(self, *, address: str | None) -> None:
-        """A device login starts: refused when the address has too many starts not completed."""
-        self._refuse_over("devauth-addr", address, self.config.device_authorizations_per_address,
+        """A device login starts: refused when the address has too many starts not completed. An
+        address where device logins completed lately (``known_address_days``) has ten times the
+        allowance, so abandoned starts from a stranger there do not stop its people's logins."""
+        c = self.config
+        limit = c.device_authorizations_per_address
+        if address and self._count("devauth-addr", address) >= limit and self._known_device_address(address):
+            limit *= KNOWN_ADDRESS_DEVICE_FACTOR
+        self._refuse_over("devauth-addr", address, limit,
                           "too many device logins started from your address; wait a few minutes")
         self.hit("devauth-addr", address)
 
+    def _known_device_address(self, address: str) -> bool:
+        return self.state.get(self._key("devauth-known", address)) is not None
+
     def device_login_completed(self, *, address: str | None) -> None:
-        """The CLI at ``address`` picked up an approved login: its start no longer counts."""
-        if address and self._count("devauth-addr", address) > 0:
+        """The CLI at ``address`` picked up an approved login: its start no longer counts, and the
+        address is one where people complete device logins."""
+        if not address:
+            return
+        if self._count("devauth-addr", address) > 0:
             self.state.increment(self._key("devauth-addr", address), ttl=self.config.window_seconds, amount=-1)
+        if self.config.known_address_days:
+            self.state.set(self._key("devauth-known", address), "1", ttl=self.config.known_address_days * 86400)

@@ -230,3 +230,69 @@ def test_a_worker_that_cannot_start_stops_the_server_instead_of_respawning(tmp_p
     assert exited.value.code == UVICORN_STARTUP_FAILURE == 3
     err = capsys.readouterr().err
     assert f"alias 'core' would name two accounts: account {CORE} (configuration file) and account {TEAM} (API)" in err
+
+
+def test_an_alias_can_move_between_accounts_in_one_sync_or_import(store):
+    """Renamed, taken over by a new account, swapped: the plan applies as the dry run said."""
+    other = "999988887777"
+    store.sync_config(doc({"accounts": [{"id": CORE, "alias": "prod"}]}))
+    moved = doc({"accounts": [{"id": CORE, "alias": "prod-old"}, {"id": TEAM, "alias": "prod"}]})
+    assert store.plan_config_sync(moved).changes == 2
+    store.sync_config(moved)
+    assert (store.get_account("prod")["id"], store.get_account("prod-old")["id"]) == (TEAM, CORE)
+    swapped = doc({"accounts": [{"id": CORE, "alias": "prod"}, {"id": TEAM, "alias": "prod-old"}]})
+    store.sync_config(swapped)
+    assert (store.get_account("prod")["id"], store.get_account("prod-old")["id"]) == (CORE, TEAM)
+    # the same through an import: an API account dropped, its alias given to a new one
+    store.apply_import(doc({"accounts": [{"id": other, "alias": "edge"}]}), CTX)
+    store.apply_import(doc({"accounts": [{"id": "555566667777", "alias": "edge"}]}), CTX)
+    assert store.get_account("edge")["id"] == "555566667777"
+    [deleted] = store.audit_events(AuditFilter(action="account.delete"), limit=10, before_id=None)
+    assert deleted["before"]["alias"] == "edge"  # the audit shows the account as it was
+
+
+def test_a_mapping_naming_an_alias_the_document_renamed_is_refused_at_once(store):
+    """The document's alias is the account's only alias: a mapping using the old one would dangle
+    after the apply, so the first sync refuses it (not the second)."""
+    store.sync_config(doc({"accounts": [{"id": CORE, "alias": "prod", "roles": [{"name": "Admin"}]}],
+                           "mappings": [{"group": "g", "account": "prod", "role": "Admin"}]}))
+    renamed = doc({"accounts": [{"id": CORE, "alias": "production", "roles": [{"name": "Admin"}]}],
+                   "mappings": [{"group": "g", "account": "prod", "role": "Admin"}]})
+    with pytest.raises(ConfigSyncFailed) as failed:
+        store.sync_config(renamed)
+    assert failed.value.details == ["mappings[0] (group 'g'): unknown account 'prod'"]
+
+
+def test_the_files_own_mapping_never_keeps_what_the_file_dropped(store):
+    """Only API objects hold a dropped role or account; the file's own mapping to it is a dangling
+    reference, reported, not a reason to hand the role to the API."""
+    store.sync_config(doc(FILE))
+    with pytest.raises(ConfigSyncFailed) as failed:
+        store.sync_config(doc({"mappings": FILE["mappings"]}))
+    assert any("mapping 'core-admins'" in p and "would be removed" in p for p in failed.value.details), failed.value.details
+    assert store.get_account(CORE)["source"] == "config"
+
+
+def test_workers_restarted_after_a_file_edit_sync_it(tmp_path, monkeypatch):
+    """`broker serve` syncs once for its workers; a worker started later (SIGHUP, a respawn) whose
+    file says something else syncs again instead of serving the old mapping."""
+    import yaml
+
+    from broker.app import MAPPING_SYNCED_ENV, app_from_env, prepare_start
+    from broker.config import load_config
+
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({"database": {"url": db, "auto_migrate": True}, "mapping": FILE}))
+    monkeypatch.setenv("BROKER_CONFIG", str(path))
+    monkeypatch.setenv(MAPPING_SYNCED_ENV, "")  # restored (removed) after the test; prepare_start sets it
+    prepare_start(load_config(path))
+    app = app_from_env()  # the same file: nothing to sync again
+    app.state.services.engine.dispose()
+    revoked = {**FILE, "mappings": []}
+    path.write_text(yaml.safe_dump({"database": {"url": db, "auto_migrate": True}, "mapping": revoked}))
+    app = app_from_env()  # a worker restarted after the edit
+    try:
+        assert app.state.services.store.list_mappings(limit=10) == []
+    finally:
+        app.state.services.engine.dispose()

@@ -112,9 +112,10 @@ def desired(doc: MappingDocument, current: Objects) -> tuple[Objects, list[str]]
     want = Objects()
     problems: list[str] = []
     by_ref: dict[str, str] = {}
+    declared = {acc.id for acc in doc.accounts}
     for acc_id, row in current.accounts.items():
         by_ref[acc_id] = acc_id
-        if row.alias:
+        if row.alias and acc_id not in declared:  # a declared account answers to the document's alias only
             by_ref[row.alias] = acc_id
     doc_refs: dict[str, str] = {}
     for acc in doc.accounts:
@@ -161,6 +162,7 @@ class Step:
     spec: Any = None  # the document's spec (create, update)
     row: Any = None  # the database row (update, delete, release)
     held_by: list[str] = field(default_factory=list)
+    before: dict[str, Any] | None = None  # the row as it was, for the audit event (set by apply)
 
 
 @dataclass
@@ -248,17 +250,19 @@ def _removals(
     kinds = plan.kinds()
 
     def holders_of(kind: str, key: Any) -> list[str]:
+        """The objects of the other source (or handed over to it) that use ``key``: an object of
+        the document itself that still uses it is a dangling reference, reported as such."""
         if kind == "roles":
             return [
                 _row_label("mappings", mk, current.mappings[mk]) if mk in current.mappings else _label("mappings", mk)
                 for mk in end.mappings
-                if (mk[1], mk[2]) == key
+                if (mk[1], mk[2]) == key and source_of[("mappings", mk)] != managed
             ]
         if kind == "accounts":
             return [
                 _row_label("roles", rk, current.roles[rk]) if rk in current.roles else _label("roles", rk)
                 for rk in end.roles
-                if rk[0] == key
+                if rk[0] == key and source_of[("roles", rk)] != managed
             ]
         return []
 
@@ -314,6 +318,19 @@ def apply(s: Session, rec: Reconciliation, *, managed: str, ctx: AuditContext) -
     by_op: dict[tuple[str, str], list[Step]] = {}
     for step in rec.steps:
         by_op.setdefault((step.kind, step.op), []).append(step)
+        if step.row is not None:
+            step.before = _dump(_to_spec(step.kind, step.row))
+    # An alias may move from one account to another in one plan (renamed, swapped, taken over by
+    # a new account): free every alias that changes first, so the unique index never sees two.
+    freed = [
+        st.row for st in rec.steps
+        if st.kind == "accounts" and st.row is not None and st.row.alias
+        and (st.op == "delete" or (st.op == "update" and st.spec.alias != st.row.alias))
+    ]
+    for row in freed:
+        row.alias = None
+    if freed:
+        s.flush()
 
     def steps(kind: str, op: str) -> list[Step]:
         return by_op.get((kind, op), [])
@@ -332,17 +349,16 @@ def apply(s: Session, rec: Reconciliation, *, managed: str, ctx: AuditContext) -
             s.flush()
             note(f"{target_type}.create", target_type, target_id(row), after=_dump(step.spec))
         for step in steps(kind, "update"):
-            before = _dump(_to_spec(kind, step.row))
             fill(step.row, step)
-            note(f"{target_type}.update", target_type, target_id(step.row), before=before, after=_dump(step.spec))
+            note(f"{target_type}.update", target_type, target_id(step.row), before=step.before, after=_dump(step.spec))
 
     def release_and_delete(kind: str, target_type: str, target_id: Callable[[Any], str]) -> None:
         for step in steps(kind, "release"):
-            before = _dump(_to_spec(kind, step.row))
             step.row.source = API
-            note(f"{target_type}.release", target_type, target_id(step.row), before=before, after=before, held_by=step.held_by)
+            note(f"{target_type}.release", target_type, target_id(step.row), before=step.before, after=step.before,
+                 held_by=step.held_by)
         for step in steps(kind, "delete"):
-            note(f"{target_type}.delete", target_type, target_id(step.row), before=_dump(_to_spec(kind, step.row)))
+            note(f"{target_type}.delete", target_type, target_id(step.row), before=step.before)
             s.delete(step.row)
         s.flush()
 

@@ -508,7 +508,7 @@ class SqlMappingStore:
             reconcile.apply(s, rec, managed=reconcile.CONFIG, ctx=CONFIG_ACTOR)
             row = s.get(ConfigSync, "mapping")
             assert row is not None
-            row.doc_hash = _doc_hash(doc)
+            row.doc_hash = document_hash(doc)
             row.synced_at = utcnow()
             row.changes = rec.plan.changes
             return rec.plan
@@ -601,5 +601,6 @@ def _lock_mapping(s: Session) -> None:
     s.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"changes": stmt.excluded.changes}))
 
 
-def _doc_hash(doc: MappingDocument) -> str:
+def document_hash(doc: MappingDocument) -> str:
+    """SHA-256 of a mapping document's canonical JSON: which file's mapping was synced."""
     return hashlib.sha256(json.dumps(doc.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

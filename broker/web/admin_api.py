@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -318,6 +318,13 @@ def _plan_answer(plan: dict[str, Any], format: str) -> Any:
     return plan
 
 
+def _plan_response(plan: ImportPlan, format: str) -> Response:
+    """The plan's answer, built whole (hash, text or JSON encoding) in the caller's worker thread:
+    a large plan costs its encoding off the event loop."""
+    answer = _plan_answer(plan.to_dict(), format)
+    return answer if isinstance(answer, Response) else JSONResponse(answer)
+
+
 _IMPORT_SCHEMA = _import_schema()
 
 
@@ -360,7 +367,7 @@ async def import_mapping(
         return validation_response(request, doc)
 
     if not apply:
-        return _plan_answer((await run_in_threadpool(services.store.plan_import, doc)).to_dict(), format)
+        return await run_in_threadpool(lambda: _plan_response(services.store.plan_import(doc), format))
 
     def check(planned: ImportPlan) -> None:
         """Inside the apply's transaction, under the mapping lock: the plan about to be written."""
@@ -376,8 +383,7 @@ async def import_mapping(
                 details={"deletes": answer["deletes"], "plan_hash": answer["plan_hash"]},
             )
 
-    applied = await run_in_threadpool(lambda: services.store.apply_import(doc, ctx, check=check))
-    return _plan_answer(applied.to_dict(), format)
+    return await run_in_threadpool(lambda: _plan_response(services.store.apply_import(doc, ctx, check=check), format))
 
 
 # ---- audit ----

@@ -193,7 +193,7 @@ def _approve(portal, grant, username="alice"):
 
 
 def test_completed_device_logins_give_their_start_back(build, clock):
-    portal = build(rate_limits={"device_authorizations_per_address": 2})
+    portal = build(rate_limits={"device_authorizations_per_address": 2, "known_address_days": 0})
     for _ in range(5):  # a morning of people at one address running `awsbroker login`, one after another
         grant = start(portal)
         _approve(portal, grant)
@@ -203,6 +203,24 @@ def test_completed_device_logins_give_their_start_back(build, clock):
     r = portal.post("/oauth/device/authorization", data={"client_id": "awsbroker"})
     assert r.status_code == 429 and r.json()["error"] == "slow_down" and int(r.headers["retry-after"]) > 0
     assert all(poll(portal, g).json()["error"] == "authorization_pending" for g in abandoned)
+
+
+def test_abandoned_starts_at_an_address_where_logins_complete_do_not_stop_its_people(build, clock):
+    """A stranger's abandoned starts from a shared address (an untrusted proxy) do not block the
+    CLI logins of the people there: an address with completed logins has ten times the allowance."""
+    portal = build(rate_limits={"device_authorizations_per_address": 2})
+    grant = start(portal)
+    _approve(portal, grant)
+    clock.advance(2)
+    assert poll(portal, grant).json()["token_type"] == "Bearer"  # people complete logins here
+    flood = [start(portal) for _ in range(19)]  # far over the limit of 2: still served
+    grant = start(portal)  # a colleague's login, the 20th pending start
+    _approve(portal, grant, "bob")
+    clock.advance(2)
+    assert poll(portal, grant).json()["token_type"] == "Bearer"
+    r = [portal.post("/oauth/device/authorization", data={"client_id": "awsbroker"}) for _ in range(3)]
+    assert r[-1].status_code == 429  # a bounded flood: ten times the allowance, then refused
+    assert len(flood) == 19
 
 
 def test_wrong_user_codes_at_a_shared_address_do_not_block_everyone_there(build):
