@@ -24,7 +24,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,35 +40,13 @@ from broker.state.memory import MemoryState
 from broker.state.redis import RedisState
 from tests.directory.servers import SERVICE_DN, SUFFIX, Slapd, make_pki, population_seed
 from tests.federation.conftest import make_grant
+from tests.hung import HungServer
 
 PASSWORD = "bench-faults-pw-1"
 
 
-class _Hung:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._held:
-            conn.close()
-
-
 def sts_hung(args: argparse.Namespace) -> dict[str, Any]:
-    hung = _Hung()
+    hung = HungServer()
     config = StsConfig(mode="aws", endpoint_url=f"http://127.0.0.1:{hung.port}", connect_timeout=args.sts_connect_timeout,
                        read_timeout=args.sts_read_timeout, max_attempts=args.sts_max_attempts,
                        total_timeout=args.sts_total_timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -391,11 +392,9 @@ def test_error_details_have_one_shape(api):
 # ---- PATCH is one transaction: concurrent changes of different fields all survive ----
 
 
-def test_concurrent_patches_never_undo_each_other(database_url, tmp_path, serve_app):
-    import threading
-
-    import httpx
-
+def _live_admin_api(database_url: str, tmp_path: Any, serve_app: Any) -> tuple[str, dict[str, str]]:
+    """A broker on ``database_url`` served by uvicorn (real threads, real transactions): its admin
+    API's base URL and the admin headers."""
     from broker.app import create_app
     from tests.conftest import free_port, make_config
 
@@ -404,8 +403,15 @@ def test_concurrent_patches_never_undo_each_other(database_url, tmp_path, serve_
                                  server={"public_url": f"http://127.0.0.1:{port}"}),
                      env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False)
     serve_app(app, port)
-    base = f"http://127.0.0.1:{port}/api/v1/admin"
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    return f"http://127.0.0.1:{port}/api/v1/admin", {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_concurrent_patches_never_undo_each_other(database_url, tmp_path, serve_app):
+    import threading
+
+    import httpx
+
+    base, headers = _live_admin_api(database_url, tmp_path, serve_app)
     assert httpx.post(f"{base}/accounts", json={**ACC, "roles": [{"name": "Admin"}]}, headers=headers).status_code == 201
     m = httpx.post(f"{base}/mappings", json={"group": "ops", "account": "prod", "role": "Admin"}, headers=headers).json()
     rounds, failures = 20, []
@@ -449,16 +455,7 @@ def test_concurrent_patches_cannot_combine_into_an_invalid_object(database_url, 
 
     import httpx
 
-    from broker.app import create_app
-    from tests.conftest import free_port, make_config
-
-    port = free_port()
-    app = create_app(make_config(tmp_path, database={"url": database_url, "auto_migrate": True},
-                                 server={"public_url": f"http://127.0.0.1:{port}"}),
-                     env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False)
-    serve_app(app, port)
-    base = f"http://127.0.0.1:{port}/api/v1/admin"
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    base, headers = _live_admin_api(database_url, tmp_path, serve_app)
     httpx.post(f"{base}/accounts", json={**ACC, "roles": [{"name": "Admin"}]}, headers=headers)
     for i in range(8):
         m = httpx.post(f"{base}/mappings", json={"group": f"g{i}", "account": "prod", "role": "Admin"}, headers=headers).json()
