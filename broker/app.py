@@ -121,14 +121,12 @@ def prepare_start(config: Config) -> None:
     os.environ[MAPPING_SYNCED_ENV] = document_hash(config.mapping)
 
 
-def startup_problems(exc: BaseException) -> list[str]:
+def startup_problems(exc: BrokerError) -> list[str]:
     """A start-up failure as lines for an operator: the message, then each problem it lists."""
-    if isinstance(exc, BrokerError):
-        details = exc.details if isinstance(exc.details, list) else []
-        if isinstance(exc, ConfigError):
-            return [str(exc)]
-        return [exc.message, *(f"  - {d}" for d in details)]
-    return [f"{type(exc).__name__}: {exc}"]
+    if isinstance(exc, ConfigError):
+        return [str(exc)]  # its text lists the problems already
+    details = exc.details if isinstance(exc.details, list) else []
+    return [exc.message, *(f"  - {d}" for d in details)]
 
 
 def build_services(
