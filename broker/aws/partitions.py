@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, cast, get_args
 from urllib.parse import quote
 
 from broker.errors import InvalidInput
 
+PartitionName = Literal["aws", "aws-us-gov", "aws-cn"]
+"""The AWS partitions the broker knows: the one list (the mapping model, the admin API's schema
+and ``PARTITIONS`` below are derived from it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    name: str
+    name: PartitionName
+    default_region: str
+    """The region of an account that names none (its STS endpoint, the console's region)."""
     signin_host: str
     """Host of the SAML ACS and the federation (sign-in) endpoint."""
     console_host: str
@@ -25,6 +32,8 @@ class Partition:
     """The default client id (aud) of an IAM OIDC provider used with STS."""
     regional_signin: bool
     """Whether https://<region>.<signin_host>/saml exists (the commercial partition)."""
+    region_prefix: str = ""
+    """What the names of the partition's regions start with (none: the commercial partition)."""
     regions: tuple[str, ...] = ()
     """The partition's public regions (the portal's region list; an account's own region is
     offered too when AWS adds one before this list knows it)."""
@@ -43,9 +52,6 @@ class Partition:
     def federation_endpoint(self) -> str:
         return f"https://{self.signin_host}/federation"
 
-    def arn(self, service: str, account_id: str, resource: str, region: str = "") -> str:
-        return f"arn:{self.name}:{service}:{region}:{account_id}:{resource}"
-
     def check_console_region(self, region: str, *, account_region: str) -> None:
         """A console region a person asked for: one of this partition's (or the account's own)."""
         if region != account_region and region not in self.regions:
@@ -59,9 +65,10 @@ class Partition:
         return f"https://{host}/{path}?region={quote(region, safe='')}"
 
 
-PARTITIONS: dict[str, Partition] = {
+PARTITIONS: dict[PartitionName, Partition] = {
     "aws": Partition(
         name="aws",
+        default_region="us-east-1",
         signin_host="signin.aws.amazon.com",
         console_host="console.aws.amazon.com",
         saml_audience="urn:amazon:webservices",
@@ -78,23 +85,28 @@ PARTITIONS: dict[str, Partition] = {
     ),
     "aws-us-gov": Partition(
         name="aws-us-gov",
+        default_region="us-gov-west-1",
         signin_host="signin.amazonaws-us-gov.com",
         console_host="console.amazonaws-us-gov.com",
         saml_audience="urn:amazon:webservices:govcloud",
         oidc_audience="sts.amazonaws.com",
         regional_signin=False,
+        region_prefix="us-gov-",
         regions=("us-gov-west-1", "us-gov-east-1"),
     ),
     "aws-cn": Partition(
         name="aws-cn",
+        default_region="cn-north-1",
         signin_host="signin.amazonaws.cn",
         console_host="console.amazonaws.cn",
         saml_audience="urn:amazon:webservices:cn-north-1",
         oidc_audience="sts.amazonaws.com.cn",
         regional_signin=False,
+        region_prefix="cn-",
         regions=("cn-north-1", "cn-northwest-1"),
     ),
 }
+assert tuple(PARTITIONS) == get_args(PartitionName), "PARTITIONS is keyed by PartitionName, in its order"
 
 
 CONSOLE_SERVICE = re.compile(r"^[a-z0-9-]{1,40}$")
@@ -114,15 +126,16 @@ def check_console_service(service: str) -> None:
                            "hyphens, such as s3, ec2 or cloudwatch")
 
 
+def partition_of_region(region: str) -> PartitionName:
+    """The partition a region name belongs to (``us-gov-west-1``: aws-us-gov)."""
+    for p in PARTITIONS.values():
+        if p.region_prefix and region.startswith(p.region_prefix):
+            return p.name
+    return "aws"
+
+
 def partition(name: str) -> Partition:
     try:
-        return PARTITIONS[name]
+        return PARTITIONS[cast(PartitionName, name)]  # a name from the database or a grant: KeyError below
     except KeyError:
         raise InvalidInput(f"unknown AWS partition {name!r}; known: {', '.join(PARTITIONS)}") from None
-
-
-def partition_of_arn(arn: str) -> Partition:
-    parts = arn.split(":", 2)
-    if len(parts) < 3 or parts[0] != "arn":
-        raise InvalidInput(f"not an ARN: {arn!r}")
-    return partition(parts[1])

@@ -1,4 +1,8 @@
-"""Reconciling the database with a mapping document: the admin import and the config-file sync.
+"""Reconciling the database with a mapping document, as a pure function: the admin import and
+the config-file sync. No database here: ``plan(current, doc, managed=...)`` takes what is stored
+(as values, ``Current``) and the document, and answers a ``Reconciliation`` (the steps, the plan
+a person reads, the problems); ``broker.db.sync`` loads the values and applies the steps in one
+transaction.
 
 Both compare the objects of ONE source with a document and change only those:
 
@@ -13,110 +17,138 @@ Both compare the objects of ONE source with a document and change only those:
   API (``*.release`` in the audit log, naming what held it), so editing the file never deletes
   or breaks what a person made.
 
-Every change is written with its audit event in the caller's transaction. The end state is
-checked as a whole before anything is written: dangling references or a clash of aliases are
-listed, each naming its object, and nothing changes.
+The end state is checked as a whole before anything is written: dangling references or a clash
+of aliases are listed, each naming its object, and nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from pydantic import BaseModel
 
-from broker import audit
-from broker.audit import AuditContext
-from broker.db import repos
-from broker.db.models import Account, Mapping, NamingRule, Role
 from broker.groups import match_key
-from broker.mapping.model import MappingDocument
+from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec, Source
 from broker.mapping.store import ImportPlan
 
-API, CONFIG = "api", "config"
+API: Source = "api"
+CONFIG: Source = "config"
 
+Kind = Literal["accounts", "roles", "mappings", "rules"]
+KINDS: tuple[Kind, ...] = ("accounts", "roles", "mappings", "rules")
+Op = Literal["create", "update", "delete", "release"]
 RoleKey = tuple[str, str]  # (account id, role name key)
 MappingKey = tuple[str, str, str]  # (group key, account id, role name key)
+S = TypeVar("S", AccountSpec, RoleSpec, MappingSpec, RuleSpec)
 
 
-def _dump(spec: Any) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
+@dataclass(frozen=True)
+class Stored(Generic[S]):
+    """An object as the database holds it: its fields, who manages it, and (mappings) its id."""
+
+    spec: S
+    source: Source
+    id: int | None = None
 
 
 @dataclass
-class Objects:
-    """One state of the mapping, keyed the way the database keys it. Values are rows (the
-    database now) or specs (the document)."""
+class Current:
+    """The database now, keyed the way the database keys it (a mapping's spec names its account
+    by id and its role in the role's own spelling)."""
 
-    accounts: dict[str, Any] = field(default_factory=dict)
-    roles: dict[RoleKey, Any] = field(default_factory=dict)
-    mappings: dict[MappingKey, Any] = field(default_factory=dict)
-    rules: dict[str, Any] = field(default_factory=dict)
+    accounts: dict[str, Stored[AccountSpec]] = field(default_factory=dict)
+    roles: dict[RoleKey, Stored[RoleSpec]] = field(default_factory=dict)
+    mappings: dict[MappingKey, Stored[MappingSpec]] = field(default_factory=dict)
+    rules: dict[str, Stored[RuleSpec]] = field(default_factory=dict)
 
-    def kinds(self) -> dict[str, dict[Any, Any]]:
+    def kinds(self) -> dict[Kind, dict[Any, Any]]:
         return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
 
 
-def load_current(s: Session) -> Objects:
-    return Objects(
-        accounts={a.id: a for a in s.scalars(select(Account))},
-        roles={(r.account_id, r.name_key): r for r in s.scalars(select(Role))},
-        mappings={(m.group_key, m.role.account_id, m.role.name_key): m for m in s.scalars(select(Mapping).join(Role))},
-        rules={r.name: r for r in s.scalars(select(NamingRule))},
-    )
+@dataclass
+class Specs:
+    """A state of the mapping as specs, keyed like ``Current`` (the document; the end state)."""
+
+    accounts: dict[str, AccountSpec] = field(default_factory=dict)
+    roles: dict[RoleKey, RoleSpec] = field(default_factory=dict)
+    mappings: dict[MappingKey, MappingSpec] = field(default_factory=dict)
+    rules: dict[str, RuleSpec] = field(default_factory=dict)
+
+    def kinds(self) -> dict[Kind, dict[Any, Any]]:
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change to write. ``spec``: the document's (create, update); ``before``: the stored
+    fields (update, delete, release), also the audit event's ``before``."""
+
+    kind: Kind
+    op: Op
+    key: Any
+    spec: Any = None
+    before: Any = None
+    held_by: tuple[str, ...] = ()
+
+
+@dataclass
+class Reconciliation:
+    plan: ImportPlan
+    steps: list[Step]
+    problems: list[str]
+
+    def of(self, kind: Kind, op: Op) -> list[Step]:
+        return [st for st in self.steps if st.kind == kind and st.op == op]
+
+
+def _dump(spec: BaseModel) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
 
 
 # ---- labels: every message names its object ----
-
-
-def _label(kind: str, key: Any, source: str | None = None) -> str:
-    what = {
-        "accounts": lambda k: f"account {k}",
-        "roles": lambda k: f"role {k[0]}/{k[1]}",
-        "mappings": lambda k: f"mapping {k[0]!r} -> {k[1]}/{k[2]}",
-        "rules": lambda k: f"rule {k!r}",
-    }[kind](key)
-    return f"{what} ({'configuration file' if source == CONFIG else 'API'})" if source else what
-
-
-def _row_label(kind: str, key: Any, row: Any) -> str:
-    if kind == "roles":
-        return f"role {row.account_id}/{row.name} ({_source_name(row.source)})"
-    if kind == "mappings":
-        return f"mapping {row.id} ({row.group_name!r} -> {row.role.account_id}/{row.role.name}, {_source_name(row.source)})"
-    return _label(kind, key, row.source)
 
 
 def _source_name(source: str) -> str:
     return "configuration file" if source == CONFIG else "API"
 
 
-def _to_spec(kind: str, row: Any) -> Any:
-    return {
-        "accounts": repos.account_spec,
-        "roles": repos.role_spec,
-        "mappings": repos.mapping_spec,
-        "rules": repos.rule_spec,
-    }[kind](row)
+def _label(kind: Kind, key: Any, source: str | None = None) -> str:
+    if kind == "accounts":
+        what = f"account {key}"
+    elif kind == "roles":
+        what = f"role {key[0]}/{key[1]}"
+    elif kind == "mappings":
+        what = f"mapping {key[0]!r} -> {key[1]}/{key[2]}"
+    else:
+        what = f"rule {key!r}"
+    return f"{what} ({_source_name(source)})" if source else what
+
+
+def _stored_label(kind: Kind, key: Any, stored: Stored[Any]) -> str:
+    if kind == "roles":
+        return f"role {key[0]}/{stored.spec.name} ({_source_name(stored.source)})"
+    if kind == "mappings":
+        m = stored.spec
+        return f"mapping {stored.id} ({m.group!r} -> {m.account}/{m.role}, {_source_name(stored.source)})"
+    return _label(kind, key, stored.source)
 
 
 # ---- the document, keyed like the database ----
 
 
-def desired(doc: MappingDocument, current: Objects) -> tuple[Objects, list[str]]:
+def desired(doc: MappingDocument, current: Current) -> tuple[Specs, list[str]]:
     """The document's objects by database key. A mapping's account may be named by id or alias,
     of an account in the document or already registered; its role name takes the role's own
     spelling when the role is known (IAM role names ignore case)."""
-    want = Objects()
+    want = Specs()
     problems: list[str] = []
     by_ref: dict[str, str] = {}
     declared = {acc.id for acc in doc.accounts}
-    for acc_id, row in current.accounts.items():
+    for acc_id, stored in current.accounts.items():
         by_ref[acc_id] = acc_id
-        if row.alias and acc_id not in declared:  # a declared account answers to the document's alias only
-            by_ref[row.alias] = acc_id
+        if stored.spec.alias and acc_id not in declared:  # a declared account answers to the document's alias only
+            by_ref[stored.spec.alias] = acc_id
     doc_refs: dict[str, str] = {}
     for acc in doc.accounts:
         if acc.id in want.accounts:
@@ -128,22 +160,22 @@ def desired(doc: MappingDocument, current: Objects) -> tuple[Objects, list[str]]
                 problems.append(f"alias {acc.alias!r} is used by {doc_refs[acc.alias]} and {acc.id}")
             doc_refs[acc.alias] = acc.id
         for role in acc.roles:
-            key = (acc.id, role.name.lower())
-            if key in want.roles:
+            role_key = (acc.id, role.name.lower())
+            if role_key in want.roles:
                 problems.append(f"role {acc.id}/{role.name} is listed twice")
-            want.roles[key] = role
+            want.roles[role_key] = role
     by_ref |= doc_refs
     for i, m in enumerate(doc.mappings):
-        acc_id = by_ref.get(m.account) or by_ref.get(m.account.lower())
-        if acc_id is None:
+        found = by_ref.get(m.account) or by_ref.get(m.account.lower())
+        if found is None:
             problems.append(f"mappings[{i}] (group {m.group!r}): unknown account {m.account!r}")
             continue
-        role_key = m.role.lower()
-        known = want.roles.get((acc_id, role_key)) or current.roles.get((acc_id, role_key))
-        key = (match_key(m.group), acc_id, role_key)
+        role_key = (found, m.role.lower())
+        known = want.roles.get(role_key) or (current.roles[role_key].spec if role_key in current.roles else None)
+        key = (match_key(m.group), found, m.role.lower())
         if key in want.mappings:
-            problems.append(f"mapping {m.group!r} -> {acc_id}/{m.role} is listed twice")
-        want.mappings[key] = m.model_copy(update={"account": acc_id, "role": known.name if known else m.role})
+            problems.append(f"mapping {m.group!r} -> {found}/{m.role} is listed twice")
+        want.mappings[key] = m.model_copy(update={"account": found, "role": known.name if known else m.role})
     for rule in doc.rules:
         if rule.name in want.rules:
             problems.append(f"rule {rule.name!r} is listed twice")
@@ -154,137 +186,120 @@ def desired(doc: MappingDocument, current: Objects) -> tuple[Objects, list[str]]
 # ---- the plan ----
 
 
-@dataclass
-class Step:
-    kind: str
-    op: str  # create | update | delete | release
-    key: Any
-    spec: Any = None  # the document's spec (create, update)
-    row: Any = None  # the database row (update, delete, release)
-    held_by: list[str] = field(default_factory=list)
-    before: dict[str, Any] | None = None  # the row as it was, for the audit event (set by apply)
-
-
-@dataclass
-class Reconciliation:
-    plan: ImportPlan
-    steps: list[Step]
-    problems: list[str]
-
-
-def _entry(kind: str, key: Any, spec: Any) -> dict[str, Any]:
+def _entry(kind: Kind, key: Any, spec: BaseModel) -> dict[str, Any]:
     """A plan entry: the object's spec, with the account a role belongs to."""
     return ({"account": key[0]} if kind == "roles" else {}) | _dump(spec)
 
 
-def reconcile(current: Objects, doc: MappingDocument, *, managed: str) -> Reconciliation:
+def plan(current: Current, doc: MappingDocument, *, managed: Source) -> Reconciliation:
     """What bringing ``managed``'s objects to ``doc`` takes (nothing is written here)."""
     want, problems = desired(doc, current)
-    plan = ImportPlan()
+    result = ImportPlan()
     steps: list[Step] = []
-    kinds = plan.kinds()
-    end = Objects()  # the end state: every object's key, with its spec (kept rows: their spec)
-    source_of: dict[tuple[str, Any], str] = {}
+    kinds = result.kinds()
+    end = Specs()  # the end state: every object's key, with its spec (kept objects: their stored spec)
+    source_of: dict[tuple[Kind, Any], Source] = {}
 
-    for kind, wanted in want.kinds().items():
-        have, kp = current.kinds()[kind], kinds[kind]
+    for kind in KINDS:
+        wanted, have, kp, ends = want.kinds()[kind], current.kinds()[kind], kinds[kind], end.kinds()[kind]
         for key, spec in wanted.items():
-            row = have.get(key)
-            if row is None:
+            stored: Stored[Any] | None = have.get(key)
+            if stored is None:
                 steps.append(Step(kind, "create", key, spec=spec))
                 kp.create.append(_entry(kind, key, spec))
-                end.kinds()[kind][key], source_of[(kind, key)] = spec, managed
+                ends[key], source_of[(kind, key)] = spec, managed
                 continue
-            before = _to_spec(kind, row)
+            before = stored.spec
             same = _dump(before) == _dump(spec)
-            if row.source == managed:
+            if stored.source == managed:
                 if same:
                     kp.unchanged += 1
                 else:
-                    steps.append(Step(kind, "update", key, spec=spec, row=row))
+                    steps.append(Step(kind, "update", key, spec=spec, before=before))
                     kp.update.append(
                         {"key": _label(kind, key), **({"account": key[0]} if kind == "roles" else {}),
                          "before": _dump(before), "after": _dump(spec)}
                     )
-                end.kinds()[kind][key], source_of[(kind, key)] = spec, managed
+                ends[key], source_of[(kind, key)] = spec, managed
                 continue
             # an object of the other source, repeated by the document
-            end.kinds()[kind][key], source_of[(kind, key)] = before, row.source
+            ends[key], source_of[(kind, key)] = before, stored.source
             if managed == API:
                 if same:
                     kp.unchanged += 1
                 else:
-                    plan.conflicts.append(f"{_label(kind, key)} is declared in the configuration file and differs from the document")
+                    result.conflicts.append(
+                        f"{_label(kind, key)} is declared in the configuration file and differs from the document"
+                    )
             else:
                 kp.unchanged += 1
-                plan.notices.append(
-                    f"{_row_label(kind, key, row)} is declared in the configuration file but was created through the "
-                    "API: it stays as the API made it"
+                result.notices.append(
+                    f"{_stored_label(kind, key, stored)} is declared in the configuration file but was created through "
+                    "the API: it stays as the API made it"
                     + ("" if same else ", and the file's version is not applied")
                     + " (delete it through the API to let the file manage it)"
                 )
-        for key, row in have.items():
-            if key in wanted:
-                continue
-            if row.source != managed:
-                end.kinds()[kind][key], source_of[(kind, key)] = _to_spec(kind, row), row.source
+        for key, stored in have.items():
+            if key not in wanted and stored.source != managed:
+                ends[key], source_of[(kind, key)] = stored.spec, stored.source
             # the managed source's objects the document no longer has: decided below
 
-    _removals(current, want, end, source_of, managed, plan, steps)
+    _removals(current, want, end, source_of, managed, result, steps)
     problems += _end_state_problems(end, source_of)
-    return Reconciliation(plan, steps, problems)
+    return Reconciliation(result, steps, problems)
 
 
 def _removals(
-    current: Objects,
-    want: Objects,
-    end: Objects,
-    source_of: dict[tuple[str, Any], str],
-    managed: str,
-    plan: ImportPlan,
+    current: Current,
+    want: Specs,
+    end: Specs,
+    source_of: dict[tuple[Kind, Any], Source],
+    managed: Source,
+    result: ImportPlan,
     steps: list[Step],
 ) -> None:
     """Objects of ``managed`` the document no longer has are deleted; for the config sync, one
     that an object staying behind still uses is handed over to the API instead. Dependents
     first: mappings and rules, then roles, then accounts."""
-    kinds = plan.kinds()
+    kinds = result.kinds()
 
-    def holders_of(kind: str, key: Any) -> list[str]:
+    def holders_of(kind: Kind, key: Any) -> list[str]:
         """The objects of the other source (or handed over to it) that use ``key``: an object of
         the document itself that still uses it is a dangling reference, reported as such."""
         if kind == "roles":
             return [
-                _row_label("mappings", mk, current.mappings[mk]) if mk in current.mappings else _label("mappings", mk)
+                _stored_label("mappings", mk, current.mappings[mk]) if mk in current.mappings else _label("mappings", mk)
                 for mk in end.mappings
                 if (mk[1], mk[2]) == key and source_of[("mappings", mk)] != managed
             ]
         if kind == "accounts":
             return [
-                _row_label("roles", rk, current.roles[rk]) if rk in current.roles else _label("roles", rk)
+                _stored_label("roles", rk, current.roles[rk]) if rk in current.roles else _label("roles", rk)
                 for rk in end.roles
                 if rk[0] == key and source_of[("roles", rk)] != managed
             ]
         return []
 
     for kind in ("mappings", "rules", "roles", "accounts"):
-        for key, row in current.kinds()[kind].items():
-            if row.source != managed or key in want.kinds()[kind]:
+        stored_objects: dict[Any, Stored[Any]] = current.kinds()[kind]
+        for key, stored in stored_objects.items():
+            if stored.source != managed or key in want.kinds()[kind]:
                 continue
             held = holders_of(kind, key) if managed == CONFIG else []
             if held:
-                steps.append(Step(kind, "release", key, row=row, held_by=held))
+                steps.append(Step(kind, "release", key, before=stored.spec, held_by=tuple(held)))
                 kinds[kind].release.append({"key": _label(kind, key), "held_by": held})
-                plan.notices.append(
-                    f"{_row_label(kind, key, row)} is no longer declared in the configuration file, but "
+                result.notices.append(
+                    f"{_stored_label(kind, key, stored)} is no longer declared in the configuration file, but "
                     f"{', '.join(held)} still use{'s' if len(held) == 1 else ''} it: it is kept, now managed through the API"
                 )
-                end.kinds()[kind][key], source_of[(kind, key)] = _to_spec(kind, row), API
+                end.kinds()[kind][key], source_of[(kind, key)] = stored.spec, API
             else:
-                steps.append(Step(kind, "delete", key, row=row))
-                kinds[kind].delete.append(_entry(kind, key, _to_spec(kind, row)))
+                steps.append(Step(kind, "delete", key, before=stored.spec))
+                kinds[kind].delete.append(_entry(kind, key, stored.spec))
 
 
-def _end_state_problems(end: Objects, source_of: dict[tuple[str, Any], str]) -> list[str]:
+def _end_state_problems(end: Specs, source_of: dict[tuple[Kind, Any], Source]) -> list[str]:
     """What the end state would break: a role without its account, a mapping without its role,
     one alias on two accounts. Each problem names the object and its source."""
     problems: list[str] = []
@@ -297,9 +312,11 @@ def _end_state_problems(end: Objects, source_of: dict[tuple[str, Any], str]) -> 
                     f"alias {spec.alias!r} would name two accounts: {_label('accounts', other, source_of[('accounts', other)])}"
                     f" and {_label('accounts', acc_id, source_of[('accounts', acc_id)])}"
                 )
-    for key in sorted(end.roles):
-        if key[0] not in end.accounts:
-            problems.append(f"{_label('roles', key, source_of[('roles', key)])} needs account {key[0]}, which would be removed")
+    for role_key in sorted(end.roles):
+        if role_key[0] not in end.accounts:
+            problems.append(
+                f"{_label('roles', role_key, source_of[('roles', role_key)])} needs account {role_key[0]}, which would be removed"
+            )
     for key in sorted(end.mappings):
         if (key[1], key[2]) not in end.roles:
             problems.append(
@@ -307,83 +324,3 @@ def _end_state_problems(end: Objects, source_of: dict[tuple[str, Any], str]) -> 
                 "which is not registered or would be removed"
             )
     return problems
-
-
-# ---- applying ----
-
-
-def apply(s: Session, rec: Reconciliation, *, managed: str, ctx: AuditContext) -> None:
-    """Write the steps in dependency order, each with its audit event."""
-    via = {"via": "config-sync" if managed == CONFIG else "import"}
-    by_op: dict[tuple[str, str], list[Step]] = {}
-    for step in rec.steps:
-        by_op.setdefault((step.kind, step.op), []).append(step)
-        if step.row is not None:
-            step.before = _dump(_to_spec(step.kind, step.row))
-    # An alias may move from one account to another in one plan (renamed, swapped, taken over by
-    # a new account): free every alias that changes first, so the unique index never sees two.
-    freed = [
-        st.row for st in rec.steps
-        if st.kind == "accounts" and st.row is not None and st.row.alias
-        and (st.op == "delete" or (st.op == "update" and st.spec.alias != st.row.alias))
-    ]
-    for row in freed:
-        row.alias = None
-    if freed:
-        s.flush()
-
-    def steps(kind: str, op: str) -> list[Step]:
-        return by_op.get((kind, op), [])
-
-    def note(action: str, target_type: str, target_id: str, before: Any = None, after: Any = None, **extra: Any) -> None:
-        audit.record(
-            s, ctx, action, target_type=target_type, target_id=target_id, before=before, after=after, details=via | extra
-        )
-
-    def upsert(kind: str, target_type: str, new_row: Callable[[Step], Any], fill: Callable[[Any, Step], None],
-               target_id: Callable[[Any], str]) -> None:
-        for step in steps(kind, "create"):
-            row = new_row(step)
-            fill(row, step)
-            s.add(row)
-            s.flush()
-            note(f"{target_type}.create", target_type, target_id(row), after=_dump(step.spec))
-        for step in steps(kind, "update"):
-            fill(step.row, step)
-            note(f"{target_type}.update", target_type, target_id(step.row), before=step.before, after=_dump(step.spec))
-
-    def release_and_delete(kind: str, target_type: str, target_id: Callable[[Any], str]) -> None:
-        for step in steps(kind, "release"):
-            step.row.source = API
-            note(f"{target_type}.release", target_type, target_id(step.row), before=step.before, after=step.before,
-                 held_by=step.held_by)
-        for step in steps(kind, "delete"):
-            note(f"{target_type}.delete", target_type, target_id(step.row), before=step.before)
-            s.delete(step.row)
-        s.flush()
-
-    upsert(
-        "accounts", "account", lambda st: Account(id=st.key, source=managed),
-        lambda row, st: repos.apply_account_fields(row, st.spec), lambda row: row.id,
-    )
-    accounts = {a.id: a for a in s.scalars(select(Account))}
-    upsert(
-        "roles", "role", lambda st: Role(account_id=st.key[0], account=accounts[st.key[0]], source=managed),
-        lambda row, st: repos.apply_role_fields(row, st.spec), lambda row: f"{row.account_id}/{row.name}",
-    )
-    upsert(
-        "rules", "rule", lambda st: NamingRule(source=managed),
-        lambda row, st: repos.apply_rule_fields(row, st.spec), lambda row: row.name,
-    )
-    release_and_delete("rules", "rule", lambda row: row.name)
-    release_and_delete("mappings", "mapping", lambda row: str(row.id))
-    s.flush()
-    roles = {(r.account_id, r.name_key): r for r in s.scalars(select(Role))}
-    upsert(
-        "mappings", "mapping", lambda st: Mapping(source=managed),
-        lambda row, st: repos.apply_mapping_fields(row, st.spec, roles[(st.key[1], st.key[2])]), lambda row: str(row.id),
-    )
-    release_and_delete("roles", "role", lambda row: f"{row.account_id}/{row.name}")
-    release_and_delete("accounts", "account", lambda row: row.id)
-    rec.plan.applied = True
-

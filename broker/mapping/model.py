@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
+
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 # IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
 ROLE_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
@@ -24,10 +26,9 @@ REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-PARTITIONS = ("aws", "aws-us-gov", "aws-cn")
-Partition = Literal["aws", "aws-us-gov", "aws-cn"]
-DEFAULT_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
+Source = Literal["config", "api"]
+"""Who manages an object: the configuration file (read-only through the API) or the admin API."""
 
 
 def _fail(code: str, message: str, **ctx: object) -> PydanticCustomError:
@@ -160,7 +161,7 @@ class RoleSpec(RoleFields):
 
 class AccountFields(Strict):
     alias: Alias | None = None
-    partition: Partition = "aws"
+    partition: PartitionName = "aws"
     default_region: Region | None = None
     environment: Annotated[str, Field(max_length=64)] | None = None
     owner: Annotated[str, Field(max_length=256)] | None = None
@@ -172,12 +173,7 @@ class AccountFields(Strict):
         region = self.default_region
         if region is None:
             return self
-        in_partition = {
-            "aws-us-gov": region.startswith("us-gov-"),
-            "aws-cn": region.startswith("cn-"),
-            "aws": not region.startswith(("us-gov-", "cn-")),
-        }[self.partition]
-        if not in_partition:
+        if partition_of_region(region) != self.partition:
             raise _fail(
                 "invalid_region",
                 "region '{region}' is not in partition '{partition}'",
@@ -188,7 +184,7 @@ class AccountFields(Strict):
 
     @property
     def region(self) -> str:
-        return self.default_region or DEFAULT_REGION[self.partition]
+        return self.default_region or PARTITIONS[self.partition].default_region
 
 
 class AccountSpec(AccountFields):

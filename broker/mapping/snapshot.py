@@ -10,9 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from broker.mapping.model import Source
 from broker.mapping.patterns import RuleMatcher, rule_matcher
-
-Source = Literal["config", "api"]
 
 
 @dataclass(frozen=True, slots=True)

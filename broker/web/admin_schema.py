@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.aws.partitions import PartitionName
 from broker.web.errors import Error
 
 Source = Literal["config", "api"]
@@ -41,7 +42,7 @@ class WebIdentityFederationView(_View):
 class AccountView(Meta):
     id: str = Field(description="the 12-digit AWS account id")
     alias: str | None
-    partition: Literal["aws", "aws-us-gov", "aws-cn"]
+    partition: PartitionName
     default_region: str | None
     environment: str | None
     owner: str | None

@@ -1,0 +1,117 @@
+"""Audit rows: written in the transaction of the change they describe (so a change without
+its event, or the reverse, cannot exist), decisions in batches, and the log read back in pages.
+
+The value types (AuditContext, Decision, AuditFilter) are ``broker.audit``'s."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.orm import Session
+
+from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
+from broker.db.models import AuditEvent, Base, utcnow
+
+# The issuance path's audit rows: a Core INSERT built once (no ORM unit of work per decision).
+_AUDIT_INSERT = insert(Base.metadata.tables[AuditEvent.__tablename__])
+
+
+def record(
+    s: Session,
+    ctx: AuditContext,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    outcome: str = "allow",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One event in the session's transaction (an admin write, a sync step)."""
+    s.add(
+        AuditEvent(
+            actor=ctx.actor,
+            action=action,
+            outcome=outcome,
+            target_type=target_type,
+            target_id=target_id,
+            request_id=ctx.request_id,
+            source_ip=ctx.source_ip,
+            before=before,
+            after=after,
+            details=details,
+        )
+    )
+
+
+def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
+    """Decisions as rows, in one executemany on the caller's connection."""
+    rows = [
+        {
+            "at": e.at or utcnow(),
+            "actor": e.ctx.actor,
+            "action": e.action,
+            "outcome": e.outcome,
+            "target_type": e.target_type,
+            "target_id": e.target_id,
+            "request_id": e.ctx.request_id,
+            "source_ip": e.ctx.source_ip,
+            "before": None,
+            "after": None,
+            "details": e.details,
+        }
+        for e in events
+    ]
+    conn.execute(_AUDIT_INSERT, rows)
+
+
+def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:
+    """Newest first; ``before_id`` is the keyset cursor (the last id of the previous page)."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(AuditEvent.id < before_id)
+    if f.actor:
+        q = q.where(AuditEvent.actor == f.actor)
+    if f.action:
+        if f.action.endswith(("*", ".")):
+            prefix = f.action.rstrip("*")
+            q = q.where(AuditEvent.action.startswith(prefix, autoescape=True))
+        else:
+            q = q.where(AuditEvent.action == f.action)
+    if f.target_type:
+        q = q.where(AuditEvent.target_type == f.target_type)
+    if f.target_id:
+        q = q.where(AuditEvent.target_id == f.target_id)
+    if f.outcome:
+        q = q.where(AuditEvent.outcome == f.outcome)
+    if f.since:
+        q = q.where(AuditEvent.at >= _utc(f.since))
+    if f.until:
+        q = q.where(AuditEvent.at < _utc(f.until))
+    return list(s.scalars(q))
+
+
+def _utc(t: datetime) -> datetime:
+    """A filter time in UTC (no offset: UTC), so it compares right with what either database stored."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def event_dict(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": rfc3339(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "outcome": e.outcome,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "request_id": e.request_id,
+        "source_ip": e.source_ip,
+        "before": e.before,
+        "after": e.after,
+        "details": e.details,
+    }

@@ -1,0 +1,247 @@
+"""The admin writes, each with its audit event, in the caller's transaction.
+
+Keyword-only functions that take the session explicitly; ``SqlMappingStore`` opens the
+transaction (one per write) and translates the database's exceptions. Objects declared in the
+configuration file (source "config") are read-only here: writes to them answer ReadOnly.
+A PATCH lays its changes over the current fields and validates the whole, in the transaction
+that read them (a concurrent write is never undone).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from broker.audit import AuditContext
+from broker.db import queries
+from broker.db.audit import record
+from broker.db.models import Account, Mapping, NamingRule, Role
+from broker.db.rows import (
+    account_spec,
+    apply_account_fields,
+    apply_mapping_fields,
+    apply_role_fields,
+    apply_rule_fields,
+    mapping_spec,
+    role_spec,
+    rule_spec,
+)
+from broker.db.views import View, account_view, dump, mapping_view, role_view, rule_view
+from broker.errors import Conflict, Duplicate, InUse, ReadOnly, UnknownAccount, UnknownRole
+from broker.mapping.model import AccountFields, AccountSpec, MappingSpec, RoleSpec, RuleSpec
+
+_Spec = TypeVar("_Spec", bound=BaseModel)
+_Row = TypeVar("_Row", Account, Role, Mapping, NamingRule)
+
+
+# ---- shared ----
+
+
+def merged(current: dict[str, Any], changes: dict[str, Any], model: type[_Spec], drop: tuple[str, ...] = ()) -> _Spec:
+    """A PATCH: ``changes`` laid over the current fields, validated as a whole (a field that is
+    not the model's is ``unknown_field``: ``extra="forbid"``)."""
+    base = {k: v for k, v in current.items() if k not in drop}
+    return model.model_validate(base | changes)
+
+
+def writable(row: Account | Role | Mapping | NamingRule, what: str) -> None:
+    if row.source == "config":
+        raise ReadOnly(f"{what} is declared in the configuration file; change it there (it is read-only through the API)")
+
+
+def locked(s: Session, row: _Row) -> _Row:
+    """``row`` re-read with a row lock (SELECT ... FOR UPDATE) where the database has them."""
+    if s.get_bind().dialect.name != "sqlite":
+        s.refresh(row, with_for_update=True)
+    return row
+
+
+# ---- accounts ----
+
+
+def create_account(s: Session, *, spec: AccountSpec, ctx: AuditContext, source: str = "api") -> View:
+    if s.get(Account, spec.id) is not None:
+        raise Duplicate(f"account {spec.id} is already registered")
+    if spec.alias and queries.find_account(s, spec.alias) is not None:
+        raise Duplicate(f"alias {spec.alias!r} is already used by another account")
+    acc = Account(id=spec.id, source=source)
+    apply_account_fields(acc, spec)
+    s.add(acc)
+    s.flush()
+    view = account_view(acc)
+    record(s, ctx, "account.create", target_type="account", target_id=acc.id, after=view)
+    for role in spec.roles:
+        _create_role(s, acc=acc, spec=role, ctx=ctx, source=source)
+    return view
+
+
+def update_account(s: Session, *, acc: Account, fields: AccountFields, ctx: AuditContext) -> View:
+    writable(acc, f"account {acc.id}")
+    if fields.alias and (other := queries.find_account(s, fields.alias)) is not None and other.id != acc.id:
+        raise Duplicate(f"alias {fields.alias!r} is already used by account {other.id}")
+    before = account_view(acc)
+    apply_account_fields(acc, AccountSpec(id=acc.id, **fields.model_dump()))
+    s.flush()
+    after = account_view(acc)
+    record(s, ctx, "account.update", target_type="account", target_id=acc.id, before=before, after=after)
+    return after
+
+
+def patch_account(s: Session, *, acc: Account, changes: dict[str, Any], ctx: AuditContext) -> View:
+    writable(acc, f"account {acc.id}")
+    fields = merged(dump(account_spec(acc)), changes, AccountFields, drop=("id", "roles"))
+    return update_account(s, acc=acc, fields=fields, ctx=ctx)
+
+
+def delete_account(s: Session, *, acc: Account, ctx: AuditContext) -> None:
+    writable(acc, f"account {acc.id}")
+    n = queries.count_roles(s, acc.id)
+    if n:
+        raise InUse(
+            f"account {acc.id} still has {n} role(s); delete them first",
+            details=[{"field": "roles", "value": n, "message": f"{n} role(s) registered in the account"}],
+        )
+    record(s, ctx, "account.delete", target_type="account", target_id=acc.id, before=account_view(acc))
+    s.delete(acc)
+
+
+# ---- roles ----
+
+
+def create_role(s: Session, *, account: str, spec: RoleSpec, ctx: AuditContext) -> View:
+    acc = queries.find_account(s, account)
+    if acc is None:
+        raise UnknownAccount(f"no account {account!r} is registered")
+    return _create_role(s, acc=acc, spec=spec, ctx=ctx, source="api")
+
+
+def _create_role(s: Session, *, acc: Account, spec: RoleSpec, ctx: AuditContext, source: str) -> View:
+    if queries.find_role(s, acc.id, spec.name) is not None:
+        raise Duplicate(f"account {acc.id} already has a role named {spec.name!r} (IAM role names ignore case)")
+    role = Role(account_id=acc.id, account=acc, source=source)
+    apply_role_fields(role, spec)
+    s.add(role)
+    s.flush()
+    view = role_view(role)
+    record(s, ctx, "role.create", target_type="role", target_id=f"{acc.id}/{role.name}", after=view)
+    return view
+
+
+def update_role(s: Session, *, role: Role, spec: RoleSpec, ctx: AuditContext) -> View:
+    writable(role, f"role {role.account_id}/{role.name}")
+    if spec.name.lower() != role.name_key and queries.find_role(s, role.account_id, spec.name):
+        raise Duplicate(f"account {role.account_id} already has a role named {spec.name!r}")
+    before = role_view(role)
+    apply_role_fields(role, spec)
+    s.flush()
+    after = role_view(role)
+    record(s, ctx, "role.update", target_type="role", target_id=f"{role.account_id}/{role.name}", before=before, after=after)
+    return after
+
+
+def patch_role(s: Session, *, role: Role, changes: dict[str, Any], ctx: AuditContext) -> View:
+    writable(role, f"role {role.account_id}/{role.name}")
+    return update_role(s, role=role, spec=merged(dump(role_spec(role)), changes, RoleSpec), ctx=ctx)
+
+
+def delete_role(s: Session, *, role: Role, ctx: AuditContext) -> None:
+    writable(role, f"role {role.account_id}/{role.name}")
+    n = queries.count_mappings(s, role.id)
+    if n:
+        raise InUse(
+            f"role {role.account_id}/{role.name} is still used by {n} mapping(s)",
+            details=[{"field": "mappings", "value": n, "message": f"{n} mapping(s) use the role"}],
+        )
+    record(s, ctx, "role.delete", target_type="role", target_id=f"{role.account_id}/{role.name}", before=role_view(role))
+    s.delete(role)
+
+
+# ---- mappings ----
+
+
+def _target_role(s: Session, spec: MappingSpec) -> Role:
+    acc = queries.find_account(s, spec.account)
+    if acc is None:
+        raise UnknownAccount(f"no account {spec.account!r} is registered")
+    role = queries.find_role(s, acc.id, spec.role)
+    if role is None:
+        raise UnknownRole(f"account {acc.id} has no role {spec.role!r}; register the role first")
+    return role
+
+
+def create_mapping(s: Session, *, spec: MappingSpec, ctx: AuditContext) -> View:
+    role = _target_role(s, spec)
+    if queries.find_mapping(s, spec.group, role) is not None:
+        raise Duplicate(f"group {spec.group!r} is already mapped to {role.account_id}/{role.name}")
+    m = Mapping(source="api")
+    apply_mapping_fields(m, spec, role)
+    s.add(m)
+    s.flush()
+    view = mapping_view(m)
+    record(s, ctx, "mapping.create", target_type="mapping", target_id=str(m.id), after=view)
+    return view
+
+
+def update_mapping(s: Session, *, m: Mapping, spec: MappingSpec, ctx: AuditContext) -> View:
+    writable(m, f"mapping {m.id}")
+    role = _target_role(s, spec)
+    other = queries.find_mapping(s, spec.group, role)
+    if other is not None and other.id != m.id:
+        raise Duplicate(f"group {spec.group!r} is already mapped to {role.account_id}/{role.name} (mapping {other.id})")
+    before = mapping_view(m)
+    apply_mapping_fields(m, spec, role)
+    s.flush()
+    after = mapping_view(m)
+    record(s, ctx, "mapping.update", target_type="mapping", target_id=str(m.id), before=before, after=after)
+    return after
+
+
+def patch_mapping(s: Session, *, m: Mapping, changes: dict[str, Any], ctx: AuditContext) -> View:
+    writable(m, f"mapping {m.id}")
+    return update_mapping(s, m=m, spec=merged(dump(mapping_spec(m)), changes, MappingSpec), ctx=ctx)
+
+
+def delete_mapping(s: Session, *, m: Mapping, ctx: AuditContext) -> None:
+    writable(m, f"mapping {m.id}")
+    record(s, ctx, "mapping.delete", target_type="mapping", target_id=str(m.id), before=mapping_view(m))
+    s.delete(m)
+
+
+# ---- naming rules ----
+
+
+def create_rule(s: Session, *, spec: RuleSpec, ctx: AuditContext) -> View:
+    if s.get(NamingRule, spec.name) is not None:
+        raise Duplicate(f"a naming rule named {spec.name!r} already exists")
+    r = NamingRule(source="api")
+    apply_rule_fields(r, spec)
+    s.add(r)
+    s.flush()
+    view = rule_view(r)
+    record(s, ctx, "rule.create", target_type="rule", target_id=r.name, after=view)
+    return view
+
+
+def update_rule(s: Session, *, r: NamingRule, spec: RuleSpec, ctx: AuditContext) -> View:
+    writable(r, f"naming rule {r.name!r}")
+    if spec.name != r.name:
+        raise Conflict("a naming rule cannot be renamed; create a new one and delete this one")
+    before = rule_view(r)
+    apply_rule_fields(r, spec)
+    s.flush()
+    after = rule_view(r)
+    record(s, ctx, "rule.update", target_type="rule", target_id=r.name, before=before, after=after)
+    return after
+
+
+def patch_rule(s: Session, *, r: NamingRule, changes: dict[str, Any], ctx: AuditContext) -> View:
+    writable(r, f"naming rule {r.name!r}")
+    return update_rule(s, r=r, spec=merged(dump(rule_spec(r)), changes, RuleSpec), ctx=ctx)
+
+
+def delete_rule(s: Session, *, r: NamingRule, ctx: AuditContext) -> None:
+    writable(r, f"naming rule {r.name!r}")
+    record(s, ctx, "rule.delete", target_type="rule", target_id=r.name, before=rule_view(r))
+    s.delete(r)
