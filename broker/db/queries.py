@@ -139,7 +139,7 @@ _ACCOUNT_FIELDS = (
 _ACCOUNT_COLS = (Account.id.label("account_id"), *_ACCOUNT_FIELDS)
 
 
-def _account_record(r: Row[Any]) -> AccountRecord:
+def _account_record(r: Row[*tuple[Any, ...]]) -> AccountRecord:
     return AccountRecord(
         id=r.account_id,
         alias=r.alias,
@@ -183,7 +183,7 @@ _ROLES_Q = select(*_ROLE_COLS).where(
 )
 
 
-def _mapping_record(r: Row[Any]) -> MappingRecord:
+def _mapping_record(r: Row[*tuple[Any, ...]]) -> MappingRecord:
     return MappingRecord(
         str(r.id), r.group, r.group_key, r.account_id, r.role_name, r.session_duration, r.console, r.cli, r.source
     )
