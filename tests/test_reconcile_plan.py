@@ -42,7 +42,7 @@ def test_the_reconciler_imports_no_database():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
     }
-    assert not {m for m in imported if m and (m.startswith("sqlalchemy") or m.startswith("broker.db"))}
+    assert not {m for m in imported if m and (m.startswith(("sqlalchemy", "broker.db")))}
 
 
 def test_a_first_sync_creates_what_the_file_declares():
@@ -72,10 +72,10 @@ def test_the_sync_never_takes_an_api_object_over():
     assert rec.steps == [] and rec.problems == []
     assert rec.plan.accounts.unchanged == 1 and rec.plan.roles.unchanged == 1
     assert rec.plan.notices == [
-        f"account {TEAM} (API) is declared in the configuration file but was created through the API: it stays as "
-        "the API made it, and the file's version is not applied (delete it through the API to let the file manage it)",
-        f"role {TEAM}/Dev (API) is declared in the configuration file but was created through the API: it stays as "
-        "the API made it (delete it through the API to let the file manage it)",
+        (f"account {TEAM} (API) is declared in the configuration file but was created through the API: it stays as "
+        "the API made it, and the file's version is not applied (delete it through the API to let the file manage it)"),
+        (f"role {TEAM}/Dev (API) is declared in the configuration file but was created through the API: it stays as "
+        "the API made it (delete it through the API to let the file manage it)"),
     ]
 
 
@@ -104,8 +104,8 @@ def test_a_dropped_role_api_mappings_use_is_released_naming_its_holders():
     assert release.held_by == (f"mapping 7 ('ops' -> {CORE}/ReadOnly, API)",)
     assert rec.plan.roles.release == [{"key": f"role {CORE}/readonly", "held_by": list(release.held_by)}]
     assert rec.plan.notices == [
-        f"role {CORE}/ReadOnly (configuration file) is no longer declared in the configuration file, but "
-        f"mapping 7 ('ops' -> {CORE}/ReadOnly, API) still uses it: it is kept, now managed through the API"
+        (f"role {CORE}/ReadOnly (configuration file) is no longer declared in the configuration file, but "
+        f"mapping 7 ('ops' -> {CORE}/ReadOnly, API) still uses it: it is kept, now managed through the API")
     ]
     assert rec.of("roles", "delete") == []
 
@@ -159,8 +159,8 @@ def test_dangling_references_are_named_each():
                                             {"group": "h", "account": CORE, "role": "Nobody"}]}), managed=CONFIG)
     assert rec.problems == [
         f"mappings[0] (group 'g'): unknown account '{TEAM}'",
-        f"mapping 'h' -> {CORE}/nobody (configuration file) needs role {CORE}/nobody, "
-        "which is not registered or would be removed",
+        (f"mapping 'h' -> {CORE}/nobody (configuration file) needs role {CORE}/nobody, "
+        "which is not registered or would be removed"),
     ]
 
 
