@@ -270,3 +270,23 @@ def test_an_import_is_checked_and_applied_on_one_plan(store):
     assert seen == [store.plan_import(smaller).to_dict()]
     applied = store.apply_import(smaller, CTX, check=seen.append)
     assert len(applied.mappings.delete) == 2 and len(store.list_mappings(limit=10)) == 0
+
+
+def test_views_are_the_models_fields_plus_what_the_database_adds(store):
+    """The answers and their documented models come from one definition (broker.mapping.model)."""
+    from broker.web.admin_schema import AccountView, MappingView, RoleView, RuleView
+
+    seed(store)
+    mapping = store.create_mapping(MappingSpec(group="ops", account="prod", role="Admin"), CTX)
+    rule = store.create_rule(RuleSpec(name="adfs", pattern=r"^AWS-(?P<account>\d{12})-(?P<role>\w+)$"), CTX)
+    meta = {"source", "created_at", "updated_at"}
+    cases = [
+        (store.get_account(PROD), AccountView, set(AccountSpec.model_fields) - {"roles"}),
+        (store.get_role(PROD, "admin"), RoleView, set(RoleSpec.model_fields) | {"account", "arn"}),
+        (mapping, MappingView, set(MappingSpec.model_fields) | {"id"}),
+        (rule, RuleView, set(RuleSpec.model_fields)),
+    ]
+    for view, model, fields in cases:
+        assert set(view) == set(model.model_fields) == fields | meta
+        model.model_validate(view)
+    assert store.get_role(PROD, "admin")["arn"] == f"arn:aws:iam::{PROD}:role/Admin"

@@ -30,13 +30,11 @@ from pydantic import BaseModel
 
 from broker.groups import match_key
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec, Source
-from broker.mapping.store import ImportPlan
+from broker.mapping.store import KINDS, ImportPlan, Kind
 
 API: Source = "api"
 CONFIG: Source = "config"
 
-Kind = Literal["accounts", "roles", "mappings", "rules"]
-KINDS: tuple[Kind, ...] = ("accounts", "roles", "mappings", "rules")
 Op = Literal["create", "update", "delete", "release"]
 RoleKey = tuple[str, str]  # (account id, role name key)
 MappingKey = tuple[str, str, str]  # (group key, account id, role name key)

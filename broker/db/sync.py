@@ -23,7 +23,6 @@ from broker.db.reconcile import (
     API,
     CONFIG,
     Current,
-    Kind,
     MappingKey,
     Op,
     Reconciliation,
@@ -33,7 +32,7 @@ from broker.db.reconcile import (
 )
 from broker.errors import ConfigSyncFailed, InvalidImport, ReadOnly
 from broker.mapping.model import MappingDocument, Source
-from broker.mapping.store import ImportPlan
+from broker.mapping.store import ImportPlan, Kind
 
 CONFIG_ACTOR = AuditContext(actor="config-file")
 

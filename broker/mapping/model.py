@@ -151,7 +151,7 @@ Federation = Annotated[SamlFederation | WebIdentityFederation, Field(discriminat
 
 class RoleFields(Strict):
     path: RolePath = "/"
-    max_session_duration: SessionSeconds = AWS_DEFAULT_MAX_SESSION
+    max_session_duration: SessionSeconds = Field(default=AWS_DEFAULT_MAX_SESSION, description="seconds")
     description: Text = ""
 
 
@@ -188,7 +188,7 @@ class AccountFields(Strict):
 
 
 class AccountSpec(AccountFields):
-    id: AccountId
+    id: AccountId = Field(description="the 12-digit AWS account id")
     roles: list[RoleSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

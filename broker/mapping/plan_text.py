@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-KINDS = ("accounts", "roles", "mappings", "rules")
+from broker.mapping.store import KINDS
 
 
 def deletions(plan: dict[str, Any]) -> int:

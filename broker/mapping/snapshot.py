@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from broker.aws.partitions import PartitionName
 from broker.mapping.model import Source
 from broker.mapping.patterns import RuleMatcher, rule_matcher
 
@@ -18,7 +19,7 @@ from broker.mapping.patterns import RuleMatcher, rule_matcher
 class AccountRecord:
     id: str
     alias: str | None
-    partition: str
+    partition: PartitionName
     region: str
     environment: str | None
     federation_path: Literal["saml", "web_identity"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.snapshot import MappingSnapshot
+
+Kind = Literal["accounts", "roles", "mappings", "rules"]
+"""The mapping's kinds of object, in dependency order (a document's lists, a plan's parts)."""
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
 @dataclass
@@ -40,7 +44,7 @@ class ImportPlan:
     also declares; objects the file dropped that API objects still use), each naming its object."""
     applied: bool = False
 
-    def kinds(self) -> dict[str, KindPlan]:
+    def kinds(self) -> dict[Kind, KindPlan]:
         return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
 
     @property

@@ -37,6 +37,7 @@ from broker.web.admin_schema import (
     Explanation,
     MappingPage,
     MappingView,
+    Responses,
     RoleView,
     RuleView,
     documented_error,
@@ -49,9 +50,9 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
 MAX_ID = 2**63 - 1  # the database's BIGINT: a larger id is a 422, not a driver overflow
 MappingId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PatchBody = Annotated[dict[str, Any], Body(description="the fields to change; the others keep their values")]
-NO_CONTENT = {204: {"description": "deleted"}}
+NO_CONTENT: Responses = {204: {"description": "deleted"}}
 READ = NOT_FOUND
-WRITE = {**NOT_FOUND, **CONFLICT, **WRITE_422}
+WRITE: Responses = {**NOT_FOUND, **CONFLICT, **WRITE_422}
 
 # ---- accounts ----
 
@@ -262,7 +263,7 @@ MAX_REPORTED_PROBLEMS = 100
 
 def _import_syntax(content_type: str | None) -> Literal["yaml", "json"]:
     """The parser a Content-Type asks for: YAML when none is given; anything else is a 415."""
-    if not (content_type or "").strip():
+    if content_type is None or not content_type.strip():
         return "yaml"
     header = Message()
     header["content-type"] = content_type
@@ -284,7 +285,9 @@ def _read_document(raw: bytes, syntax: Literal["yaml", "json"]) -> MappingDocume
     try:
         return MappingDocument.model_validate(data)
     except ValidationError as exc:
-        return [e | {"loc": ("document", *e["loc"])} for e in exc.errors(include_input=False)[:MAX_REPORTED_PROBLEMS]]
+        return [
+            {**e, "loc": ("document", *e["loc"])} for e in exc.errors(include_input=False)[:MAX_REPORTED_PROBLEMS]
+        ]
 
 
 def _import_schema() -> dict[str, Any]:
@@ -302,7 +305,8 @@ def _import_schema() -> dict[str, Any]:
             return [inline(v) for v in node]
         return node
 
-    return inline(schema)
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _plan_hash(plan: dict[str, Any]) -> str:

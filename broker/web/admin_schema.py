@@ -1,21 +1,33 @@
 """What the admin API answers: one response model per route (so /openapi.json documents every
 body, and FastAPI checks each answer against it) and the error statuses each route can give.
 
-The models describe the store's views (``broker.db.store``); they carry no input validators,
-so an answer is never refused because a validator changed after the object was stored.
+The account, role, mapping and rule answers are derived from the mapping model's fields
+(``broker.mapping.model``: the one definition) plus what the database adds (``broker.db.views``);
+they carry no input validators, so an answer is never refused because a validator changed after
+the object was stored.
 Times are RFC 3339 in UTC with their offset (``2026-12-02T03:07:23.123456Z``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+import operator
+from types import GenericAlias, UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from broker.aws.partitions import PartitionName
+from broker.mapping.model import (
+    AccountSpec,
+    MappingSpec,
+    RoleSpec,
+    RuleSpec,
+    SamlFederation,
+    Source,
+    WebIdentityFederation,
+)
 from broker.web.errors import Error
 
-Source = Literal["config", "api"]
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="RFC 3339, UTC (Z)")]
 
 
@@ -29,54 +41,65 @@ class Meta(_View):
     updated_at: Timestamp | None
 
 
-class SamlFederationView(_View):
-    path: Literal["saml"]
-    saml_provider: str
+def _plain(tp: Any, views: dict[type[BaseModel], type[BaseModel]]) -> Any:
+    """A model field's type without its validators (``Annotated`` metadata), nested models
+    replaced by their views: the shape of what is stored, not the rules a write obeys."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _plain(get_args(tp)[0], views)
+    if origin is Union or origin is UnionType:
+        return functools.reduce(operator.or_, (_plain(a, views) for a in get_args(tp)))
+    if origin is list:
+        return GenericAlias(list, (_plain(get_args(tp)[0], views),))
+    if isinstance(tp, type) and tp in views:
+        return views[tp]
+    return tp
 
 
-class WebIdentityFederationView(_View):
-    path: Literal["web_identity"]
-    audience: str | None
+def view_of(
+    model: type[BaseModel],
+    *,
+    name: str,
+    base: type[BaseModel] = _View,
+    first: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    views: dict[type[BaseModel], type[BaseModel]] | None = None,
+) -> type[BaseModel]:
+    """The response model of ``model``: its fields (every one required, as every view has them
+    all), their types without validators, after ``first`` (what the database adds)."""
+    fields: dict[str, Any] = dict(first or {})
+    for field_name, info in model.model_fields.items():
+        if field_name not in drop:
+            annotation = _plain(info.annotation, views or {})
+            fields[field_name] = (annotation, Field(description=info.description, discriminator=info.discriminator))
+    return create_model(name, __base__=base, __doc__=model.__doc__, **fields)
 
 
-class AccountView(Meta):
-    id: str = Field(description="the 12-digit AWS account id")
-    alias: str | None
-    partition: PartitionName
-    default_region: str | None
-    environment: str | None
-    owner: str | None
-    description: str
-    federation: Annotated[SamlFederationView | WebIdentityFederationView, Field(discriminator="path")]
+_FEDERATION_VIEWS: dict[type[BaseModel], type[BaseModel]] = {
+    SamlFederation: view_of(SamlFederation, name="SamlFederationView"),
+    WebIdentityFederation: view_of(WebIdentityFederation, name="WebIdentityFederationView"),
+}
 
+if TYPE_CHECKING:  # what type checkers see; the models themselves are derived below
 
-class RoleView(Meta):
-    account: str = Field(description="the account id")
-    arn: str
-    name: str
-    path: str
-    max_session_duration: int = Field(description="seconds")
-    description: str
+    class AccountView(Meta): ...
 
+    class RoleView(Meta): ...
 
-class MappingView(Meta):
-    id: int
-    group: str
-    account: str = Field(description="the account id")
-    role: str
-    session_duration: int | None = Field(description="cap on the session this mapping allows (seconds)")
-    console: bool
-    cli: bool
-    description: str
+    class MappingView(Meta): ...
 
+    class RuleView(Meta): ...
 
-class RuleView(Meta):
-    name: str
-    pattern: str
-    session_duration: int | None
-    console: bool
-    cli: bool
-    description: str
+else:
+    AccountView = view_of(AccountSpec, name="AccountView", base=Meta, drop=("roles",), views=_FEDERATION_VIEWS)
+    RoleView = view_of(
+        RoleSpec,
+        name="RoleView",
+        base=Meta,
+        first={"account": (str, Field(description="the account id")), "arn": (str, Field(description="the role's ARN"))},
+    )
+    MappingView = view_of(MappingSpec, name="MappingView", base=Meta, first={"id": (int, Field(description="the mapping id"))})
+    RuleView = view_of(RuleSpec, name="RuleView", base=Meta)
 
 
 class MappingPage(_View):
@@ -160,11 +183,15 @@ class Explanation(_View):
 # ---- the error statuses, per route ----
 
 
+Responses = dict[int | str, dict[str, Any]]
+"""A route's documented answers by status (FastAPI's ``responses=``)."""
+
+
 def documented_error(text: str) -> dict[str, Any]:
     return {"model": Error, "description": text}
 
 
-COMMON: dict[int | str, dict[str, Any]] = {
+COMMON: Responses = {
     400: documented_error("malformed_json (the body is not JSON), bad_request (e.g. an invalid Content-Length)"),
     401: documented_error("unauthenticated, invalid_credentials: no, or no valid, admin credentials"),
     403: documented_error("forbidden: the directory account signed in but is not an admin"),
@@ -175,9 +202,9 @@ COMMON: dict[int | str, dict[str, Any]] = {
 }
 """Every admin route: authentication, body and validation problems, rate limits, outages."""
 
-NOT_FOUND = {404: documented_error("not_found: no such account, role, mapping or rule")}
-CONFLICT = {409: documented_error("duplicate, read_only (declared in the configuration file), in_use, conflict")}
-WRITE_422 = {
+NOT_FOUND: Responses = {404: documented_error("not_found: no such account, role, mapping or rule")}
+CONFLICT: Responses = {409: documented_error("duplicate, read_only (declared in the configuration file), in_use, conflict")}
+WRITE_422: Responses = {
     422: documented_error(
         "invalid_account_id, invalid_alias, invalid_region, invalid_role_name, invalid_role_path, reserved_role, "
         "invalid_regex, invalid_group, unknown_account, unknown_role, duplicate (listed twice), missing_field, "
