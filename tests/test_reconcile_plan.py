@@ -37,7 +37,7 @@ def ops(rec: reconcile.Reconciliation) -> list[tuple[str, str, Any]]:
     return [(st.kind, st.op, st.key) for st in rec.steps]
 
 
-def test_the_reconciler_imports_no_database():
+def test_the_reconciler_imports_no_database() -> None:
     tree = ast.parse(inspect.getsource(reconcile))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
@@ -45,7 +45,7 @@ def test_the_reconciler_imports_no_database():
     assert not {m for m in imported if m and (m.startswith(("sqlalchemy", "broker.db")))}
 
 
-def test_a_first_sync_creates_what_the_file_declares():
+def test_a_first_sync_creates_what_the_file_declares() -> None:
     rec = plan(Current(), doc({
         "accounts": [{"id": CORE, "alias": "core", "roles": [{"name": "Admin"}]}],
         "mappings": [{"group": "Core-Admins", "account": "core", "role": "admin"}],
@@ -65,7 +65,7 @@ def test_a_first_sync_creates_what_the_file_declares():
                                                                "max_session_duration": 3600, "description": ""}]
 
 
-def test_the_sync_never_takes_an_api_object_over():
+def test_the_sync_never_takes_an_api_object_over() -> None:
     current = Current(accounts={TEAM: account(TEAM, "team", API)}, roles={(TEAM, "dev"): role("Dev", API)})
     rec = plan(current, doc({"accounts": [{"id": TEAM, "alias": "team", "description": "the file's",
                                            "roles": [{"name": "Dev"}]}]}), managed=CONFIG)
@@ -79,7 +79,7 @@ def test_the_sync_never_takes_an_api_object_over():
     ]
 
 
-def test_an_import_that_would_change_a_config_object_is_a_conflict():
+def test_an_import_that_would_change_a_config_object_is_a_conflict() -> None:
     current = Current(accounts={CORE: account(CORE, "core")}, roles={(CORE, "admin"): role("Admin")})
     rec = plan(current, doc({"accounts": [{"id": CORE, "alias": "core", "roles": [{"name": "Admin",
                                                                                    "max_session_duration": 7200}]}]}),
@@ -90,7 +90,7 @@ def test_an_import_that_would_change_a_config_object_is_a_conflict():
     ]
 
 
-def test_a_dropped_role_api_mappings_use_is_released_naming_its_holders():
+def test_a_dropped_role_api_mappings_use_is_released_naming_its_holders() -> None:
     current = Current(
         accounts={CORE: account(CORE, "core")},
         roles={(CORE, "admin"): role("Admin"), (CORE, "readonly"): role("ReadOnly")},
@@ -110,7 +110,7 @@ def test_a_dropped_role_api_mappings_use_is_released_naming_its_holders():
     assert rec.of("roles", "delete") == []
 
 
-def test_a_dropped_account_is_released_for_its_api_roles_and_the_rest_deleted():
+def test_a_dropped_account_is_released_for_its_api_roles_and_the_rest_deleted() -> None:
     current = Current(
         accounts={CORE: account(CORE, "core")},
         roles={(CORE, "admin"): role("Admin"), (CORE, "billing"): role("Billing", API)},
@@ -123,7 +123,7 @@ def test_a_dropped_account_is_released_for_its_api_roles_and_the_rest_deleted():
     assert rec.of("accounts", "release")[0].held_by == (f"role {CORE}/Billing (API)",)
 
 
-def test_an_import_never_releases_it_deletes_and_reports_what_would_dangle():
+def test_an_import_never_releases_it_deletes_and_reports_what_would_dangle() -> None:
     current = Current(
         accounts={TEAM: account(TEAM, "team", API)},
         roles={(TEAM, "dev"): role("Dev", API)},
@@ -136,7 +136,7 @@ def test_an_import_never_releases_it_deletes_and_reports_what_would_dangle():
     ]
 
 
-def test_an_alias_moves_between_accounts_in_one_plan():
+def test_an_alias_moves_between_accounts_in_one_plan() -> None:
     current = Current(accounts={CORE: account(CORE, "core")})
     rec = plan(current, doc({"accounts": [{"id": CORE, "alias": "old-core"}, {"id": NEW, "alias": "core"}],
                              "mappings": []}), managed=CONFIG)
@@ -146,14 +146,14 @@ def test_an_alias_moves_between_accounts_in_one_plan():
     assert (update.before.alias, update.spec.alias) == ("core", "old-core")
 
 
-def test_a_declared_account_answers_to_the_documents_alias_only():
+def test_a_declared_account_answers_to_the_documents_alias_only() -> None:
     current = Current(accounts={CORE: account(CORE, "core")}, roles={(CORE, "admin"): role("Admin")})
     rec = plan(current, doc({"accounts": [{"id": CORE, "alias": "renamed", "roles": [{"name": "Admin"}]}],
                              "mappings": [{"group": "g", "account": "core", "role": "Admin"}]}), managed=CONFIG)
     assert rec.problems == ["mappings[0] (group 'g'): unknown account 'core'"]
 
 
-def test_dangling_references_are_named_each():
+def test_dangling_references_are_named_each() -> None:
     rec = plan(Current(), doc({"accounts": [{"id": CORE, "roles": [{"name": "Admin"}]}],
                                "mappings": [{"group": "g", "account": TEAM, "role": "Admin"},
                                             {"group": "h", "account": CORE, "role": "Nobody"}]}), managed=CONFIG)
@@ -164,7 +164,7 @@ def test_dangling_references_are_named_each():
     ]
 
 
-def test_an_alias_clash_with_an_api_account_names_both():
+def test_an_alias_clash_with_an_api_account_names_both() -> None:
     current = Current(accounts={TEAM: account(TEAM, "shared", API)})
     rec = plan(current, doc({"accounts": [{"id": CORE, "alias": "shared"}]}), managed=CONFIG)
     assert rec.problems == [
@@ -172,13 +172,13 @@ def test_an_alias_clash_with_an_api_account_names_both():
     ]
 
 
-def test_duplicates_in_the_document_are_problems():
+def test_duplicates_in_the_document_are_problems() -> None:
     rec = plan(Current(), doc({"accounts": [{"id": CORE, "alias": "dup"}, {"id": TEAM, "alias": "dup"}],
                                "rules": []}), managed=API)
     assert f"alias 'dup' is used by {CORE} and {TEAM}" in rec.problems
 
 
-def test_an_unchanged_document_plans_nothing():
+def test_an_unchanged_document_plans_nothing() -> None:
     current = Current(accounts={CORE: account(CORE, "core")}, roles={(CORE, "admin"): role("Admin")})
     rec = plan(current, doc({"accounts": [{"id": CORE, "alias": "core", "roles": [{"name": "Admin"}]}]}),
                managed=CONFIG)
