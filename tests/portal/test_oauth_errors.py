@@ -168,3 +168,10 @@ def test_the_endpoints_answer_each_case_with_its_rfc_body(build: Callable[..., A
         assert int(r.headers["retry-after"]) > 0
     else:
         assert "retry-after" not in r.headers
+
+
+def test_an_unsupported_grant_type_is_named_in_rfc_characters(portal: Any) -> None:
+    r = _token(portal, grant_type='x"y\\z…' + "a" * 100, client_id="awsbroker")
+    assert r.status_code == 400
+    assert r.json() == {"error": "unsupported_grant_type",
+                        "error_description": "unsupported grant_type x?y?z?" + "a" * 58}
