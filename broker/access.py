@@ -96,7 +96,7 @@ class Access:
     def sign_in(self, flow: Flow, username: str, password: str, *, ctx: DecisionContext) -> Identity:
         """A rate-limited, audited password sign-in; one answer for every wrong case."""
         if not username or len(username) > 256 or len(password) > 1024:
-            raise InvalidCredentials("malformed")
+            raise InvalidCredentials(reason="malformed")
         account = flow.login_key(username)
         try:
             self.limits.check_login(username=account, address=ctx.source_ip)

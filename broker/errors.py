@@ -5,18 +5,24 @@ and the HTTP ``status`` it maps to, as class attributes (the authlib style). For
 exceptions (SQLAlchemy, ldap3, botocore, lxml, httpx, ...) are translated into this tree
 in one place per package; a user never sees a stack trace.
 
+Every error is raised the same way, message first: ``UpstreamRejected()`` (the class's own
+message), ``UpstreamRejected("what the person is told")``, and ``reason=`` for the audit log
+only: ``UpstreamRejected(reason="wrong_audience")``. ``reason`` is on every error (None unless
+a class or a raise site sets one). RFC 6749 / RFC 8628 answers of the token endpoint are not
+in this tree: they are broker.oauth.errors.
+
     BrokerError
     ├── BadRequest (400)
     │   ├── MalformedJSON            malformed_json
-    │   └── InvalidInput (422)       invalid_input
-    │       ├── InvalidAccountId     invalid_account_id
-    │       ├── InvalidRoleName      invalid_role_name
-    │       ├── ReservedRole         reserved_role
-    │       ├── InvalidRegex         invalid_regex
-    │       ├── UnknownAccount       unknown_account
-    │       ├── UnknownRole          unknown_role
-    │       ├── InvalidImport        invalid_import
-    │       └── SessionTagInvalid    session_tag_invalid
+    │   ├── InvalidInput (422)       invalid_input
+    │   │   ├── InvalidAccountId     invalid_account_id
+    │   │   ├── InvalidRoleName      invalid_role_name
+    │   │   ├── ReservedRole         reserved_role
+    │   │   ├── InvalidRegex         invalid_regex
+    │   │   ├── UnknownAccount       unknown_account
+    │   │   ├── UnknownRole          unknown_role
+    │   │   ├── InvalidImport        invalid_import
+    │   │   └── SessionTagInvalid    session_tag_invalid
     │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
@@ -67,15 +73,25 @@ from typing import Any
 
 
 class BrokerError(Exception):
+    """``BrokerError(message=None, *, details=None, reason=None)``: the message a client sees (the
+    class's own when None), ``details`` for the answer's ``details`` list, and ``reason``, a
+    machine word for the audit log and operators only (never part of the answer)."""
+
     code: str = "internal_error"
     status: int = 500
     message: str = "internal error"
     headers: dict[str, str] | None = None
+    reason: str | None = None
 
-    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+    def __init__(self, message: str | None = None, *, details: Any = None, reason: str | None = None) -> None:
         self.message = message or self.message
         self.details = details
+        if reason is not None:
+            self.reason = reason
         super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -135,15 +151,12 @@ class SsoRequestInvalid(BadRequest):
     for the audit log only."""
 
     code, message = "sso_request_invalid", "this sign-in request is unknown, expired or already used: start again"
-
-    def __init__(self, reason: str = "unknown_request", message: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "unknown_request"
 
 
 class Unauthenticated(BrokerError):
     code, status, message = "unauthenticated", 401, "authentication required"
-    headers = {"WWW-Authenticate": 'Bearer realm="broker"'}  # noqa: RUF012 - read, never mutated
+    headers: dict[str, str] | None = {"WWW-Authenticate": 'Bearer realm="broker"'}  # noqa: RUF012 - read, never mutated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -156,13 +169,7 @@ class InvalidCredentials(Unauthenticated):
 
     code, message = "invalid_credentials", "invalid username or password"
     headers = None
-
-    def __init__(self, reason: str = "invalid_credentials", message: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"InvalidCredentials(reason={self.reason!r})"
+    reason = "invalid_credentials"
 
 
 class UpstreamRejected(Unauthenticated):
@@ -174,13 +181,7 @@ class UpstreamRejected(Unauthenticated):
 
     code, message = "upstream_rejected", "the identity provider's answer was refused"
     headers = None
-
-    def __init__(self, reason: str = "rejected", message: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(reason={self.reason!r})"
+    reason = "rejected"
 
 
 class UpstreamReplay(UpstreamRejected):

@@ -167,7 +167,7 @@ class LdapConnector:
 
     def login(self, username: str, password: str) -> LoginResult:
         if blank_password(password):
-            return InvalidCredentials("empty_password")
+            return InvalidCredentials(reason="empty_password")
         login = self._login_name(username)
         template_dn = None if login is None else self._template_dn(login)
         if template_dn is not None:
@@ -176,18 +176,18 @@ class LdapConnector:
                 return self._refused(result)
             entry = self._read(template_dn)
             if entry is None:
-                return InvalidCredentials("not_in_scope")
+                return InvalidCredentials(reason="not_in_scope")
         else:
             entry = None if login is None else self._find(login)
             if entry is None:
                 self._refused(self._pool.bind(self._dummy_dn, self._dummy_password))
-                return InvalidCredentials("unknown_user")
+                return InvalidCredentials(reason="unknown_user")
             result = self._pool.bind(entry.dn, password)
             if not result.ok:
                 return self._refused(result)
         problems = self._problems(entry)
         if problems:
-            return InvalidCredentials(problems[0])
+            return InvalidCredentials(reason=problems[0])
         user_id = self._user_id(entry)
         return self._identity(entry, self._groups_fresh(entry, user_id), login or username)
 
@@ -195,7 +195,7 @@ class LdapConnector:
         if not result.refused:
             log.warning("directory_bind_failed", directory=self.name, code=result.code)
             raise DirectoryUnavailable()
-        return InvalidCredentials(self._refusal(result))
+        return InvalidCredentials(reason=self._refusal(result))
 
     def lookup(self, username: str) -> Identity | None:
         login = self._login_name(username)

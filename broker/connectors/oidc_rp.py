@@ -184,11 +184,11 @@ class OidcRelyingParty:
                     self._load_keys(now)  # a key rotation at the provider
                     jwk = self._pick(kid, alg)
         if jwk is None:
-            raise UpstreamRejected("unknown_kid")
+            raise UpstreamRejected(reason="unknown_kid")
         try:
             return JWKRegistry.import_key(jwk)
         except (JoseError, ValueError, TypeError):
-            raise UpstreamRejected("unusable_key") from None
+            raise UpstreamRejected(reason="unusable_key") from None
 
     def _pick(self, kid: str | None, alg: str) -> dict[str, Any] | None:
         kty = _KEY_TYPES.get(alg[:2])
@@ -222,24 +222,24 @@ class OidcRelyingParty:
         now = self._clock() if now is None else now
         state = params.get("state")
         if not state:
-            raise SsoRequestInvalid("missing_state")
+            raise SsoRequestInvalid(reason="missing_state")
         pending = self._pending.take(state, binding=binding)
         doc = self.discovery(now)
         iss = params.get("iss")
         announced = doc.get("authorization_response_iss_parameter_supported") is True
         if (iss is not None or announced) and iss != self.issuer:
-            raise UpstreamRejected("issuer_mismatch")  # RFC 9207: an answer from another provider
+            raise UpstreamRejected(reason="issuer_mismatch")  # RFC 9207: an answer from another provider
         if params.get("error"):
             error = clean_text(params.get("error"), limit=64) or "error"
             log.info("oidc_provider_error", idp=self.name, error=error)
-            raise UpstreamDenied(f"provider_error:{error}")
+            raise UpstreamDenied(reason=f"provider_error:{error}")
         code = params.get("code")
         if not code or len(code) > 4096:
-            raise UpstreamRejected("missing_code")
+            raise UpstreamRejected(reason="missing_code")
         tokens = self._exchange(doc["token_endpoint"], code, pending["verifier"])
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
-            raise UpstreamRejected("no_id_token")
+            raise UpstreamRejected(reason="no_id_token")
         claims = self.validate_id_token(id_token, nonce=pending["nonce"], now=now)
         if self._config.userinfo:
             claims = self._with_userinfo(doc["userinfo_endpoint"], tokens.get("access_token"), claims)
@@ -260,17 +260,17 @@ class OidcRelyingParty:
         except OAuthError as exc:
             error = clean_text(getattr(exc, "error", None), limit=64) or "error"
             log.info("oidc_code_refused", idp=self.name, error=error)
-            raise UpstreamRejected(f"code_refused:{error}") from None
+            raise UpstreamRejected(reason=f"code_refused:{error}") from None
         except httpx.HTTPError as exc:
             log.warning("upstream_unreachable", idp=self.name, what="token endpoint", error_type=type(exc).__name__)
             raise UpstreamUnavailable("the provider's token endpoint cannot be reached") from None
         except ValueError:
-            raise UpstreamRejected("bad_token_response") from None
+            raise UpstreamRejected(reason="bad_token_response") from None
         return dict(token)
 
     def _with_userinfo(self, url: str, access_token: Any, claims: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(access_token, str):
-            raise UpstreamRejected("no_access_token")
+            raise UpstreamRejected(reason="no_access_token")
         try:
             r = self._fetcher.client.get(url, headers={"Authorization": f"Bearer {access_token}"})
         except httpx.HTTPError:
@@ -280,7 +280,7 @@ class OidcRelyingParty:
         except ValueError:
             info = None
         if not isinstance(info, dict) or info.get("sub") != claims["sub"]:
-            raise UpstreamRejected("bad_userinfo")
+            raise UpstreamRejected(reason="bad_userinfo")
         return {**info, **claims}  # the signed ID token wins where both say something
 
     # ---- the ID token ----
@@ -289,55 +289,55 @@ class OidcRelyingParty:
         """The ID token's claims, or UpstreamRejected with the reason (for the audit log)."""
         cfg = self._config
         if len(token) > MAX_TOKEN:
-            raise UpstreamRejected("token_too_large")
+            raise UpstreamRejected(reason="token_too_large")
         parts = token.split(".")
         if len(parts) != 3:
-            raise UpstreamRejected("not_a_signed_jwt")  # a JWE, or not a JWT at all
+            raise UpstreamRejected(reason="not_a_signed_jwt")  # a JWE, or not a JWT at all
         header = _b64json(parts[0])
         if not isinstance(header, dict):
-            raise UpstreamRejected("malformed_token")
+            raise UpstreamRejected(reason="malformed_token")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in cfg.algorithms:
-            raise UpstreamRejected("algorithm_not_allowed")  # none, HS256 (a public key as an HMAC secret), ...
+            raise UpstreamRejected(reason="algorithm_not_allowed")  # none, HS256 (a public key as an HMAC secret), ...
         for name in _KEY_HEADERS:
             if name in header:
-                raise UpstreamRejected(f"{name}_header_refused")
+                raise UpstreamRejected(reason=f"{name}_header_refused")
         if "crit" in header:
-            raise UpstreamRejected("crit_header_refused")
+            raise UpstreamRejected(reason="crit_header_refused")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
-            raise UpstreamRejected("malformed_token")
+            raise UpstreamRejected(reason="malformed_token")
         key = self._key(kid, alg, now)
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
         except JoseError as exc:
             reason = "invalid_signature" if type(exc).__name__ == "BadSignatureError" else "malformed_token"
-            raise UpstreamRejected(reason) from None
+            raise UpstreamRejected(reason=reason) from None
         skew = cfg.clock_skew_seconds
         if claims.get("iss") != self.issuer:
-            raise UpstreamRejected("wrong_issuer")
+            raise UpstreamRejected(reason="wrong_issuer")
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         if cfg.client_id not in audiences:
-            raise UpstreamRejected("wrong_audience")
+            raise UpstreamRejected(reason="wrong_audience")
         azp = claims.get("azp")
         if (len(audiences) > 1 and azp is None) or (azp is not None and azp != cfg.client_id):
-            raise UpstreamRejected("wrong_azp")
+            raise UpstreamRejected(reason="wrong_azp")
         exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not isinstance(iat, (int, float)):
-            raise UpstreamRejected("missing_time_claims")
+            raise UpstreamRejected(reason="missing_time_claims")
         if exp <= now - skew:
-            raise UpstreamRejected("expired")
+            raise UpstreamRejected(reason="expired")
         if iat > now + skew or (isinstance(nbf, (int, float)) and nbf > now + skew):
-            raise UpstreamRejected("not_yet_valid")
+            raise UpstreamRejected(reason="not_yet_valid")
         token_nonce = claims.get("nonce")
         if not isinstance(token_nonce, str):
-            raise UpstreamRejected("nonce_missing")
+            raise UpstreamRejected(reason="nonce_missing")
         if not hmac.compare_digest(token_nonce.encode(), nonce.encode()):
-            raise UpstreamRejected("nonce_mismatch")
+            raise UpstreamRejected(reason="nonce_mismatch")
         sub = claims.get("sub")
         if clean_text(sub, limit=255) is None:
-            raise UpstreamRejected("no_subject")
+            raise UpstreamRejected(reason="no_subject")
         return claims
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
@@ -346,17 +346,17 @@ class OidcRelyingParty:
             have = claim(claims, path)
             allowed = [wanted] if isinstance(wanted, str) else wanted
             if not isinstance(have, str) or have not in allowed:
-                raise UpstreamRejected(f"required_claim:{path}")
+                raise UpstreamRejected(reason=f"required_claim:{path}")
         cmap = cfg.claims
         username = clean_text(claim(claims, cmap.username))
         if username is None:
-            raise UpstreamRejected("no_username")
+            raise UpstreamRejected(reason="no_username")
         email = clean_text(claim(claims, cmap.email)) if cmap.email is not None else None
         uses_email = "email" in (cmap.username, cmap.email) or (
             cfg.enrich_from_directory is not None and cfg.enrich_from_directory.value == "email"
         )
         if uses_email and claims.get("email_verified") in (False, "false"):
-            raise UpstreamRejected("email_not_verified")
+            raise UpstreamRejected(reason="email_not_verified")
         groups = group_list(claim(claims, cmap.groups)) if cmap.groups is not None else ()
         group_claim = cmap.groups if isinstance(cmap.groups, str) else None
         kept = []

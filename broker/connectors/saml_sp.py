@@ -93,7 +93,7 @@ def _epoch(value: str | None) -> float | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise UpstreamRejected("bad_timestamp") from None
+        raise UpstreamRejected(reason="bad_timestamp") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # SAML times are UTC, even without a zone
     return calendar.timegm(parsed.astimezone(UTC).utctimetuple()) + parsed.microsecond / 1e6
@@ -103,12 +103,12 @@ def refuse_unsafe_xml(xml: bytes) -> None:
     """Refuse DTDs, entity declarations and non-UTF-8 documents on the raw bytes (no parsing)."""
     head = xml[:3]
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in xml[:64]:
-        raise UpstreamRejected("not_utf8")
+        raise UpstreamRejected(reason="not_utf8")
     m = _PROLOG_ENCODING.match(xml[3:] if head == b"\xef\xbb\xbf" else xml)
     if m and m.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
-        raise UpstreamRejected("not_utf8")
+        raise UpstreamRejected(reason="not_utf8")
     if _FORBIDDEN.search(xml):
-        raise UpstreamRejected("dtd_forbidden")
+        raise UpstreamRejected(reason="dtd_forbidden")
 
 
 @contextmanager
@@ -121,13 +121,13 @@ def _translate() -> Iterator[None]:
     except OneLogin_Saml2_ValidationError as exc:
         reason = _REASONS.get(exc.code, "invalid_response")
         if exc.code == OneLogin_Saml2_ValidationError.STATUS_CODE_IS_NOT_SUCCESS:
-            raise UpstreamDenied("status_not_success") from None
-        raise UpstreamRejected(reason) from None
+            raise UpstreamDenied(reason="status_not_success") from None
+        raise UpstreamRejected(reason=reason) from None
     except OneLogin_Saml2_Error as exc:
-        raise UpstreamRejected(f"saml_error_{exc.code}") from None
+        raise UpstreamRejected(reason=f"saml_error_{exc.code}") from None
     except Exception as exc:  # noqa: BLE001 - lxml XMLSyntaxError, DTDForbidden, xmlsec.Error, ValueError, ...
         log.info("saml_response_unparsable", error_type=type(exc).__name__)
-        raise UpstreamRejected("malformed_response") from None
+        raise UpstreamRejected(reason="malformed_response") from None
 
 
 class _Facts(NamedTuple):
@@ -325,13 +325,13 @@ class SamlServiceProvider:
         now = self._clock() if now is None else now
         encoded = form.get("SAMLResponse") or ""
         if not encoded:
-            raise UpstreamRejected("no_saml_response")
+            raise UpstreamRejected(reason="no_saml_response")
         if len(encoded) > MAX_RESPONSE_B64:
-            raise UpstreamRejected("response_too_large")
+            raise UpstreamRejected(reason="response_too_large")
         try:
             xml = base64.b64decode("".join(encoded.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise UpstreamRejected("not_base64") from None
+            raise UpstreamRejected(reason="not_base64") from None
         refuse_unsafe_xml(xml)
         idp = self._settings(now)
         with _translate():
@@ -340,7 +340,7 @@ class SamlServiceProvider:
             response.is_valid(self._request_data, request_id=in_response_to, raise_exceptions=True)
             assertion = response._query_assertion("")  # the assertion the signature covers
             if len(assertion) != 1:
-                raise UpstreamRejected("wrong_number_of_assertions")
+                raise UpstreamRejected(reason="wrong_number_of_assertions")
             facts = self._check(response, assertion[0], now=now)
             nameid = response.get_nameid() if NAMEID in (self._config.attributes.username, self._config.attributes.id) else None
             attributes = response.get_attributes()
@@ -349,14 +349,14 @@ class SamlServiceProvider:
         key = f"sso:saml:{self.name}:assertion:{hashlib.sha256(assertion_id.encode()).hexdigest()}"
         ttl = max(1.0, facts.not_on_or_after + self._config.clock_skew_seconds - now)
         if not self._state.set_if_absent(key, "1", ttl=ttl):
-            raise UpstreamReplay("assertion_replayed")
+            raise UpstreamReplay(reason="assertion_replayed")
         if in_response_to is not None:
             pending = self._pending.take(in_response_to, binding=binding)
             next_url = safe_next(pending.get("next")) or "/"
         elif self._config.allow_unsolicited:
             next_url = safe_next(form.get("RelayState")) or "/"
         else:
-            raise SsoRequestInvalid("unsolicited_response")
+            raise SsoRequestInvalid(reason="unsolicited_response")
         identity, subject = self._identity(nameid, attributes)
         if self._config.enrich_from_directory is not None:
             identity = enrich(identity, self._config.enrich_from_directory, self._directory, subject=subject, idp=self.name)
@@ -369,12 +369,12 @@ class SamlServiceProvider:
         skew = self._config.clock_skew_seconds
         destination = response.document.get("Destination")
         if destination is not None and destination != self.acs_url:
-            raise UpstreamRejected("wrong_destination")
+            raise UpstreamRejected(reason="wrong_destination")
         if destination is None and response.document.find("{http://www.w3.org/2000/09/xmldsig#}Signature") is not None:
-            raise UpstreamRejected("no_destination")  # a signed Response must name its Destination
+            raise UpstreamRejected(reason="no_destination")  # a signed Response must name its Destination
         audiences = [a.text or "" for a in assertion.findall("saml:Conditions/saml:AudienceRestriction/saml:Audience", _SAML)]
         if self.entity_id not in [a.strip() for a in audiences]:
-            raise UpstreamRejected("wrong_audience")
+            raise UpstreamRejected(reason="wrong_audience")
         conditions = assertion.find("saml:Conditions", _SAML)
         not_before = _epoch(conditions.get("NotBefore")) if conditions is not None else None
         deadlines = [_epoch(conditions.get("NotOnOrAfter"))] if conditions is not None else []
@@ -385,32 +385,32 @@ class SamlServiceProvider:
             for scd in sc.findall("saml:SubjectConfirmationData", _SAML)
         ]
         if len(bearer) != 1:
-            raise UpstreamRejected("wrong_subject_confirmation")
+            raise UpstreamRejected(reason="wrong_subject_confirmation")
         scd = bearer[0]
         if scd.get("Recipient") != self.acs_url:
-            raise UpstreamRejected("wrong_recipient")
+            raise UpstreamRejected(reason="wrong_recipient")
         scd_deadline = _epoch(scd.get("NotOnOrAfter"))
         if scd_deadline is None:
-            raise UpstreamRejected("no_expiry")
+            raise UpstreamRejected(reason="no_expiry")
         deadlines.append(scd_deadline)
         earliest = min(d for d in deadlines if d is not None)
         if earliest <= now - skew:
-            raise UpstreamRejected("expired")
+            raise UpstreamRejected(reason="expired")
         issued = _epoch(assertion.get("IssueInstant"))
         for start in (not_before, _epoch(scd.get("NotBefore")), issued):
             if start is not None and start > now + skew:
-                raise UpstreamRejected("not_yet_valid")
+                raise UpstreamRejected(reason="not_yet_valid")
         session_ends = [_epoch(s.get("SessionNotOnOrAfter")) for s in assertion.findall("saml:AuthnStatement", _SAML)]
         session_end = min((e for e in session_ends if e is not None), default=None)
         if session_end is not None and session_end <= now - skew:
-            raise UpstreamRejected("expired")
+            raise UpstreamRejected(reason="expired")
         signed_irt = scd.get("InResponseTo")
         outer_irt = response.get_in_response_to()
         if signed_irt is not None and outer_irt is not None and signed_irt != outer_irt:
-            raise UpstreamRejected("in_response_to_mismatch")
+            raise UpstreamRejected(reason="in_response_to_mismatch")
         assertion_id = assertion.get("ID")
         if not assertion_id:
-            raise UpstreamRejected("missing_id")
+            raise UpstreamRejected(reason="missing_id")
         return _Facts(assertion_id, signed_irt or outer_irt, earliest, session_end)
 
     def _identity(self, nameid: str | None, attributes: dict[str, list[Any]]) -> tuple[Identity, str]:
@@ -426,10 +426,10 @@ class SamlServiceProvider:
 
         username = one(amap.username)
         if username is None or len(username) > 256:
-            raise UpstreamRejected("no_username")
+            raise UpstreamRejected(reason="no_username")
         subject = one(amap.id)
         if subject is None:
-            raise UpstreamRejected("no_immutable_id")
+            raise UpstreamRejected(reason="no_immutable_id")
         groups = group_list(attributes.get(amap.groups)) if amap.groups else ()
         kept = []
         for name, values in list(attributes.items())[:MAX_ATTRIBUTES]:

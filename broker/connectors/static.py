@@ -57,15 +57,15 @@ class StaticConnector:
 
     def login(self, username: str, password: str) -> LoginResult:
         if blank_password(password):
-            return InvalidCredentials("empty_password")
+            return InvalidCredentials(reason="empty_password")
         user = self._users.get(_key(username))
         if user is None:
             verify_password(password, self._dummy)
-            return InvalidCredentials("unknown_user")
+            return InvalidCredentials(reason="unknown_user")
         if not verify_password(password, user.password_hash):
-            return InvalidCredentials("wrong_password")
+            return InvalidCredentials(reason="wrong_password")
         if user.disabled:
-            return InvalidCredentials("account_disabled")
+            return InvalidCredentials(reason="account_disabled")
         return self._identity(user)
 
     def lookup(self, username: str) -> Identity | None:

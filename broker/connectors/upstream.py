@@ -84,7 +84,7 @@ class PendingRequests:
 
     def put(self, request_id: str, record: Mapping[str, Any], *, ttl: float) -> None:
         if not self._state.set_if_absent(self._key(request_id), json.dumps(dict(record)), ttl=ttl):
-            raise SsoRequestInvalid("request_id_collision")  # 128+ random bits: not expected, never reused
+            raise SsoRequestInvalid(reason="request_id_collision")  # 128+ random bits: not expected, never reused
 
     def take(self, request_id: str, *, binding: str | None) -> dict[str, Any]:
         """The pending request, consumed; ``SsoRequestInvalid`` when unknown, expired, already
@@ -92,11 +92,11 @@ class PendingRequests:
         key = self._key(request_id)
         raw = self._state.get(key)
         if raw is None or not self._state.delete(key):
-            raise SsoRequestInvalid("unknown_or_used_request")
+            raise SsoRequestInvalid(reason="unknown_or_used_request")
         record = json.loads(raw)
         expected = record.get("binding")
         if not binding or not isinstance(expected, str) or not hmac.compare_digest(expected, binding):
-            raise SsoRequestInvalid("other_browser")
+            raise SsoRequestInvalid(reason="other_browser")
         return record
 
 
@@ -164,9 +164,9 @@ def group_list(value: Any) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
     if items is None:
-        raise UpstreamRejected("groups_not_a_list")
+        raise UpstreamRejected(reason="groups_not_a_list")
     if len(items) > MAX_GROUPS:
-        raise UpstreamRejected("too_many_groups")
+        raise UpstreamRejected(reason="too_many_groups")
     groups = [g for g in (clean_text(i, limit=1024) for i in items) if g is not None]
     return tuple(dict.fromkeys(groups))
 
@@ -180,12 +180,12 @@ def enrich(
     directory's name, so ``Flow.current_identity`` re-reads the account at every issuance.
     """
     if not isinstance(directory, AttributeLookupConnector):
-        raise UpstreamUserUnknown("no_directory")
+        raise UpstreamUserUnknown(reason="no_directory")
     value = {"username": identity.username, "email": identity.email, "subject": subject}[rule.value]
     if not value:
-        raise UpstreamUserUnknown(f"no_{rule.value}")
+        raise UpstreamUserUnknown(reason=f"no_{rule.value}")
     found = directory.find_by(rule.attribute, value)
     if found is None:
         log.info("upstream_user_not_in_directory", idp=idp, attribute=rule.attribute)
-        raise UpstreamUserUnknown("not_in_directory")
+        raise UpstreamUserUnknown(reason="not_in_directory")
     return found

@@ -2,9 +2,9 @@
 bearer access / rotating refresh tokens it yields (RFC 6749 §6, RFC 6750, RFC 7009: ``tokens``).
 
 Both keep their records in ``broker.state`` (Redis when configured) under the SHA-256 of each
-secret: a dump of the state store gives no usable token or code. Errors are authlib's
-(``authlib.oauth2.rfc6749.errors``, ``authlib.oauth2.rfc8628``), so their ``error`` codes and
-HTTP statuses are the RFCs' own; broker.web.device turns them into RFC 6749 §5.2 answers.
+secret: a dump of the state store gives no usable token or code. Errors are the classes of
+``errors`` (RFC 6749 §5.2, RFC 8628 §3.5), each with its RFC ``error`` code and HTTP status;
+broker.web.errors answers them, in one place, in the RFC 6749 §5.2 shape.
 """
 
 from __future__ import annotations

@@ -28,23 +28,26 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidGrantError
-from authlib.oauth2.rfc8628 import (
-    DEVICE_CODE_GRANT_TYPE,
-    AuthorizationPendingError,
-    ExpiredTokenError,
-    SlowDownError,
-)
+from typing import Any, Literal, NotRequired, TypedDict
 
 from broker.access_config import OAuthConfig
 from broker.domain import Identity
 from broker.identity_json import identity_from_dict, identity_to_dict
 from broker.oauth import secret_hash
+from broker.oauth.errors import (
+    AccessDenied,
+    AuthorizationPending,
+    ExpiredToken,
+    InvalidClient,
+    InvalidGrant,
+    SlowDown,
+)
 from broker.state.base import StateStore
 
 __all__ = ["DEVICE_CODE_GRANT_TYPE", "DeviceAuthorization", "DeviceFlow", "PendingDevice", "normalize_user_code"]
 
+DEVICE_CODE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+"""RFC 8628 §3.4: the token request's ``grant_type``."""
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5
@@ -105,16 +108,33 @@ class PendingDevice:
     user_agent: str | None
 
 
+class _Record(TypedDict):
+    """What ``oauth:dc:<sha256(device_code)>`` holds (JSON)."""
+
+    status: Literal["pending", "approved", "denied"]
+    client: str
+    exp: float
+    interval: int
+    last_poll: float | None
+    user_code: str
+    """The SHA-256 of the user code (its key is deleted once the person decided)."""
+    sub: dict[str, Any] | None
+    """The approved identity (broker.identity_json)."""
+    created: NotRequired[float]
+    addr: NotRequired[str | None]
+    ua: NotRequired[str | None]
+
+
 class DeviceFlow:
     def __init__(self, state: StateStore, config: OAuthConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.config = config
         self.clock = clock
 
-    def _left(self, record: dict, now: float) -> float:
+    def _left(self, record: _Record, now: float) -> float:
         return max(1.0, record["exp"] - now)
 
-    def _save(self, digest: str, record: dict, now: float) -> None:
+    def _save(self, digest: str, record: _Record, now: float) -> None:
         self.state.set(f"oauth:dc:{digest}", json.dumps(record), ttl=self._left(record, now))
 
     # -- §3.1/3.2 --
@@ -122,7 +142,7 @@ class DeviceFlow:
     def authorize(self, *, client_id: str, address: str | None = None, user_agent: str | None = None) -> DeviceAuthorization:
         """A new device code; ``address`` and ``user_agent`` of the starting request are kept for the approval page."""
         if client_id != self.config.client_id:
-            raise InvalidClientError("unknown client_id")
+            raise InvalidClient("unknown client_id")
         now = self.clock()
         ttl = self.config.device_code_ttl_seconds
         device_code = secrets.token_urlsafe(32)
@@ -132,7 +152,7 @@ class DeviceFlow:
                 break
         else:  # pragma: no cover - 20^8 codes
             raise RuntimeError("could not allocate a unique user code")
-        record = {"status": "pending", "client": client_id, "exp": now + ttl, "interval": self.config.interval_seconds,
+        record: _Record = {"status": "pending", "client": client_id, "exp": now + ttl, "interval": self.config.interval_seconds,
                   "last_poll": None, "user_code": secret_hash(user_code), "sub": None,
                   "created": now, "addr": address, "ua": clean_user_agent(user_agent)}
         self._save(secret_hash(device_code), record, now)
@@ -140,15 +160,15 @@ class DeviceFlow:
 
     # -- §3.3: the person's decision --
 
-    def _by_user_code(self, user_code: str) -> tuple[str, dict] | None:
+    def _by_user_code(self, user_code: str) -> tuple[str, _Record] | None:
         code = normalize_user_code(user_code)
         if code is None:
             return None
         digest = self.state.get(f"oauth:uc:{secret_hash(code)}")
         raw = self.state.get(f"oauth:dc:{digest}") if digest else None
-        if raw is None:
+        if digest is None or raw is None:
             return None
-        record = json.loads(raw)
+        record: _Record = json.loads(raw)
         if record["status"] != "pending" or record["exp"] <= self.clock():
             return None
         return digest, record
@@ -183,23 +203,23 @@ class DeviceFlow:
     def poll(self, *, device_code: str, client_id: str) -> Identity:
         """The approved identity (once); otherwise raises the RFC 8628 / RFC 6749 error to answer."""
         if not device_code or len(device_code) > 200:
-            raise InvalidGrantError("device_code is missing or malformed")
+            raise InvalidGrant("device_code is missing or malformed")
         now = self.clock()
         digest = secret_hash(device_code)
         raw = self.state.get(f"oauth:dc:{digest}")
         if raw is None:
-            raise ExpiredTokenError("the device code is unknown or expired: run the login again")
-        record = json.loads(raw)
+            raise ExpiredToken("the device code is unknown or expired: run the login again")
+        record: _Record = json.loads(raw)
         if record["client"] != client_id:
-            raise InvalidClientError("this device code belongs to another client")
+            raise InvalidClient("this device code belongs to another client")
         if record["exp"] <= now:
-            raise ExpiredTokenError("the device code expired: run the login again")
+            raise ExpiredToken("the device code expired: run the login again")
         if record["status"] == "denied":
             self.state.delete(f"oauth:dc:{digest}")
-            raise AccessDeniedError("the login was denied in the browser")
-        if record["status"] == "approved":
+            raise AccessDenied("the login was denied in the browser")
+        if record["status"] == "approved" and record["sub"] is not None:  # decide() binds the identity
             if not self.state.set_if_absent(f"oauth:dc-used:{digest}", "1", ttl=self._left(record, now)):
-                raise InvalidGrantError("the device code was already used")
+                raise InvalidGrant("the device code was already used")
             self.state.delete(f"oauth:dc:{digest}")
             return identity_from_dict(record["sub"])
         last = record["last_poll"]
@@ -207,6 +227,6 @@ class DeviceFlow:
         if last is not None and now - last < record["interval"]:
             record["interval"] += SLOW_DOWN_STEP
             self._save(digest, record, now)
-            raise SlowDownError(f"polling too fast: wait {record['interval']} seconds between requests")
+            raise SlowDown(f"polling too fast: wait {record['interval']} seconds between requests")
         self._save(digest, record, now)
-        raise AuthorizationPendingError("waiting for approval in the browser")
+        raise AuthorizationPending("waiting for approval in the browser")

@@ -21,13 +21,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError
+from typing import Any, TypedDict
 
 from broker.access_config import OAuthConfig
 from broker.domain import Identity
 from broker.identity_json import identity_from_dict, identity_to_dict
 from broker.oauth import secret_hash
+from broker.oauth.errors import InvalidClient, InvalidGrant
 from broker.state.base import StateStore
 
 ACCESS_PREFIX = "bat_"
@@ -50,6 +50,16 @@ class TokenPair:
             "refresh_token": self.refresh_token,
             "refresh_token_expires_in": self.refresh_expires_in,
         }
+
+
+class _Record(TypedDict):
+    """What ``oauth:at:<sha256>`` and ``oauth:rt:<sha256>`` hold (JSON)."""
+
+    sub: dict[str, Any]
+    """The identity (broker.identity_json)."""
+    fam: str
+    client: str
+    exp: float
 
 
 class TokenService:
@@ -75,22 +85,21 @@ class TokenService:
         access, refresh = ACCESS_PREFIX + secrets.token_urlsafe(32), REFRESH_PREFIX + secrets.token_urlsafe(32)
         access_expires = min(now + self.config.access_token_ttl_seconds, family_expires)
         sub = identity_to_dict(identity)
-        record = {"sub": sub, "fam": family, "client": client_id}
-        self.state.set(f"oauth:at:{secret_hash(access)}", json.dumps(record | {"exp": access_expires}),
-                       ttl=self._left(access_expires, now))
-        self.state.set(f"oauth:rt:{secret_hash(refresh)}", json.dumps(record | {"exp": family_expires}),
-                       ttl=self._left(family_expires, now))
+        access_record: _Record = {"sub": sub, "fam": family, "client": client_id, "exp": access_expires}
+        refresh_record: _Record = {"sub": sub, "fam": family, "client": client_id, "exp": family_expires}
+        self.state.set(f"oauth:at:{secret_hash(access)}", json.dumps(access_record), ttl=self._left(access_expires, now))
+        self.state.set(f"oauth:rt:{secret_hash(refresh)}", json.dumps(refresh_record), ttl=self._left(family_expires, now))
         return TokenPair(access, refresh, int(access_expires - now), int(family_expires - now))
 
     @staticmethod
     def _left(expires: float, now: float) -> float:
         return max(1.0, expires - now)
 
-    def _load(self, key: str) -> dict | None:
+    def _load(self, key: str) -> _Record | None:
         raw = self.state.get(key)
         if raw is None:
             return None
-        record = json.loads(raw)
+        record: _Record = json.loads(raw)
         if record["exp"] <= self.clock() or self.state.get(f"oauth:fam:{record['fam']}") is None:
             return None
         return record
@@ -107,17 +116,17 @@ class TokenService:
     def refresh(self, refresh_token: str, *, client_id: str) -> TokenPair:
         """Rotate: the presented refresh token is spent; a second use revokes the family."""
         if not refresh_token.startswith(REFRESH_PREFIX) or len(refresh_token) > 200:
-            raise InvalidGrantError("the refresh token is not valid")
+            raise InvalidGrant("the refresh token is not valid")
         digest = secret_hash(refresh_token)
         record = self._load(f"oauth:rt:{digest}")
         if record is None:
-            raise InvalidGrantError("the refresh token is unknown, expired or revoked: log in again")
+            raise InvalidGrant("the refresh token is unknown, expired or revoked: log in again")
         if record["client"] != client_id:
-            raise InvalidClientError("this refresh token belongs to another client")
+            raise InvalidClient("this refresh token belongs to another client")
         now = self.clock()
         if not self.state.set_if_absent(f"oauth:rt-used:{digest}", "1", ttl=self._left(record["exp"], now)):
             self.revoke_family(record["fam"])
-            raise InvalidGrantError("the refresh token was already used: this login is revoked, log in again")
+            raise InvalidGrant("the refresh token was already used: this login is revoked, log in again")
         # the spent token's record stays until the family ends, so a second use is recognised
         return self._pair(identity_from_dict(record["sub"]), client_id=client_id, family=record["fam"],
                           family_expires=record["exp"], now=now)

@@ -2,9 +2,9 @@
 only when ``api.password_login`` is on, password), /oauth/revoke (RFC 7009), and the /device
 approval page behind the portal sign-in.
 
-The grant logic is broker.oauth (device codes, rotating refresh tokens); errors are authlib's
-OAuth2Error classes, answered in the RFC 6749 §5.2 shape ``{"error", "error_description"}``
-with ``Cache-Control: no-store``.
+The grant logic is broker.oauth (device codes, rotating refresh tokens); its errors are the
+classes of broker.oauth.errors, raised here too, and answered by broker.web.errors in the
+RFC 6749 §5.2 shape ``{"error", "error_description"}`` with ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from authlib.oauth2.base import OAuth2Error
-from authlib.oauth2.rfc6749.errors import (
-    InvalidClientError,
-    InvalidGrantError,
-    InvalidRequestError,
-    UnsupportedGrantTypeError,
-)
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
@@ -26,6 +19,15 @@ from broker.audit import AuditContext
 from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
 from broker.flow import DecisionContext
 from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
+from broker.oauth.errors import (
+    NO_STORE,
+    DeviceStartsLimited,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    PasswordGrantLimited,
+    UnsupportedGrantType,
+)
 from broker.web.deps import ServicesDep, client_ip
 from broker.web.portal import error_page, message, page
 from broker.web.sessions import safe_next
@@ -33,15 +35,10 @@ from broker.web.sessions import safe_next
 router = APIRouter(tags=["device login (RFC 8628)"])
 
 DEVICE_PATH = "/device"
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_NO_STORE = NO_STORE
 Param = Annotated[str | None, Form(max_length=4096)]
 _UNKNOWN_CODE = "That code is unknown, already used or expired. Check it, or run awsbroker login again."
 _CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
-
-
-def _oauth_error(exc: OAuth2Error) -> JSONResponse:
-    body: dict[str, Any] = dict(exc.get_body())
-    return JSONResponse(body, status_code=exc.status_code, headers=_NO_STORE)
 
 
 def _ctx(request: Request, via: str) -> DecisionContext:
@@ -51,17 +48,14 @@ def _ctx(request: Request, via: str) -> DecisionContext:
 @router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
 def device_authorization(request: Request, services: ServicesDep, client_id: Param = None, scope: Param = None) -> Response:
     access = services.access
+    if not client_id:
+        raise InvalidRequest("client_id is required")
     try:
-        if not client_id:
-            raise InvalidRequestError("client_id is required")
         access.limits.device_authorization(address=client_ip(request))
-        grant = access.devices.authorize(client_id=client_id, address=client_ip(request),
-                                         user_agent=request.headers.get("user-agent"))
-    except OAuth2Error as exc:
-        return _oauth_error(exc)
     except TooManyRequests as exc:
-        return JSONResponse({"error": "slow_down", "error_description": exc.message}, status_code=429,
-                            headers=_NO_STORE | (exc.headers or {}))
+        raise DeviceStartsLimited(exc.message, retry_after=exc.retry_after) from None
+    grant = access.devices.authorize(client_id=client_id, address=client_ip(request),
+                                     user_agent=request.headers.get("user-agent"))
     return JSONResponse(grant.response(services.config.server.public_url + DEVICE_PATH), headers=_NO_STORE)
 
 
@@ -77,32 +71,28 @@ def token(
     password: Param = None,
 ) -> Response:
     access = services.access
-    try:
-        if not grant_type:
-            raise InvalidRequestError("grant_type is required")
-        if client_id != services.config.oauth.client_id:
-            raise InvalidClientError("unknown client_id")
-        if grant_type == DEVICE_CODE_GRANT_TYPE:
-            identity = access.devices.poll(device_code=device_code or "", client_id=client_id)
-            pair = access.tokens.issue(identity, client_id=client_id)
-            access.limits.device_login_completed(address=client_ip(request))  # its start no longer counts
-        elif grant_type == "refresh_token":
-            pair = access.tokens.refresh(refresh_token or "", client_id=client_id)
-        elif grant_type == "password" and services.config.api.password_login:
-            if not username or not password:
-                raise InvalidRequestError("username and password are required")
-            try:
-                identity = access.sign_in(services.flow, username, password, ctx=_ctx(request, "cli"))
-            except InvalidCredentials:
-                raise InvalidGrantError("invalid username or password") from None
-            pair = access.tokens.issue(identity, client_id=client_id)
-        else:
-            raise UnsupportedGrantTypeError(f"unsupported grant_type {grant_type[:64]}")
-    except OAuth2Error as exc:
-        return _oauth_error(exc)
-    except TooManyRequests as exc:
-        return JSONResponse({"error": "rate_limited", "error_description": exc.message}, status_code=429,
-                            headers=_NO_STORE | (exc.headers or {}))
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    if client_id != services.config.oauth.client_id:
+        raise InvalidClient("unknown client_id")
+    if grant_type == DEVICE_CODE_GRANT_TYPE:
+        identity = access.devices.poll(device_code=device_code or "", client_id=client_id)
+        pair = access.tokens.issue(identity, client_id=client_id)
+        access.limits.device_login_completed(address=client_ip(request))  # its start no longer counts
+    elif grant_type == "refresh_token":
+        pair = access.tokens.refresh(refresh_token or "", client_id=client_id)
+    elif grant_type == "password" and services.config.api.password_login:
+        if not username or not password:
+            raise InvalidRequest("username and password are required")
+        try:
+            identity = access.sign_in(services.flow, username, password, ctx=_ctx(request, "cli"))
+        except InvalidCredentials:
+            raise InvalidGrant("invalid username or password") from None
+        except TooManyRequests as exc:
+            raise PasswordGrantLimited(exc.message, retry_after=exc.retry_after) from None
+        pair = access.tokens.issue(identity, client_id=client_id)
+    else:
+        raise UnsupportedGrantType(f"unsupported grant_type {grant_type[:64]}")
     return JSONResponse(pair.response(), headers=_NO_STORE)
 
 

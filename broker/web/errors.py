@@ -9,6 +9,10 @@ answers the portal's "Temporarily unavailable" page, with the same 503.
 code, ``value`` a number or string it is about (a count, a plan hash). Whatever a BrokerError
 carries as details (a list of problems, a dict of facts) is put in that shape on the way out.
 
+The token endpoints' RFC 6749 / RFC 8628 errors (broker.oauth.errors) are the exception: they
+leave in the RFC 6749 §5.2 shape ``{"error", "error_description"?}``, ``Cache-Control: no-store``
+and ``Retry-After`` where they carry one (``oauth_error_response``, the one place).
+
 BrokerError subclasses carry their own code and status. Request validation errors become
 400 ``malformed_json`` (the body is not JSON) or 422 with the most specific stable code the
 validators raised (``invalid_account_id``, ``invalid_regex``, ...; ``invalid_input`` when they
@@ -27,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import BrokerError, Unavailable
 from broker.logs import get_logger
+from broker.oauth.errors import OAuthError
 
 log = get_logger("broker.web")
 
@@ -121,6 +126,11 @@ def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONR
     return error_response(request, 422, {"code": code, "message": message, "details": details})
 
 
+def oauth_error_response(exc: OAuthError) -> JSONResponse:
+    """RFC 6749 §5.2: ``{"error", "error_description"?}`` with the error's status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
 def is_page(request: Request) -> bool:
     """A route a browser navigates to (an HTML page), not part of the JSON API."""
     route = request.scope.get("route")
@@ -143,6 +153,10 @@ def install(app: FastAPI) -> None:
         if "details" in body:
             body["details"] = error_details(body["details"])
         return error_response(request, exc.status, body, headers=exc.headers)
+
+    @app.exception_handler(OAuthError)
+    async def _oauth_error(request: Request, exc: OAuthError) -> JSONResponse:
+        return oauth_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

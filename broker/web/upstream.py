@@ -167,7 +167,7 @@ def _single(items: list[tuple[str, str]]) -> Mapping[str, str]:
     out: dict[str, str] = {}
     for key, value in items:
         if key in out:
-            raise SsoRequestInvalid("duplicate_parameter")
+            raise SsoRequestInvalid(reason="duplicate_parameter")
         out[key] = value
     return out
 
@@ -218,7 +218,7 @@ async def saml_acs(idp: str, request: Request, services: ServicesDep, hook: Sess
         _audit(request, services, idp=idp, outcome="deny", error=exc)
         return _refusal(request, services, exc)
     except Exception:  # noqa: BLE001 - starlette's parser refusing the body (too many fields, a file, bad encoding)
-        refused = UpstreamRejected("unreadable_form")
+        refused = UpstreamRejected(reason="unreadable_form")
         _audit(request, services, idp=idp, outcome="deny", error=refused)
         return _refusal(request, services, refused)
     return await run_in_threadpool(
