@@ -169,7 +169,7 @@ class DirectoryConformance:
         wrong, wrong_work = directory.cost(directory.user, "Not-The-Password-1")
         unknown, unknown_work = directory.cost("nobody-by-that-name", "Not-The-Password-1")
         assert (wrong.reason, unknown.reason) == ("wrong_password", "unknown_user")
-        assert answer(unknown) == answer(wrong)
+        assert answer(unknown) == answer(wrong) and wrong.to_dict() == GENERIC
         assert unknown_work == wrong_work == {**dict.fromkeys(wrong_work, 0), **directory.refusal_work}
 
     def test_a_disabled_account_is_refused_alike_and_gets_nothing_at_lookup(
@@ -181,7 +181,10 @@ class DirectoryConformance:
         assert answer(disabled) == answer(wrong)
         assert directory.connector.lookup(directory.disabled_user) is None
         seen = directory.connector.inspect(directory.disabled_user)
-        assert seen is None or not seen.usable
+        if directory.disabled_reason == "unknown_user":  # left out of the user search
+            assert seen is None
+        else:
+            assert seen is not None and not seen.usable and seen.notes
 
     def test_groups_are_all_the_users_groups_each_once(self, directory: DirectoryFixture) -> None:
         who = directory.sign_in()
@@ -216,13 +219,19 @@ class DirectoryConformance:
             assert directory.connector.lookup(spelling) == who, spelling
         assert directory.connector.lookup("nobody-by-that-name") is None
 
-    @pytest.mark.parametrize("password", ["", " ", "\t\n"], ids=repr)
+    @pytest.mark.parametrize("password", ["", " ", "   ", "\t\n"], ids=repr)
     def test_an_empty_password_is_refused_before_any_work(self, directory: DirectoryFixture, password: str) -> None:
         wrong = directory.wrong_answer()
         empty, work = directory.cost(directory.user, password)
         assert empty.reason == "empty_password"
         assert answer(empty) == answer(wrong)
         assert not any(work.values()), work  # no hash check, no search, no bind, no connection
+
+    def test_inspect_tells_operators_the_same_identity(self, directory: DirectoryFixture) -> None:
+        seen = directory.connector.inspect(directory.user)
+        assert seen is not None and seen.usable and not seen.notes
+        assert seen.identity == directory.sign_in()
+        assert directory.connector.inspect("nobody-by-that-name") is None
 
     @pytest.mark.parametrize(
         "password", ["a\x00b", "tab\there", "line\u2028break", "x\ue000", "\udc80", "\u00ad"], ids=repr

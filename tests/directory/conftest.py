@@ -170,7 +170,11 @@ def connectors() -> Iterator[Callable[..., Any]]:
     built: list[Any] = []
 
     def build(settings: dict[str, Any], *, state: Any = None) -> Any:
-        model = {"ldap": LdapDirectoryConfig, "ad": AdDirectoryConfig}[settings["type"]]
+        models: dict[str, type[LdapDirectoryConfig | AdDirectoryConfig]] = {
+            "ldap": LdapDirectoryConfig,
+            "ad": AdDirectoryConfig,
+        }
+        model = models[settings["type"]]
         connector = build_connector(
             model.model_validate(settings), state=MemoryState() if state is None else state
         )
