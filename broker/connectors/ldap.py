@@ -15,6 +15,9 @@ from __future__ import annotations
 import secrets
 from typing import Any, ClassVar
 
+from ldap3.core.exceptions import LDAPSASLPrepError
+from ldap3.protocol.sasl.sasl import validate_simple_password
+
 from broker.connectors.base import Inspection, LoginResult, blank_password
 from broker.connectors.config import AdDirectoryConfig, LdapDirectoryConfig
 from broker.connectors.group_cache import GroupCache
@@ -37,7 +40,20 @@ def plausible_login(name: str) -> str | None:
     "unknown user" — with its dummy bind, like any other unknown name."""
     if not 0 < len(name) <= MAX_USERNAME or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
         return None
+    if any("\ud800" <= ch <= "\udfff" for ch in name):  # a lone surrogate has no UTF-8 form
+        return None
     return name
+
+
+def sendable_password(password: str) -> bool:
+    """False for a password no simple bind can carry: SASLprep (RFC 4013, which ldap3 applies)
+    forbids control and private-use characters and lone surrogates. Refused like a wrong
+    password, before any request: it is not an outage."""
+    try:
+        validate_simple_password(password)
+    except (LDAPSASLPrepError, UnicodeError):
+        return False
+    return True
 
 
 def dc_suffix(dn: str) -> str:
@@ -168,6 +184,8 @@ class LdapConnector:
     def login(self, username: str, password: str) -> LoginResult:
         if blank_password(password):
             return InvalidCredentials(reason="empty_password")
+        if not sendable_password(password):
+            return InvalidCredentials(reason="unsendable_password")
         login = self._login_name(username)
         template_dn = None if login is None else self._template_dn(login)
         if template_dn is not None:

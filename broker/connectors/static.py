@@ -24,7 +24,12 @@ _ARGON2 = PasswordHasher()
 
 
 def verify_password(password: str, password_hash: str) -> bool:
-    """bcrypt or argon2, chosen by the hash's prefix. bcrypt reads at most 72 bytes, as it always has."""
+    """bcrypt or argon2, chosen by the hash's prefix. bcrypt reads at most 72 bytes, as it always has.
+    A password with no UTF-8 form (a lone surrogate, from JSON ``"\\udc80"``) matches no hash."""
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     if password_hash.startswith("$argon2"):
         try:
             return _ARGON2.verify(password_hash, password)

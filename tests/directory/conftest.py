@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
-from broker.connectors.config import AdDirectoryConfig, LdapDirectoryConfig
+from broker.connectors.config import AdDirectoryConfig, LdapDirectoryConfig, StaticDirectoryConfig
 from broker.connectors.registry import build_connector
 from broker.state.memory import MemoryState
 from tests.conftest import component_missing, require_program
+from tests.directory.conformance import Directory, DirectoryFixture
 from tests.directory.servers import (
     AD_DOMAIN_DN,
+    ROOT_DN,
     SERVICE_DN,
     SUFFIX,
     Pki,
@@ -90,7 +92,7 @@ def ldap_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def ldap_passwords() -> dict[str, str]:
-    names = ["alice", "bob", "carol", "dan", "erin", "admin", "heavy", "pat", "twin1", "twin2", "bob-admin"]
+    names = ["alice", "bob", "carol", "dan", "dora", "erin", "admin", "heavy", "pat", "twin1", "twin2", "bob-admin"]
     return {n: f"{n}-{secrets.token_urlsafe(10)}" for n in names}
 
 
@@ -168,7 +170,11 @@ def connectors() -> Iterator[Callable[..., Any]]:
     built: list[Any] = []
 
     def build(settings: dict[str, Any], *, state: Any = None) -> Any:
-        model = {"ldap": LdapDirectoryConfig, "ad": AdDirectoryConfig}[settings["type"]]
+        models: dict[str, type[LdapDirectoryConfig | AdDirectoryConfig]] = {
+            "ldap": LdapDirectoryConfig,
+            "ad": AdDirectoryConfig,
+        }
+        model = models[settings["type"]]
         connector = build_connector(
             model.model_validate(settings), state=MemoryState() if state is None else state
         )
@@ -306,3 +312,197 @@ def ad_admin_connection(samba: Samba) -> Any:
     return ldap3.Connection(
         server, f"Administrator@{samba.realm.lower()}", samba.admin_password, auto_bind=True
     )
+
+
+# ---------------------------------------------------------------- the conformance suite's backends
+
+
+def dead_port() -> int:
+    """A loopback port nobody listens on (an outage)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def static_passwords() -> dict[str, str]:
+    return {n: f"{n}-{secrets.token_urlsafe(10)}" for n in ("alice", "bob", "dora")}
+
+
+@pytest.fixture(scope="session")
+def static_users(static_passwords: dict[str, str]) -> list[dict[str, Any]]:
+    """The static directory of the conformance suite (bcrypt at cost 4: hashed once, fast)."""
+    import bcrypt
+
+    def hashed(name: str) -> str:
+        return bcrypt.hashpw(static_passwords[name].encode(), bcrypt.gensalt(4)).decode()
+
+    return [
+        {
+            "username": "alice",
+            "id": STATIC_ALICE_ID,
+            "password_hash": hashed("alice"),
+            "display_name": "Alice Archer",
+            "email": "alice@example.com",
+            "groups": ["aws-admins", "developers", "aws-admins"],
+            "attributes": {"department": ["platform"]},
+        },
+        {"username": "bob", "password_hash": hashed("bob"), "groups": ["AWS-sandbox-dev-ReadOnly"]},
+        {"username": "dora", "password_hash": hashed("dora"), "groups": ["developers"], "disabled": True},
+    ]
+
+
+STATIC_ALICE_ID = "5b7f0c2e-8d1a-4f3b-9e6c-2a4d8f1b3c70"
+
+
+def _static_directory(request: pytest.FixtureRequest, connectors: Callable[..., Any]) -> DirectoryFixture:
+    import broker.connectors.static as static_module
+
+    passwords: dict[str, str] = request.getfixturevalue("static_passwords")
+    users = request.getfixturevalue("static_users")
+    connector = build_connector(
+        StaticDirectoryConfig.model_validate({"type": "static", "name": "corp-static", "users": users})
+    )
+    assert isinstance(connector, Directory)
+    checks = {"hash_checks": 0}
+    real = static_module.verify_password
+
+    def counting(password: str, password_hash: str) -> bool:
+        checks["hash_checks"] += 1
+        return real(password, password_hash)
+
+    request.getfixturevalue("monkeypatch").setattr(static_module, "verify_password", counting)
+    return DirectoryFixture(
+        backend="static",
+        connector=connector,
+        user="alice",
+        password=passwords["alice"],
+        spellings=("ALICE", "  alice "),
+        display_name="Alice Archer",
+        email="alice@example.com",
+        groups=frozenset({"aws-admins", "developers"}),
+        nested_groups=frozenset(),
+        immutable_id=STATIC_ALICE_ID,
+        attributes={"department": ("platform",)},
+        other_user="bob",
+        other_password=passwords["bob"],
+        disabled_user="dora",
+        disabled_password=passwords["dora"],
+        disabled_reason="account_disabled",
+        work=lambda: dict(checks),
+        refusal_work={"hash_checks": 1},  # an unknown user is checked against a dummy hash
+        outage=None,
+        not_applicable={
+            "nested_groups": "a static user's groups are declared flat in the YAML: no group entries to nest",
+            "outage": "the users and their hashes are in the configuration, in the process: no server to lose",
+        },
+    )
+
+
+# generic LDAP has no account-status attribute: a site leaves disabled accounts out of the user search
+LDAP_ENABLED_ONLY = "(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))"
+
+
+def slapd_entry_uuid(slapd: Slapd, dn: str) -> str:
+    """The entryUUID slapd holds for ``dn``, read as its administrator (not through the broker)."""
+    import ldap3
+
+    server = ldap3.Server("127.0.0.1", port=slapd.port, get_info=ldap3.NONE)
+    conn = ldap3.Connection(server, ROOT_DN, slapd.root_password, auto_bind=True)
+    try:
+        conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["entryUUID"])
+        return str(conn.response[0]["raw_attributes"]["entryUUID"][0].decode())
+    finally:
+        conn.unbind()
+
+
+def _slapd_directory(request: pytest.FixtureRequest, connectors: Callable[..., Any]) -> DirectoryFixture:
+    slapd: Slapd = request.getfixturevalue("slapd")
+    settings: Callable[..., dict[str, Any]] = request.getfixturevalue("ldap_settings")
+    passwords: dict[str, str] = request.getfixturevalue("ldap_passwords")
+    enabled_only = {"filter": LDAP_ENABLED_ONLY}
+    connector = connectors(settings(user_search=enabled_only))
+    dead = dead_port()
+    return DirectoryFixture(
+        backend="slapd",
+        connector=connector,
+        user="alice",
+        password=passwords["alice"],
+        spellings=("ALICE", "  alice ", "alice@example.org"),
+        display_name="Alice Archer",
+        email="alice@example.org",
+        groups=frozenset({"aws-admins", "developers", "engineering"}),
+        nested_groups=frozenset({"engineering"}),  # alice ∈ developers ∈ engineering
+        immutable_id=slapd_entry_uuid(slapd, person_dn("alice")),
+        attributes={"departmentNumber": ("platform",), "title": ("SRE",)},
+        other_user="bob",
+        other_password=passwords["bob"],
+        disabled_user="dora",  # employeeType: disabled, outside the user search
+        disabled_password=passwords["dora"],
+        disabled_reason="unknown_user",
+        work=connector.stats.snapshot,
+        refusal_work={"searches": 1, "binds": 1},  # an unknown user costs a dummy bind
+        outage=lambda: connectors(
+            settings(user_search=enabled_only, servers=[f"ldaps://127.0.0.1:{dead}"], connect_timeout=2)
+        ),
+    )
+
+
+def ad_object_guid(samba: Samba, sam_account_name: str) -> str:
+    """The objectGUID Samba holds for an account, in its usual string form, read as the Administrator."""
+    import uuid
+
+    conn = ad_admin_connection(samba)
+    try:
+        conn.search(AD_DOMAIN_DN, f"(sAMAccountName={sam_account_name})", attributes=["objectGUID"])
+        return str(uuid.UUID(bytes_le=conn.response[0]["raw_attributes"]["objectGUID"][0]))
+    finally:
+        conn.unbind()
+
+
+def _ad_directory(request: pytest.FixtureRequest, connectors: Callable[..., Any]) -> DirectoryFixture:
+    samba: Samba = request.getfixturevalue("samba")
+    settings: Callable[..., dict[str, Any]] = request.getfixturevalue("ad_settings")
+    passwords: dict[str, str] = request.getfixturevalue("ad_passwords")
+    connector = connectors(settings())
+    dead = dead_port()
+    return DirectoryFixture(
+        backend="samba-ad",
+        connector=connector,
+        user="alice",
+        password=passwords["alice"],
+        spellings=("ALICE", "  alice ", f"alice@{samba.realm.lower()}", f"{samba.netbios}\\alice"),
+        display_name="Alice Archer",
+        email="alice@example.com",
+        groups=frozenset({"aws-admins", "aws-devs", "engineering", "everyone-eng"}),
+        nested_groups=frozenset({"engineering", "everyone-eng"}),  # alice ∈ aws-devs ∈ engineering ∈ everyone-eng
+        immutable_id=ad_object_guid(samba, "alice"),
+        attributes={"department": ("platform",)},
+        other_user="bob",
+        other_password=passwords["bob"],
+        disabled_user="dave",  # userAccountControl 0x2
+        disabled_password=passwords["dave"],
+        disabled_reason="account_disabled",  # bind sub-code 533
+        work=connector.stats.snapshot,
+        refusal_work={"searches": 1, "binds": 1},
+        outage=lambda: connectors(settings(servers=[f"ldaps://127.0.0.1:{dead}"], connect_timeout=2)),
+    )
+
+
+_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Callable[..., Any]], DirectoryFixture]] = {
+    "static": _static_directory,
+    "slapd": _slapd_directory,
+    "samba-ad": _ad_directory,
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("static", id="static"),
+        pytest.param("slapd", id="slapd", marks=pytest.mark.ldap),
+        pytest.param("samba-ad", id="samba-ad", marks=pytest.mark.ad),
+    ]
+)
+def directory(request: pytest.FixtureRequest, connectors: Callable[..., Any]) -> DirectoryFixture:
+    """Each directory backend with what its seed data holds: the conformance suite's one fixture."""
+    return _BACKENDS[request.param](request, connectors)

@@ -329,6 +329,7 @@ def openldap_seed(slapd: Slapd, passwords: dict[str, str], *, trap_port: int) ->
         person("bob", "Bob Baker"),
         person("carol", "Carol Cole"),
         person("dan", "Dan Dyer"),
+        person("dora", "Dora Dormant", employeeType="disabled"),  # the conformance suite's disabled account
         person("erin", "Erin Eve"),
         person("admin", "Admin Istrator"),
         person("heavy", "Heavy Member"),

@@ -1,4 +1,6 @@
-"""The static directory (YAML users, bcrypt/argon2): the demo's, and fine for small installs."""
+"""The static directory (YAML users, bcrypt/argon2), what only it does: hash schemes, its config
+errors, the demo's users. What every directory does is in the conformance suite
+(conformance.py, run by test_conformance.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from broker.config import load_config, parse_config
 from broker.connectors.config import StaticDirectoryConfig
 from broker.connectors.registry import build_connector
 from broker.domain import Identity
-from broker.errors import InvalidCredentials
 from tests.conftest import ROOT
 
 # the demo's users (config/demo.yaml), reused by other tests
@@ -54,29 +55,6 @@ def test_bcrypt_and_argon2_users_sign_in(argon_user):
     carol = c.login("carol", "carol-pw")  # usernames are case-insensitive
     assert carol.username == "Carol" and carol.id == "c-1" and carol.groups == ("ops",)
     assert dict(carol.attributes) == {"team": ("sre",)}
-
-
-@pytest.mark.parametrize(
-    "username, password, reason",
-    [
-        ("alice", "bob-demo-pw", "wrong_password"),
-        ("nobody", "alice-demo-pw", "unknown_user"),
-        ("alice", "", "empty_password"),
-        ("alice", "   ", "empty_password"),
-        ("*", "alice-demo-pw", "unknown_user"),
-    ],
-)
-def test_every_refusal_is_the_same_answer(username, password, reason):
-    result = static(DEMO_USERS).login(username, password)
-    assert isinstance(result, InvalidCredentials) and result.reason == reason
-    assert result.to_dict() == {"code": "invalid_credentials", "message": "invalid username or password"}
-
-
-def test_a_disabled_user_is_refused_and_gets_nothing_at_issuance():
-    c = static([{**DEMO_USERS[1], "disabled": True}])
-    assert c.login("bob", "bob-demo-pw").reason == "account_disabled"
-    assert c.lookup("bob") is None
-    assert c.inspect("bob").usable is False
 
 
 def test_an_unknown_user_costs_a_hash_check_too(monkeypatch):
