@@ -45,8 +45,9 @@ def awsbroker_command(explicit: str | None) -> str | None:
     if explicit:
         return explicit
     running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if running is not None and running.name == "awsbroker.py" and running.is_file():  # python -m
-        return shlex.join([sys.executable, "-m", "broker.cli.awsbroker"])
+    if running is not None and running.name in ("__main__.py", "cli.py") and running.parent.name == "awsbroker" \
+            and running.is_file():  # python -m awsbroker (or -m awsbroker.cli)
+        return shlex.join([sys.executable, "-m", "awsbroker"])
     if running is not None and running.stem == "awsbroker" and running.is_file():
         return shlex.quote(str(running.absolute()))
     found = shutil.which("awsbroker")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from broker.cli import awsbroker_cache as cache
+from awsbroker import cache
 
 CLIENT_ID = "awsbroker"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
