@@ -9,8 +9,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import pytest
+
 from awsbroker import cache
 from awsbroker import config as awsconfig
+from awsbroker.client import EXIT_BROKER, Broker, CliError
 
 SERVER_SIDE = ("fastapi", "starlette", "sqlalchemy", "alembic", "xmlsec", "lxml", "ldap3", "boto3", "botocore", "moto",
                "redis", "authlib", "jinja2", "psycopg", "bcrypt", "uvicorn")
@@ -121,3 +125,16 @@ def test_configure_runs_awsbroker_by_its_absolute_path(tmp_path, monkeypatch):
     assert awsconfig.awsbroker_command(None) is None  # configure then says so (exit 2)
     assert awsconfig.awsbroker_command("my-wrapper --flag") == "my-wrapper --flag"
     assert not awsconfig.runnable("my-wrapper --flag")
+
+
+def test_a_broker_answer_that_is_not_a_json_object_is_a_broker_error(tmp_path, monkeypatch):
+    """What the broker's API answers is checked at the boundary: exit 7 with the path, not a crash later."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    broker = Broker("https://broker.example.com", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])))
+    with pytest.raises(CliError) as err:
+        broker.start_device_login()
+    assert err.value.code == EXIT_BROKER and "/oauth/device/authorization" in err.value.message
+    with pytest.raises(CliError) as err:
+        broker.password_login("alice", "secret")
+    assert err.value.code == EXIT_BROKER and "/oauth/token" in err.value.message

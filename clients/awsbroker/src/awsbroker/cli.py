@@ -22,8 +22,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from awsbroker import __version__, delivery
-from awsbroker import cache
+from awsbroker import __version__, cache, delivery
 from awsbroker import config as awsconfig
 from awsbroker.client import EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
 
@@ -281,7 +280,7 @@ def serve_credentials(
         return exc.message if isinstance(exc, CliError) else type(exc).__name__
 
     server = make_server(port, token, lambda: broker.cached_credentials(account, role), on_error)
-    host, bound = server.server_address[:2]
+    host, bound = server.socket.getsockname()[:2]
     typer.echo(f"export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{host}:{bound}{PATH}")
     typer.echo(f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={token}")
     sys.stdout.flush()

@@ -10,9 +10,10 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SECTION = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
@@ -54,7 +55,7 @@ def awsbroker_command(explicit: str | None) -> str | None:
     return shlex.quote(os.path.abspath(found)) if found else None
 
 
-def profiles_for(roles: Iterable[dict], *, command: str, url: str | None, prefix: str = "",
+def profiles_for(roles: Iterable[Mapping[str, Any]], *, command: str, url: str | None, prefix: str = "",
                  endpoint_url: str | None = None) -> list[Profile]:
     """``endpoint_url``: the sandbox's STS (the broker says so only in sandbox mode; never for AWS)."""
     out = []
