@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -138,3 +140,15 @@ def test_a_broker_answer_that_is_not_a_json_object_is_a_broker_error(tmp_path, m
     with pytest.raises(CliError) as err:
         broker.password_login("alice", "secret")
     assert err.value.code == EXIT_BROKER and "/oauth/token" in err.value.message
+
+
+def test_no_module_of_the_client_imports_the_server_package():
+    """Statically, so an import inside a function (run by one command only) counts too."""
+    package = Path(__file__).resolve().parents[2] / "clients" / "awsbroker" / "src" / "awsbroker"
+    found: list[str] = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in {"broker", *SERVER_SIDE}]
+    assert len(list(package.glob("*.py"))) >= 7 and found == []
