@@ -152,3 +152,8 @@ def test_no_module_of_the_client_imports_the_server_package():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in {"broker", *SERVER_SIDE}]
     assert len(list(package.glob("*.py"))) >= 7 and found == []
+
+
+def test_configure_run_as_python_m_awsbroker_writes_that_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(Path(awsconfig.__file__).with_name("__main__.py")), "configure"])
+    assert awsconfig.awsbroker_command(None) == f"{sys.executable} -m awsbroker"
