@@ -7,7 +7,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY broker ./broker
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# the server depends on the employee CLI's distribution for the credential formats (awsbroker.delivery)
+COPY clients/awsbroker ./clients/awsbroker
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ./clients/awsbroker .
 
 FROM python:3.11-slim-bookworm
 # xmlsec needs libxmlsec1 + its OpenSSL engine at run time; curl for the health check.

@@ -17,8 +17,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[sandbox,test,dev]"
+# the employee CLI (clients/awsbroker, its own distribution) and the server, which depends on it
+$(VENV)/.installed: pyproject.toml clients/awsbroker/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e clients/awsbroker -e ".[sandbox,test,dev]"
 	@touch $@
 
 install: $(VENV)/.installed

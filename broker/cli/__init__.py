@@ -1,1 +1,1 @@
-"""Command-line entry points: `broker` (server side) and `awsbroker` (the user CLI)."""
+"""Command-line entry points of the server: `broker` (the user CLI `awsbroker` is its own distribution, clients/awsbroker)."""

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from broker import delivery
+from awsbroker import delivery
 from broker.access import role_key
 from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
 from broker.domain import Identity, RoleGrant

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker import delivery
+from awsbroker import delivery
 from broker.flow import DecisionContext
 from broker.mapping.model import MAX_SESSION, MIN_SESSION
 from broker.web.deps import CallerDep, ServicesDep, client_ip

@@ -36,12 +36,18 @@ class Laptop:
 
     home: Path
     url: str
+    program: str = AWSBROKER
+    """The awsbroker command: the test environment's, or one installed in a clean venv."""
+    checkout: bool = True
+    """Pass PYTHONPATH on (a worktree's checkout, not the installed package); False: the venv's own."""
+    server: Live | None = None
+    """The broker it talks to (the ``laptop`` fixture's)."""
 
     @property
     def env(self) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), "LANG": "C.UTF-8",
                "AWSBROKER_URL": self.url, "NO_COLOR": "1", "BROWSER": "true"}
-        if os.environ.get("PYTHONPATH"):  # a worktree's checkout, not the installed package
+        if self.checkout and os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         return env
 
@@ -49,11 +55,11 @@ class Laptop:
             ) -> subprocess.CompletedProcess[str]:
         """``unset``: variables left out (e.g. AWSBROKER_URL, to see what the CLI remembers)."""
         environ = {k: v for k, v in (self.env | env).items() if k not in unset}
-        return subprocess.run([AWSBROKER, *args], check=False, env=environ, capture_output=True, text=True, timeout=120,
+        return subprocess.run([self.program, *args], check=False, env=environ, capture_output=True, text=True, timeout=120,
                               input=input)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([AWSBROKER, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        return subprocess.Popen([self.program, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 
     def device_login(self, approve: Callable[[str], Any] | None = None) -> tuple[subprocess.Popen[str], str, str]:
@@ -78,9 +84,7 @@ def laptop(tmp_path: Path, live: Callable[..., Live]) -> Laptop:  # noqa: F811
     server = live()
     home = tmp_path / "home"
     home.mkdir()
-    lap = Laptop(home, server.url)
-    lap.server = server  # type: ignore[attr-defined]
-    return lap
+    return Laptop(home, server.url, server=server)
 
 
 @pytest.fixture

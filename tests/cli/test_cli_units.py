@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from broker.cli import awsbroker_cache as cache
-from broker.cli import awsbroker_config as awsconfig
+import httpx
+import pytest
+
+from awsbroker import cache
+from awsbroker import config as awsconfig
+from awsbroker.client import EXIT_BROKER, Broker, CliError
 
 SERVER_SIDE = ("fastapi", "starlette", "sqlalchemy", "alembic", "xmlsec", "lxml", "ldap3", "boto3", "botocore", "moto",
                "redis", "authlib", "jinja2", "psycopg", "bcrypt", "uvicorn")
@@ -18,18 +24,17 @@ SERVER_SIDE = ("fastapi", "starlette", "sqlalchemy", "alembic", "xmlsec", "lxml"
 
 def test_the_cli_imports_nothing_of_the_server_side():
     code = (
-        "import sys, json, broker.cli.awsbroker, broker.cli.awsbroker_serve\n"
+        "import sys, json, awsbroker.cli, awsbroker.serve\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     modules = json.loads(out)
     leaked = [m for m in modules if m.split(".")[0] in SERVER_SIDE]
-    leaked += [m for m in modules if m.startswith(("broker.web", "broker.connectors", "broker.minting", "broker.db",
-                                                   "broker.aws", "broker.flow", "broker.oauth", "broker.state"))]
+    leaked += [m for m in modules if m.split(".")[0] == "broker"]  # the client takes nothing of the server's package
     assert leaked == []
-    assert {m for m in modules if m.startswith("broker")} <= {
-        "broker", "broker.cli", "broker.cli.awsbroker", "broker.cli.awsbroker_cache", "broker.cli.awsbroker_client",
-        "broker.cli.awsbroker_config", "broker.cli.awsbroker_serve", "broker.delivery", "broker.domain",
+    assert {m for m in modules if m.startswith("awsbroker")} <= {
+        "awsbroker", "awsbroker.cli", "awsbroker.cache", "awsbroker.client", "awsbroker.config", "awsbroker.serve",
+        "awsbroker.delivery",
     }
 
 
@@ -85,7 +90,7 @@ def test_credential_cache_is_private_and_reused_until_five_minutes_before_expiry
 
 def awsbroker(*args: str, home) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWSBROKER_")} | {"HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "broker.cli.awsbroker", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "awsbroker", *args], capture_output=True, text=True,
                           env=env, timeout=60, check=False)
 
 
@@ -122,3 +127,33 @@ def test_configure_runs_awsbroker_by_its_absolute_path(tmp_path, monkeypatch):
     assert awsconfig.awsbroker_command(None) is None  # configure then says so (exit 2)
     assert awsconfig.awsbroker_command("my-wrapper --flag") == "my-wrapper --flag"
     assert not awsconfig.runnable("my-wrapper --flag")
+
+
+def test_a_broker_answer_that_is_not_a_json_object_is_a_broker_error(tmp_path, monkeypatch):
+    """What the broker's API answers is checked at the boundary: exit 7 with the path, not a crash later."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    broker = Broker("https://broker.example.com", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])))
+    with pytest.raises(CliError) as err:
+        broker.start_device_login()
+    assert err.value.code == EXIT_BROKER and "/oauth/device/authorization" in err.value.message
+    with pytest.raises(CliError) as err:
+        broker.password_login("alice", "secret")
+    assert err.value.code == EXIT_BROKER and "/oauth/token" in err.value.message
+
+
+def test_no_module_of_the_client_imports_the_server_package():
+    """Statically, so an import inside a function (run by one command only) counts too."""
+    package = Path(__file__).resolve().parents[2] / "clients" / "awsbroker" / "src" / "awsbroker"
+    found: list[str] = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in {"broker", *SERVER_SIDE}]
+    assert len(list(package.glob("*.py"))) >= 7 and found == []
+
+
+def test_configure_run_as_python_m_awsbroker_writes_that_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(Path(awsconfig.__file__).with_name("__main__.py")), "configure"])
+    assert awsconfig.awsbroker_command(None) == f"{sys.executable} -m awsbroker"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.credentials import ContainerProvider, ProcessProvider, SharedCredentialProvider
 
-from broker import delivery
+from awsbroker import delivery
 from broker.domain import TemporaryCredentials
 
 EXPIRES = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -35,7 +35,8 @@ def test_credential_process_json_is_what_the_aws_cli_expects() -> None:
         "SessionToken": CREDS.session_token,
         "Expiration": "2031-01-02T03:04:05Z",
     }
-    assert delivery.parse_credential_process(delivery.render(CREDS, "credential_process")) == CREDS
+    assert delivery.parse_credential_process(delivery.render(CREDS, "credential_process")) == delivery.ParsedCredentials(
+        CREDS.access_key_id, CREDS.secret_access_key, CREDS.session_token, CREDS.expiration)
 
 
 def test_botocore_credential_process_provider_reads_it(tmp_path: Path) -> None:
@@ -117,9 +118,9 @@ def test_ini_profile_is_read_by_botocore(tmp_path: Path) -> None:
 
 
 def test_delivery_imports_nothing_server_side() -> None:
-    code = ("import sys, broker.delivery; "
+    code = ("import sys, awsbroker.delivery; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'xmlsec', 'lxml', 'fastapi', 'sqlalchemy', "
-            "'boto3', 'botocore', 'ldap3', 'starlette', 'pydantic'}))")
+            "'boto3', 'botocore', 'ldap3', 'starlette', 'pydantic', 'broker'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

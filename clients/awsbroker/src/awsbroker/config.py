@@ -10,9 +10,10 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SECTION = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
@@ -45,15 +46,16 @@ def awsbroker_command(explicit: str | None) -> str | None:
     if explicit:
         return explicit
     running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if running is not None and running.name == "awsbroker.py" and running.is_file():  # python -m
-        return shlex.join([sys.executable, "-m", "broker.cli.awsbroker"])
+    if running is not None and running.name in ("__main__.py", "cli.py") and running.parent.name == "awsbroker" \
+            and running.is_file():  # python -m awsbroker (or -m awsbroker.cli)
+        return shlex.join([sys.executable, "-m", "awsbroker"])
     if running is not None and running.stem == "awsbroker" and running.is_file():
         return shlex.quote(str(running.absolute()))
     found = shutil.which("awsbroker")
     return shlex.quote(os.path.abspath(found)) if found else None
 
 
-def profiles_for(roles: Iterable[dict], *, command: str, url: str | None, prefix: str = "",
+def profiles_for(roles: Iterable[Mapping[str, Any]], *, command: str, url: str | None, prefix: str = "",
                  endpoint_url: str | None = None) -> list[Profile]:
     """``endpoint_url``: the sandbox's STS (the broker says so only in sandbox mode; never for AWS)."""
     out = []

@@ -22,10 +22,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from broker import delivery
-from broker.cli import awsbroker_cache as cache
-from broker.cli import awsbroker_config as awsconfig
-from broker.cli.awsbroker_client import EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
+from awsbroker import __version__, cache, delivery
+from awsbroker import config as awsconfig
+from awsbroker.client import EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -272,7 +271,7 @@ def serve_credentials(
     port: Annotated[int, typer.Option(help="loopback port (0: any free port)")] = 0,
 ) -> None:
     """A loopback container-credentials endpoint; prints the two variables to export (stdout)."""
-    from broker.cli.awsbroker_serve import PATH, make_server
+    from awsbroker.serve import PATH, make_server
 
     broker = _broker(url)
     token = os.environ.get("AWSBROKER_CONTAINER_TOKEN") or secrets.token_urlsafe(32)
@@ -281,7 +280,7 @@ def serve_credentials(
         return exc.message if isinstance(exc, CliError) else type(exc).__name__
 
     server = make_server(port, token, lambda: broker.cached_credentials(account, role), on_error)
-    host, bound = server.server_address[:2]
+    host, bound = server.socket.getsockname()[:2]
     typer.echo(f"export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{host}:{bound}{PATH}")
     typer.echo(f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={token}")
     sys.stdout.flush()
@@ -297,8 +296,6 @@ def serve_credentials(
 @app.command()
 def version() -> None:
     """Print the version."""
-    from broker import __version__
-
     typer.echo(__version__)
 
 

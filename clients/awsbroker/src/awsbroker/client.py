@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from broker.cli import awsbroker_cache as cache
+from awsbroker import cache
 
 CLIENT_ID = "awsbroker"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -53,6 +53,14 @@ def _error_text(response: httpx.Response) -> tuple[str, str]:
     if isinstance(body, dict) and "error" in body:
         return str(body["error"]), str(body.get("error_description", ""))
     return "http_error", f"HTTP {response.status_code}"
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON body, which the broker's API always makes an object."""
+    body = response.json()
+    if not isinstance(body, dict):
+        raise CliError(f"the broker answered {response.request.url.path} with JSON that is not an object", EXIT_BROKER)
+    return body
 
 
 def _api_error(response: httpx.Response) -> CliError:
@@ -93,7 +101,7 @@ class Broker:
         if r.status_code != 200:
             code, text = _error_text(r)
             raise CliError(f"the broker refused to start a login ({code}): {text}", EXIT_LOGIN_FAILED)
-        return r.json()
+        return _json_object(r)
 
     def wait_for_approval(
         self,
@@ -112,7 +120,7 @@ class Broker:
             r = self._send("POST", "/oauth/token", data={"grant_type": DEVICE_GRANT, "device_code": grant["device_code"],
                                                          "client_id": CLIENT_ID})
             if r.status_code == 200:
-                return r.json()
+                return _json_object(r)
             code, text = _error_text(r)
             if code == "authorization_pending":
                 continue
@@ -134,7 +142,7 @@ class Broker:
             if code == "unsupported_grant_type":
                 raise CliError("this broker does not allow password logins: use `awsbroker login`", EXIT_LOGIN_FAILED)
             raise CliError(f"the login failed ({code}): {text}", EXIT_LOGIN_FAILED)
-        return r.json()
+        return _json_object(r)
 
     def save_tokens(self, tokens: dict[str, Any]) -> None:
         now = time.time()
@@ -187,16 +195,16 @@ class Broker:
             return r
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.call(method, path, **kwargs).json()
-
     # -- what the commands need --
 
     def roles(self) -> list[dict[str, Any]]:
-        return self.api("GET", "/api/v1/roles")
+        items = self.call("GET", "/api/v1/roles").json()
+        if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
+            raise CliError("the broker answered /api/v1/roles with JSON that is not a list of roles", EXIT_BROKER)
+        return items
 
     def whoami(self) -> dict[str, Any]:
-        return self.api("GET", "/api/v1/whoami")
+        return _json_object(self.call("GET", "/api/v1/whoami"))
 
     def cli_config(self) -> dict[str, Any]:
         """``{"sandbox", "endpoint_url"}``: the sandbox's STS endpoint for the profiles (none for AWS)."""
@@ -213,7 +221,7 @@ class Broker:
         if duration is not None:
             body["duration_seconds"] = duration
         r = self.call("POST", "/api/v1/credentials", json=body)
-        return r.json(), r.headers.get(REGION_HEADER) or None
+        return _json_object(r), r.headers.get(REGION_HEADER) or None
 
     def credentials(self, account: str, role: str, duration: int | None = None) -> dict[str, Any]:
         return self.issue(account, role, duration)[0]
@@ -238,7 +246,7 @@ class Broker:
             body["service"] = service
         if region:
             body["region"] = region
-        return self.api("POST", "/api/v1/console", json=body)
+        return _json_object(self.call("POST", "/api/v1/console", json=body))
 
 
 def broker_url(explicit: str | None) -> str:

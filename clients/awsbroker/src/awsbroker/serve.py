@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from broker import delivery
+from awsbroker import delivery
 
 PATH = "/credentials"
 

@@ -6,8 +6,10 @@
 - ``env``: export lines for bash/zsh, fish or PowerShell, quoted for that shell.
 - ``ini``: a profile section for ``~/.aws/credentials``.
 
-Used by the server and by the user CLI ``awsbroker``: it imports the standard library and
-``broker.domain`` only (no xmlsec, database, FastAPI or boto3 on a laptop).
+The one implementation: the CLI renders what it fetched, and the server (portal, user API),
+which depends on this distribution, renders what it minted. It imports the standard library only
+(no xmlsec, database, FastAPI or boto3 on a laptop) and takes any object with the four fields
+(``Credentials``, e.g. the server's ``broker.domain.TemporaryCredentials``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import json
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from broker.domain import TemporaryCredentials
+from typing import Any, Literal, Protocol
 
 Format = Literal["credential_process", "container", "env", "ini"]
 Shell = Literal["bash", "fish", "powershell"]
@@ -29,13 +30,36 @@ _PROFILE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
 
+class Credentials(Protocol):
+    """What every format needs: STS temporary credentials (``expiration`` timezone-aware UTC)."""
+
+    @property
+    def access_key_id(self) -> str: ...
+    @property
+    def secret_access_key(self) -> str: ...
+    @property
+    def session_token(self) -> str: ...
+    @property
+    def expiration(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCredentials:
+    """Credentials read back from credential_process JSON. The secret and the token never appear in a repr."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+
+
 def rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def credential_process(creds: TemporaryCredentials) -> dict[str, Any]:
+def credential_process(creds: Credentials) -> dict[str, Any]:
     return {
         "Version": 1,
         "AccessKeyId": creds.access_key_id,
@@ -45,7 +69,7 @@ def credential_process(creds: TemporaryCredentials) -> dict[str, Any]:
     }
 
 
-def container(creds: TemporaryCredentials) -> dict[str, Any]:
+def container(creds: Credentials) -> dict[str, Any]:
     return {
         "AccessKeyId": creds.access_key_id,
         "SecretAccessKey": creds.secret_access_key,
@@ -54,7 +78,7 @@ def container(creds: TemporaryCredentials) -> dict[str, Any]:
     }
 
 
-def parse_credential_process(data: Mapping[str, Any] | str) -> TemporaryCredentials:
+def parse_credential_process(data: Mapping[str, Any] | str) -> ParsedCredentials:
     """The reverse of ``credential_process`` (what ``awsbroker`` reads from the broker's API)."""
     if isinstance(data, str):
         data = json.loads(data)
@@ -62,7 +86,7 @@ def parse_credential_process(data: Mapping[str, Any] | str) -> TemporaryCredenti
         raise ValueError("not credential_process JSON (Version 1)")
     try:
         expiration = datetime.strptime(str(data["Expiration"]).replace("+00:00", "Z"), "%Y-%m-%dT%H:%M:%SZ")
-        return TemporaryCredentials(
+        return ParsedCredentials(
             access_key_id=str(data["AccessKeyId"]),
             secret_access_key=str(data["SecretAccessKey"]),
             session_token=str(data["SessionToken"]),
@@ -72,7 +96,7 @@ def parse_credential_process(data: Mapping[str, Any] | str) -> TemporaryCredenti
         raise ValueError(f"incomplete credential_process JSON ({type(exc).__name__})") from None
 
 
-def _env_vars(creds: TemporaryCredentials, region: str | None) -> list[tuple[str, str]]:
+def _env_vars(creds: Credentials, region: str | None) -> list[tuple[str, str]]:
     pairs = [
         ("AWS_ACCESS_KEY_ID", creds.access_key_id),
         ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
@@ -94,7 +118,7 @@ def _powershell_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def env(creds: TemporaryCredentials, *, shell: Shell = "bash", region: str | None = None) -> str:
+def env(creds: Credentials, *, shell: Shell = "bash", region: str | None = None) -> str:
     """Lines that set the credentials in the current shell (``eval "$(awsbroker ...)"``)."""
     pairs = _env_vars(creds, region)
     if shell == "bash":
@@ -108,7 +132,7 @@ def env(creds: TemporaryCredentials, *, shell: Shell = "bash", region: str | Non
     return "\n".join(lines) + "\n"
 
 
-def ini(creds: TemporaryCredentials, *, profile: str = "default", region: str | None = None) -> str:
+def ini(creds: Credentials, *, profile: str = "default", region: str | None = None) -> str:
     """A ``~/.aws/credentials`` section (values never contain newlines: checked)."""
     if not _PROFILE.match(profile):
         raise ValueError("a profile name is 1-64 of letters, digits and _ . + @ -")
@@ -128,7 +152,7 @@ def ini(creds: TemporaryCredentials, *, profile: str = "default", region: str | 
     return "\n".join(lines) + "\n"
 
 
-def render(creds: TemporaryCredentials, fmt: Format, **options: Any) -> str:
+def render(creds: Credentials, fmt: Format, **options: Any) -> str:
     """One format as text: JSON for credential_process/container, shell lines for env, an ini section."""
     if fmt == "credential_process":
         return json.dumps(credential_process(creds))
