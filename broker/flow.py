@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.audit import AuditContext, Decision
 from broker.aws.partitions import check_console_service, partition
-from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
+from broker.aws.sts import clamp_duration
 from broker.connectors.base import Connector, LookupConnector, PasswordConnector
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
@@ -42,7 +42,6 @@ from broker.minting.names import role_session_name
 if TYPE_CHECKING:
     from broker.aws.factory import Aws
     from broker.minting.factory import Minting
-    from broker.minting.saml_idp import SamlResponse
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,6 @@ class Issued:
     credentials: TemporaryCredentials
     grant: RoleGrant
     duration: int
-
-
-@dataclass(frozen=True)
-class ConsoleSamlPost:
-    """The console SAML POST alternative: an auto-submitting form to ``action``."""
-
-    response: SamlResponse
-    action: str
-    grants: tuple[RoleGrant, ...]
 
 
 class DecisionLog(Protocol):
@@ -399,21 +389,3 @@ class Flow:
             )
 
         return self._decide("issue.console", identity, ctx, f"{account}/{role}", step)
-
-    def console_saml_post(
-        self, *, identity: Identity, duration: int | None = None, ctx: DecisionContext
-    ) -> ConsoleSamlPost:
-        """Every console-eligible SAML role of the user in one signed Response (AWS shows a chooser)."""
-
-        def step(current: Identity, details: dict[str, Any]) -> ConsoleSamlPost:
-            grants = console_saml_grants(self.grants_for(current.groups).grants)
-            if not grants:
-                raise RoleNotGranted("no role you may use in the console is reachable by SAML")
-            seconds = common_duration(grants=grants, channel="console", requested=duration)
-            details |= {"roles": [g.role_arn for g in grants], "duration": seconds}
-            response = self.minting.saml.aws_response(
-                identity=current, grants=grants, session_duration=seconds, now=self.clock()
-            )
-            return ConsoleSamlPost(response, self.aws.signin.saml_post_action(response.destination), tuple(grants))
-
-        return self._decide("issue.console_saml", identity, ctx, None, step)
