@@ -33,7 +33,7 @@ def _grants(
 ) -> tuple:
     from broker.db.session import make_engine, migrate
     from broker.db.store import SqlMappingStore
-    from broker.flow import Flow
+    from broker.mapping.grants import grants_for
 
     engine = make_engine(database)
     try:
@@ -41,7 +41,7 @@ def _grants(
         if mapping is not None:
             migrate(engine)
             store.sync_config(mapping)
-        return Flow(store=store).grants_for(groups).grants
+        return grants_for(store, groups).grants
     finally:
         engine.dispose()
 
