@@ -44,7 +44,7 @@ from broker.errors import (
     Unauthenticated,
 )
 from broker.logs import get_logger
-from broker.mapping.grants import grants_for
+from broker.mapping.grants import Explanation, grants_for
 from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
@@ -60,31 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["DecisionContext", "DecisionLog", "DeviceOutcome", "Explanation", "Flow", "Issued"]
 
 log = get_logger("broker.flow")
-
-
-@dataclass(frozen=True)
-class Explanation:
-    username: str
-    resolution: Resolution
-    identity: Identity | None = None
-    """Set when the groups were read from the directory rather than given."""
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.resolution
-        body: dict[str, Any] = {
-            "username": self.username,
-            "groups_from": "request" if self.identity is None else "directory",
-            "groups": [{"given": g.given, "name": g.name} for g in r.groups],
-            "grants": [g.to_dict() for g in r.grants],
-            "unmatched_groups": list(r.unmatched),
-            "notes": list(r.notes),
-        }
-        if self.identity is not None:
-            i = self.identity
-            body["directory"] = {
-                "id": i.id, "username": i.username, "display_name": i.display_name, "source": i.source
-            }
-        return body
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, cast
 from broker.access_config import OAuthConfig, RateLimitsConfig
 from broker.audit import Decision
 from broker.connectors.base import Connector
+from broker.errors import BrokerError
 from broker.flow import Flow
 from broker.oauth.device import DeviceFlow
 from broker.ratelimit import RateLimiter
@@ -20,8 +21,12 @@ class ListLog:
 
     def __init__(self) -> None:
         self.writes: list[list[Decision]] = []
+        self.broken: BrokerError | None = None
+        """Set: every write fails with it (the database is down)."""
 
     def record_events(self, events: Sequence[Decision]) -> None:
+        if self.broken is not None:
+            raise self.broken
         self.writes.append(list(events))
 
     @property
