@@ -107,7 +107,6 @@ class Flow:
         self.directory = directory
         self.minting = minting
         self.aws = aws
-        self.log = log
         self.audit = AuditWriter(log)
         self.limits = limits
         self.devices = devices
