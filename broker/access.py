@@ -2,8 +2,7 @@
 device login, rotating refresh tokens), rate limits and the portal's per-person preferences —
 all on the shared state store, so replicas are interchangeable.
 
-``Access.sign_in`` is the one password sign-in of the web layer (portal form, OAuth password
-grant, HTTP Basic on the user API): rate limits first, then ``Flow.sign_in`` (audited).
+The password sign-in with its rate limits is ``broker.flow.Flow.sign_in``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from broker.errors import InvalidCredentials, TooManyRequests
 from broker.oauth import secret_hash
 from broker.oauth.device import DeviceFlow
 from broker.oauth.tokens import TokenService
@@ -25,7 +23,6 @@ from broker.web.sessions import SessionStore
 if TYPE_CHECKING:
     from broker.config import Config
     from broker.domain import Identity
-    from broker.flow import DecisionContext, Flow
 
 PREFS_TTL = 400 * 86400
 
@@ -92,22 +89,3 @@ class Access:
     def set_clock(self, clock: Callable[[], float]) -> None:
         """Tests own time: one clock for sessions, tokens and device codes."""
         self.sessions.clock = self.tokens.clock = self.devices.clock = clock
-
-    def sign_in(self, flow: Flow, username: str, password: str, *, ctx: DecisionContext) -> Identity:
-        """A rate-limited, audited password sign-in; one answer for every wrong case."""
-        if not username or len(username) > 256 or len(password) > 1024:
-            raise InvalidCredentials(reason="malformed")
-        account = flow.login_key(username)
-        try:
-            self.limits.check_login(username=account, address=ctx.source_ip)
-        except TooManyRequests as exc:
-            if self.limits.first_refusal(username=account, address=ctx.source_ip):
-                flow.sign_in_refused(username, exc, ctx=ctx)  # audited once per window, not per attempt
-            raise
-        try:
-            identity = flow.sign_in(username, password, ctx=ctx)
-        except InvalidCredentials:
-            self.limits.login_failed(username=account, address=ctx.source_ip)
-            raise
-        self.limits.login_succeeded(username=account, address=ctx.source_ip)
-        return identity

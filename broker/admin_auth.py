@@ -7,7 +7,7 @@ keeps a timing side channel shut. A token from another deployment has another ha
 Optionally (``admin.directory_groups``), members of directory groups are admins too: they send
 HTTP Basic with their directory username and password, checked against the directory at every
 request (so a removed membership ends admin access at once) through the same rate-limited,
-audited sign-in as the portal's (``broker.web.deps.require_admin``); ``admit`` then decides on
+audited sign-in as the portal's (``broker.flow.Flow.admin_sign_in``); ``admit`` then decides on
 the groups. The audit actor is ``directory:<username>``.
 """
 

@@ -144,11 +144,13 @@ def build_services(
     state = open_state(config.state)
     directory = build_connector(config.directory, state=state) if config.directory is not None else None
     aws = build_aws(config=config.sts, public_url=config.server.public_url, saml_recipient=minting.saml.recipient)
+    access = Access(config, state)
     services = Services(
         config=config,
         engine=engine,
         store=store,
-        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store),
+        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
+                  devices=access.devices),
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -156,7 +158,7 @@ def build_services(
         state=state,
         directory=directory,
     )
-    services.access = Access(config, state)
+    services.access = access
     services.upstream = build_upstream(
         config.upstream, public_url=config.server.public_url, state=state, directory=directory
     )

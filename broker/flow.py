@@ -2,26 +2,36 @@
 
     authenticate → current identity (directory re-read) → groups → grants → mint → STS → deliver
 
-and writes one audit event per decision (allow, deny or error): who (username and immutable
-id), which account and role, the mapping or rule that granted it, a snapshot of the groups,
-the source address, the duration and the access key id — never a secret.
+Every decision is here: a password sign-in with its rate limits (the portal form, the OAuth
+password grant, HTTP Basic on the user and admin APIs), an upstream sign-in (SAML / OIDC), a
+device-login approval (RFC 8628), an admin sign-in, and each issuance. Each writes one audit
+event of one shape (``broker.decisions.log``) per decision (allow, deny or error): who (username
+and immutable id), which account and role, the mapping or rule that granted it, a snapshot of
+the groups, the source address, the duration and the access key id — never a secret. Routers
+only translate HTTP to these calls and their answers back.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from broker.audit import AuditContext, Decision
 from broker.aws.partitions import check_console_service, partition
-from broker.aws.sts import clamp_duration, common_duration, console_saml_grants
-from broker.connectors.base import Connector, LookupConnector, PasswordConnector
+from broker.aws.sts import clamp_duration
+from broker.connectors.base import Connector, LookupConnector, PasswordConnector, SignIn
+from broker.decisions.log import (
+    AuditWriter,
+    DecisionContext,
+    DecisionLog,
+    decision,
+    outcome_of,
+    refusal_details,
+)
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
     BadRequest,
@@ -30,54 +40,26 @@ from broker.errors import (
     InvalidInput,
     NotFound,
     RoleNotGranted,
+    TooManyRequests,
     Unauthenticated,
-    Unavailable,
 )
+from broker.logs import get_logger
+from broker.mapping.grants import Explanation, grants_for
 from broker.mapping.model import REGION
-from broker.mapping.rules import Resolution, resolve
+from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
 from broker.minting.names import role_session_name
+from broker.oauth.device import DeviceFlow, PendingDevice
+from broker.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from broker.aws.factory import Aws
     from broker.minting.factory import Minting
-    from broker.minting.saml_idp import SamlResponse
 
+__all__ = ["DecisionContext", "DecisionLog", "DeviceOutcome", "Explanation", "Flow", "Issued"]
 
-@dataclass(frozen=True)
-class Explanation:
-    username: str
-    resolution: Resolution
-    identity: Identity | None = None
-    """Set when the groups were read from the directory rather than given."""
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.resolution
-        body: dict[str, Any] = {
-            "username": self.username,
-            "groups_from": "request" if self.identity is None else "directory",
-            "groups": [{"given": g.given, "name": g.name} for g in r.groups],
-            "grants": [g.to_dict() for g in r.grants],
-            "unmatched_groups": list(r.unmatched),
-            "notes": list(r.notes),
-        }
-        if self.identity is not None:
-            i = self.identity
-            body["directory"] = {
-                "id": i.id, "username": i.username, "display_name": i.display_name, "source": i.source
-            }
-        return body
-
-
-@dataclass(frozen=True)
-class DecisionContext:
-    """Where a request for access comes from, for the audit log."""
-
-    source_ip: str | None = None
-    request_id: str | None = None
-    via: str = "api"
-    """portal | api | cli | device | ..."""
+log = get_logger("broker.flow")
 
 
 @dataclass(frozen=True)
@@ -87,21 +69,10 @@ class Issued:
     duration: int
 
 
-@dataclass(frozen=True)
-class ConsoleSamlPost:
-    """The console SAML POST alternative: an auto-submitting form to ``action``."""
-
-    response: SamlResponse
-    action: str
-    grants: tuple[RoleGrant, ...]
-
-
-class DecisionLog(Protocol):
-    def record_events(self, events: Sequence[Decision]) -> None: ...
-
+DeviceOutcome = Literal["approved", "denied", "unknown_code", "no_choice"]
+"""What became of a device-login decision: ``no_choice`` when neither approve nor deny was asked."""
 
 _T = TypeVar("_T")
-_BATCH: ContextVar[list[Decision] | None] = ContextVar("broker_decision_batch", default=None)
 
 
 def _utcnow() -> datetime:
@@ -114,26 +85,31 @@ the one issuance of the same request (HTTP Basic: sign-in and issuance in one ca
 _FRESH_MAX = 4096
 
 
-
 class Flow:
-    """The decision sequence. Built once by create_app with the store, the directory, the
-    signers (keys parsed once) and the STS gateway (one client per partition and region)."""
+    """The decision sequence. Built once by create_app with the store, the directory (None: no
+    directory is configured, a real configuration), the signers (keys parsed once), the STS
+    gateway (one client per partition and region), the audit log, the rate limits and the
+    pending device logins."""
 
     def __init__(
         self,
         *,
         store: MappingStore,
-        directory: Connector | None = None,
-        minting: Minting | None = None,
-        aws: Aws | None = None,
-        log: DecisionLog | None = None,
+        directory: Connector | None,
+        minting: Minting,
+        aws: Aws,
+        log: DecisionLog,
+        limits: RateLimiter,
+        devices: DeviceFlow,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
         self.directory = directory
         self.minting = minting
         self.aws = aws
-        self.log = log
+        self.audit = AuditWriter(log)
+        self.limits = limits
+        self.devices = devices
         self.clock = clock
         # Identities a password sign-in has just read from the directory, by object id, each
         # usable once by current_identity instead of a second directory read in the same request.
@@ -153,13 +129,20 @@ class Flow:
         self._lookup_directory = directory if isinstance(directory, LookupConnector) else None
 
     def grants_for(self, groups: Iterable[str]) -> Resolution:
-        groups = list(groups)
-        return resolve(groups, self.store.snapshot_for(groups))
+        return grants_for(self.store, groups)
 
-    # ---- who ----
+    @contextmanager
+    def one_audit_write(self) -> Iterator[None]:
+        """The decisions recorded inside the block (a password sign-in and the issuance it led
+        to) are written together, in one database write, when the block ends, well or not."""
+        with self.audit.one_write():
+            yield
+
+    # ---- who: a password sign-in ----
 
     def authenticate(self, username: str, password: str) -> Identity:
-        """A directory password sign-in; raises InvalidCredentials (one answer) or DirectoryUnavailable."""
+        """A directory password check, no more (no rate limit, no audit): InvalidCredentials (one
+        answer) or DirectoryUnavailable. Every door signs in with ``sign_in``."""
         if self._password_directory is None:
             raise BadRequest("no password directory is configured")
         result = self._password_directory.login(username, password)
@@ -169,29 +152,50 @@ class Flow:
 
     def login_key(self, username: str) -> str:
         """What rate limits count a password sign-in against: the account the typed name stands
-        for in the password directory (AD: ``CORP\\alice``, ``alice@corp.example`` and ``alice``
-        are one), so spelling a name another way buys no new attempts."""
-        key = getattr(self._password_directory, "login_key", None)
-        return key(username) if key is not None else username.strip().casefold()
+        for in the password directory (``PasswordConnector.login_key``)."""
+        if self._password_directory is None:
+            return username.strip().casefold()
+        return self._password_directory.login_key(username)
 
     def sign_in(self, username: str, password: str, *, ctx: DecisionContext) -> Identity:
-        """``authenticate`` with its decision in the audit log (the password never is)."""
+        """The password sign-in of every door: malformed input refused, the rate limits (per
+        account and per address), the directory, then the decision in the audit log (the
+        password never is). One answer, InvalidCredentials, for every wrong case."""
+        if not username or len(username) > 256 or len(password) > 1024:
+            raise InvalidCredentials(reason="malformed")
+        account = self.login_key(username)
+        try:
+            self.limits.check_login(username=account, address=ctx.source_ip)
+        except TooManyRequests as exc:
+            if self.limits.first_refusal(username=account, address=ctx.source_ip):
+                self._sign_in_refused(username, exc, ctx=ctx)  # audited once per window, not per attempt
+            raise
         try:
             identity = self.authenticate(username, password)
         except BrokerError as exc:
-            self.sign_in_refused(username, exc, ctx=ctx)
+            if isinstance(exc, InvalidCredentials):
+                self.limits.login_failed(username=account, address=ctx.source_ip)
+            self._sign_in_refused(username, exc, ctx=ctx)
             raise
-        self._record(ctx, "login", identity, outcome="allow", target=None, details={"source": identity.source})
+        self.audit.write(decision(ctx, "login", identity, outcome="allow", details={"source": identity.source}))
         self._remember_fresh(identity)
+        self.limits.login_succeeded(username=account, address=ctx.source_ip)
         return identity
 
-    def sign_in_refused(self, username: str, exc: BrokerError, *, ctx: DecisionContext) -> None:
+    def _sign_in_refused(self, username: str, exc: BrokerError, *, ctx: DecisionContext) -> None:
         """A password sign-in refused, in the audit log: by the directory, or before it was asked
-        (a rate limit)."""
+        (a rate limit). Who: the name as typed (no immutable id is known)."""
         who = Identity(id="", username=username[:256])
-        reason = getattr(exc, "reason", None) or exc.code
-        self._record(ctx, "login", who, outcome="error" if exc.status >= 500 else "deny", target=None,
-                     details={"code": exc.code, "reason": reason})
+        self.audit.write(decision(ctx, "login", who, outcome=outcome_of(exc),
+                                  details=refusal_details(exc, otherwise=exc.code)))
+
+    def admin_sign_in(self, username: str, password: str, *, ctx: DecisionContext,
+                      check: Callable[[Identity], _T]) -> _T:
+        """HTTP Basic on the admin API: the password sign-in of every other door, then the
+        admin-group decision (``check`` raises to refuse), audited too; one audit write."""
+        with self.one_audit_write():
+            identity = self.sign_in(username, password, ctx=ctx)
+            return self.admit(identity, ctx=ctx, action="admin.sign_in", check=check)
 
     def _remember_fresh(self, identity: Identity) -> None:
         now = time.monotonic()
@@ -207,6 +211,74 @@ class Flow:
         with self._fresh_lock:
             entry = self._fresh.pop(id(identity), None)
         return entry is not None and entry[0] is identity and time.monotonic() - entry[1] < FRESH_SIGN_IN_SECONDS
+
+    # ---- who: an upstream identity provider ----
+
+    def upstream_sign_in(
+        self,
+        *,
+        idp: str,
+        protocol: str | None,
+        ctx: DecisionContext,
+        verify: Callable[[], SignIn],
+        establish: Callable[[SignIn], _T],
+        refuse: Callable[[BrokerError], _T],
+    ) -> _T:
+        """A sign-in through an upstream IdP: ``verify`` (the connector checks the IdP's answer),
+        then ``establish`` (the session); a refusal of either is audited and answered by
+        ``refuse``. No sign-in without its audit event: a failed write of the allow raises."""
+        try:
+            signed_in = verify()
+            result = establish(signed_in)
+        except BrokerError as exc:
+            return refuse(self.upstream_refused(idp=idp, protocol=protocol, ctx=ctx, error=exc))
+        identity = signed_in.identity
+        log.info("upstream_sign_in", idp=idp, outcome="allow", code=None, reason=None)
+        self.audit.write(decision(
+            ctx, "login", identity, outcome="allow", target_type="identity_provider", target_id=idp,
+            details={"idp": idp, "protocol": protocol, "source": identity.source, "groups": list(identity.groups)},
+        ))
+        return result
+
+    def upstream_refused(self, *, idp: str, protocol: str | None, ctx: DecisionContext,
+                         error: BrokerError) -> BrokerError:
+        """An upstream sign-in refused (also before the connector saw it: an unreadable form), in
+        the audit log as ``upstream:<idp>``; a failed write of it is logged, not raised."""
+        details = {"idp": idp, "protocol": protocol, **refusal_details(error)}
+        outcome = outcome_of(error)
+        log.info("upstream_sign_in", idp=idp, outcome=outcome, code=details["code"], reason=details["reason"])
+        self.audit.write(decision(ctx, "login", None, outcome=outcome, target_type="identity_provider",
+                                  target_id=idp, details=details, actor=f"upstream:{idp}"), required=False)
+        return error
+
+    # ---- a device login (RFC 8628 §3.3: the person approves on the /device page) ----
+
+    def device_code(self, identity: Identity, user_code: str, *, ctx: DecisionContext) -> PendingDevice | None:
+        """The pending login a typed code names, for its confirmation page (nothing is decided):
+        rate limited per person and address, an unknown code counted as a guess."""
+        self.limits.check_user_code(user=identity.username, address=ctx.source_ip)
+        pending = self.devices.pending(user_code)
+        if pending is None:
+            self.limits.user_code_failed(user=identity.username, address=ctx.source_ip)
+        return pending
+
+    def decide_device(self, identity: Identity, user_code: str, choice: str, *, ctx: DecisionContext) -> DeviceOutcome:
+        """Approve or deny the device login of ``user_code`` as the directory's current view of
+        ``identity`` (a disabled account approves nothing); audited either way."""
+        self.limits.check_user_code(user=identity.username, address=ctx.source_ip)
+        if choice not in ("approve", "deny"):
+            return "no_choice"
+        action = f"device.{choice}"
+        current = self._decide(action, identity, ctx, None, lambda current, _details: current, audit_allow=False)
+        if not self.devices.decide(user_code, identity=current, approve=choice == "approve"):
+            self.limits.user_code_failed(user=identity.username, address=ctx.source_ip)
+            self.audit.write(decision(ctx, "device.decide", current, outcome="deny",
+                                      details={"groups": list(current.groups), "code": "unknown_user_code"}))
+            return "unknown_code"
+        self.audit.write(decision(ctx, action, current, outcome="allow", details={"groups": list(current.groups)}))
+        return "approved" if choice == "approve" else "denied"
+
+    # ---- the directory's view now ----
 
     def current_identity(self, identity: Identity) -> Identity:
         """At every issuance: the account and its groups as the directory says *now*.
@@ -254,8 +326,6 @@ class Flow:
         raise RoleNotGranted(message + (f"; {hint}" if hint else ""), details=details or None)
 
     def _assume(self, identity: Identity, grant: RoleGrant, duration: int, now: datetime) -> TemporaryCredentials:
-        if self.minting is None or self.aws is None:
-            raise Unavailable("this broker is not set up to issue credentials (no keys / STS)")
         if grant.federation_path == "saml":
             saml = self.minting.saml.aws_response(identity=identity, grants=[grant], session_duration=duration, now=now)
             return self.aws.sts.assume_with_saml(grant=grant, saml_assertion=saml.encoded, duration=duration)
@@ -265,72 +335,34 @@ class Flow:
             grant=grant, token=token, session_name=role_session_name(identity.username), duration=duration
         )
 
-    def _record(
-        self,
-        ctx: DecisionContext,
-        action: str,
-        identity: Identity,
-        *,
-        outcome: str,
-        target: str | None,
-        details: dict[str, Any],
-    ) -> None:
-        if self.log is None:
-            return
-        audit_ctx = AuditContext(actor=f"user:{identity.username}", request_id=ctx.request_id, source_ip=ctx.source_ip)
-        decision = Decision(
-            audit_ctx,
-            action,
-            outcome,
-            target_type="role" if target else None,
-            target_id=target,
-            details={"user": identity.username, "immutable_id": identity.id, "via": ctx.via, **details},
-            at=_utcnow(),
-        )
-        batch = _BATCH.get()
-        if batch is None:
-            self.log.record_events([decision])
-        else:
-            batch.append(decision)
-
-    @contextmanager
-    def one_audit_write(self) -> Iterator[None]:
-        """The decisions recorded inside the block (a password sign-in and the issuance it led
-        to) are written together, in one database write, when the block ends, well or not."""
-        if _BATCH.get() is not None:  # already inside one
-            yield
-            return
-        batch: list[Decision] = []
-        token = _BATCH.set(batch)
-        try:
-            yield
-        finally:
-            _BATCH.reset(token)
-            if batch and self.log is not None:
-                self.log.record_events(batch)
-
     def _decide(
         self,
         action: str,
         identity: Identity,
         ctx: DecisionContext,
         target: str | None,
-        step: Callable[[Identity, dict[str, Any]], Any],
-    ) -> Any:
-        """Run ``step`` on the directory's current view of ``identity``; audit allow or deny/error."""
+        step: Callable[[Identity, dict[str, Any]], _T],
+        *,
+        audit_allow: bool = True,
+    ) -> _T:
+        """Run ``step`` on the directory's current view of ``identity``; audit allow (unless the
+        caller writes it, ``audit_allow`` False) or deny/error."""
         details: dict[str, Any] = {}
+        target_type = "role" if target else None
         try:
             current = self.current_identity(identity)
             details["groups"] = list(current.groups)
             result = step(current, details)
         except BrokerError as exc:
-            outcome = "error" if exc.status >= 500 else "deny"
-            details |= {"code": exc.code, "reason": getattr(exc, "reason", None) or exc.message}
+            details |= refusal_details(exc)
             if isinstance(exc.details, dict):
                 details["error_details"] = exc.details
-            self._record(ctx, action, identity, outcome=outcome, target=target, details=details)
+            self.audit.write(decision(ctx, action, identity, outcome=outcome_of(exc), target_type=target_type,
+                                      target_id=target, details=details))
             raise
-        self._record(ctx, action, current, outcome="allow", target=target, details=details)
+        if audit_allow:
+            self.audit.write(decision(ctx, action, current, outcome="allow", target_type=target_type,
+                                      target_id=target, details=details))
         return result
 
     @staticmethod
@@ -399,21 +431,3 @@ class Flow:
             )
 
         return self._decide("issue.console", identity, ctx, f"{account}/{role}", step)
-
-    def console_saml_post(
-        self, *, identity: Identity, duration: int | None = None, ctx: DecisionContext
-    ) -> ConsoleSamlPost:
-        """Every console-eligible SAML role of the user in one signed Response (AWS shows a chooser)."""
-
-        def step(current: Identity, details: dict[str, Any]) -> ConsoleSamlPost:
-            grants = console_saml_grants(self.grants_for(current.groups).grants)
-            if not grants:
-                raise RoleNotGranted("no role you may use in the console is reachable by SAML")
-            seconds = common_duration(grants=grants, channel="console", requested=duration)
-            details |= {"roles": [g.role_arn for g in grants], "duration": seconds}
-            response = self.minting.saml.aws_response(
-                identity=current, grants=grants, session_duration=seconds, now=self.clock()
-            )
-            return ConsoleSamlPost(response, self.aws.signin.saml_post_action(response.destination), tuple(grants))
-
-        return self._decide("issue.console_saml", identity, ctx, None, step)

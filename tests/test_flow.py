@@ -199,6 +199,9 @@ class _CountingDirectory:
 
         return Identity(id="u-1", username=username, source=self.name)
 
+    def login_key(self, username):
+        return username.casefold()
+
     def lookup(self, username):
         from broker.domain import Identity
 
@@ -209,10 +212,11 @@ class _CountingDirectory:
 def test_a_password_sign_in_is_the_directory_read_of_its_own_issuance(monkeypatch):
     import broker.flow
     from broker.domain import Identity
-    from broker.flow import DecisionContext, Flow
+    from broker.flow import DecisionContext
+    from tests.flows import unit_flow
 
     directory = _CountingDirectory()
-    flow = Flow(store=None, directory=directory)
+    flow = unit_flow(directory)
     signed_in = flow.sign_in("pat", "pw", ctx=DecisionContext())
     assert flow.current_identity(signed_in) is signed_in and directory.lookups == 0
     flow.current_identity(signed_in)  # used once: the next issuance reads the directory again

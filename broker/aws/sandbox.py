@@ -2,13 +2,11 @@
 console step that shows what AWS would receive instead of signing in anywhere.
 
 No real AWS account is touched. The sandbox keeps no secret: what it shows is masked before it
-is stored (the Session JSON's key and token, the SigninToken, the SAML signature).
+is stored (the Session JSON's key and token, the SigninToken).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import logging
@@ -22,17 +20,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from lxml import etree
-
 from broker.aws.partitions import partition
 from broker.aws.signin import LOGIN_URL_LIFETIME, MAX_SESSION, MIN_SESSION
-from broker.connectors.saml_sp import refuse_unsafe_xml
 from broker.domain import ConsoleLink, TemporaryCredentials
-from broker.errors import InvalidInput, StsUnavailable, UpstreamRejected
+from broker.errors import InvalidInput, StsUnavailable
 
 MASK = "***"
 SANDBOX_CONSOLE_PATH = "/sandbox/console/"
-SANDBOX_SAML_PATH = "/sandbox/saml"
 
 
 SANDBOX_HOST = "127.0.0.1"
@@ -165,9 +159,6 @@ class SandboxConsole:
         self._pending: dict[str, tuple[datetime, SandboxConsoleView]] = {}
         self._lock = threading.Lock()
 
-    def saml_post_action(self, destination: str) -> str:
-        return self.public_url + SANDBOX_SAML_PATH
-
     def console_link(
         self,
         *,
@@ -210,46 +201,6 @@ class SandboxConsole:
         if entry is None or entry[0] <= now:
             return None
         return entry[1]
-
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True)
-_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
-_DS = "http://www.w3.org/2000/09/xmldsig#"
-
-
-def describe_saml_response(encoded: str) -> dict[str, Any]:
-    """What AWS would read from a POSTed SAMLResponse (the sandbox ACS page); signature values masked."""
-    try:
-        xml = base64.b64decode(encoded, validate=False)
-        refuse_unsafe_xml(xml)  # DTDs and entities in any case or encoding; UTF-8 only
-        root = etree.fromstring(xml, _PARSER)
-    except (binascii.Error, ValueError, etree.XMLSyntaxError, UpstreamRejected):
-        raise InvalidInput("SAMLResponse is not a base64 SAML document") from None
-    ns = {"saml": _SAML, "ds": _DS}
-
-    def first(path: str) -> str | None:
-        found = root.xpath(path, namespaces=ns)
-        return str(found[0]) if found else None
-
-    attributes: dict[str, list[str]] = {}
-    for attr in root.xpath("//saml:Assertion/saml:AttributeStatement/saml:Attribute", namespaces=ns):
-        attributes[attr.get("Name", "")] = [v.text or "" for v in attr.findall(f"{{{_SAML}}}AttributeValue")]
-    for value in root.xpath("//ds:SignatureValue", namespaces=ns):
-        value.text = MASK
-    return {
-        "destination": root.get("Destination"),
-        "issuer": first("saml:Issuer/text()"),
-        "audience": first("//saml:Audience/text()"),
-        "recipient": first("//saml:SubjectConfirmationData/@Recipient"),
-        "not_on_or_after": first("//saml:SubjectConfirmationData/@NotOnOrAfter"),
-        "name_id": first("//saml:Subject/saml:NameID/text()"),
-        "signed": {
-            "response": bool(root.xpath("ds:Signature", namespaces=ns)),
-            "assertion": bool(root.xpath("saml:Assertion/ds:Signature", namespaces=ns)),
-        },
-        "attributes": attributes,
-        "xml": etree.tostring(root, pretty_print=True, encoding="unicode"),
-    }
 
 
 def pretty(data: Any) -> str:

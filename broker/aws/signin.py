@@ -58,10 +58,6 @@ class FederationSignin:
     def endpoint(self, partition_name: str) -> str:
         return self.endpoint_override or partition(partition_name).federation_endpoint
 
-    def saml_post_action(self, destination: str) -> str:
-        """Where the console's auto-submitting SAML form posts: the assertion's own Destination."""
-        return destination
-
     def signin_token(self, *, credentials: TemporaryCredentials, partition_name: str, session_duration: int) -> str:
         if not MIN_SESSION <= session_duration <= MAX_SESSION:
             raise InvalidInput(f"a console session is {MIN_SESSION}-{MAX_SESSION} seconds, not {session_duration}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote_plus
@@ -71,22 +71,6 @@ def clamp_duration(*, grant: RoleGrant, channel: Channel, requested: int | None 
         )
     wanted = allowed if requested is None else min(requested, allowed)
     return max(MIN_DURATION, min(wanted, MAX_DURATION))
-
-
-def console_saml_grants(grants: Sequence[RoleGrant], *, partition_name: str | None = None) -> list[RoleGrant]:
-    """The grants one console SAML POST can carry: console-allowed, SAML path, one partition."""
-    eligible = [g for g in grants if g.allows("console") and g.federation_path == "saml" and g.saml_provider]
-    if not eligible:
-        return []
-    wanted = partition_name or eligible[0].partition
-    return [g for g in eligible if g.partition == wanted]
-
-
-def common_duration(*, grants: Sequence[RoleGrant], channel: Channel, requested: int | None = None) -> int:
-    """One SessionDuration for several roles (the console chooser): the shortest any of them allows."""
-    if not grants:
-        raise ChannelNotAllowed("no role allows this channel")
-    return min(clamp_duration(grant=g, channel=channel, requested=requested) for g in grants)
 
 
 class OutOfTime(BotoCoreError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from broker.config import Config, DatabaseConfig
 from broker.connectors.base import InspectConnector, PasswordConnector
 from broker.connectors.registry import build_connector
+from broker.domain import Channel, RoleGrant
 from broker.errors import BrokerError, InvalidCredentials
 from broker.mapping.model import MappingDocument
 
@@ -30,10 +31,10 @@ class Report:
 
 def _grants(
     database: DatabaseConfig, groups: tuple[str, ...], mapping: MappingDocument | None = None
-) -> tuple:
+) -> tuple[RoleGrant, ...]:
     from broker.db.session import make_engine, migrate
     from broker.db.store import SqlMappingStore
-    from broker.flow import Flow
+    from broker.mapping.grants import grants_for
 
     engine = make_engine(database)
     try:
@@ -41,12 +42,12 @@ def _grants(
         if mapping is not None:
             migrate(engine)
             store.sync_config(mapping)
-        return Flow(store=store).grants_for(groups).grants
+        return grants_for(store, groups).grants
     finally:
         engine.dispose()
 
 
-def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple, str | None]:
+def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple[RoleGrant, ...], str | None]:
     """The grants ``groups`` give, from the database; when it is not usable (not created yet,
     unreachable), from the configuration file's mapping alone, with a note saying so."""
     try:
@@ -58,6 +59,9 @@ def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple, str 
         return grants, f"database: {exc.message}; grants come from the configuration file only"
 
 
+_CHANNELS: tuple[Channel, ...] = ("console", "cli")
+
+
 def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> None:
     grants, note = grants_or_file(config, groups)
     if note:
@@ -65,7 +69,7 @@ def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> Non
     report.add("grants", f"({len(grants)})")
     for g in grants:
         why = ", ".join(sorted({f"{r.kind} {r.ref} via {r.group}" for r in g.reasons}))
-        channels = ",".join(c for c in ("console", "cli") if g.allows(c))  # type: ignore[arg-type]
+        channels = ",".join(c for c in _CHANNELS if g.allows(c))
         report.add(
             "", f"{g.account_alias or g.account_id}/{g.role_name}  {g.role_arn}  [{channels}]  ({why})"
         )

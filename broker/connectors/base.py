@@ -5,7 +5,8 @@ Every connector returns the same frozen ``broker.domain.Identity``.
 - ``PasswordConnector.login(username, password)`` → ``Identity``, or an ``InvalidCredentials``
   *value* for a wrong password, an unknown user and a disabled, locked or expired account (one
   answer for all; ``reason`` says which, for the audit log). An empty or whitespace password is
-  refused before anything reaches the directory.
+  refused before anything reaches the directory. ``login_key(username)`` names the account a
+  typed name stands for, which the sign-in rate limits count.
 - ``LookupConnector.lookup(username)`` → the current ``Identity`` (account status and groups
   read again, groups through the cache), or ``None`` when the account is gone or not usable.
   The broker calls it at every credential issuance.
@@ -53,6 +54,12 @@ class Connector(Protocol):
 @runtime_checkable
 class PasswordConnector(Connector, Protocol):
     def login(self, username: str, password: str) -> LoginResult: ...
+
+    def login_key(self, username: str) -> str:
+        """The account a typed login name stands for, as the rate limits count a sign-in: every
+        spelling the directory takes for one account (AD: ``CORP\\alice``, ``alice@corp.example``,
+        ``alice``) gives one key, so spelling a name another way buys no new attempts."""
+        ...
 
 
 @runtime_checkable

@@ -36,6 +36,3 @@ class GroupCache:
 
     def put(self, user_id: str, groups: tuple[str, ...]) -> None:
         self._state.set(self._key(user_id), json.dumps(list(groups)), ttl=self._ttl)
-
-    def forget(self, user_id: str) -> None:
-        self._state.delete(self._key(user_id))

@@ -60,6 +60,10 @@ class StaticConnector:
             source=self.name,
         )
 
+    def login_key(self, username: str) -> str:
+        """A name as it is looked up here: stripped and casefolded."""
+        return _key(username)
+
     def login(self, username: str, password: str) -> LoginResult:
         if blank_password(password):
             return InvalidCredentials(reason="empty_password")

@@ -68,14 +68,12 @@ def require_admin(request: Request, services: ServicesDep) -> AdminPrincipal:
 
 
 def _directory_admin(request: Request, services: Services, username: str, password: str) -> AdminPrincipal:
-    """HTTP Basic on the admin API: the rate-limited, audited password sign-in of every other
-    door, then the admin-group decision, audited too (allow or deny); one audit write."""
+    """HTTP Basic on the admin API: ``Flow.admin_sign_in`` (the password sign-in of every other
+    door, then the admin-group decision of ``AdminTokens.admit``)."""
     from broker.web.user_api import decision_context
 
-    ctx = decision_context(request, via="admin-api")
-    with services.flow.one_audit_write():
-        identity = services.access.sign_in(services.flow, username, password, ctx=ctx)
-        return services.flow.admit(identity, ctx=ctx, action="admin.sign_in", check=services.admin_tokens.admit)
+    return services.flow.admin_sign_in(username, password, ctx=decision_context(request, via="admin-api"),
+                                       check=services.admin_tokens.admit)
 
 
 AdminDep = Annotated[AdminPrincipal, Depends(require_admin)]
@@ -108,7 +106,7 @@ def _resolve_user(request: Request, services: Services) -> Identity:
     basic = _basic(request) if services.config.api.password_login else None
     if basic is None:
         raise Unauthenticated("sign in first (the portal, or `awsbroker login`)")
-    return services.access.sign_in(services.flow, *basic, ctx=decision_context(request))
+    return services.flow.sign_in(*basic, ctx=decision_context(request))
 
 
 class Caller:

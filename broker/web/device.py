@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from broker.audit import AuditContext
 from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
 from broker.flow import DecisionContext
 from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
@@ -85,7 +84,7 @@ def token(
         if not username or not password:
             raise InvalidRequest("username and password are required")
         try:
-            identity = access.sign_in(services.flow, username, password, ctx=_ctx(request, "cli"))
+            identity = services.flow.sign_in(username, password, ctx=_ctx(request, "cli"))
         except InvalidCredentials:
             raise InvalidGrant("invalid username or password") from None
         except TooManyRequests as exc:
@@ -104,15 +103,6 @@ def revoke(services: ServicesDep, token: Param = None, token_type_hint: Param = 
 
 
 # ---- the approval page (a person, signed in to the portal) ----
-
-
-def _audit(services: Any, request: Request, username: str, action: str, outcome: str) -> None:
-    log = getattr(services.flow, "log", None)
-    if log is None:
-        return
-    ctx = AuditContext(actor=f"user:{username}", request_id=getattr(request.state, "request_id", None),
-                       source_ip=client_ip(request))
-    log.record_event(ctx, action, outcome=outcome, details={"user": username, "via": "device"})
 
 
 def _when(at: float, now: float) -> tuple[str, str]:
@@ -160,14 +150,11 @@ def device_page(request: Request, services: ServicesDep, user_code: Annotated[st
         return _entry_page(request, session)
     identity = session.identity
     assert identity is not None
-    address = client_ip(request)
     try:
-        services.access.limits.check_user_code(user=identity.username, address=address)
+        pending = services.flow.device_code(identity, user_code, ctx=_ctx(request, "device"))
     except TooManyRequests as exc:
         return error_page(request, session, exc)
-    pending = services.access.devices.pending(user_code)
     if pending is None:
-        services.access.limits.user_code_failed(user=identity.username, address=address)
         return _entry_page(request, session, user_code=user_code, status=400, error=_UNKNOWN_CODE)
     return _confirm_page(request, services, session, pending)
 
@@ -190,27 +177,18 @@ def device_decide(
         return error_page(request, session, exc)
     identity = session.identity
     assert identity is not None
-    address = client_ip(request)
     try:
-        access.limits.check_user_code(user=identity.username, address=address)
-    except TooManyRequests as exc:
+        outcome = services.flow.decide_device(identity, user_code, decision, ctx=_ctx(request, "device"))
+    except BrokerError as exc:  # rate limited, or the directory no longer accepts the account
         return error_page(request, session, exc)
-    if decision not in ("approve", "deny"):
+    if outcome == "no_choice":
         pending = access.devices.pending(user_code)
         if pending is None:
             return _entry_page(request, session, user_code=user_code, error=_UNKNOWN_CODE, status=400)
         return _confirm_page(request, services, session, pending, error="Choose Approve or Deny.", status=400)
-    try:
-        # the directory's view now: a disabled account cannot approve a login
-        current = services.flow.current_identity(identity)
-    except BrokerError as exc:
-        return error_page(request, session, exc)
-    if not access.devices.decide(user_code, identity=current, approve=decision == "approve"):
-        access.limits.user_code_failed(user=identity.username, address=address)
-        _audit(services, request, identity.username, "device.decide", "deny")
+    if outcome == "unknown_code":
         return _entry_page(request, session, user_code=user_code, error=_UNKNOWN_CODE, status=400)
-    _audit(services, request, identity.username, f"device.{decision}", "allow")
-    if decision == "approve":
+    if outcome == "approved":
         return message(request, session, title="Command line signed in", kind="ok", status=200,
                        text="Your terminal is signed in as you. You can close this tab and return to it.")
     return message(request, session, title="Sign-in denied", kind="ok", status=200,

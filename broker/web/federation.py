@@ -1,5 +1,5 @@
-"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-offs
-(302 to a login URL, auto-submitting SAML form), and the SANDBOX console pages."""
+"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-off
+(302 to a login URL), and the SANDBOX console page."""
 
 from __future__ import annotations
 
@@ -7,23 +7,19 @@ import base64
 import hashlib
 import re
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.aws.sandbox import (
     SANDBOX_CONSOLE_PATH,
-    SANDBOX_SAML_PATH,
     SandboxConsole,
-    describe_saml_response,
     pretty,
 )
 from broker.domain import ConsoleLink
 from broker.errors import NotFound
 from broker.minting.oidc_issuer import DISCOVERY_PATH, JWKS_PATH
-from broker.minting.saml_idp import SamlResponse
 from broker.web.deps import ServicesDep
 
 router = APIRouter(tags=["federation"])
@@ -43,8 +39,6 @@ def _inline_policy(template: str, tag: str) -> str:
             "object-src 'none'")
 
 
-# the SAML POST form goes to the AWS sign-in endpoint (or the sandbox): no form-action restriction
-_SAML_POST_HEADERS = _NO_STORE | {"Content-Security-Policy": _inline_policy("federation_saml_post.html", "script")}
 _SANDBOX_HEADERS = _NO_STORE | {"Content-Security-Policy": _inline_policy("sandbox_console.html", "style")}
 _PUBLIC = {"Cache-Control": "public, max-age=300"}
 
@@ -67,14 +61,6 @@ def jwks(services: ServicesDep) -> JSONResponse:
 def console_redirect(link: ConsoleLink) -> RedirectResponse:
     """The console login URL, by 302 only: never in a body, never cached, never logged."""
     return RedirectResponse(link.url, status_code=302, headers=_NO_STORE)
-
-
-def saml_post_page(*, action: str, response: SamlResponse, relay_state: str | None = None, sandbox: bool = False) -> HTMLResponse:
-    """The auto-submitting form that POSTs a SAMLResponse to the console's ACS (``action``)."""
-    html = _templates.get_template("federation_saml_post.html").render(
-        action=action, saml_response=response.encoded, relay_state=relay_state, roles=len(response.roles), sandbox=sandbox
-    )
-    return HTMLResponse(html, headers=_SAML_POST_HEADERS)
 
 
 def _sandbox_page(title: str, sections: list[tuple[str, str]] | None, message: str = "", status: int = 200) -> HTMLResponse:
@@ -103,23 +89,5 @@ def sandbox_console(link_id: str, services: ServicesDep) -> HTMLResponse:
             (f"1. POST {view.federation_endpoint}", pretty(view.get_signin_token)),
             ("2. The browser is sent (302) to the login URL with", pretty(view.login)),
             ("The role session", pretty({"role_arn": view.role_arn, "expiration": view.expiration})),
-        ],
-    )
-
-
-@router.post(SANDBOX_SAML_PATH, include_in_schema=False)
-def sandbox_saml(
-    services: ServicesDep,
-    SAMLResponse: Annotated[str, Form(max_length=200_000)],
-    RelayState: Annotated[str | None, Form(max_length=1024)] = None,
-) -> HTMLResponse:
-    _sandbox(services)
-    seen = describe_saml_response(SAMLResponse)
-    xml = seen.pop("xml")
-    return _sandbox_page(
-        "AWS console sign-in by SAML POST",
-        [
-            ("What AWS would read", pretty(seen | {"relay_state": RelayState})),
-            ("The Response, signature values masked", xml),
         ],
     )

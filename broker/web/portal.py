@@ -200,7 +200,7 @@ def login(
         return _login_page(request, next_url=next_url, username=username, status=400,
                            error="Enter your username and password.")
     try:
-        identity = services.access.sign_in(services.flow, username.strip(), password, ctx=_ctx(request))
+        identity = services.flow.sign_in(username.strip(), password, ctx=_ctx(request))
     except InvalidCredentials:
         return _login_page(request, next_url=next_url, username=username, status=401,
                            error="Invalid username or password.")

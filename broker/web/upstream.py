@@ -13,7 +13,8 @@ the cookie is ``SameSite=None`` because the SAML ACS is a cross-site POST from t
 
 On success the verified ``Identity`` goes to ``establish_session`` (``broker.web.sessions``),
 which answers with a redirect to the validated local ``next`` path. Every outcome is audited
-(action ``login``, via ``upstream``): allow with who and which IdP, deny with the reason.
+(action ``login``, via ``upstream``) by ``broker.flow.Flow.upstream_sign_in``: allow with who and
+which IdP, deny with the reason.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from broker.audit import AuditContext
 from broker.connectors.base import CallbackConnector, SAMLConnector, SignIn, UpstreamConnector
 from broker.connectors.upstream import binding_of, safe_next
 from broker.domain import Identity
@@ -37,14 +37,13 @@ from broker.errors import (
     UnknownIdentityProvider,
     UpstreamRejected,
 )
-from broker.logs import get_logger
+from broker.flow import DecisionContext
 from broker.web.deps import ServicesDep, client_ip
 from broker.web.sessions import login_response
 
 if TYPE_CHECKING:
     from broker.app import Services
 
-log = get_logger("broker.web.upstream")
 router = APIRouter(prefix="/sso", tags=["sign-in"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
@@ -102,29 +101,20 @@ def _binding(request: Request, services: Services) -> str | None:
     return binding_of(value) if value and _COOKIE_VALUE.match(value) else None
 
 
-def _audit(
-    request: Request, services: Services, *, idp: str, outcome: str, identity: Identity | None = None,
-    error: BrokerError | None = None,
-) -> None:
+def _ctx(request: Request) -> DecisionContext:
+    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None),
+                           via="upstream")
+
+
+def _protocol(services: Services, idp: str) -> str | None:
     connector = services.upstream.get(idp)
-    details: dict[str, Any] = {"via": "upstream", "idp": idp, "protocol": connector.kind if connector else None}
-    if identity is not None:
-        actor = f"user:{identity.username}"
-        details |= {"user": identity.username, "immutable_id": identity.id, "source": identity.source,
-                    "groups": len(identity.groups)}
-    else:
-        actor = f"upstream:{idp}"
-    if error is not None:
-        details |= {"code": error.code, "reason": getattr(error, "reason", None) or error.message}
-    log.info("upstream_sign_in", idp=idp, outcome=outcome, code=details.get("code"), reason=details.get("reason"))
-    ctx = AuditContext(actor=actor, request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request))
-    try:
-        services.store.record_event(ctx, "login", outcome=outcome, target_type="identity_provider", target_id=idp,
-                                    details=details)
-    except BrokerError:
-        log.warning("audit_write_failed", action="login", idp=idp)
-        if outcome == "allow":
-            raise  # no sign-in without its audit event
+    return connector.kind if connector else None
+
+
+def _refused(request: Request, services: Services, idp: str, exc: BrokerError) -> Response:
+    """A refusal before the connector saw the answer (an unreadable form): audited, then answered."""
+    services.flow.upstream_refused(idp=idp, protocol=_protocol(services, idp), ctx=_ctx(request), error=exc)
+    return _refusal(request, services, exc)
 
 
 def _wants_page(request: Request, services: Services) -> bool:
@@ -150,16 +140,13 @@ def _refusal(request: Request, services: Services, exc: BrokerError) -> Response
 
 def _finish(request: Request, services: Services, idp: str, hook: EstablishSession,
             work: Callable[[], SignIn]) -> Response:
-    try:
-        signed_in = work()
-        response = hook(request, signed_in.identity, signed_in.next_url)
-    except BrokerError as exc:
-        _audit(request, services, idp=idp, outcome="error" if exc.status >= 500 else "deny", error=exc)
-        return _refusal(request, services, exc)
-    _audit(request, services, idp=idp, outcome="allow", identity=signed_in.identity)
     # The sign-in cookie stays (it expires by itself): another tab's sign-in may still be under way,
     # and it proves nothing without a pending request, which is single-use.
-    return response
+    return services.flow.upstream_sign_in(
+        idp=idp, protocol=_protocol(services, idp), ctx=_ctx(request), verify=work,
+        establish=lambda signed_in: hook(request, signed_in.identity, signed_in.next_url),
+        refuse=lambda exc: _refusal(request, services, exc),
+    )
 
 
 def _single(items: list[tuple[str, str]]) -> Mapping[str, str]:
@@ -215,12 +202,9 @@ async def saml_acs(idp: str, request: Request, services: ServicesDep, hook: Sess
         async with request.form(max_files=0, max_fields=8) as form:
             fields = _single([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
     except BrokerError as exc:
-        _audit(request, services, idp=idp, outcome="deny", error=exc)
-        return _refusal(request, services, exc)
+        return _refused(request, services, idp, exc)
     except Exception:  # noqa: BLE001 - starlette's parser refusing the body (too many fields, a file, bad encoding)
-        refused = UpstreamRejected(reason="unreadable_form")
-        _audit(request, services, idp=idp, outcome="deny", error=refused)
-        return _refusal(request, services, refused)
+        return _refused(request, services, idp, UpstreamRejected(reason="unreadable_form"))
     return await run_in_threadpool(
         _finish, request, services, idp, hook, lambda: connector.handle_post(fields, binding=binding)
     )

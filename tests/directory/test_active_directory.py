@@ -138,9 +138,9 @@ def test_a_locked_out_account_is_refused_and_rechecked_at_issuance(ad, ad_passwo
 
 def test_an_account_disabled_after_sign_in_gets_nothing_at_the_next_issuance(ad, ad_passwords, samba):
     from broker.errors import Unauthenticated
-    from broker.flow import Flow
+    from tests.flows import unit_flow
 
-    flow = Flow(store=None, directory=ad)  # type: ignore[arg-type]
+    flow = unit_flow(ad)
     who = flow.authenticate("admin2", ad_passwords["admin2"])
     assert flow.current_identity(who).id == who.id
     conn = ad_admin_connection(samba)

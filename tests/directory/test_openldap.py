@@ -238,9 +238,9 @@ def test_a_deleted_account_gets_nothing_even_with_cached_groups(connectors, ldap
 
 
 def test_flow_rechecks_the_directory_at_issuance(ldap, slapd, ldap_passwords):
-    from broker.flow import Flow
+    from tests.flows import unit_flow
 
-    flow = Flow(store=None, directory=ldap)  # type: ignore[arg-type]
+    flow = unit_flow(ldap)
     dan = flow.authenticate("dan", ldap_passwords["dan"])
     assert "ephemeral" in flow.current_identity(dan).groups
     group_member(slapd, "delete", "ephemeral", person_dn("dan"))

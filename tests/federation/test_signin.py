@@ -1,5 +1,5 @@
 """Console sign-in: getSigninToken POSTed to a stand-in of the AWS federation endpoint that parses
-the Session JSON; the login URL; 302 delivery; the SAML POST form; the SANDBOX pages."""
+the Session JSON; the login URL; 302 delivery; the SANDBOX page."""
 
 from __future__ import annotations
 
@@ -19,16 +19,13 @@ from broker.aws.partitions import partition
 from broker.aws.signin import FederationSignin
 from broker.domain import TemporaryCredentials
 from broker.errors import ConsoleSigninError, ConsoleSigninUnavailable, InvalidInput
-from broker.web.federation import console_redirect, saml_post_page
+from broker.web.federation import console_redirect
 from tests.federation.conftest import (
-    ALICE,
     PUBLIC_URL,
     FederationStandIn,
     LiveBroker,
     capture_logs,
     free_port,
-    make_grant,
-    make_idp,
     utcnow,
 )
 
@@ -114,20 +111,6 @@ def test_the_login_url_is_delivered_by_302_and_never_logged(
         assert secret not in text  # ...without the URL or the credentials
 
 
-def test_saml_post_form_carries_the_response_and_escapes_everything(keyring: Any) -> None:
-    idp = make_idp(keyring)
-    saml = idp.aws_response(identity=ALICE, grants=[make_grant(), make_grant(role_name="ReadOnly")],
-                            session_duration=3600, now=utcnow())
-    page = saml_post_page(action=saml.destination, response=saml, relay_state='/s3/"><script>x</script>')
-    assert page.headers["cache-control"] == "no-store"
-    doc = lxml_html.fromstring(page.body)
-    (form,) = doc.forms
-    assert form.action == "https://signin.aws.amazon.com/saml" and form.method.upper() == "POST"
-    assert form.fields["SAMLResponse"] == saml.encoded
-    assert form.fields["RelayState"] == '/s3/"><script>x</script>'
-    assert len(doc.xpath("//script")) == 1  # only the auto-submit
-
-
 # ---- SANDBOX ----
 
 
@@ -147,23 +130,6 @@ def test_sandbox_console_page_shows_what_aws_would_receive_with_secrets_masked(
     assert CREDS.access_key_id not in page.text and "ASIA…2345" in text
     again = httpx.get(link.url)  # one-time, like a SigninToken
     assert again.status_code == 404 and "SANDBOX" in again.text
-
-
-def test_sandbox_saml_post_page_decodes_and_masks(live_broker: Callable[..., LiveBroker]) -> None:
-    b = live_broker()
-    services = b.app.state.services
-    saml = services.minting.saml.aws_response(identity=ALICE, grants=[make_grant()], session_duration=3600, now=utcnow())
-    assert services.aws.signin.saml_post_action(saml.destination) == b.url + "/sandbox/saml"
-    page = httpx.post(b.url + "/sandbox/saml", data={"SAMLResponse": saml.encoded, "RelayState": "/s3/home"})
-    assert page.status_code == 200 and "SANDBOX" in page.text
-    text = lxml_html.fromstring(page.text).text_content()
-    assert "arn:aws:iam::111111111111:role/Admin,arn:aws:iam::111111111111:saml-provider/broker" in text
-    assert "urn:amazon:webservices" in text and "SignatureValue>***<" in text
-    import base64
-
-    for doc in (b"<!DOCTYPE x><x></x>", '<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>'.encode("utf-16")):
-        bad = httpx.post(b.url + "/sandbox/saml", data={"SAMLResponse": base64.b64encode(doc).decode()})
-        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"
 
 
 def test_sandbox_pages_do_not_exist_outside_the_sandbox(

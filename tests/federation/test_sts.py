@@ -20,8 +20,6 @@ from broker.aws.sts import (
     StsClients,
     StsGateway,
     clamp_duration,
-    common_duration,
-    console_saml_grants,
     parse_timestamp,
     translate,
 )
@@ -129,20 +127,6 @@ def test_a_channel_the_mapping_does_not_allow_is_refused() -> None:
     assert clamp_duration(grant=grant, channel="console") == 43200
     with pytest.raises(ChannelNotAllowed, match="command line"):
         clamp_duration(grant=grant, channel="cli")
-
-
-def test_console_post_carries_console_saml_roles_of_one_partition_for_the_shortest_allowed_time() -> None:
-    admin = make_grant(role_max_session=43200)
-    dev = make_grant(role_name="Developer", role_max_session=28800)
-    cli_only = make_grant(role_name="Deployer", reasons=(_reason(console=False),))
-    web = web_grant()
-    gov = make_grant(partition="aws-us-gov", region="us-gov-west-1")
-    chosen = console_saml_grants([admin, cli_only, web, dev, gov])
-    assert chosen == [admin, dev]
-    assert console_saml_grants([admin, gov], partition_name="aws-us-gov") == [gov]
-    assert common_duration(grants=chosen, channel="console") == 28800
-    assert common_duration(grants=chosen, channel="console", requested=3600) == 3600
-    assert console_saml_grants([cli_only, web]) == []
 
 
 # ---- AWS errors, as AWS sends them ----

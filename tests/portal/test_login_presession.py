@@ -49,6 +49,7 @@ def test_cookieless_login_pages_store_nothing_in_redis(build, clock):
     client = redis.Redis.from_url(os.environ["BROKER_TEST_REDIS_URL"], decode_responses=True)
     services.access = Access(services.config, RedisState(client, prefix=prefix))
     services.access.set_clock(clock)
+    services.flow.limits, services.flow.devices = services.access.limits, services.access.devices  # the sign-in's
     try:
         portal.get("/login")
         before = sorted(client.scan_iter(match=prefix + "*"))

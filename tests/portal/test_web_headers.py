@@ -84,21 +84,6 @@ def test_every_html_page_has_a_content_security_policy(portal):
             assert f"'sha256-{digest}'" in policy, r.url
 
 
-def test_the_saml_post_page_runs_only_its_own_inline_script():
-    from datetime import UTC, datetime
-
-    from broker.minting.saml_idp import SamlResponse
-    from broker.web.federation import saml_post_page
-
-    response = SamlResponse(encoded="PHNhbWw+", destination="https://signin.aws.amazon.com/saml", response_id="_r",
-                            assertion_id="_a", not_on_or_after=datetime.now(UTC), roles=("r,p",), session_name="alice",
-                            source_identity="alice", session_duration=3600)
-    r = saml_post_page(action="https://signin.aws.amazon.com/saml", response=response)
-    (script,) = re.findall(r"<script>(.*?)</script>", r.body.decode(), re.DOTALL)
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    assert f"script-src 'sha256-{digest}'" in r.headers["content-security-policy"]
-
-
 # ---- Cache-Control: no-store on whatever carries credentials or a sign-in URL ----
 
 

@@ -215,6 +215,21 @@ def test_sign_ins_are_audited(saml: Sso) -> None:
     assert event["details"]["via"] == "upstream" and event["details"]["protocol"] == "saml"
 
 
+def test_an_upstream_sign_in_and_its_refusal_are_one_event_each_of_the_password_sign_in_shape(saml: Sso) -> None:
+    req = saml.saml_start()
+    response = saml.saml_response("alice@example.com", req)
+    saml.assert_signed_in(saml.saml_post(response, req.relay_state), "alice@example.com")
+    (allowed,) = saml.login_events()
+    assert {"user", "immutable_id", "via"} <= set(allowed["details"]) and allowed["details"]["immutable_id"]
+    assert allowed["details"]["groups"] == ["aws-admins", "developers"]  # a snapshot, as an issuance's
+    saml.client.cookies.delete("broker")
+    saml.assert_refused(saml.saml_post(response, req.relay_state), "upstream_replay")
+    refused, again = saml.login_events()
+    assert again == allowed and refused["actor"] == "upstream:corp-saml"
+    assert {"user", "immutable_id", "via", "code", "reason"} <= set(refused["details"])
+    assert refused["details"]["user"] is None and refused["details"]["via"] == "upstream"
+
+
 def test_the_session_hook_receives_the_identity(saml: Sso) -> None:
     """``establish_session`` is a dependency: the identity it gets is the connector's, unchanged."""
     from fastapi.responses import JSONResponse

@@ -1,0 +1,1 @@
+"""What broker.flow decides with: the one audit writer and its event shape (``log``)."""
