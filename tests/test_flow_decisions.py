@@ -49,7 +49,7 @@ class Directory:
         if self.down:
             raise DirectoryUnavailable("the directory is down")
         if self.login_key(username) != "pat" or password != "pw":
-            return InvalidCredentials("wrong_password")
+            return InvalidCredentials(reason="wrong_password")
         return PAT
 
     def lookup(self, username: str) -> Identity | None:

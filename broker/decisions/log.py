@@ -48,8 +48,7 @@ def outcome_of(exc: BrokerError) -> Outcome:
 def refusal_details(exc: BrokerError, *, otherwise: str | None = None) -> dict[str, Any]:
     """What a refusal adds to an event: its stable code and why (its reason, else ``otherwise``,
     else its message)."""
-    reason: str | None = getattr(exc, "reason", None)
-    return {"code": exc.code, "reason": reason or otherwise or exc.message}
+    return {"code": exc.code, "reason": exc.reason or otherwise or exc.message}
 
 
 def decision(
