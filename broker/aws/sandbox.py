@@ -26,9 +26,9 @@ from lxml import etree
 
 from broker.aws.partitions import partition
 from broker.aws.signin import LOGIN_URL_LIFETIME, MAX_SESSION, MIN_SESSION
-from broker.connectors.saml_sp import refuse_unsafe_xml
 from broker.domain import ConsoleLink, TemporaryCredentials
 from broker.errors import InvalidInput, StsUnavailable, UpstreamRejected
+from broker.xml_safety import refuse_unsafe_xml
 
 MASK = "***"
 SANDBOX_CONSOLE_PATH = "/sandbox/console/"

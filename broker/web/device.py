@@ -24,11 +24,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from broker.audit import AuditContext
 from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
-from broker.flow import DecisionContext
 from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
-from broker.web.deps import ServicesDep, client_ip
-from broker.web.portal import error_page, message, page
-from broker.web.sessions import safe_next
+from broker.redirects import safe_next
+from broker.web.deps import ServicesDep, client_ip, decision_context
+from broker.web.pages import error_page, message, page
 
 router = APIRouter(tags=["device login (RFC 8628)"])
 
@@ -42,10 +41,6 @@ _CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
 def _oauth_error(exc: OAuth2Error) -> JSONResponse:
     body: dict[str, Any] = dict(exc.get_body())
     return JSONResponse(body, status_code=exc.status_code, headers=_NO_STORE)
-
-
-def _ctx(request: Request, via: str) -> DecisionContext:
-    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via=via)
 
 
 @router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
@@ -92,7 +87,7 @@ def token(
             if not username or not password:
                 raise InvalidRequestError("username and password are required")
             try:
-                identity = access.sign_in(services.flow, username, password, ctx=_ctx(request, "cli"))
+                identity = access.sign_in(services.flow, username, password, ctx=decision_context(request, "cli"))
             except InvalidCredentials:
                 raise InvalidGrantError("invalid username or password") from None
             pair = access.tokens.issue(identity, client_id=client_id)
@@ -165,7 +160,7 @@ def device_page(request: Request, services: ServicesDep, user_code: Annotated[st
     session = services.access.sessions.load(request)
     if session is None or session.user is None:
         target = DEVICE_PATH + (f"?user_code={user_code}" if user_code.replace("-", "").isalnum() else "")
-        return RedirectResponse(f"/login?next={safe_next(target)}", status_code=303, headers=_NO_STORE)
+        return RedirectResponse(f"/login?next={safe_next(target) or '/'}", status_code=303, headers=_NO_STORE)
     if not user_code.strip():
         return _entry_page(request, session)
     identity = session.identity

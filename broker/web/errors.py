@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import BrokerError, Unavailable
 from broker.logs import get_logger
+from broker.web.pages import error_page
 
 log = get_logger("broker.web")
 
@@ -133,8 +134,6 @@ def install(app: FastAPI) -> None:
         if exc.status >= 500:
             log.warning("broker_error", code=exc.code, error=exc.message)
         if isinstance(exc, Unavailable) and is_page(request):
-            from broker.web.portal import error_page  # the portal imports this module's helpers
-
             metrics = getattr(request.app.state, "metrics", None)
             if metrics is not None:
                 metrics.errors.labels(exc.code).inc()

@@ -1,5 +1,6 @@
-"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-offs
-(302 to a login URL, auto-submitting SAML form), and the SANDBOX console pages."""
+"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-off
+by auto-submitting SAML form, and the SANDBOX console pages (the portal answers the 302 to a
+console login URL itself: ``broker.web.portal.console_redirect``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.aws.sandbox import (
@@ -20,7 +21,6 @@ from broker.aws.sandbox import (
     describe_saml_response,
     pretty,
 )
-from broker.domain import ConsoleLink
 from broker.errors import NotFound
 from broker.minting.oidc_issuer import DISCOVERY_PATH, JWKS_PATH
 from broker.minting.saml_idp import SamlResponse
@@ -62,11 +62,6 @@ def openid_configuration(services: ServicesDep) -> JSONResponse:
 @router.get(JWKS_PATH, summary="The published signing keys (current and next)")
 def jwks(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.minting.oidc.jwks(), headers=_PUBLIC)
-
-
-def console_redirect(link: ConsoleLink) -> RedirectResponse:
-    """The console login URL, by 302 only: never in a body, never cached, never logged."""
-    return RedirectResponse(link.url, status_code=302, headers=_NO_STORE)
 
 
 def saml_post_page(*, action: str, response: SamlResponse, relay_state: str | None = None, sandbox: bool = False) -> HTMLResponse:
