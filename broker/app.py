@@ -111,7 +111,12 @@ def build_services(
     if isinstance(directory, ProbeConnector):
         readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
     readiness["keys"] = minting.keys.check
-    readiness["database"] = lambda: (store.ping(), _check_schema(engine))
+
+    def database() -> None:
+        store.ping()
+        _check_schema(engine)
+
+    readiness["database"] = database
     return Services(
         config=config,
         engine=engine,

@@ -17,6 +17,7 @@ differ). Anything unexpected is a 500 ``internal_error`` without a stack trace i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -99,8 +100,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _error_code(err: dict[str, Any]) -> str:
-    kind = err.get("type", "")
+def _error_code(err: Mapping[str, Any]) -> str:
+    kind = str(err.get("type", ""))
     if kind == "missing" and tuple(err.get("loc", ())) == ("body",):
         return "missing_body"
     if kind in _PYDANTIC_GENERIC:
@@ -112,7 +113,7 @@ def _error_code(err: dict[str, Any]) -> str:
     return kind  # one of the broker's own codes (PydanticCustomError)
 
 
-def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+def validation_response(request: Request, errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
     details = [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
     codes = {d["code"] for d in details}
     if "malformed_json" in codes:
@@ -150,7 +151,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _model_validation(request: Request, exc: ValidationError) -> JSONResponse:
         # A body validated inside a handler (PATCH merges the change into the current object)
-        return validation_response(request, [e | {"loc": ("body", *e["loc"])} for e in exc.errors()])
+        return validation_response(request, [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -34,7 +34,9 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy
 
 def _inline_policy(template: str, tag: str) -> str:
     """A Content-Security-Policy that allows exactly the one inline <script> or <style> of ``template`` (by hash)."""
-    source = _templates.loader.get_source(_templates, template)[0]  # type: ignore[union-attr]
+    loader = _templates.loader
+    assert loader is not None
+    source = loader.get_source(_templates, template)[0]
     match = re.search(rf"<{tag}>(.*?)</{tag}>", source, re.DOTALL)
     assert match is not None, f"{template} has no inline <{tag}>"
     digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()

@@ -8,9 +8,10 @@ Every form carries the session's CSRF token. Pages are never cached and never fr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
@@ -244,7 +245,7 @@ def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, 
     return sorted(rows, key=lambda r: (r.account.lower(), r.role_name.lower()))
 
 
-def _find_grant(grants: Any, account: str, role: str) -> RoleGrant | None:
+def _find_grant(grants: Iterable[RoleGrant], account: str, role: str) -> RoleGrant | None:
     """The grant a form names, by account id or alias (any case) and role name (any case)."""
     wanted, role_wanted = account.strip().lower(), role.strip().lower()
     for g in grants:
