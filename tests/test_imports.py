@@ -35,6 +35,8 @@ PACKAGES: dict[str, Path] = {"broker": ROOT / "broker", "awsbroker": _client_pac
 """Top-level package name → its directory. A package that does not exist (yet) is skipped."""
 
 CORE = (
+    "broker.access_config",
+    "broker.admin_auth",
     "broker.domain",
     "broker.errors",
     "broker.audit",
@@ -49,6 +51,8 @@ CORE = (
     "broker.ratelimit",
     "broker.delivery",
     "broker.identity_json",
+    "broker.logs",
+    "broker.metrics",
     "broker.redirects",
     "broker.xml_safety",
 )
@@ -67,6 +71,8 @@ class Rule:
 FORBIDDEN: tuple[Rule, ...] = (
     Rule(CORE, ("broker.web", "broker.db", "broker.app", "broker.services", "broker.cli"),
          "the core is called by the web layer and the database layer, never the other way round"),
+    Rule(("broker.db",), ("broker.web", "broker.app", "broker.services", "broker.cli"),
+         "the database layer serves the web layer and the CLIs; it knows neither"),
     Rule(("broker.state",), ("broker.config",),
          "state/ takes what it needs as arguments or its own StateConfig; broker.config composes it"),
     Rule(("broker.aws",), ("broker.connectors",),
