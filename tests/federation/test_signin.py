@@ -19,7 +19,8 @@ from broker.aws.partitions import partition
 from broker.aws.signin import FederationSignin
 from broker.domain import TemporaryCredentials
 from broker.errors import ConsoleSigninError, ConsoleSigninUnavailable, InvalidInput
-from broker.web.federation import console_redirect, saml_post_page
+from broker.web.federation import saml_post_page
+from broker.web.portal import console_redirect
 from tests.federation.conftest import (
     ALICE,
     PUBLIC_URL,
