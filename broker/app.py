@@ -1,32 +1,35 @@
-"""create_app(config): builds the engine, store and services once, and mounts the routers."""
+"""The composition root: ``build_services(config)`` builds the engine, store and every service
+once (``broker.services.Services``, complete), ``create_app(config)`` mounts the routers on it.
+
+The only module that knows every room: routers reach the services through ``broker.web.deps``.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from broker import __version__, logs
-from broker.access import Access
 from broker.admin_auth import AdminTokens
-from broker.aws.factory import Aws, build_aws
+from broker.aws.factory import build_aws
 from broker.config import Config, load_config
-from broker.connectors.base import Connector, ProbeConnector, UpstreamConnector
+from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
-from broker.minting.factory import Minting, build_minting
-from broker.state import StateStore, open_state
+from broker.minting.factory import build_minting
+from broker.services import Services
+from broker.state import open_state
 from broker.web import admin_api, api_docs, device, federation, ops, portal, upstream, user_api
 from broker.web import errors as web_errors
+from broker.web.access import Access
 from broker.web.client_address import TrustedProxies
 from broker.web.middleware import BodyLimit, ClientAddress, RequestContext, SecurityHeaders
 
@@ -38,46 +41,6 @@ document's hash. A worker whose file says something else (edited, then the worke
 SIGHUP or respawned) syncs again."""
 UVICORN_STARTUP_FAILURE = 3
 """uvicorn.config.STARTUP_FAILURE: a worker exiting with it stops the supervisor."""
-
-
-@dataclass
-class Services:
-    config: Config
-    engine: Engine
-    store: SqlMappingStore
-    flow: Flow
-    admin_tokens: AdminTokens
-    metrics: Metrics
-    minting: Minting
-    """Signing keys (parsed once), the SAML IdP and the OIDC issuer."""
-    aws: Aws
-    """STS clients (one per partition/region) and the console sign-in (AWS or SANDBOX)."""
-    state: StateStore | None = None
-    """Shared state (in-process or Redis): sessions, replay caches, rate limits, the group cache."""
-    directory: Connector | None = None
-    """The configured connector (``directory:``), built by broker.connectors.registry; None if not configured."""
-    readiness: dict[str, Callable[[], None]] = field(default_factory=dict)
-    access: Access | None = None
-    """Portal sessions, CLI tokens (device login), rate limits, portal preferences (broker.access)."""
-    upstream: dict[str, UpstreamConnector] = field(default_factory=dict)
-    """Upstream identity providers (``upstream:``) by name: SAML SPs and OIDC RPs (broker.web.upstream)."""
-
-    def close(self) -> None:
-        """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
-        database connections). `broker serve` calls it once uvicorn has stopped; safe to call twice.
-        (Not an ASGI lifespan hook: test clients enter and leave an app's lifespan many times.)"""
-        closers: list[Callable[[], Any]] = [self.aws.close, *(c.close for c in self.upstream.values())]
-        if self.directory is not None:
-            closers.append(self.directory.close)
-        close_state = getattr(self.state, "close", None)
-        if close_state is not None:
-            closers.append(close_state)
-        closers.append(self.engine.dispose)
-        for close in closers:
-            try:
-                close()
-            except Exception as exc:  # noqa: BLE001 - one failing close must not keep the others open
-                log.warning("close_failed", what=getattr(close, "__qualname__", "?"), error_type=type(exc).__name__)
 
 
 def _check_schema(engine: Engine) -> None:
@@ -144,8 +107,18 @@ def build_services(
     state = open_state(config.state)
     directory = build_connector(config.directory, state=state) if config.directory is not None else None
     aws = build_aws(config=config.sts, public_url=config.server.public_url, saml_recipient=minting.saml.recipient)
+    readiness: dict[str, Callable[[], object]] = {"state": state.ping}
+    if isinstance(directory, ProbeConnector):
+        readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
+    readiness["keys"] = minting.keys.check
+
+    def database() -> None:
+        store.ping()
+        _check_schema(engine)
+
+    readiness["database"] = database
     access = Access(config, state)
-    services = Services(
+    return Services(
         config=config,
         engine=engine,
         store=store,
@@ -157,17 +130,10 @@ def build_services(
         aws=aws,
         state=state,
         directory=directory,
+        access=access,
+        upstream=build_upstream(config.upstream, public_url=config.server.public_url, state=state, directory=directory),
+        readiness=readiness,
     )
-    services.access = access
-    services.upstream = build_upstream(
-        config.upstream, public_url=config.server.public_url, state=state, directory=directory
-    )
-    services.readiness["state"] = state.ping
-    if isinstance(directory, ProbeConnector):
-        services.readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
-    services.readiness["keys"] = minting.keys.check
-    services.readiness["database"] = lambda: (store.ping(), _check_schema(engine))
-    return services
 
 
 def create_app(

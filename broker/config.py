@@ -46,6 +46,7 @@ from broker.minting.config import (
     SessionTagsConfig,
     key_problems,
 )
+from broker.state.config import StateConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -87,18 +88,6 @@ class DatabaseConfig(Section):
     auto_migrate: bool = False
     """Run the migrations at start-up (the demo does; production runs `broker migrate`)."""
     echo: bool = False
-
-
-class StateConfig(Section):
-    backend: Literal["memory", "redis"] = "memory"
-    redis_url: SecretStr | None = None
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        return value
 
 
 class AdminToken(Section):

@@ -47,11 +47,11 @@ from broker.connectors.upstream import (
     clean_text,
     enrich,
     group_list,
-    safe_next,
 )
 from broker.domain import Identity
 from broker.errors import SsoRequestInvalid, UpstreamDenied, UpstreamRejected, UpstreamUnavailable
 from broker.logs import get_logger
+from broker.redirects import safe_next
 from broker.state.base import StateStore
 
 with warnings.catch_warnings():

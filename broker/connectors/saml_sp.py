@@ -25,7 +25,6 @@ import base64
 import binascii
 import calendar
 import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +54,6 @@ from broker.connectors.upstream import (
     clean_text,
     enrich,
     group_list,
-    safe_next,
 )
 from broker.domain import Identity
 from broker.errors import (
@@ -67,7 +65,9 @@ from broker.errors import (
     UpstreamUnavailable,
 )
 from broker.logs import get_logger
+from broker.redirects import safe_next
 from broker.state.base import StateStore
+from broker.xml_safety import refuse_unsafe_xml
 
 log = get_logger("broker.upstream.saml")
 
@@ -79,10 +79,6 @@ _REASONS = {
     for name, value in vars(OneLogin_Saml2_ValidationError).items()
     if name.isupper() and isinstance(value, int)
 }
-# A DTD, an entity declaration or a processing instruction other than the XML declaration:
-# refused on the raw bytes, before an XML parser does any work (billion laughs, XXE).
-_FORBIDDEN = re.compile(rb"<!DOCTYPE|<!ENTITY|<!ATTLIST|<!ELEMENT|<!NOTATION|<\?(?!xml[\s?])", re.IGNORECASE)
-_PROLOG_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _SAML = {"saml": C.NS_SAML, "samlp": C.NS_SAMLP}
 
 
@@ -97,18 +93,6 @@ def _epoch(value: str | None) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # SAML times are UTC, even without a zone
     return calendar.timegm(parsed.astimezone(UTC).utctimetuple()) + parsed.microsecond / 1e6
-
-
-def refuse_unsafe_xml(xml: bytes) -> None:
-    """Refuse DTDs, entity declarations and non-UTF-8 documents on the raw bytes (no parsing)."""
-    head = xml[:3]
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in xml[:64]:
-        raise UpstreamRejected(reason="not_utf8")
-    m = _PROLOG_ENCODING.match(xml[3:] if head == b"\xef\xbb\xbf" else xml)
-    if m and m.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
-        raise UpstreamRejected(reason="not_utf8")
-    if _FORBIDDEN.search(xml):
-        raise UpstreamRejected(reason="dtd_forbidden")
 
 
 @contextmanager

@@ -1,6 +1,5 @@
 """What the SAML SP (``saml_sp``) and the OIDC RP (``oidc_rp``) connectors share.
 
-- ``safe_next``: the only kind of "where to go next" ever followed: a local path.
 - ``PendingRequests``: started sign-ins (AuthnRequest ID, or OIDC state) in shared state, each
   single-use, with a TTL, and bound to the browser that started it.
 - ``Fetcher``: bounded HTTP GETs to an IdP (metadata, discovery, JWKS); httpx exceptions become
@@ -18,7 +17,6 @@ import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,27 +29,10 @@ from broker.state.base import StateStore
 
 log = get_logger("broker.upstream")
 
-MAX_NEXT = 2048
 MAX_NAME = 256
 MAX_GROUPS = 5000
 MAX_ATTRIBUTES = 64
 MAX_VALUES = 64
-
-
-def safe_next(value: str | None) -> str | None:
-    """``value`` if it is a local path (``/portal?x=1``), else None.
-
-    Refused: absolute URLs, scheme-relative ``//host``, ``/\\host`` (browsers read ``\\`` as ``/``),
-    whitespace and control characters (``/\\t/host``), and anything longer than 2,048 characters.
-    """
-    if not value or len(value) > MAX_NEXT or not value.startswith("/") or value.startswith("//"):
-        return None
-    if "\\" in value or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return None
-    return value
 
 
 def binding_of(cookie: str | None) -> str | None:

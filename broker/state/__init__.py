@@ -8,14 +8,10 @@ makes replicas interchangeable. ``open_state(config.state)`` picks one from the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from broker.state.base import StateStore
+from broker.state.config import StateConfig
 
-if TYPE_CHECKING:
-    from broker.config import StateConfig
-
-__all__ = ["StateStore", "open_state"]
+__all__ = ["StateConfig", "StateStore", "open_state"]
 
 
 def open_state(config: StateConfig, *, prefix: str = "broker:") -> StateStore:

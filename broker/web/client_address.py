@@ -46,7 +46,9 @@ def parse_address(value: str) -> IPAddress | None:
 
 def _split(value: str, separator: str) -> list[str]:
     """Split at ``separator`` outside quoted strings (RFC 7230 quoted-string, with quoted-pairs)."""
-    out, current, quoted, escaped = [], [], False, False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in value:
         if escaped:
             escaped = False

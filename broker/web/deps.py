@@ -1,4 +1,6 @@
-"""Typed FastAPI dependencies (``Annotated`` aliases), all reading from ``app.state.services``.
+"""Typed FastAPI dependencies (``Annotated`` aliases), all reading from ``app.state.services``
+(a ``broker.services.Services``, set by ``broker.app.create_app``), and the one
+``decision_context(request, via)`` every router hands to the flow.
 
 FastAPI runs every plain ``def`` dependency in the thread pool, one hand-off each; so the
 dependencies that do no I/O are ``async def`` (they run on the event loop at no hand-off), and
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -17,20 +19,37 @@ from broker.admin_auth import AdminPrincipal
 from broker.audit import AuditContext
 from broker.domain import Identity
 from broker.errors import Unauthenticated
+from broker.flow import DecisionContext
+from broker.services import Services
 
-if TYPE_CHECKING:
-    from broker.app import Services
+
+def services_of(request: Request) -> Services:
+    """The app's services, for helpers that have the request but are no route (pages, hooks)."""
+    services: Services = request.app.state.services
+    return services
 
 
 async def get_services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
-ServicesDep = Annotated["Services", Depends(get_services)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def request_id(request: Request) -> str | None:
+    """The request id the middleware gave this request (``broker.web.middleware.RequestContext``)."""
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+def decision_context(request: Request, via: str = "api") -> DecisionContext:
+    """Who asks from where, for the flow's decisions and their audit events; ``via`` is the door
+    (``api``, ``portal``, ``cli``, ``device``, ``admin-api``)."""
+    return DecisionContext(source_ip=client_ip(request), request_id=request_id(request), via=via)
 
 
 def _bearer(request: Request) -> str | None:
@@ -70,8 +89,6 @@ def require_admin(request: Request, services: ServicesDep) -> AdminPrincipal:
 def _directory_admin(request: Request, services: Services, username: str, password: str) -> AdminPrincipal:
     """HTTP Basic on the admin API: ``Flow.admin_sign_in`` (the password sign-in of every other
     door, then the admin-group decision of ``AdminTokens.admit``)."""
-    from broker.web.user_api import decision_context
-
     return services.flow.admin_sign_in(username, password, ctx=decision_context(request, via="admin-api"),
                                        check=services.admin_tokens.admit)
 
@@ -80,17 +97,13 @@ AdminDep = Annotated[AdminPrincipal, Depends(require_admin)]
 
 
 async def audit_context(request: Request, admin: AdminDep) -> AuditContext:
-    return AuditContext(
-        actor=admin.actor, request_id=getattr(request.state, "request_id", None), source_ip=client_ip(request)
-    )
+    return AuditContext(actor=admin.actor, request_id=request_id(request), source_ip=client_ip(request))
 
 
 AuditCtx = Annotated[AuditContext, Depends(audit_context)]
 
 
 def _resolve_user(request: Request, services: Services) -> Identity:
-    from broker.web.user_api import decision_context
-
     token = _bearer(request)
     if token is not None:
         identity = services.access.tokens.identity_for(token)
@@ -99,10 +112,11 @@ def _resolve_user(request: Request, services: Services) -> Identity:
         return identity
     sessions = services.access.sessions
     session = sessions.load(request) if sessions.cookie_name(request) in request.cookies else None
-    if session is not None and session.user is not None:
+    signed_in = session.identity if session is not None else None
+    if signed_in is not None:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             sessions.check_csrf(request, session, request.headers.get("x-csrf-token"))
-        return session.identity  # type: ignore[return-value]
+        return signed_in
     basic = _basic(request) if services.config.api.password_login else None
     if basic is None:
         raise Unauthenticated("sign in first (the portal, or `awsbroker login`)")

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
-from broker.flow import DecisionContext
 from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
 from broker.oauth.errors import (
     NO_STORE,
@@ -27,9 +26,9 @@ from broker.oauth.errors import (
     PasswordGrantLimited,
     UnsupportedGrantType,
 )
-from broker.web.deps import ServicesDep, client_ip
-from broker.web.portal import error_page, message, page
-from broker.web.sessions import safe_next
+from broker.redirects import safe_next
+from broker.web.deps import ServicesDep, client_ip, decision_context
+from broker.web.pages import error_page, message, page
 
 router = APIRouter(tags=["device login (RFC 8628)"])
 
@@ -38,10 +37,6 @@ _NO_STORE = NO_STORE
 Param = Annotated[str | None, Form(max_length=4096)]
 _UNKNOWN_CODE = "That code is unknown, already used or expired. Check it, or run awsbroker login again."
 _CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
-
-
-def _ctx(request: Request, via: str) -> DecisionContext:
-    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via=via)
 
 
 @router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
@@ -84,7 +79,7 @@ def token(
         if not username or not password:
             raise InvalidRequest("username and password are required")
         try:
-            identity = services.flow.sign_in(username, password, ctx=_ctx(request, "cli"))
+            identity = services.flow.sign_in(username, password, ctx=decision_context(request, "cli"))
         except InvalidCredentials:
             raise InvalidGrant("invalid username or password") from None
         except TooManyRequests as exc:
@@ -145,13 +140,13 @@ def device_page(request: Request, services: ServicesDep, user_code: Annotated[st
     session = services.access.sessions.load(request)
     if session is None or session.user is None:
         target = DEVICE_PATH + (f"?user_code={user_code}" if user_code.replace("-", "").isalnum() else "")
-        return RedirectResponse(f"/login?next={safe_next(target)}", status_code=303, headers=_NO_STORE)
+        return RedirectResponse(f"/login?next={safe_next(target) or '/'}", status_code=303, headers=_NO_STORE)
     if not user_code.strip():
         return _entry_page(request, session)
     identity = session.identity
     assert identity is not None
     try:
-        pending = services.flow.device_code(identity, user_code, ctx=_ctx(request, "device"))
+        pending = services.flow.device_code(identity, user_code, ctx=decision_context(request, "device"))
     except TooManyRequests as exc:
         return error_page(request, session, exc)
     if pending is None:
@@ -178,7 +173,7 @@ def device_decide(
     identity = session.identity
     assert identity is not None
     try:
-        outcome = services.flow.decide_device(identity, user_code, decision, ctx=_ctx(request, "device"))
+        outcome = services.flow.decide_device(identity, user_code, decision, ctx=decision_context(request, "device"))
     except BrokerError as exc:  # rate limited, or the directory no longer accepts the account
         return error_page(request, session, exc)
     if outcome == "no_choice":

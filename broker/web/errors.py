@@ -21,6 +21,7 @@ differ). Anything unexpected is a 500 ``internal_error`` without a stack trace i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.errors import BrokerError, Unavailable
 from broker.logs import get_logger
 from broker.oauth.errors import OAuthError
+from broker.web.pages import error_page
 
 log = get_logger("broker.web")
 
@@ -103,8 +105,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def _error_code(err: dict[str, Any]) -> str:
-    kind = err.get("type", "")
+def _error_code(err: Mapping[str, Any]) -> str:
+    kind = str(err.get("type", ""))
     if kind == "missing" and tuple(err.get("loc", ())) == ("body",):
         return "missing_body"
     if kind in _PYDANTIC_GENERIC:
@@ -116,7 +118,7 @@ def _error_code(err: dict[str, Any]) -> str:
     return kind  # one of the broker's own codes (PydanticCustomError)
 
 
-def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+def validation_response(request: Request, errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
     details = [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
     codes = {d["code"] for d in details}
     if "malformed_json" in codes:
@@ -143,8 +145,6 @@ def install(app: FastAPI) -> None:
         if exc.status >= 500:
             log.warning("broker_error", code=exc.code, error=exc.message)
         if isinstance(exc, Unavailable) and is_page(request):
-            from broker.web.portal import error_page  # the portal imports this module's helpers
-
             metrics = getattr(request.app.state, "metrics", None)
             if metrics is not None:
                 metrics.errors.labels(exc.code).inc()
@@ -165,7 +165,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _model_validation(request: Request, exc: ValidationError) -> JSONResponse:
         # A body validated inside a handler (PATCH merges the change into the current object)
-        return validation_response(request, [e | {"loc": ("body", *e["loc"])} for e in exc.errors()])
+        return validation_response(request, [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,5 +1,5 @@
-"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS), the console hand-off
-(302 to a login URL), and the SANDBOX console page."""
+"""Federation endpoints AWS reads (SAML metadata, OIDC discovery and JWKS) and the SANDBOX
+console page; the 302 to a console login URL is the portal's (``broker.web.portal.console_redirect``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broker.aws.sandbox import (
@@ -17,7 +17,6 @@ from broker.aws.sandbox import (
     SandboxConsole,
     pretty,
 )
-from broker.domain import ConsoleLink
 from broker.errors import NotFound
 from broker.minting.oidc_issuer import DISCOVERY_PATH, JWKS_PATH
 from broker.web.deps import ServicesDep
@@ -30,7 +29,9 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy
 
 def _inline_policy(template: str, tag: str) -> str:
     """A Content-Security-Policy that allows exactly the one inline <script> or <style> of ``template`` (by hash)."""
-    source = _templates.loader.get_source(_templates, template)[0]  # type: ignore[union-attr]
+    loader = _templates.loader
+    assert loader is not None
+    source = loader.get_source(_templates, template)[0]
     match = re.search(rf"<{tag}>(.*?)</{tag}>", source, re.DOTALL)
     assert match is not None, f"{template} has no inline <{tag}>"
     digest = base64.b64encode(hashlib.sha256(match.group(1).encode()).digest()).decode()
@@ -58,9 +59,6 @@ def jwks(services: ServicesDep) -> JSONResponse:
     return JSONResponse(services.minting.oidc.jwks(), headers=_PUBLIC)
 
 
-def console_redirect(link: ConsoleLink) -> RedirectResponse:
-    """The console login URL, by 302 only: never in a body, never cached, never logged."""
-    return RedirectResponse(link.url, status_code=302, headers=_NO_STORE)
 
 
 def _sandbox_page(title: str, sections: list[tuple[str, str]] | None, message: str = "", status: int = 200) -> HTMLResponse:

@@ -8,120 +8,61 @@ Every form carries the session's CSRF token. Pages are never cached and never fr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from awsbroker import delivery
-from broker.access import role_key
 from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
-from broker.domain import Identity, RoleGrant
+from broker.domain import ConsoleLink, Identity, RoleGrant
 from broker.errors import (
     BrokerError,
     CsrfFailed,
     DirectoryUnavailable,
     Forbidden,
     InvalidCredentials,
-    InvalidInput,
     TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
-from broker.flow import DecisionContext
-from broker.web.deps import ServicesDep, client_ip
-from broker.web.federation import console_redirect
-from broker.web.sessions import Session, login_response, safe_next
+from broker.redirects import safe_next
+from broker.web.access import role_key
+from broker.web.deps import ServicesDep, decision_context, services_of
+from broker.web.pages import error_page, page
+from broker.web.sessions import Session
+from broker.web.sign_in_options import sign_in_options
 
 router = APIRouter(include_in_schema=False, tags=["portal"])
 
-templates = Environment(
-    loader=PackageLoader("broker.web", "templates"), autoescape=select_autoescape(default=True), trim_blocks=True,
-    lstrip_blocks=True,
-)
-UPSTREAM_START = "/sso/{name}/login"
-"""Where an upstream sign-in button leads (broker.web.upstream), with ``?next=``."""
-
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    # no form-action: the console form's answer is a 302 to the AWS federation endpoint
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-}
+_NO_REFERRER = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
 STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
 
 Text = Annotated[str, Form(max_length=256)]
 OptionalText = Annotated[str, Form(max_length=256)]
 
 
-def _ctx(request: Request) -> DecisionContext:
-    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via="portal")
-
-
-def page(request: Request, template: str, *, status: int = 200, session: Session | None = None, **values: Any) -> HTMLResponse:
-    services = request.app.state.services
-    user = session.identity if session is not None else None
-    html = templates.get_template(template).render(
-        portal_title=services.config.portal.title,
-        sandbox=getattr(services.aws.signin, "sandbox", False),
-        user=user,
-        csrf=session.csrf if session is not None else "",
-        **values,
-    )
-    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
-
-
-def message(request: Request, session: Session | None, *, title: str, text: str, status: int,
-            kind: str = "error", links: list[tuple[str, str]] | None = None) -> HTMLResponse:
-    return page(request, "message.html", status=status, session=session, title=title, text=text, kind=kind,
-                links=links or [("/", "Back to your accounts")])
-
-
-def error_page(request: Request, session: Session | None, exc: BrokerError) -> HTMLResponse:
-    """A broker error as a page a person understands (never a stack trace, never a secret)."""
-    if isinstance(exc, DirectoryUnavailable):
-        title, text = "Directory unavailable", (
-            "The company directory cannot be reached right now, so the broker cannot check your groups. "
-            "Nothing was issued. Try again in a few minutes.")
-    elif isinstance(exc, Forbidden) and not isinstance(exc, CsrfFailed):
-        title, text = "Role denied", f"{exc.message}. Nothing was issued; your accounts page shows what you may use."
-    elif isinstance(exc, CsrfFailed):
-        title, text = "Please try again", exc.message
-    elif isinstance(exc, TooManyRequests):
-        title, text = "Too many attempts", exc.message
-    elif isinstance(exc, InvalidInput):
-        title, text = "Check the form", exc.message
-    elif isinstance(exc, Unavailable):
-        title, text = "Temporarily unavailable", exc.message
-    else:
-        title, text = "Something went wrong", exc.message
-    response = message(request, session, title=title, text=text, status=exc.status)
-    for key, value in (exc.headers or {}).items():
-        if key.lower() == "retry-after":
-            response.headers[key] = value
-    return response
-
-
 def _session(request: Request) -> Session | None:
-    return request.app.state.services.access.sessions.load(request)
+    return services_of(request).access.sessions.load(request)
 
 
 def _to_login(request: Request, next_url: str = "/") -> RedirectResponse:
-    return RedirectResponse(f"/login?next={quote(safe_next(next_url), safe='/')}", status_code=303,
+    return RedirectResponse(f"/login?next={quote(safe_next(next_url) or '/', safe='/')}", status_code=303,
                             headers={"Cache-Control": "no-store"})
 
 
 def _signed_in(request: Request) -> tuple[Session | None, Identity | None]:
     session = _session(request)
     return session, (session.identity if session is not None else None)
+
+
+def console_redirect(link: ConsoleLink) -> RedirectResponse:
+    """The console login URL, by 302 only: never in a body, never cached, never logged."""
+    return RedirectResponse(link.url, status_code=302, headers=_NO_REFERRER)
 
 
 def _opt(value: str | None) -> str | None:
@@ -144,27 +85,17 @@ def static(name: str) -> Response:
 # ---- sign in / out ----
 
 
-def _upstream_options(config: Any, next_url: str) -> list[tuple[str, str]]:
-    options = []
-    for idp in getattr(config, "upstream", None) or []:
-        name = getattr(idp, "name", None)
-        if name:
-            label = getattr(idp, "display_name", "") or name
-            options.append((label, UPSTREAM_START.format(name=name) + f"?next={quote(next_url, safe='/')}"))
-    return options
-
-
 def _login_page(request: Request, *, next_url: str, username: str = "", error: str = "", status: int = 200,
                 fresh: bool = False) -> HTMLResponse:
     """The sign-in form; its CSRF token is a signed cookie pair (broker.web.sessions): no stored session."""
-    services = request.app.state.services
+    services = services_of(request)
     sessions = services.access.sessions
     token, cookie = sessions.login_csrf(request, fresh=fresh)
     response = page(
         request, "login.html", status=status, session=None, title="Sign in", csrf_login=token,
         next_url=next_url, username=username, error=error,
         password_login=services.directory is not None,
-        upstream=_upstream_options(services.config, next_url),
+        upstream=[(o.display_name, o.href(next_url)) for o in sign_in_options(services.upstream)],
     )
     if cookie is not None:
         sessions.set_login_cookie(request, response, cookie)
@@ -173,7 +104,7 @@ def _login_page(request: Request, *, next_url: str, username: str = "", error: s
 
 @router.get("/login")
 def login_form(request: Request, services: ServicesDep, next: Annotated[str, Query(max_length=2048)] = "/") -> Response:
-    next_url = safe_next(next)
+    next_url = safe_next(next) or "/"
     session = services.access.sessions.load(request)
     if session is not None and session.user is not None:
         return RedirectResponse(next_url, status_code=303, headers={"Cache-Control": "no-store"})
@@ -190,7 +121,7 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     sessions = services.access.sessions
-    next_url = safe_next(next)
+    next_url = safe_next(next) or "/"
     try:
         sessions.check_login_csrf(request, csrf_token)
     except CsrfFailed:
@@ -200,7 +131,7 @@ def login(
         return _login_page(request, next_url=next_url, username=username, status=400,
                            error="Enter your username and password.")
     try:
-        identity = services.flow.sign_in(username.strip(), password, ctx=_ctx(request))
+        identity = services.flow.sign_in(username.strip(), password, ctx=decision_context(request, "portal"))
     except InvalidCredentials:
         return _login_page(request, next_url=next_url, username=username, status=401,
                            error="Invalid username or password.")
@@ -215,7 +146,7 @@ def login(
         raise  # the shared state or the database is down: the portal's "Temporarily unavailable" page
     except BrokerError as exc:
         return _login_page(request, next_url=next_url, username=username, status=exc.status, error=exc.message)
-    return login_response(request, identity, next_url)
+    return sessions.login_response(request, identity, next_url)
 
 
 @router.post("/logout")
@@ -314,7 +245,7 @@ def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, 
     return sorted(rows, key=lambda r: (r.account.lower(), r.role_name.lower()))
 
 
-def _find_grant(grants: Any, account: str, role: str) -> RoleGrant | None:
+def _find_grant(grants: Iterable[RoleGrant], account: str, role: str) -> RoleGrant | None:
     """The grant a form names, by account id or alias (any case) and role name (any case)."""
     wanted, role_wanted = account.strip().lower(), role.strip().lower()
     for g in grants:
@@ -369,7 +300,7 @@ def _form_session(request: Request, csrf_token: str) -> tuple[Session | None, Id
     if session is None or user is None:
         return None, None, _to_login(request, "/")
     try:
-        request.app.state.services.access.sessions.check_csrf(request, session, csrf_token)
+        services_of(request).access.sessions.check_csrf(request, session, csrf_token)
     except CsrfFailed as exc:
         return session, user, error_page(request, session, exc)
     return session, user, None
@@ -410,7 +341,7 @@ def console(
     try:  # the service and region are checked by the flow (a console name, a region of the partition)
         grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
-                                     region=_opt(region), ctx=_ctx(request))
+                                     region=_opt(region), ctx=decision_context(request, "portal"))
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is not None:  # recorded by account id, however the form named the account
@@ -426,7 +357,7 @@ def cli_credentials(request: Request, services: ServicesDep, account: Text, role
         return refusal
     assert user is not None
     try:
-        issued = services.flow.credentials(identity=user, account=account, role=role, ctx=_ctx(request))
+        issued = services.flow.credentials(identity=user, account=account, role=role, ctx=decision_context(request, "portal"))
     except BrokerError as exc:
         return error_page(request, session, exc)
     services.access.prefs.used(user, role_key(issued.grant.account_id, issued.grant.role_name))

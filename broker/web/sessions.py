@@ -5,7 +5,8 @@
   no usable cookie.
 - Cookie: HttpOnly, SameSite=Lax, Path=/; Secure and the ``__Host-`` name when served over TLS
   (``sessions.secure``: auto = public_url https or the request came over TLS). Over plain http
-  the prefix is dropped, because browsers refuse ``__Host-`` cookies without Secure.
+  the prefix is dropped, because browsers refuse ``__Host-`` cookies without Secure
+  (``host_cookie_name``: the one rule, for the upstream sign-in cookie too).
 - A new id at every sign-in (``login_response``), the old session destroyed: no fixation.
 - Idle and absolute timeouts (``sessions.*_timeout_seconds``) are checked against the store's
   clock, and the state TTL follows them, so an abandoned session disappears by itself.
@@ -19,8 +20,8 @@
   made once per deployment and kept in the shared state (``sessions:login-key``, written
   with set-if-absent so replicas agree; read again every 5 minutes, kept 30 days, then a new one).
 
-``login_response(request, identity, next_url)`` is the one way a sign-in becomes a session
-(portal password form, upstream SAML/OIDC callbacks).
+``SessionStore.login_response(request, identity, next_url)`` is the one way a sign-in becomes a
+session (portal password form, upstream SAML/OIDC callbacks).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -45,10 +45,8 @@ from broker.domain import Identity
 from broker.errors import CsrfFailed
 from broker.identity_json import identity_from_dict, identity_to_dict
 from broker.oauth import secret_hash
+from broker.redirects import safe_next
 from broker.state.base import StateStore
-
-if TYPE_CHECKING:
-    from broker.app import Services
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -57,17 +55,16 @@ ANONYMOUS_TTL = 1800
 LOGIN_KEY = "sessions:login-key"
 LOGIN_KEY_TTL = 30 * 86400
 LOGIN_KEY_REREAD = 300
-_SAFE_NEXT = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+HOST_PREFIX = "__Host-"
 
 
-def safe_next(url: str | None) -> str:
-    """Only a relative path on this site (``/x``): never ``//host``, ``/\\host``, a scheme or control characters."""
-    if not url or not _SAFE_NEXT.match(url) or "\\" in url:
-        return "/"
-    parts = urlsplit(url)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return url
+def host_cookie_name(name: str, *, secure: bool) -> str:
+    """A cookie's name as set: ``__Host-<name>`` keeps its prefix only on a Secure cookie (over
+    plain http browsers refuse such cookies, so the prefix is dropped; a bare prefix becomes
+    ``broker``). The session cookie and the upstream sign-in cookie are both named by it."""
+    if not secure and name.startswith(HOST_PREFIX):
+        return name[len(HOST_PREFIX):] or "broker"
+    return name
 
 
 @dataclass
@@ -114,10 +111,7 @@ class SessionStore:
         return self.public_url.startswith("https://") or request.url.scheme == "https"
 
     def cookie_name(self, request: Request) -> str:
-        name = self.config.cookie_name
-        if not self.secure(request) and name.startswith("__Host-"):
-            return name[len("__Host-"):] or "broker"
-        return name
+        return host_cookie_name(self.config.cookie_name, secure=self.secure(request))
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
         response.set_cookie(self.cookie_name(request), session.id, path="/", httponly=True, samesite="lax",
@@ -250,31 +244,21 @@ class SessionStore:
         own = f"{request.url.scheme}://{request.url.netloc}"
         return {f"{public.scheme}://{public.netloc}", own}
 
+    # -- a sign-in becomes a session --
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
+    def login_response(self, request: Request, identity: Identity, next_url: str | None) -> Response:
+        """Establish a portal session for ``identity`` (any sign-in method) and redirect (303) to
+        ``next_url`` if it is a relative path on this site (``safe_next``), else to the portal's home page.
 
-
-def login_response(request: Request, identity: Identity, next_url: str | None) -> Response:
-    """Establish a portal session for ``identity`` (any sign-in method) and redirect (303) to
-    ``next_url`` if it is a relative path on this site, else to the portal's home page.
-
-    The session id is always new: whatever session the browser had is destroyed first.
-    """
-    sessions = _services(request).access.sessions
-    old = sessions.load(request)
-    if old is not None:
-        sessions.destroy(old)
-    session = sessions.create(identity)
-    response = RedirectResponse(safe_next(next_url), status_code=303, headers={"Cache-Control": "no-store"})
-    sessions.set_cookie(request, response, session)
-    if sessions.login_cookie_name(request) in request.cookies:
-        response.delete_cookie(sessions.login_cookie_name(request), path="/", httponly=True, samesite="strict",
-                               secure=sessions.secure(request))
-    return response
-
-
-def session_identity(request: Request) -> Identity | None:
-    """The signed-in person of a portal request (cookie), or None."""
-    session = _services(request).access.sessions.load(request)
-    return None if session is None else session.identity
+        The session id is always new: whatever session the browser had is destroyed first.
+        """
+        old = self.load(request)
+        if old is not None:
+            self.destroy(old)
+        session = self.create(identity)
+        response = RedirectResponse(safe_next(next_url) or "/", status_code=303, headers={"Cache-Control": "no-store"})
+        self.set_cookie(request, response, session)
+        if self.login_cookie_name(request) in request.cookies:
+            response.delete_cookie(self.login_cookie_name(request), path="/", httponly=True, samesite="strict",
+                                   secure=self.secure(request))
+        return response

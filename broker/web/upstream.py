@@ -11,7 +11,7 @@ The browser that starts a sign-in gets a random cookie (``__Host-broker-sso`` ov
 pending request stores its hash, and the callback must come from the same browser. Over https
 the cookie is ``SameSite=None`` because the SAML ACS is a cross-site POST from the IdP.
 
-On success the verified ``Identity`` goes to ``establish_session`` (``broker.web.sessions``),
+On success the verified ``Identity`` goes to ``establish_session`` (``SessionStore.login_response``),
 which answers with a redirect to the validated local ``next`` path. Every outcome is audited
 (action ``login``, via ``upstream``) by ``broker.flow.Flow.upstream_sign_in``: allow with who and
 which IdP, deny with the reason.
@@ -22,14 +22,14 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from broker.connectors.base import CallbackConnector, SAMLConnector, SignIn, UpstreamConnector
-from broker.connectors.upstream import binding_of, safe_next
+from broker.connectors.upstream import binding_of
 from broker.domain import Identity
 from broker.errors import (
     BrokerError,
@@ -37,12 +37,12 @@ from broker.errors import (
     UnknownIdentityProvider,
     UpstreamRejected,
 )
-from broker.flow import DecisionContext
-from broker.web.deps import ServicesDep, client_ip
-from broker.web.sessions import login_response
-
-if TYPE_CHECKING:
-    from broker.app import Services
+from broker.redirects import safe_next
+from broker.services import Services
+from broker.web.deps import ServicesDep, decision_context, services_of
+from broker.web.pages import message
+from broker.web.sessions import host_cookie_name
+from broker.web.sign_in_options import sign_in_options
 
 router = APIRouter(prefix="/sso", tags=["sign-in"])
 
@@ -59,12 +59,12 @@ EstablishSession = Callable[[Request, Identity, str], Response]
 def establish_session(request: Request, identity: Identity, next_url: str) -> Response:
     """Sign the browser in as ``identity`` and send it on to ``next_url`` (a validated local path).
 
-    The portal's ``broker.web.sessions.login_response``: a new session id (never the one the
+    The portal's ``broker.web.sessions.SessionStore.login_response``: a new session id (never the one the
     browser came with), the session cookie, and a 303 to ``next_url``. Called for every upstream
     sign-in, once the IdP's answer and the directory enrichment passed. Tests may replace it
     through ``app.dependency_overrides[session_hook]``.
     """
-    return login_response(request, identity, next_url)
+    return services_of(request).access.sessions.login_response(request, identity, next_url)
 
 
 def session_hook() -> EstablishSession:
@@ -77,14 +77,6 @@ SessionHook = Annotated[EstablishSession, Depends(session_hook)]
 # ---- helpers ----
 
 
-def sign_in_options(services: Services) -> list[dict[str, str]]:
-    """The configured upstream sign-in options, in configuration order (for the portal's login page)."""
-    return [
-        {"name": name, "display_name": c.display_name, "protocol": c.kind, "login_url": f"/sso/{name}/login"}
-        for name, c in services.upstream.items()
-    ]
-
-
 def _connector(services: Services, idp: str) -> UpstreamConnector:
     connector = services.upstream.get(idp)
     if connector is None:
@@ -92,18 +84,18 @@ def _connector(services: Services, idp: str) -> UpstreamConnector:
     return connector
 
 
+def _secure(services: Services) -> bool:
+    """The sign-in cookie is Secure (and ``SameSite=None``, for the IdP's cross-site POST) over https."""
+    return services.config.server.public_url.startswith("https://")
+
+
 def _cookie_name(services: Services) -> str:
-    return "__Host-broker-sso" if services.config.server.public_url.startswith("https://") else "broker-sso"
+    return host_cookie_name("__Host-broker-sso", secure=_secure(services))
 
 
 def _binding(request: Request, services: Services) -> str | None:
     value = request.cookies.get(_cookie_name(services))
     return binding_of(value) if value and _COOKIE_VALUE.match(value) else None
-
-
-def _ctx(request: Request) -> DecisionContext:
-    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None),
-                           via="upstream")
 
 
 def _protocol(services: Services, idp: str) -> str | None:
@@ -113,7 +105,7 @@ def _protocol(services: Services, idp: str) -> str | None:
 
 def _refused(request: Request, services: Services, idp: str, exc: BrokerError) -> Response:
     """A refusal before the connector saw the answer (an unreadable form): audited, then answered."""
-    services.flow.upstream_refused(idp=idp, protocol=_protocol(services, idp), ctx=_ctx(request), error=exc)
+    services.flow.upstream_refused(idp=idp, protocol=_protocol(services, idp), ctx=decision_context(request, "upstream"), error=exc)
     return _refusal(request, services, exc)
 
 
@@ -127,8 +119,6 @@ def _refusal(request: Request, services: Services, exc: BrokerError) -> Response
     get the JSON error (re-raised to the error handlers)."""
     if not _wants_page(request, services):
         raise exc
-    from broker.web.portal import message
-
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(exc.code).inc()  # as broker.web.errors counts the JSON answers
@@ -143,7 +133,7 @@ def _finish(request: Request, services: Services, idp: str, hook: EstablishSessi
     # The sign-in cookie stays (it expires by itself): another tab's sign-in may still be under way,
     # and it proves nothing without a pending request, which is single-use.
     return services.flow.upstream_sign_in(
-        idp=idp, protocol=_protocol(services, idp), ctx=_ctx(request), verify=work,
+        idp=idp, protocol=_protocol(services, idp), ctx=decision_context(request, "upstream"), verify=work,
         establish=lambda signed_in: hook(request, signed_in.identity, signed_in.next_url),
         refuse=lambda exc: _refusal(request, services, exc),
     )
@@ -164,7 +154,7 @@ def _single(items: list[tuple[str, str]]) -> Mapping[str, str]:
 
 @router.get("", summary="The configured upstream sign-in options")
 def options(services: ServicesDep) -> JSONResponse:
-    return JSONResponse({"providers": sign_in_options(services)})
+    return JSONResponse({"providers": [option.to_dict() for option in sign_in_options(services.upstream)]})
 
 
 @router.get("/{idp}/login", summary="Start signing in through an upstream identity provider")
@@ -186,9 +176,9 @@ def login(
     except BrokerError as exc:  # the IdP's metadata or discovery cannot be had
         return _refusal(request, services, exc)
     response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
-    https = name.startswith("__Host-")
-    response.set_cookie(name, cookie, max_age=_COOKIE_MAX_AGE, path="/", secure=https, httponly=True,
-                        samesite="none" if https else "lax")
+    secure = _secure(services)
+    response.set_cookie(name, cookie, max_age=_COOKIE_MAX_AGE, path="/", secure=secure, httponly=True,
+                        samesite="none" if secure else "lax")
     return response
 
 

@@ -15,9 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from awsbroker import delivery
-from broker.flow import DecisionContext
 from broker.mapping.model import MAX_SESSION, MIN_SESSION
-from broker.web.deps import CallerDep, ServicesDep, client_ip
+from broker.web.deps import CallerDep, ServicesDep, decision_context
 from broker.web.errors import Error
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -36,10 +35,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 """What the user API can answer besides success (README: Error codes)."""
 
 router = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
-
-
-def decision_context(request: Request, via: str = "api") -> DecisionContext:
-    return DecisionContext(source_ip=client_ip(request), request_id=getattr(request.state, "request_id", None), via=via)
 
 
 Account = Annotated[str, Field(min_length=1, max_length=63, description="12-digit account id or alias")]

@@ -19,7 +19,7 @@ from broker.aws.partitions import partition
 from broker.aws.signin import FederationSignin
 from broker.domain import TemporaryCredentials
 from broker.errors import ConsoleSigninError, ConsoleSigninUnavailable, InvalidInput
-from broker.web.federation import console_redirect
+from broker.web.portal import console_redirect
 from tests.federation.conftest import (
     PUBLIC_URL,
     FederationStandIn,

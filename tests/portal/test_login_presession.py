@@ -10,7 +10,7 @@ import secrets
 import pytest
 from fastapi.testclient import TestClient
 
-from broker.access import Access
+from broker.web.access import Access
 from tests.portal.conftest import ALICE_PW, csrf_of, sign_in
 
 pytestmark = pytest.mark.sts

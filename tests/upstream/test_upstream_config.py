@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from broker.config import parse_config
-from broker.connectors.saml_sp import refuse_unsafe_xml
-from broker.connectors.upstream import claim, group_list, safe_next
+from broker.connectors.upstream import claim, group_list
 from broker.errors import ConfigError, UpstreamRejected
+from broker.redirects import safe_next
+from broker.xml_safety import refuse_unsafe_xml
 from tests.upstream.conftest import SECRET, Tamper, oidc_idp, saml_idp
 
 OIDC = {"type": "oidc", "name": "google", "issuer": "https://accounts.google.com", "client_id": "x", "client_secret": "s"}

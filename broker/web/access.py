@@ -1,6 +1,7 @@
-"""How people reach the broker, built once by create_app: portal sessions, CLI tokens (RFC 8628
-device login, rotating refresh tokens), rate limits and the portal's per-person preferences —
-all on the shared state store, so replicas are interchangeable.
+"""How people reach the broker over the web, built once by create_app: portal sessions, CLI
+tokens (RFC 8628 device login, rotating refresh tokens), rate limits and the portal's per-person
+preferences — all on the shared state store, so replicas are interchangeable. It lives in the
+web layer because its sessions are the web's (cookies, CSRF: ``broker.web.sessions``).
 
 The password sign-in with its rate limits is ``broker.flow.Flow.sign_in``.
 """

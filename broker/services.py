@@ -1,0 +1,70 @@
+"""The services container: what ``broker.app.build_services`` builds once, complete, for the routers.
+
+It is its own module so that both the composition root (``broker.app``, which builds it) and the
+web layer's typed dependencies (``broker.web.deps``, which hand it to routers) can import it
+without importing each other. Every field is set at construction; the one that may be absent,
+``directory``, says so in its type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from broker import logs
+from broker.admin_auth import AdminTokens
+from broker.aws.factory import Aws
+from broker.config import Config
+from broker.connectors.base import Connector, UpstreamConnector
+from broker.db.store import SqlMappingStore
+from broker.flow import Flow
+from broker.metrics import Metrics
+from broker.minting.factory import Minting
+from broker.state import StateStore
+from broker.web.access import Access
+
+log = logs.get_logger("broker.app")
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    store: SqlMappingStore
+    flow: Flow
+    admin_tokens: AdminTokens
+    metrics: Metrics
+    minting: Minting
+    """Signing keys (parsed once), the SAML IdP and the OIDC issuer."""
+    aws: Aws
+    """STS clients (one per partition/region) and the console sign-in (AWS or SANDBOX)."""
+    state: StateStore
+    """Shared state (in-process or Redis): sessions, replay caches, rate limits, the group cache."""
+    directory: Connector | None
+    """The configured connector (``directory:``), built by broker.connectors.registry; None if not configured."""
+    access: Access
+    """Portal sessions, CLI tokens (device login), rate limits, portal preferences (broker.web.access)."""
+    upstream: Mapping[str, UpstreamConnector]
+    """Upstream identity providers (``upstream:``) by name, in configuration order: SAML SPs and OIDC RPs."""
+    readiness: Mapping[str, Callable[[], object]]
+    """What /readyz checks, by name: each raises when its dependency cannot be used."""
+
+    def close(self) -> None:
+        """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
+        database connections). `broker serve` calls it once uvicorn has stopped; safe to call twice.
+        (Not an ASGI lifespan hook: test clients enter and leave an app's lifespan many times.)"""
+        closers: list[Callable[[], Any]] = [self.aws.close, *(c.close for c in self.upstream.values())]
+        if self.directory is not None:
+            closers.append(self.directory.close)
+        close_state: Callable[[], Any] | None = getattr(self.state, "close", None)  # Redis only
+        if close_state is not None:
+            closers.append(close_state)
+        closers.append(self.engine.dispose)
+        for close in closers:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - one failing close must not keep the others open
+                log.warning("close_failed", what=getattr(close, "__qualname__", "?"), error_type=type(exc).__name__)
