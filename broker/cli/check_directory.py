@@ -15,6 +15,7 @@ from pathlib import Path
 from broker.config import Config, DatabaseConfig
 from broker.connectors.base import InspectConnector, PasswordConnector
 from broker.connectors.registry import build_connector
+from broker.domain import RoleGrant
 from broker.errors import BrokerError, InvalidCredentials
 from broker.mapping.model import MappingDocument
 
@@ -30,7 +31,7 @@ class Report:
 
 def _grants(
     database: DatabaseConfig, groups: tuple[str, ...], mapping: MappingDocument | None = None
-) -> tuple:
+) -> tuple[RoleGrant, ...]:
     from broker.db.session import make_engine, migrate
     from broker.db.store import SqlMappingStore
     from broker.flow import Flow
@@ -46,7 +47,7 @@ def _grants(
         engine.dispose()
 
 
-def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple, str | None]:
+def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple[RoleGrant, ...], str | None]:
     """The grants ``groups`` give, from the database; when it is not usable (not created yet,
     unreachable), from the configuration file's mapping alone, with a note saying so."""
     try:
@@ -65,7 +66,7 @@ def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> Non
     report.add("grants", f"({len(grants)})")
     for g in grants:
         why = ", ".join(sorted({f"{r.kind} {r.ref} via {r.group}" for r in g.reasons}))
-        channels = ",".join(c for c in ("console", "cli") if g.allows(c))  # type: ignore[arg-type]
+        channels = ",".join(c for c in ("console", "cli") if g.allows(c))
         report.add(
             "", f"{g.account_alias or g.account_id}/{g.role_name}  {g.role_arn}  [{channels}]  ({why})"
         )

@@ -34,7 +34,7 @@ import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
+from joserfc.jwk import ECKey, JWKRegistry, OctKey, OKPKey, RSAKey
 
 from broker.connectors.base import Connector, SignIn
 from broker.connectors.config import OidcUpstreamConfig, loopback_host
@@ -164,8 +164,8 @@ class OidcRelyingParty:
                 continue
             if any(k in jwk for k in ("d", "p", "q", "k")):
                 continue  # a private or symmetric key has no business in a JWKS
-            kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else f"#{i}"
-            keys[kid] = jwk
+            kid = jwk.get("kid")
+            keys[kid if isinstance(kid, str) else f"#{i}"] = jwk
         self._keys, self._keys_at = keys, now
         log.info("oidc_jwks_loaded", idp=self.name, keys=len(keys))
 
@@ -186,9 +186,12 @@ class OidcRelyingParty:
         if jwk is None:
             raise UpstreamRejected("unknown_kid")
         try:
-            return JWKRegistry.import_key(jwk)
+            key = JWKRegistry.import_key(jwk)
         except (JoseError, ValueError, TypeError):
             raise UpstreamRejected("unusable_key") from None
+        if isinstance(key, OctKey):  # _load_keys keeps RSA, EC and OKP keys only: never here
+            raise UpstreamRejected("unusable_key")
+        return key
 
     def _pick(self, kid: str | None, alg: str) -> dict[str, Any] | None:
         kty = _KEY_TYPES.get(alg[:2])
@@ -359,7 +362,7 @@ class OidcRelyingParty:
             raise UpstreamRejected("email_not_verified")
         groups = group_list(claim(claims, cmap.groups)) if cmap.groups is not None else ()
         group_claim = cmap.groups if isinstance(cmap.groups, str) else None
-        kept = []
+        kept: list[tuple[str, tuple[str, ...]]] = []
         for name, value in list(claims.items())[: MAX_ATTRIBUTES * 2]:
             if name in _TOKEN_CLAIMS or name == group_claim:
                 continue
