@@ -99,9 +99,9 @@ class SigningKey:
         message = b"broker readiness probe"
         signature = self.private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         public = self.certificate.public_key()
+        if not isinstance(public, rsa.RSAPublicKey):  # load_key refuses such a pair: not expected here
+            raise SigningKeyError([f"the {self.source} certificate holds no RSA key"])
         try:
-            if not isinstance(public, rsa.RSAPublicKey):  # load_key refuses such a pair: never here
-                raise InvalidSignature
             public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise SigningKeyError([f"the {self.source} key no longer matches its certificate"]) from None
