@@ -34,7 +34,7 @@ import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, OctKey, OKPKey, RSAKey
+from joserfc.jwk import JWKRegistry, Key
 
 from broker.connectors.base import Connector, SignIn
 from broker.connectors.config import OidcUpstreamConfig, loopback_host
@@ -169,8 +169,9 @@ class OidcRelyingParty:
         self._keys, self._keys_at = keys, now
         log.info("oidc_jwks_loaded", idp=self.name, keys=len(keys))
 
-    def _key(self, kid: str | None, alg: str, now: float) -> RSAKey | ECKey | OKPKey:
-        """The JWKS key for ``kid`` and ``alg``; refetch on an unknown kid, at most every N seconds."""
+    def _key(self, kid: str | None, alg: str, now: float) -> Key:
+        """The JWKS key for ``kid`` and ``alg`` (RSA, EC or OKP: ``_load_keys`` keeps no other);
+        refetch on an unknown kid, at most every N seconds."""
         with self._lock:
             stale = self._keys_at is None or now - self._keys_at >= self._config.discovery_ttl_seconds
         if stale:
@@ -186,12 +187,9 @@ class OidcRelyingParty:
         if jwk is None:
             raise UpstreamRejected("unknown_kid")
         try:
-            key = JWKRegistry.import_key(jwk)
+            return JWKRegistry.import_key(jwk)
         except (JoseError, ValueError, TypeError):
             raise UpstreamRejected("unusable_key") from None
-        if isinstance(key, OctKey):  # _load_keys keeps RSA, EC and OKP keys only: never here
-            raise UpstreamRejected("unusable_key")
-        return key
 
     def _pick(self, kid: str | None, alg: str) -> dict[str, Any] | None:
         kty = _KEY_TYPES.get(alg[:2])
