@@ -15,7 +15,7 @@ from pathlib import Path
 from broker.config import Config, DatabaseConfig
 from broker.connectors.base import InspectConnector, PasswordConnector
 from broker.connectors.registry import build_connector
-from broker.domain import RoleGrant
+from broker.domain import Channel, RoleGrant
 from broker.errors import BrokerError, InvalidCredentials
 from broker.mapping.model import MappingDocument
 
@@ -59,6 +59,9 @@ def grants_or_file(config: Config, groups: tuple[str, ...]) -> tuple[tuple[RoleG
         return grants, f"database: {exc.message}; grants come from the configuration file only"
 
 
+_CHANNELS: tuple[Channel, ...] = ("console", "cli")
+
+
 def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> None:
     grants, note = grants_or_file(config, groups)
     if note:
@@ -66,7 +69,7 @@ def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> Non
     report.add("grants", f"({len(grants)})")
     for g in grants:
         why = ", ".join(sorted({f"{r.kind} {r.ref} via {r.group}" for r in g.reasons}))
-        channels = ",".join(c for c in ("console", "cli") if g.allows(c))
+        channels = ",".join(c for c in _CHANNELS if g.allows(c))
         report.add(
             "", f"{g.account_alias or g.account_id}/{g.role_name}  {g.role_arn}  [{channels}]  ({why})"
         )
