@@ -61,8 +61,11 @@ BENCH_ARGS ?=
 bench-issuance: install test-deps
 	$(BIN)/python bench/issuance.py $(BENCH_ARGS)
 
+# ruff, then mypy --strict with the [tool.mypy] settings of pyproject.toml (the client's sources once they exist)
+LINT_CLIENT := $(wildcard clients/awsbroker/src)
 lint: install
-	$(BIN)/ruff check broker tests bench
+	$(BIN)/ruff check broker tests bench $(wildcard clients)
+	$(BIN)/mypy broker $(LINT_CLIENT)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -76,4 +76,4 @@ def configure(level: str = "info", fmt: str = "json") -> None:
 
 
 def get_logger(name: str = "broker") -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    return structlog.stdlib.get_logger(name)  # typed as the wrapper_class configure() sets

@@ -82,16 +82,17 @@ class OutOfTime(BotoCoreError):
 class _Deadline:
     """botocore event hooks: the clock starts when a call starts (``before-call``, once per call);
     each retry's request (``request-created``, once per attempt) is refused when a whole attempt
-    (connect + read timeout) would end after ``total`` seconds."""
+    (connect + read timeout) would end after ``total`` seconds. botocore calls a hook with
+    keywords only (``context`` for the first, ``request`` for the second, and others)."""
 
     def __init__(self, *, total: float, attempt: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.attempt, self.clock = total, attempt, clock
 
-    def start(self, context: dict[str, Any], **_: Any) -> None:
-        context["broker_deadline"] = self.clock() + self.total
+    def start(self, **event: Any) -> None:
+        event["context"]["broker_deadline"] = self.clock() + self.total
 
-    def check(self, request: Any, **_: Any) -> None:
-        context = getattr(request, "context", None) or {}
+    def check(self, **event: Any) -> None:
+        context = getattr(event["request"], "context", None) or {}
         attempt = context.get("retries", {}).get("attempt", 1)
         deadline = context.get("broker_deadline")
         if attempt > 1 and deadline is not None and self.clock() + self.attempt > deadline:
@@ -160,8 +161,10 @@ def form_body(params: Mapping[str, Any]) -> bytes:
     return "&".join(f"{form_quote(str(k))}={form_quote(str(v))}" for k, v in params.items()).encode("ascii")
 
 
-def _encode_form_body(params: dict[str, Any], **_: Any) -> None:
-    """botocore ``before-call`` hook: the Query-protocol body dict, encoded by ``form_body``."""
+def _encode_form_body(**event: Any) -> None:
+    """botocore ``before-call`` hook (keywords only): the Query-protocol body dict of its
+    ``params``, encoded by ``form_body``."""
+    params: dict[str, Any] = event["params"]
     body = params.get("body")
     if isinstance(body, dict):
         params["body"] = form_body(body)

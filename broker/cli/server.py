@@ -6,11 +6,16 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:  # the commands import the server's modules only when they run
+    from broker.cli.preview import PreviewFormat
+    from broker.config import Config
+    from broker.domain import Channel
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The federation broker (server side).")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for the SAML IdP and the OIDC issuer.")
@@ -25,7 +30,7 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _load(path: Path | None):  # type: ignore[no-untyped-def]
+def _load(path: Path | None) -> Config:
     from broker.config import load_config
 
     try:
@@ -75,7 +80,7 @@ def migrate(
     typer.echo(f"database schema at revision {session.current_revision(engine)}")
 
 
-def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped-def]
+def _run(cfg: Config, *, workers: int | None = None) -> None:
     import uvicorn
 
     from broker.app import create_app, prepare_start, startup_problems
@@ -83,7 +88,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
     workers = workers or cfg.server.workers
     # uvicorn must not trust forwarding headers by itself (its default believes any from
     # 127.0.0.1): the broker decides the client address, from server.trusted_proxies only.
-    no_proxy_headers = {"proxy_headers": False, "forwarded_allow_ips": ""}
+    # Hence proxy_headers=False, forwarded_allow_ips="" in both calls below.
     if workers > 1:
         # The database is checked and the mapping synced once, here; then each worker builds its
         # own app from $BROKER_CONFIG (a worker that cannot start stops them all).
@@ -94,7 +99,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
             raise typer.Exit(1) from None
         uvicorn.run(
             "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
-            workers=workers, access_log=False, log_config=None, **no_proxy_headers,
+            workers=workers, access_log=False, log_config=None, proxy_headers=False, forwarded_allow_ips="",
         )
         return
     try:
@@ -104,7 +109,7 @@ def _run(cfg, *, workers: int | None = None) -> None:  # type: ignore[no-untyped
         raise typer.Exit(1) from None
     try:
         uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,
-                    **no_proxy_headers)
+                    proxy_headers=False, forwarded_allow_ips="")
     finally:
         application.state.services.close()  # LDAP pools, HTTP clients, Redis, database, the sandbox
 
@@ -229,7 +234,9 @@ def preview_assertion(
     """
     from broker.cli.preview import Overrides, preview, read_person
 
-    if format not in (None, "saml", "jwt") or channel not in ("cli", "console"):
+    formats: dict[str | None, PreviewFormat | None] = {None: None, "saml": "saml", "jwt": "jwt"}
+    channels: dict[str, Channel] = {"cli": "cli", "console": "console"}
+    if format not in formats or channel not in channels:
         typer.echo("--format is saml or jwt; --channel is cli or console", err=True)
         raise typer.Exit(2)
     cfg = _load(config)
@@ -242,7 +249,8 @@ def preview_assertion(
         identity = person.identity
         typer.echo(f"person: {identity.username} (id {identity.id}; groups: {', '.join(identity.groups) or 'none'})",
                    err=True)
-        result = preview(cfg, identity=identity, account=account, role=role, fmt=format, channel=channel, duration=duration)  # type: ignore[arg-type]
+        result = preview(cfg, identity=identity, account=account, role=role, fmt=formats[format],
+                         channel=channels[channel], duration=duration)
     except BrokerError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         raise typer.Exit(3 if exc.status == 503 else 1) from None

@@ -105,7 +105,11 @@ class SignIn:
 
 @runtime_checkable
 class UpstreamConnector(Connector, Protocol):
-    kind: Literal["saml", "oidc"]
+    @property
+    def kind(self) -> Literal["saml", "oidc"]:
+        """The protocol, a class constant of each implementation."""
+        ...
+
     display_name: str
     """What the sign-in button says."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -239,7 +239,7 @@ class _DirectoryServer(_Section):
         return servers
 
     @model_validator(mode="after")
-    def _tls(self):  # type: ignore[no-untyped-def]
+    def _tls(self) -> Self:
         plain = [u for u in self.servers if u.startswith("ldap://")]
         if plain and not self.start_tls and not self.insecure_no_tls:
             raise ValueError(
@@ -379,7 +379,7 @@ class SamlUpstreamConfig(_Upstream):
         return None if value is None else _https_url(value)
 
     @model_validator(mode="after")
-    def _one_source(self):  # type: ignore[no-untyped-def]
+    def _one_source(self) -> Self:
         if (self.metadata_file is None) == (self.metadata_url is None):
             raise ValueError("give exactly one of metadata_file and metadata_url")
         if self.metadata_file is not None and not self.metadata_file.is_file():
@@ -437,7 +437,7 @@ class OidcUpstreamConfig(_Upstream):
         return value
 
     @model_validator(mode="after")
-    def _client(self):  # type: ignore[no-untyped-def]
+    def _client(self) -> Self:
         method = self.token_endpoint_auth_method
         if method is None:
             self.token_endpoint_auth_method = "client_secret_basic" if self.client_secret is not None else "none"

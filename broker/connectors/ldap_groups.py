@@ -60,7 +60,7 @@ class MemberOf:
     def __init__(self, config: MemberOfGroups, default_base: str) -> None:
         self._c = config
         self._base = config.base or default_base
-        self.user_attributes = (config.attribute,)
+        self.user_attributes: tuple[str, ...] = (config.attribute,)
 
     def group_dns(self, pool: LdapPool, user: Entry) -> list[str]:
         direct = user.text(self._c.attribute)
@@ -72,7 +72,7 @@ class MemberOf:
 class GroupSearch:
     def __init__(self, config: GroupSearchGroups) -> None:
         self._c = config
-        self.user_attributes = () if config.member_value == "dn" else (config.member_value,)
+        self.user_attributes: tuple[str, ...] = () if config.member_value == "dn" else (config.member_value,)
 
     def group_dns(self, pool: LdapPool, user: Entry) -> list[str]:
         values = [user.dn] if self._c.member_value == "dn" else user.text(self._c.member_value)

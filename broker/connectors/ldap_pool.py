@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import ldap3
@@ -53,7 +53,7 @@ _REFUSED = {
     50,  # insufficientAccessRights
     53,  # unwillingToPerform
 }
-_SCOPES = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
+_SCOPES: dict[str, Literal["BASE", "LEVEL", "SUBTREE"]] = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
 
 
 @contextmanager

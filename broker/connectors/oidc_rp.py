@@ -34,7 +34,7 @@ import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
+from joserfc.jwk import JWKRegistry, Key
 
 from broker.connectors.base import Connector, SignIn
 from broker.connectors.config import OidcUpstreamConfig, loopback_host
@@ -164,13 +164,14 @@ class OidcRelyingParty:
                 continue
             if any(k in jwk for k in ("d", "p", "q", "k")):
                 continue  # a private or symmetric key has no business in a JWKS
-            kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else f"#{i}"
-            keys[kid] = jwk
+            kid = jwk.get("kid")
+            keys[kid if isinstance(kid, str) else f"#{i}"] = jwk
         self._keys, self._keys_at = keys, now
         log.info("oidc_jwks_loaded", idp=self.name, keys=len(keys))
 
-    def _key(self, kid: str | None, alg: str, now: float) -> RSAKey | ECKey | OKPKey:
-        """The JWKS key for ``kid`` and ``alg``; refetch on an unknown kid, at most every N seconds."""
+    def _key(self, kid: str | None, alg: str, now: float) -> Key:
+        """The JWKS key for ``kid`` and ``alg`` (RSA, EC or OKP: ``_load_keys`` keeps no other);
+        refetch on an unknown kid, at most every N seconds."""
         with self._lock:
             stale = self._keys_at is None or now - self._keys_at >= self._config.discovery_ttl_seconds
         if stale:
@@ -359,7 +360,7 @@ class OidcRelyingParty:
             raise UpstreamRejected(reason="email_not_verified")
         groups = group_list(claim(claims, cmap.groups)) if cmap.groups is not None else ()
         group_claim = cmap.groups if isinstance(cmap.groups, str) else None
-        kept = []
+        kept: list[tuple[str, tuple[str, ...]]] = []
         for name, value in list(claims.items())[: MAX_ATTRIBUTES * 2]:
             if name in _TOKEN_CLAIMS or name == group_claim:
                 continue

@@ -7,30 +7,40 @@ static directory never imports ldap3's connection machinery, and the reverse.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.connectors.base import Connector, UpstreamConnector
 from broker.state.base import StateStore
 
+if TYPE_CHECKING:
+    from broker.connectors.config import (
+        AdDirectoryConfig,
+        LdapDirectoryConfig,
+        OidcUpstreamConfig,
+        SamlUpstreamConfig,
+        StaticDirectoryConfig,
+    )
 
-def _static(config: Any, state: StateStore | None) -> Connector:
+
+def _static(config: StaticDirectoryConfig, state: StateStore | None) -> Connector:
     from broker.connectors.static import StaticConnector
 
     return StaticConnector(config)
 
 
-def _ldap(config: Any, state: StateStore | None) -> Connector:
+def _ldap(config: LdapDirectoryConfig, state: StateStore | None) -> Connector:
     from broker.connectors.ldap import LdapConnector
 
     return LdapConnector(config, state=state)
 
 
-def _ad(config: Any, state: StateStore | None) -> Connector:
+def _ad(config: AdDirectoryConfig, state: StateStore | None) -> Connector:
     from broker.connectors.ad import AdConnector
 
     return AdConnector(config, state=state)
 
 
+# by ``config.type``; each factory takes the config class of its type (the discriminated union's)
 FACTORIES: dict[str, Callable[[Any, StateStore | None], Connector]] = {
     "static": _static,
     "ldap": _ldap,
@@ -38,7 +48,9 @@ FACTORIES: dict[str, Callable[[Any, StateStore | None], Connector]] = {
 }
 
 
-def build_connector(config: Any, *, state: StateStore | None = None) -> Connector:
+def build_connector(
+    config: StaticDirectoryConfig | LdapDirectoryConfig | AdDirectoryConfig, *, state: StateStore | None = None
+) -> Connector:
     """The connector for one ``directory:`` section (``StaticDirectoryConfig``, ``LdapDirectoryConfig``, ...).
 
     ``state`` holds the group cache (``directory.cache``); without one, an in-process store is used.
@@ -57,13 +69,13 @@ def build_connector(config: Any, *, state: StateStore | None = None) -> Connecto
 # ---- upstream identity providers (``upstream:``): the broker as SAML SP / OIDC RP ----
 
 
-def _saml(config: Any, **kw: Any) -> UpstreamConnector:
+def _saml(config: SamlUpstreamConfig, **kw: Any) -> UpstreamConnector:
     from broker.connectors.saml_sp import SamlServiceProvider
 
     return SamlServiceProvider(config, **kw)
 
 
-def _oidc(config: Any, **kw: Any) -> UpstreamConnector:
+def _oidc(config: OidcUpstreamConfig, **kw: Any) -> UpstreamConnector:
     from broker.connectors.oidc_rp import OidcRelyingParty
 
     return OidcRelyingParty(config, **kw)
@@ -73,7 +85,7 @@ UPSTREAM_FACTORIES: dict[str, Callable[..., UpstreamConnector]] = {"saml": _saml
 
 
 def build_upstream(
-    configs: Iterable[Any], *, public_url: str, state: StateStore, directory: Connector | None = None
+    configs: Iterable[SamlUpstreamConfig | OidcUpstreamConfig], *, public_url: str, state: StateStore, directory: Connector | None = None
 ) -> dict[str, UpstreamConnector]:
     """One connector per ``upstream:`` entry, by name, in the configured order (the sign-in buttons').
 

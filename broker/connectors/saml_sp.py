@@ -161,7 +161,7 @@ class SamlServiceProvider:
         acs = urlsplit(self.acs_url)
         # python3-saml compares Destination/Recipient with "the current URL": built from the
         # configured public URL, never from the request's Host header.
-        self._request_data = {
+        self._request_data: dict[str, Any] = {
             "https": "on" if acs.scheme == "https" else "off",
             "http_host": acs.netloc,
             "script_name": acs.path,
@@ -264,9 +264,8 @@ class SamlServiceProvider:
         if self._fetcher is None or cfg.metadata_url is None:
             assert current is not None
             return current
-        fresh = current is not None and now - current.loaded_at < cfg.metadata_refresh_seconds
-        if fresh or (current is not None and now < self._retry_at):
-            return current  # type: ignore[return-value]
+        if current is not None and (now - current.loaded_at < cfg.metadata_refresh_seconds or now < self._retry_at):
+            return current  # fresh, or the last refresh failed less than a minute ago
         with self._lock:
             current = self._current
             if current is not None and now - current.loaded_at < cfg.metadata_refresh_seconds:
@@ -285,7 +284,8 @@ class SamlServiceProvider:
 
     @staticmethod
     def _signing_of(s: _IdpSettings) -> list[str]:
-        return s.settings.get_idp_data()["x509certMulti"]["signing"]
+        signing: list[str] = s.settings.get_idp_data()["x509certMulti"]["signing"]  # python3-saml: untyped
+        return signing
 
     def metadata(self) -> bytes:
         """This SP's metadata: entity ID, ACS (HTTP-POST), WantAssertionsSigned; no keys (requests are unsigned)."""

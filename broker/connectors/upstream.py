@@ -46,10 +46,10 @@ def clean_text(value: Any, *, limit: int = MAX_NAME) -> str | None:
     """A usable single-line string (username, email, group), or None."""
     if not isinstance(value, str):
         return None
-    value = value.strip()
-    if not value or len(value) > limit or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    text = value.strip()
+    if not text or len(text) > limit or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
         return None
-    return value
+    return text
 
 
 class PendingRequests:
@@ -74,7 +74,7 @@ class PendingRequests:
         raw = self._state.get(key)
         if raw is None or not self._state.delete(key):
             raise SsoRequestInvalid(reason="unknown_or_used_request")
-        record = json.loads(raw)
+        record: dict[str, Any] = json.loads(raw)  # put() stored a JSON object
         expected = record.get("binding")
         if not binding or not isinstance(expected, str) or not hmac.compare_digest(expected, binding):
             raise SsoRequestInvalid(reason="other_browser")

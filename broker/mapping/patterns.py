@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import re2
 
@@ -29,7 +30,7 @@ _SET_OPTIONS = re2.Options()
 _SET_OPTIONS.log_errors = False
 _SET_OPTIONS.max_mem = 32 << 20  # all rules at once
 
-Regexp = re2._Regexp
+Regexp: TypeAlias = "re2._Regexp[str]"  # generic only in typings/re2.pyi
 
 
 class PatternError(ValueError):
@@ -102,9 +103,10 @@ class RuleMatcher:
             if not hits:
                 return ()
             candidates = [self._index[k] for k in sorted(hits)]
-        out = []
+        out: list[tuple[int, str, str]] = []
         for i in candidates:
-            m = self._compiled[i].fullmatch(data)  # type: ignore[union-attr]
+            compiled = self._compiled[i]  # in the index, so it compiled
+            m = compiled.fullmatch(data) if compiled is not None else None
             if m is not None:
                 account, role = m.group("account"), m.group("role")
                 if account is not None and role is not None:

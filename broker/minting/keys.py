@@ -91,15 +91,18 @@ class SigningKey:
     def cert_der(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
-    def public_jwk(self) -> dict[str, str]:
+    def public_jwk(self) -> dict[str, str | list[str]]:  # joserfc's DictKey (key_ops is a list)
         return {**self.jwk.as_dict(private=False), "kid": self.kid, "use": "sig", "alg": "RS256"}
 
     def probe(self) -> None:
         """Sign and verify a few bytes: the key is usable (readiness)."""
         message = b"broker readiness probe"
         signature = self.private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        public = self.certificate.public_key()
+        if not isinstance(public, rsa.RSAPublicKey):  # load_key refuses such a pair: not expected here
+            raise SigningKeyError([f"the {self.source} certificate holds no RSA key"])
         try:
-            self.certificate.public_key().verify(signature, message, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr, call-arg, arg-type]
+            public.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise SigningKeyError([f"the {self.source} key no longer matches its certificate"]) from None
 
@@ -167,7 +170,8 @@ def _read_cert(path: Path) -> x509.Certificate:
 def load_key(files: KeyFiles) -> SigningKey:
     key = _read_private(files.key)
     cert = _read_cert(files.cert)
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+    public = cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or public.public_numbers() != key.public_key().public_numbers():
         raise SigningKeyError([f"{files.cert}: this certificate is not the certificate of {files.key}"])
     return SigningKey.from_objects(key, cert, source=str(files.key))
 

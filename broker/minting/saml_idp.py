@@ -104,8 +104,8 @@ class SamlIdp:
         self.lifetime = timedelta(seconds=assertion_lifetime)
         self.regional_recipient = regional_recipient
         current = keys.current
-        self._xkey = xmlsec.Key.from_memory(current.private_pem, xmlsec.KeyFormat.PEM, None)
-        self._xkey.load_cert_from_memory(current.cert_pem, xmlsec.KeyFormat.CERT_PEM)
+        self._xkey = xmlsec.Key.from_memory(current.private_pem, xmlsec.constants.KeyDataFormatPem, None)
+        self._xkey.load_cert_from_memory(current.cert_pem, xmlsec.constants.KeyDataFormatCertPem)
         self._metadata = self._build_metadata()
 
     # ---- metadata ----
@@ -239,11 +239,11 @@ class SamlIdp:
         )
 
     def _sign(self, node: etree._Element, node_id: str) -> None:
-        signature = xmlsec.template.create(node, xmlsec.Transform.EXCL_C14N, xmlsec.Transform.RSA_SHA256, ns="ds")
+        signature = xmlsec.template.create(node, xmlsec.constants.TransformExclC14N, xmlsec.constants.TransformRsaSha256, ns="ds")
         node.insert(1, signature)  # right after Issuer, as the schema orders it
-        ref = xmlsec.template.add_reference(signature, xmlsec.Transform.SHA256, uri="#" + node_id)
-        xmlsec.template.add_transform(ref, xmlsec.Transform.ENVELOPED)
-        xmlsec.template.add_transform(ref, xmlsec.Transform.EXCL_C14N)
+        ref = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256, uri="#" + node_id)
+        xmlsec.template.add_transform(ref, xmlsec.constants.TransformEnveloped)
+        xmlsec.template.add_transform(ref, xmlsec.constants.TransformExclC14N)
         key_info = xmlsec.template.ensure_key_info(signature)
         xmlsec.template.add_x509_data(key_info)
         xmlsec.tree.add_ids(node, ["ID"])

@@ -63,7 +63,8 @@ class RedisState:
 
     def get(self, key: str) -> str | None:
         with _translate():
-            return self._r.get(self._k(key))
+            value = self._r.get(self._k(key))
+        return value.decode("utf-8") if isinstance(value, bytes) else value  # bytes: a client without decode_responses
 
     def set(self, key: str, value: str, *, ttl: float | None) -> None:
         with _translate():
@@ -84,7 +85,7 @@ class RedisState:
     def ttl(self, key: str) -> float | None:
         with _translate():
             ms = self._r.pttl(self._k(key))
-        return None if ms is None or ms < 0 else ms / 1000
+        return None if ms < 0 else ms / 1000  # -2: no such key, -1: no expiry
 
     def ping(self) -> None:
         with _translate():

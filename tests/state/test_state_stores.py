@@ -189,6 +189,23 @@ def test_a_redis_outage_is_state_unavailable():
         s.ping()
 
 
+@pytest.mark.redis
+def test_a_redis_client_without_decode_responses_still_answers_text():
+    """``RedisState`` takes any client: one that answers bytes gets the same strings back."""
+    import redis
+
+    from broker.state.redis import RedisState
+
+    client = redis.Redis.from_url(os.environ["BROKER_TEST_REDIS_URL"])  # decode_responses=False
+    state = RedisState(client, prefix=f"test:{secrets.token_hex(6)}:")
+    try:
+        state.set("k", "v\u00e9", ttl=30)
+        assert state.get("k") == "v\u00e9" and state.get("absent") is None
+        assert state.delete("k")
+    finally:
+        client.close()
+
+
 def test_the_group_cache_lives_in_the_state_store():
     from broker.connectors.group_cache import GroupCache
 
