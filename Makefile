@@ -61,11 +61,10 @@ BENCH_ARGS ?=
 bench-issuance: install test-deps
 	$(BIN)/python bench/issuance.py $(BENCH_ARGS)
 
-# ruff, then mypy --strict with the [tool.mypy] settings of pyproject.toml (the client's sources once they exist)
-LINT_CLIENT := $(wildcard clients/awsbroker/src)
+# ruff, then mypy --strict over broker/ and clients/awsbroker/src (the [tool.mypy] settings of pyproject.toml)
 lint: install
-	$(BIN)/ruff check broker tests bench $(wildcard clients)
-	$(BIN)/mypy broker $(LINT_CLIENT)
+	$(BIN)/ruff check broker tests bench clients
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

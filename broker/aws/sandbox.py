@@ -119,8 +119,8 @@ class MotoSandbox:
                                          request_handler=MotoRequestHandler, fd=listener.fileno())
                 self._thread = threading.Thread(target=server.serve_forever, name="sandbox-sts", daemon=True)
                 self._thread.start()
-                host, port = server.server_address[:2]
-                self._server, self._url = server, f"http://{host}:{port}"
+                port = server.server_address[1]  # the one bound (self.port may be 0)
+                self._server, self._url = server, f"http://{SANDBOX_HOST}:{port}"
             return self._url
 
     def close(self) -> None:

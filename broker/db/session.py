@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -42,7 +44,7 @@ def make_engine(db: DatabaseConfig) -> Engine:
         )
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +83,7 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     _run(engine, command.downgrade, revision)
 
 
-def _run(engine: Engine, step, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _run(engine: Engine, step: Callable[[AlembicConfig, str], None], revision: str) -> None:
     cfg = _alembic_config()
     migration_log = logging.getLogger("alembic.runtime.migration")
     migration_log.setLevel(logging.INFO)

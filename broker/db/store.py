@@ -252,19 +252,6 @@ class SqlMappingStore:
 
     # ---- the audit log ----
 
-    def record_event(
-        self,
-        ctx: AuditContext,
-        action: str,
-        *,
-        outcome: str,
-        target_type: str | None = None,
-        target_id: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        """One decision (an issuance, a sign-in) into the audit log, in its own transaction."""
-        self.record_events([Decision(ctx, action, outcome, target_type, target_id, details)])
-
     def record_events(self, events: Sequence[Decision]) -> None:
         """The flow's ``DecisionLog``: several decisions of one request (a password sign-in and
         the issuance it led to) in one write: one transaction on SQLite, one pipelined batch of

@@ -18,7 +18,7 @@ import secrets
 import sys
 import webbrowser
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -34,7 +34,8 @@ app = typer.Typer(
     "6 login failed, 7 broker error.",
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="the broker, e.g. https://broker.example.com "
                                                "(default: $AWSBROKER_URL, else the one you logged in to)")]
@@ -42,16 +43,16 @@ AccountOpt = Annotated[str, typer.Option("--account", "-a", help="12-digit accou
 RoleOpt = Annotated[str, typer.Option("--role", "-r", help="role name")]
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     typer.echo(f"awsbroker: {message}", err=True)
     raise typer.Exit(code)
 
 
-def handled(fn: F) -> F:
+def handled(fn: Callable[P, R]) -> Callable[P, R]:
     """CliError → its message on stderr and its exit code; nothing else leaks."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except CliError as exc:
@@ -59,7 +60,7 @@ def handled(fn: F) -> F:
         except (OSError, ValueError) as exc:
             _fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _broker(url: str | None) -> Broker:
@@ -191,7 +192,8 @@ def credentials(
     creds = delivery.parse_credential_process(data)
     region = region or account_region  # the account's default region, as the portal's CLI panel sets it
     if format == "env":
-        typer.echo(delivery.env(creds, shell=shell, region=region), nl=False)  # type: ignore[arg-type]
+        chosen = next(s for s in delivery.SHELLS if s == shell)  # checked above
+        typer.echo(delivery.env(creds, shell=chosen, region=region), nl=False)
     else:
         typer.echo(delivery.ini(creds, profile=profile, region=region), nl=False)
 

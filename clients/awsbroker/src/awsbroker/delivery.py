@@ -20,12 +20,12 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 Format = Literal["credential_process", "container", "env", "ini"]
 Shell = Literal["bash", "fish", "powershell"]
 FORMATS: tuple[str, ...] = ("credential_process", "container", "env", "ini")
-SHELLS: tuple[str, ...] = ("bash", "fish", "powershell")
+SHELLS: tuple[Shell, ...] = get_args(Shell)
 _PROFILE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 
