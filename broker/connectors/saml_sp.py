@@ -237,7 +237,7 @@ class SamlServiceProvider:
                 sp_validation_only=False,
             )
         except (UpstreamRejected, OneLogin_Saml2_Error, ValueError, TypeError, KeyError) as exc:
-            detail = getattr(exc, "reason", None) or str(exc)
+            detail = (exc.reason if isinstance(exc, UpstreamRejected) else None) or str(exc)
             log.warning("saml_metadata_unusable", idp=self.name, problem=detail[:200])
             raise UpstreamUnavailable(f"the IdP metadata is not usable: {detail[:200]}") from None
         return _IdpSettings(settings, loaded_at=now)

@@ -170,3 +170,12 @@ def test_unusable_metadata_file_stops_the_start(app_factory: Any, tmp_path: Path
     with pytest.raises(ConfigError) as info:
         app_factory(upstream=[{"type": "saml", "name": "adfs", "metadata_file": str(md)}])
     assert "upstream adfs: metadata_file" in str(info.value)
+
+
+def test_unusable_metadata_names_the_refusal_reason(app_factory: Any, tmp_path: Path) -> None:
+    """An XML refusal (UpstreamRejected) in the metadata is named by its reason, not its generic message."""
+    md = tmp_path / "idp.xml"
+    md.write_bytes(b'<!DOCTYPE x [<!ENTITY a "b">]><x/>')
+    with pytest.raises(ConfigError) as info:
+        app_factory(upstream=[{"type": "saml", "name": "adfs", "metadata_file": str(md)}])
+    assert "dtd_forbidden" in str(info.value)
