@@ -29,7 +29,7 @@ from broker.db.views import View
 from broker.errors import BrokerError, Duplicate, StorageUnavailable
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.snapshot import MappingSnapshot
-from broker.mapping.store import ImportPlan, MappingStore
+from broker.mapping.store import ImportPlan
 
 __all__ = ["CONFIG_ACTOR", "SqlMappingStore", "document_hash"]
 
@@ -288,8 +288,3 @@ def _integrity_detail(exc: IntegrityError) -> str:
         if marker in text_:
             return {"uq_roles_account_name": "role", "uq_mappings_group_role": "mapping"}.get(marker, "alias")
     return "unique constraint"
-
-
-def _implements(store: SqlMappingStore) -> MappingStore:
-    """The type checker's proof that the store implements ``broker.mapping.store.MappingStore``."""
-    return store

@@ -297,8 +297,3 @@ def reference_issues(doc: MappingDocument) -> list[tuple[str, str]]:
             problems.append((f"rules[{i}].name", f"rule {r.name!r} is listed twice"))
         rule_names.add(r.name)
     return problems
-
-
-def reference_problems(doc: MappingDocument) -> list[str]:
-    """``reference_issues`` as messages (each names the object it concerns)."""
-    return [message for _, message in reference_issues(doc)]

@@ -51,15 +51,6 @@ def compile_pattern(pattern: str) -> Regexp:
         raise PatternError(_reason(exc)) from None
 
 
-def pattern_problem(pattern: str) -> str | None:
-    """Why RE2 refuses ``pattern``, or None when it compiles."""
-    try:
-        compile_pattern(pattern)
-    except PatternError as exc:
-        return str(exc)
-    return None
-
-
 class RuleMatcher:
     """Every usable rule pattern in one ``re2.Set``: one linear pass over a group name says which
     rules match; only those run again to read their ``account`` and ``role`` groups."""
