@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class AuditContext:
 
 
 SYSTEM = AuditContext(actor="system")
+
+Outcome = Literal["allow", "deny", "error"]
+"""A decision's outcome: allowed, refused (deny), or failed on the broker's side (error)."""
 
 
 class Decision(NamedTuple):

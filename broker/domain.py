@@ -7,6 +7,11 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 Channel = Literal["console", "cli"]
+FederationPath = Literal["saml", "web_identity"]
+"""How a role is assumed: AssumeRoleWithSAML or AssumeRoleWithWebIdentity."""
+ReasonKind = Literal["mapping", "rule"]
+Source = Literal["config", "api"]
+"""Who manages a mapping object: the configuration file (read-only over the API) or the admin API."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ class GrantReason(NamedTuple):
     """Why a grant exists: one mapping row or one naming rule, and the group that matched.
     (A NamedTuple: built hundreds of times per resolution, and a tuple is cheap to build.)"""
 
-    kind: Literal["mapping", "rule"]
+    kind: ReasonKind
     ref: str
     """The mapping id or the rule name."""
     group: str
@@ -42,7 +47,7 @@ class GrantReason(NamedTuple):
     cli: bool
     session_duration: int | None
     """This reason's own cap (seconds), if any."""
-    source: Literal["config", "api"] = "api"
+    source: Source = "api"
 
 
 class RoleGrant(NamedTuple):
@@ -54,7 +59,7 @@ class RoleGrant(NamedTuple):
     partition: str
     region: str
     environment: str | None
-    federation_path: Literal["saml", "web_identity"]
+    federation_path: FederationPath
     saml_provider: str | None
     audience: str | None
     role_name: str

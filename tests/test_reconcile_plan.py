@@ -12,7 +12,8 @@ from typing import Any
 
 from broker.db import reconcile
 from broker.db.reconcile import API, CONFIG, Current, Stored, plan
-from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec, Source
+from broker.domain import Source
+from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 
 CORE, TEAM, NEW = "111122223333", "444455556666", "777788889999"
 

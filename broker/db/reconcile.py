@@ -28,8 +28,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from broker.domain import Source
 from broker.groups import match_key
-from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec, Source
+from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.store import KINDS, ImportPlan, Kind
 
 API: Source = "api"

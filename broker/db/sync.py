@@ -30,8 +30,9 @@ from broker.db.reconcile import (
     Stored,
     plan,
 )
+from broker.domain import Source
 from broker.errors import ConfigSyncFailed, InvalidImport, ReadOnly
-from broker.mapping.model import MappingDocument, Source
+from broker.mapping.model import MappingDocument
 from broker.mapping.store import ImportPlan, Kind
 
 CONFIG_ACTOR = AuditContext(actor="config-file")

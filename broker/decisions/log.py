@@ -14,17 +14,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from broker.audit import AuditContext, Decision
+from broker.audit import AuditContext, Decision, Outcome
 from broker.domain import Identity
 from broker.errors import BrokerError
 from broker.logs import get_logger
 
 log = get_logger("broker.flow")
-
-Outcome = Literal["allow", "deny", "error"]
-
 
 @dataclass(frozen=True)
 class DecisionContext:

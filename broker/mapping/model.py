@@ -27,7 +27,6 @@ SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
-Source = Literal["config", "api"]
 """Who manages an object: the configuration file (read-only through the API) or the admin API."""
 
 

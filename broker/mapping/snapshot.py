@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from broker.aws.partitions import PartitionName
-from broker.mapping.model import Source
+from broker.domain import FederationPath, Source
 from broker.mapping.patterns import RuleMatcher, rule_matcher
 
 
@@ -22,7 +21,7 @@ class AccountRecord:
     partition: PartitionName
     region: str
     environment: str | None
-    federation_path: Literal["saml", "web_identity"]
+    federation_path: FederationPath
     saml_provider: str | None
     audience: str | None
 

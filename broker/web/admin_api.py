@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from broker.audit import AuditFilter
+from broker.audit import AuditFilter, Outcome
 from broker.errors import (
     Conflict,
     DeletesNotAllowed,
@@ -401,7 +401,7 @@ def audit_log(
     action: Annotated[str | None, Query(description="exact action, or a prefix ending in '.' or '*'")] = None,
     target_type: str | None = None,
     target_id: str | None = None,
-    outcome: Literal["allow", "deny", "error"] | None = None,
+    outcome: Outcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from broker.audit import Outcome
+from broker.domain import FederationPath, ReasonKind, Source
 from broker.mapping.model import (
     AccountSpec,
     MappingSpec,
     RoleSpec,
     RuleSpec,
     SamlFederation,
-    Source,
     WebIdentityFederation,
 )
 from broker.web.errors import Error
@@ -112,7 +113,7 @@ class AuditEventView(_View):
     at: Timestamp
     actor: str
     action: str
-    outcome: Literal["allow", "deny", "error"]
+    outcome: Outcome
     target_type: str | None
     target_id: str | None
     request_id: str | None
@@ -128,7 +129,7 @@ class AuditPage(_View):
 
 
 class GrantReasonView(_View):
-    kind: Literal["mapping", "rule"]
+    kind: ReasonKind
     ref: str = Field(description="the mapping id or the rule name")
     group: str
     console: bool
@@ -150,7 +151,7 @@ class GrantView(_View):
     region: str
     role_name: str
     role_arn: str
-    federation_path: Literal["saml", "web_identity"]
+    federation_path: FederationPath
     provider: str | None
     console: bool
     cli: bool
