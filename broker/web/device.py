@@ -10,7 +10,7 @@ RFC 6749 §5.2 shape ``{"error", "error_description"}`` with ``Cache-Control: no
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -27,8 +27,10 @@ from broker.oauth.errors import (
     UnsupportedGrantType,
 )
 from broker.redirects import safe_next
+from broker.services import Services
 from broker.web.deps import ServicesDep, client_ip, decision_context
 from broker.web.pages import error_page, message, page
+from broker.web.sessions import Session
 
 router = APIRouter(tags=["device login (RFC 8628)"])
 
@@ -113,12 +115,12 @@ def _when(at: float, now: float) -> tuple[str, str]:
     return stamp, (f"in {words}" if seconds >= 0 else f"{words} ago")
 
 
-def _entry_page(request: Request, session: Any, *, user_code: str = "", error: str = "", status: int = 200) -> Response:
+def _entry_page(request: Request, session: Session, *, user_code: str = "", error: str = "", status: int = 200) -> Response:
     return page(request, "device.html", session=session, title="Command-line sign-in", user_code=user_code,
                 pending=None, error=error, status=status)
 
 
-def _confirm_page(request: Request, services: Any, session: Any, pending: PendingDevice, *, error: str = "",
+def _confirm_page(request: Request, services: Services, session: Session, pending: PendingDevice, *, error: str = "",
                   status: int = 200) -> Response:
     """RFC 8628 §5.4: what is being approved, before anything is: the client, where and when the
     login started, when it expires — and a warning when it started from another address."""
