@@ -1,7 +1,8 @@
 """Untrusted XML refused on its raw bytes, before any XML parser sees it (billion laughs, XXE).
 
-Neutral ground for everything that reads XML from outside: the upstream SAML SP
-(``broker.connectors.saml_sp``) and the sandbox console's SAML endpoint (``broker.aws.sandbox``).
+Neutral ground for everything that reads XML from outside: today the upstream SAML SP
+(``broker.connectors.saml_sp``: its IdPs' responses and metadata). The sandbox's SAML page, its
+other reader, went with the console SAML POST (issue 12).
 """
 
 from __future__ import annotations
