@@ -119,9 +119,7 @@ def _refusal(request: Request, services: Services, exc: BrokerError) -> Response
     get the JSON error (re-raised to the error handlers)."""
     if not _wants_page(request, services):
         raise exc
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.errors.labels(exc.code).inc()  # as broker.web.errors counts the JSON answers
+    services.metrics.errors.labels(exc.code).inc()  # as broker.web.errors counts the JSON answers
 
     text = f"{exc.message}. Nothing was signed in." if exc.status < 500 else exc.message
     return message(request, None, title="Sign-in failed", text=text, status=exc.status,

@@ -41,3 +41,12 @@ def test_a_real_refusal_audits_its_reason_with_the_default_message(saml: Sso) ->
     r = saml.saml_post("not base64 at all!", req.relay_state)
     saml.assert_refused(r, "upstream_rejected", reasons="not_base64")
     assert r.json()["error"]["message"] == UpstreamRejected.message  # not "not_base64"
+
+
+def test_a_refusal_shown_as_a_page_is_counted_like_a_json_one(saml: Sso) -> None:
+    """broker_errors_total counts the refusals a browser reads as a page too (the services' metrics)."""
+    req = saml.saml_start()
+    r = saml.client.post("/sso/corp-saml/saml/acs", data={"SAMLResponse": "not base64 at all!", "RelayState": req.relay_state},
+                         headers={"Accept": "text/html"})
+    assert r.status_code == 401 and "Sign-in failed" in r.text
+    assert saml.client.get("/metrics").text.count('broker_errors_total{code="upstream_rejected"} 1.0') == 1
