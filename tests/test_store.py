@@ -290,3 +290,10 @@ def test_views_are_the_models_fields_plus_what_the_database_adds(store):
         assert set(view) == set(model.model_fields) == fields | meta
         model.model_validate(view)
     assert store.get_role(PROD, "admin")["arn"] == f"arn:aws:iam::{PROD}:role/Admin"
+
+
+def test_a_mapping_view_documents_its_account_as_the_id() -> None:
+    """A write names the account by id or alias; the answer holds its id, and says so."""
+    from broker.web.admin_schema import MappingView
+
+    assert MappingView.model_fields["account"].description == "the account id"

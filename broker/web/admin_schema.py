@@ -65,14 +65,18 @@ def view_of(
     first: dict[str, Any] | None = None,
     drop: tuple[str, ...] = (),
     views: dict[type[BaseModel], type[BaseModel]] | None = None,
+    stored: dict[str, str] | None = None,
 ) -> type[BaseModel]:
     """The response model of ``model``: its fields (every one required, as every view has them
-    all), their types without validators, after ``first`` (what the database adds)."""
+    all), their types without validators, after ``first`` (what the database adds). ``stored``:
+    the description of a field whose stored value says more than what a write accepts (a write
+    names an account by id or alias; the view answers its id)."""
     fields: dict[str, Any] = dict(first or {})
     for field_name, info in model.model_fields.items():
         if field_name not in drop:
             annotation = _plain(info.annotation, views or {})
-            fields[field_name] = (annotation, Field(description=info.description, discriminator=info.discriminator))
+            description = (stored or {}).get(field_name, info.description)
+            fields[field_name] = (annotation, Field(description=description, discriminator=info.discriminator))
     return create_model(name, __base__=base, __doc__=model.__doc__, **fields)
 
 
@@ -99,7 +103,8 @@ else:
         base=Meta,
         first={"account": (str, Field(description="the account id")), "arn": (str, Field(description="the role's ARN"))},
     )
-    MappingView = view_of(MappingSpec, name="MappingView", base=Meta, first={"id": (int, Field(description="the mapping id"))})
+    MappingView = view_of(MappingSpec, name="MappingView", base=Meta, first={"id": (int, Field(description="the mapping id"))},
+                          stored={"account": "the account id"})
     RuleView = view_of(RuleSpec, name="RuleView", base=Meta)
 
 
