@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from awsbroker.delivery import Credentials, ParsedCredentials
     from broker.aws import ConsoleSignin, CredentialsIssuer
     from broker.aws.sandbox import SandboxConsole
     from broker.aws.signin import FederationSignin
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.store import SqlMappingStore
+    from broker.domain import TemporaryCredentials
     from broker.flow import DecisionLog
     from broker.mapping.store import MappingStore
     from broker.minting import SamlIssuer, TokenIssuer
@@ -92,3 +94,7 @@ if TYPE_CHECKING:
     _sts: type[CredentialsIssuer] = StsGateway
     _aws_console: type[ConsoleSignin] = FederationSignin
     _sandbox_console: type[ConsoleSignin] = SandboxConsole
+
+    # ---- what the credential formats render (awsbroker/delivery.py): the server's and the client's ----
+    _issued_credentials: type[Credentials] = TemporaryCredentials
+    _parsed_credentials: type[Credentials] = ParsedCredentials

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, get_args
 
 Format = Literal["credential_process", "container", "env", "ini"]
 Shell = Literal["bash", "fish", "powershell"]
-FORMATS: tuple[str, ...] = ("credential_process", "container", "env", "ini")
+FORMATS: tuple[Format, ...] = get_args(Format)
 SHELLS: tuple[Shell, ...] = get_args(Shell)
 _PROFILE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
