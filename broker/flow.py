@@ -50,7 +50,7 @@ from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
 from broker.minting.names import role_session_name
-from broker.oauth.device import DeviceFlow, PendingDevice
+from broker.oauth.device import DeviceAuthorization, DeviceFlow, PendingDevice
 from broker.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -251,7 +251,19 @@ class Flow:
                                   target_id=idp, details=details, actor=f"upstream:{idp}"), required=False)
         return error
 
-    # ---- a device login (RFC 8628 §3.3: the person approves on the /device page) ----
+    # ---- a device login (RFC 8628: the CLI starts it, the person approves on /device, the CLI polls) ----
+
+    def start_device(self, *, client_id: str, user_agent: str | None, ctx: DecisionContext) -> DeviceAuthorization:
+        """A new device code (§3.1-3.2), rate limited per address: starts count until completed."""
+        self.limits.device_authorization(address=ctx.source_ip)
+        return self.devices.authorize(client_id=client_id, address=ctx.source_ip, user_agent=user_agent)
+
+    def complete_device(self, *, device_code: str, client_id: str, ctx: DecisionContext) -> Identity:
+        """The identity a poll finds approved (§3.4-3.5; else the RFC error to answer); once
+        completed, its start no longer counts against the address."""
+        identity = self.devices.poll(device_code=device_code, client_id=client_id)
+        self.limits.device_login_completed(address=ctx.source_ip)
+        return identity
 
     def device_code(self, identity: Identity, user_code: str, *, ctx: DecisionContext) -> PendingDevice | None:
         """The pending login a typed code names, for its confirmation page (nothing is decided):

@@ -238,3 +238,21 @@ def test_every_refusal_names_its_code_and_reason() -> None:
     with pytest.raises(BrokerError):
         flow.sign_in("nobody", "pw", ctx=CTX)
     assert {"code", "reason"} <= set(_one(log).details or {})
+
+
+def test_a_device_login_starts_and_completes_in_the_flow_and_completed_starts_no_longer_count() -> None:
+    """RFC 8628 from the CLI's side: ``start_device`` is rate limited per address (starts count
+    until completed), ``complete_device`` hands over the approved identity once and gives the
+    address its start back."""
+    flow, log, _ = _flow(device_authorizations_per_address=2)
+    cli = DecisionContext(source_ip="192.0.2.7", request_id="req-1", via="cli")
+    first = flow.start_device(client_id="awsbroker", user_agent="awsbroker/0.1", ctx=cli)
+    pending = flow.devices.pending(first.user_code)
+    assert pending is not None and pending.address == "192.0.2.7"
+    flow.start_device(client_id="awsbroker", user_agent=None, ctx=cli)
+    with pytest.raises(TooManyRequests):  # two starts, none completed
+        flow.start_device(client_id="awsbroker", user_agent=None, ctx=cli)
+    assert flow.decide_device(PAT, first.user_code, "approve", ctx=CTX) == "approved"
+    assert flow.complete_device(device_code=first.device_code, client_id="awsbroker", ctx=cli) == PAT
+    flow.start_device(client_id="awsbroker", user_agent=None, ctx=cli)  # the completed start counts no more
+    assert [e.action for e in log.events] == ["device.approve"]  # starting and polling decide nothing

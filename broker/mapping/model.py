@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
+from broker.errors import BrokerError, InvalidAccountId, InvalidRegex, InvalidRoleName, ReservedRole
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 # IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
@@ -30,26 +31,28 @@ MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
 """Who manages an object: the configuration file (read-only through the API) or the admin API."""
 
 
-def _fail(code: str, message: str, **ctx: object) -> PydanticCustomError:
-    return PydanticCustomError(code, message, ctx or None)
+def _fail(error: type[BrokerError] | str, message: str, **ctx: object) -> PydanticCustomError:
+    """A validation failure with its stable code: its class's in the error tree, or a field code
+    of its own (``invalid_region`` ...; listed in the README's error-code table)."""
+    return PydanticCustomError(error if isinstance(error, str) else error.code, message, ctx or None)
 
 
 def check_account_id(value: str) -> str:
     if not ACCOUNT_ID.match(value):
-        raise _fail("invalid_account_id", "an AWS account id is exactly 12 digits, got '{value}'", value=value)
+        raise _fail(InvalidAccountId, "an AWS account id is exactly 12 digits, got '{value}'", value=value)
     return value
 
 
 def check_role_name(value: str) -> str:
     if not ROLE_NAME.match(value):
         raise _fail(
-            "invalid_role_name",
+            InvalidRoleName,
             "an IAM role name is 1-64 characters of A-Z a-z 0-9 + = , . @ _ -, got '{value}'",
             value=value,
         )
     if value.lower().startswith("awsreservedsso_"):
         raise _fail(
-            "reserved_role",
+            ReservedRole,
             "'{value}' is an IAM Identity Center role (AWSReservedSSO_*); AWS does not let "
             "an external identity provider assume it",
             value=value,
@@ -88,7 +91,7 @@ def check_rule_pattern(value: str) -> str:
         compiled = compile_pattern(value)
     except PatternError as exc:
         raise _fail(
-            "invalid_regex",
+            InvalidRegex,
             "the pattern does not compile as RE2 syntax (naming rules are matched in linear time: no "
             "look-around, no back-references): {reason}",
             reason=str(exc),
@@ -96,7 +99,7 @@ def check_rule_pattern(value: str) -> str:
     missing = {"account", "role"} - set(compiled.groupindex)
     if missing:
         raise _fail(
-            "invalid_regex",
+            InvalidRegex,
             "the pattern needs the named groups (?P<account>...) and (?P<role>...); missing: {missing}",
             missing=", ".join(sorted(missing)),
         )

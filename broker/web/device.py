@@ -43,15 +43,13 @@ _CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
 
 @router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
 def device_authorization(request: Request, services: ServicesDep, client_id: Param = None, scope: Param = None) -> Response:
-    access = services.access
     if not client_id:
         raise InvalidRequest("client_id is required")
     try:
-        access.limits.device_authorization(address=client_ip(request))
+        grant = services.flow.start_device(client_id=client_id, user_agent=request.headers.get("user-agent"),
+                                           ctx=decision_context(request, "cli"))
     except TooManyRequests as exc:
         raise DeviceStartsLimited(exc.message, retry_after=exc.retry_after) from None
-    grant = access.devices.authorize(client_id=client_id, address=client_ip(request),
-                                     user_agent=request.headers.get("user-agent"))
     return JSONResponse(grant.response(services.config.server.public_url + DEVICE_PATH), headers=_NO_STORE)
 
 
@@ -72,9 +70,9 @@ def token(
     if client_id != services.config.oauth.client_id:
         raise InvalidClient("unknown client_id")
     if grant_type == DEVICE_CODE_GRANT_TYPE:
-        identity = access.devices.poll(device_code=device_code or "", client_id=client_id)
+        identity = services.flow.complete_device(device_code=device_code or "", client_id=client_id,
+                                                 ctx=decision_context(request, "cli"))
         pair = access.tokens.issue(identity, client_id=client_id)
-        access.limits.device_login_completed(address=client_ip(request))  # its start no longer counts
     elif grant_type == "refresh_token":
         pair = access.tokens.refresh(refresh_token or "", client_id=client_id)
     elif grant_type == "password" and services.config.api.password_login:

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.errors import BrokerError, Unavailable
+from broker.errors import BrokerError, MalformedJSON, PayloadTooLarge, Unavailable
 from broker.logs import get_logger
 from broker.oauth.errors import OAuthError
 from broker.web.pages import error_page
@@ -40,11 +40,11 @@ log = get_logger("broker.web")
 _PYDANTIC_GENERIC = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
-    "json_invalid": "malformed_json",
+    "json_invalid": MalformedJSON.code,
     "model_attributes_type": "invalid_type",
     "dict_type": "invalid_type",
 }
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden", 413: "body_too_large"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden", 413: PayloadTooLarge.code}
 
 
 class ErrorDetail(BaseModel):
@@ -121,8 +121,8 @@ def _error_code(err: Mapping[str, Any]) -> str:
 def validation_response(request: Request, errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
     details = [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
     codes = {d["code"] for d in details}
-    if "malformed_json" in codes:
-        return error_response(request, 400, {"code": "malformed_json", "message": "the request body is not valid JSON", "details": details})
+    if MalformedJSON.code in codes:
+        return error_response(request, MalformedJSON.status, {"code": MalformedJSON.code, "message": MalformedJSON.message, "details": details})
     code = codes.pop() if len(codes) == 1 else "invalid_input"
     message = details[0]["message"] if len(details) == 1 else f"{len(details)} problems in the request"
     return error_response(request, 422, {"code": code, "message": message, "details": details})
@@ -172,7 +172,7 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own
-            code, message = "malformed_json", "the request body is not valid JSON (UTF-8)"
+            code, message = MalformedJSON.code, "the request body is not valid JSON (UTF-8)"
         return error_response(request, exc.status_code, {"code": code, "message": message}, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -13,6 +13,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from broker.errors import PayloadTooLarge
 from broker.logs import get_logger
 from broker.metrics import Metrics
 from broker.web.client_address import TrustedProxies
@@ -123,7 +124,7 @@ class BodyLimit:
                 await self._reject(send, 400, "bad_request", "invalid Content-Length", request_id)
                 return
             if too_big:
-                await self._reject(send, 413, "body_too_large", f"the request body exceeds {self.max_bytes} bytes", request_id)
+                await self._reject(send, PayloadTooLarge.status, PayloadTooLarge.code, f"the request body exceeds {self.max_bytes} bytes", request_id)
                 return
         received = 0
         started = False
@@ -147,7 +148,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._reject(send, 413, "body_too_large", f"the request body exceeds {self.max_bytes} bytes", request_id)
+                await self._reject(send, PayloadTooLarge.status, PayloadTooLarge.code, f"the request body exceeds {self.max_bytes} bytes", request_id)
 
     @staticmethod
     async def _reject(send: Send, status: int, code: str, message: str, request_id: Any) -> None:
