@@ -104,7 +104,11 @@ class Flow:
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
-        self.directory = directory
+        # What the directory can do, decided once: isinstance against a runtime Protocol walks
+        # its members on every call, and these checks sit on every issuance.
+        self._directory = directory
+        self._password_directory = directory if isinstance(directory, PasswordConnector) else None
+        self._lookup_directory = directory if isinstance(directory, LookupConnector) else None
         self.minting = minting
         self.aws = aws
         self.audit = AuditWriter(log)
@@ -118,15 +122,8 @@ class Flow:
 
     @property
     def directory(self) -> Connector | None:
+        """The configured directory (None: none is); set once, at construction."""
         return self._directory
-
-    @directory.setter
-    def directory(self, directory: Connector | None) -> None:
-        # What the directory can do, decided once: isinstance against a runtime Protocol walks
-        # its members on every call, and these checks sit on every issuance.
-        self._directory = directory
-        self._password_directory = directory if isinstance(directory, PasswordConnector) else None
-        self._lookup_directory = directory if isinstance(directory, LookupConnector) else None
 
     def grants_for(self, groups: Iterable[str]) -> Resolution:
         return grants_for(self.store, groups)
