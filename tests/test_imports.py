@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def _client_package() -> Path:
     """The employee CLI's package directory: ``clients/awsbroker/awsbroker`` or ``.../src/awsbroker``."""
     base = ROOT / "clients" / "awsbroker"
