@@ -7,7 +7,9 @@ The interface, for the flow (``broker.aws.factory.build_aws`` builds the impleme
 - ``ConsoleSignin`` — ``signin.FederationSignin`` (AWS) or ``sandbox.SandboxConsole`` (SANDBOX):
   a console login URL from temporary credentials, and where a SAML console form posts.
 
-Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``.
+Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``,
+``trust_policy`` (an IAM trust policy evaluated for one request) and ``trust_check`` (a role's
+trust findings for ``broker doctor``).
 This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
 """
 

@@ -10,6 +10,7 @@ import pytest
 
 from broker.aws.trust_check import Finding, audience_key, check_role_trust, needed_actions
 from broker.aws.trust_policy import PolicyError, Request, action_matches, evaluate, parse_policy
+from broker.minting.saml_idp import SamlIdp
 
 SAML_ARN = "arn:aws:iam::111122223333:saml-provider/broker"
 OTHER_SAML = "arn:aws:iam::111122223333:saml-provider/okta"
@@ -273,3 +274,39 @@ def test_deny_wins_and_unknowns_are_never_guessed() -> None:
 def test_malformed_policies_are_refused(document: str) -> None:
     with pytest.raises(PolicyError):
         parse_policy(document)
+
+
+# ---- read back from (moto's) IAM ----
+
+
+def test_trust_policies_read_back_from_iam_through_get_role(moto_sts: str, idp: SamlIdp) -> None:
+    """GetRole sends the document URL-encoded; boto3 decodes it to a dict: the evaluator takes either."""
+    import boto3
+
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_sts,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    metadata = idp.metadata().decode()
+    arn = iam.create_saml_provider(Name="trust-check-broker", SAMLMetadataDocument=metadata)["SAMLProviderArn"]
+    good = policy(allow(principal={"Federated": arn}))
+    lacking = policy(allow(["sts:AssumeRoleWithSAML", "sts:SetSourceIdentity"], principal={"Federated": arn}))
+    for name, document, seconds in (("trust-good", good, 43200), ("trust-lacking", lacking, 3600)):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document), MaxSessionDuration=seconds)
+
+    def check(name: str) -> list[str]:
+        role = iam.get_role(RoleName=name)["Role"]
+        read = role["AssumeRolePolicyDocument"]
+        assert isinstance(read, (str, dict))
+        return codes(check_role_trust(read, provider_arn=arn, federation="saml", audiences=[RECIPIENT],
+                                      max_session_duration=role["MaxSessionDuration"], session_cap=43200))
+
+    assert check("trust-good") == ["trust.ok"]
+    assert check("trust-lacking") == ["trust.action_missing", "role.max_session_too_short"]
+
+    # without botocore's decoding handler, GetRole's document is IAM's URL-encoded JSON
+    from botocore.handlers import json_decode_policies
+
+    iam.meta.events.unregister("after-call.iam", json_decode_policies)
+    raw = iam.get_role(RoleName="trust-lacking")["Role"]["AssumeRolePolicyDocument"]
+    assert isinstance(raw, str) and raw.startswith("%7B")
+    assert codes(check_role_trust(raw, provider_arn=arn, federation="saml", audiences=[RECIPIENT])) == [
+        "trust.action_missing"]
