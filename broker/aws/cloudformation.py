@@ -70,7 +70,8 @@ def template(trust: AccountTrust) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": FORMAT_VERSION,
         "Description": f"Federation broker trust for account {trust.label}"[:1024],
-        "Metadata": {"Broker": {"Account": trust.account_id, "Alias": trust.alias, "Notes": list(trust.notes)}},
+        "Metadata": {"Broker": {"Account": trust.account_id, **({"Alias": trust.alias} if trust.alias else {}),
+                                "Notes": list(trust.notes)}},
         "Resources": resources,
         "Outputs": outputs,
     }
