@@ -7,7 +7,9 @@ The interface, for the flow (``broker.aws.factory.build_aws`` builds the impleme
 - ``ConsoleSignin`` — ``signin.FederationSignin`` (AWS) or ``sandbox.SandboxConsole`` (SANDBOX):
   a console login URL from temporary credentials, and where a SAML console form posts.
 
-Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``.
+Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``,
+``trust`` (each account's IAM provider and role trust policies, from the mapping) and
+``cloudformation`` (that trust as a template, for ``broker aws-setup``).
 This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
 """
 

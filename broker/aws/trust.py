@@ -9,6 +9,13 @@ account's SAML provider for ``sts:AssumeRoleWithSAML`` + ``sts:TagSession`` +
 web identity roles trust the account's OIDC provider for ``sts:AssumeRoleWithWebIdentity`` + the
 same two, with ``<issuer host>:aud`` = the account's audience. The mapping has no per-subject
 constraint, so no ``:sub`` condition is written.
+
+Sources: IAM User Guide id_session-tags (every role trusting an IdP that passes tags needs
+sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud),
+id_roles_providers_oidc (condition keys ``<provider url without https://>:aud``); the
+CloudFormation reference aws-resource-iam-oidcprovider (ThumbprintList is left out: the code
+computes none, IAM no longer uses it for well-known CAs, and cfn-lint's current schema accepts
+the provider without it).
 """
 
 from __future__ import annotations
