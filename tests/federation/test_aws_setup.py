@@ -4,6 +4,7 @@ cfn-lint with no errors."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,16 @@ import yaml
 from lxml import etree
 from typer.testing import CliRunner
 
+from broker.app import build_services
+from broker.audit import AuditContext
 from broker.aws.cloudformation import PROVIDER_ID, render, template
 from broker.aws.trust import BrokerSide, OidcProvider, SamlProvider, account_trust, plan, resolve_accounts
 from broker.cli.server import app as cli
 from broker.cli.server import ensure_demo_keys
 from broker.config import load_config
+from broker.db.store import SqlMappingStore
 from broker.errors import NotFound
+from broker.mapping.model import RoleSpec
 from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord, RuleRecord
 from broker.minting.keys import KeyRing
 from tests.federation.conftest import KeyFilesOnDisk, make_idp
@@ -232,8 +237,6 @@ def test_command_writes_one_linted_template_per_account(config_file: Path, tmp_p
     dev = json.loads((out / files[0]).read_text())
     metadata = dev["Resources"][PROVIDER_ID]["Properties"]["SamlMetadataDocument"]
     certs = etree.fromstring(metadata.encode()).findall(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate")
-    import base64
-
     assert [base64.b64decode(c.text or "") for c in certs] == [k.cert_der for k in keyring.published]  # current + next
     prod = json.loads((out / files[1]).read_text())
     (role,) = [r for r in prod["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
@@ -243,15 +246,18 @@ def test_command_writes_one_linted_template_per_account(config_file: Path, tmp_p
 
 
 def test_command_reads_the_database_when_it_is_usable(config_file: Path) -> None:
-    from broker.app import build_services
-
     services = build_services(load_config(config_file, env={}), env={})  # what a deployed broker did: migrate + sync
+    SqlMappingStore(services.engine).create_role(  # an API-managed role: only the database knows it
+        "sandbox-dev", RoleSpec(name="Auditor", path="/api/", max_session_duration=7200), AuditContext(actor="test")
+    )
     services.engine.dispose()
     result = _run("--config", str(config_file), "--account", "sandbox-dev")
     assert result.exit_code == 0, result.output
     assert "configuration file only" not in result.output
     body = json.loads(result.stdout)
     assert body["Resources"]["RoleAdmin"]["Properties"]["MaxSessionDuration"] == 43200
+    auditor = body["Resources"]["RoleAuditor"]["Properties"]
+    assert (auditor["RoleName"], auditor["Path"], auditor["MaxSessionDuration"]) == ("Auditor", "/api/", 7200)
 
 
 def test_command_names_an_unknown_account(config_file: Path) -> None:
