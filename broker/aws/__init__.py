@@ -5,11 +5,13 @@ The interface, for the flow (``broker.aws.factory.build_aws`` builds the impleme
 - ``CredentialsIssuer`` — ``sts.StsGateway``: AssumeRoleWithSAML / AssumeRoleWithWebIdentity,
   one reused client per (partition, region), AWS errors translated in ``sts.translate``.
 - ``ConsoleSignin`` — ``signin.FederationSignin`` (AWS) or ``sandbox.SandboxConsole`` (SANDBOX):
-  a console login URL from temporary credentials, and where a SAML console form posts.
+  a console login URL from temporary credentials.
 
 Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``,
-``trust_policy`` (an IAM trust policy evaluated for one request) and ``trust_check`` (a role's
-trust findings for ``broker doctor``).
+``trust`` (each account's IAM provider and role trust policies, from the mapping),
+``cloudformation`` (that trust as a template, for ``broker aws-setup``), ``trust_policy`` (an IAM
+trust policy evaluated for one request) and ``trust_check`` (a role's trust findings, for the
+coming ``broker doctor``).
 This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
 """
 

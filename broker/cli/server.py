@@ -260,6 +260,46 @@ def preview_assertion(
         typer.echo(f"{key}: {value}", err=True)
     typer.echo(result.decoded if decode else result.text)
 
+@app.command("aws-setup")
+def aws_setup(
+    config: ConfigOpt = None,
+    format: Annotated[str, typer.Option("--format", help="cloudformation (the only one so far)")] = "cloudformation",
+    account: Annotated[
+        list[str] | None, typer.Option("--account", "-a", help="12-digit account id or alias (repeat it; default: all)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="directory for one template per account (default: stdout)")
+    ] = None,
+) -> None:
+    """Generate each account's IAM provider and role trust policies from the mapping, as CloudFormation."""
+    from broker.aws.cloudformation import render
+    from broker.cli.aws_setup import aws_setup as run_setup
+    from broker.cli.aws_setup import write
+
+    if format != "cloudformation":
+        typer.echo(f"--format {format}: only cloudformation is supported so far", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    try:
+        setup = run_setup(cfg, list(account or ()))
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    for note in setup.notes:
+        typer.echo(f"note: {note}", err=True)
+    for trust in setup.accounts:
+        for note in trust.notes:
+            typer.echo(f"note: {trust.label}: {note}", err=True)
+    if out is not None:
+        for path in write(setup, out):
+            typer.echo(f"wrote {path}", err=True)
+        return
+    if len(setup.accounts) != 1:
+        typer.echo("several accounts: give --out DIR (one template each) or one --account", err=True)
+        raise typer.Exit(2)
+    typer.echo(render(setup.accounts[0]), nl=False)
+
+
 @app.command("check-directory")
 def check_directory(
     user: Annotated[str, typer.Option("--user", "-u", help="the username to look up (as a person would type it)")],

@@ -1,0 +1,211 @@
+"""What each AWS account must hold to trust the broker, derived from the mapping: its IAM
+provider and every role's trust policy (the input of ``broker aws-setup``).
+
+Pure: it reads a ``MappingSnapshot`` and the broker's own settings (its SAML metadata, OIDC
+issuer and SAML recipient choice) and returns data; nothing here calls AWS. The trust policies
+follow ../shared/AWS.md and the README's "Registering the broker in AWS": SAML roles trust the
+account's SAML provider for ``sts:AssumeRoleWithSAML`` + ``sts:TagSession`` +
+``sts:SetSourceIdentity`` with ``SAML:aud`` = every Recipient the broker sends to that account;
+web identity roles trust the account's OIDC provider for ``sts:AssumeRoleWithWebIdentity`` + the
+same two, with ``<issuer host>:aud`` = the account's audience. The mapping has no per-subject
+constraint, so no ``:sub`` condition is written.
+
+Sources: IAM User Guide id_session-tags (every role trusting an IdP that passes tags needs
+sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud),
+id_roles_providers_oidc (condition keys ``<provider url without https://>:aud``); the
+CloudFormation reference aws-resource-iam-oidcprovider (ThumbprintList is left out: the code
+computes none, IAM no longer uses it for well-known CAs, and cfn-lint's current schema accepts
+the provider without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from broker.aws.partitions import partition
+from broker.domain import RoleGrant
+from broker.errors import NotFound
+from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
+
+SAML_ACTIONS = ("sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdentity")
+"""TagSession: the broker sends session tags; SetSourceIdentity: it always sends SourceIdentity."""
+WEB_IDENTITY_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity")
+POLICY_VERSION = "2012-10-17"
+
+
+def _global_recipient(grant: RoleGrant) -> str:
+    return partition(grant.partition).saml_acs
+
+
+@dataclass(frozen=True)
+class BrokerSide:
+    """What the broker itself publishes, as the running broker would (``broker.minting``)."""
+
+    issuer: str
+    """The OIDC issuer (``server.public_url`` without a trailing slash): the IAM OIDC provider URL."""
+    saml_metadata: str
+    """The IdP metadata served at /saml/metadata (current and, while rotating, next certificate)."""
+    saml_recipient: Callable[[RoleGrant], str] = _global_recipient
+    """The Recipient the broker puts in an assertion for a grant (``SamlIdp.recipient``)."""
+    ephemeral_key: bool = False
+    """The metadata carries a key that lives only as long as the process that made it."""
+
+
+@dataclass(frozen=True)
+class SamlProvider:
+    name: str
+    arn: str
+    metadata: str
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    url: str
+    arn: str
+    client_ids: tuple[str, ...]
+    condition_prefix: str
+    """The IAM condition-key prefix: the provider URL without ``https://`` (``broker.example.com``)."""
+
+
+@dataclass(frozen=True)
+class RoleTrust:
+    name: str
+    path: str
+    arn: str
+    max_session_duration: int
+    policy: dict[str, Any]
+    """The AssumeRolePolicyDocument, with the provider's concrete ARN."""
+    mapped_by: tuple[str, ...]
+    """Which mappings name the role (group names); empty: declared, reachable through naming rules only."""
+
+
+@dataclass(frozen=True)
+class AccountTrust:
+    account_id: str
+    alias: str | None
+    partition: str
+    provider: SamlProvider | OidcProvider
+    roles: tuple[RoleTrust, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return f"{self.alias} ({self.account_id})" if self.alias else self.account_id
+
+
+def _grant(acc: AccountRecord, role: RoleRecord) -> RoleGrant:
+    return RoleGrant(
+        account_id=acc.id, account_alias=acc.alias, partition=acc.partition, region=acc.region,
+        environment=acc.environment, federation_path=acc.federation_path, saml_provider=acc.saml_provider,
+        audience=acc.audience, role_name=role.name, role_path=role.path, role_max_session=role.max_session_duration,
+    )
+
+
+def saml_policy(provider_arn: str, recipients: Sequence[str]) -> dict[str, Any]:
+    aud: str | list[str] = recipients[0] if len(recipients) == 1 else list(recipients)
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": list(SAML_ACTIONS),
+            "Condition": {"StringEquals": {"SAML:aud": aud}},
+        }],
+    }
+
+
+def web_identity_policy(provider_arn: str, condition_prefix: str, audience: str) -> dict[str, Any]:
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": list(WEB_IDENTITY_ACTIONS),
+            "Condition": {"StringEquals": {f"{condition_prefix}:aud": audience}},
+        }],
+    }
+
+
+def _issuer_notes(issuer: str) -> list[str]:
+    parts = urlsplit(issuer)
+    notes = []
+    if parts.scheme != "https":
+        notes.append(f"the OIDC issuer {issuer} is not https: IAM accepts only an https provider URL")
+    if parts.port is not None:
+        notes.append(f"the OIDC issuer {issuer} has a port: IAM refuses provider URLs with a port")
+    return notes
+
+
+def _rule_notes(snapshot: MappingSnapshot) -> list[str]:
+    return [
+        f"naming rule {r.name!r} ({r.pattern}) can name roles by group name; only roles declared in "
+        "the account are in this template: declare every role the rule reaches (mapping.accounts[].roles)"
+        for r in snapshot.rules
+    ]
+
+
+def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide) -> AccountTrust:
+    """The provider and the trust of every declared role of one account."""
+    acc = snapshot.accounts[account_id]
+    part = acc.partition
+    mapped: dict[str, list[str]] = {}
+    for mappings in snapshot.mappings_by_group.values():
+        for m in mappings:
+            if m.account_id == acc.id:
+                mapped.setdefault(m.role_name.lower(), []).append(m.group)
+    roles = sorted((r for (a, _), r in snapshot.roles.items() if a == acc.id), key=lambda r: r.name.lower())
+    notes = _rule_notes(snapshot)
+    provider: SamlProvider | OidcProvider
+    if acc.federation_path == "saml":
+        name = acc.saml_provider or "broker"
+        provider = SamlProvider(name=name, arn=f"arn:{part}:iam::{acc.id}:saml-provider/{name}",
+                                metadata=broker.saml_metadata)
+        if broker.ephemeral_key:
+            notes.append("no keys: section: the metadata carries an ephemeral key that dies with this command; "
+                         "configure key files before deploying")
+    else:
+        prefix = broker.issuer.split("://", 1)[-1]
+        audience = acc.audience or partition(part).oidc_audience
+        provider = OidcProvider(url=broker.issuer, arn=f"arn:{part}:iam::{acc.id}:oidc-provider/{prefix}",
+                                client_ids=(audience,), condition_prefix=prefix)
+        notes.extend(_issuer_notes(broker.issuer))
+    trusts = []
+    for role in roles:
+        grant = _grant(acc, role)
+        if isinstance(provider, SamlProvider):
+            recipients = [broker.saml_recipient(grant)]
+            policy = saml_policy(provider.arn, recipients)
+        else:
+            policy = web_identity_policy(provider.arn, provider.condition_prefix, provider.client_ids[0])
+        groups = tuple(sorted(set(mapped.get(role.name.lower(), ())), key=str.lower))
+        if not groups:
+            notes.append(f"role {role.name} is declared but no mapping names it: only a naming rule can reach it")
+        trusts.append(RoleTrust(name=role.name, path=role.path, arn=grant.role_arn,
+                                max_session_duration=role.max_session_duration, policy=policy, mapped_by=groups))
+    if not roles:
+        notes.append("the account declares no roles: the template holds the provider only")
+    return AccountTrust(account_id=acc.id, alias=acc.alias, partition=part, provider=provider,
+                        roles=tuple(trusts), notes=tuple(notes))
+
+
+def resolve_accounts(snapshot: MappingSnapshot, refs: Iterable[str]) -> list[str]:
+    """Account ids for ``--account`` values (ids or aliases); none given: every account, sorted."""
+    refs = list(refs)
+    if not refs:
+        return sorted(snapshot.accounts)
+    out: list[str] = []
+    for ref in refs:
+        acc = snapshot.account(ref)
+        if acc is None:
+            known = ", ".join(sorted(a.alias or a.id for a in snapshot.accounts.values())) or "none"
+            raise NotFound(f"no account {ref!r} is registered in the mapping (known: {known})")
+        if acc.id not in out:
+            out.append(acc.id)
+    return out
+
+
+def plan(snapshot: MappingSnapshot, broker: BrokerSide, accounts: Iterable[str] = ()) -> list[AccountTrust]:
+    return [account_trust(snapshot, a, broker) for a in resolve_accounts(snapshot, accounts)]

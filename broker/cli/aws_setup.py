@@ -1,0 +1,112 @@
+"""`broker aws-setup`: the AWS side of the trust (IAM provider + role trust policies), per account,
+generated from the mapping and the broker's own keys — today as CloudFormation.
+
+The mapping is read from the database when it is usable (API-managed objects included), else
+from the configuration file alone (a note says so). The SAML metadata is the one the broker
+serves at /saml/metadata, built by ``broker.minting`` from the configured keys (the next
+certificate included while rotating).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.aws.cloudformation import render
+from broker.aws.trust import AccountTrust, BrokerSide, plan
+from broker.config import Config, DatabaseConfig
+from broker.errors import BrokerError
+from broker.mapping.snapshot import MappingSnapshot
+from broker.minting.factory import build_minting
+
+
+@dataclass
+class Setup:
+    accounts: list[AccountTrust]
+    notes: list[str] = field(default_factory=list)
+
+
+def _from_file(config: Config) -> MappingSnapshot:
+    from broker.db.session import make_engine, migrate
+    from broker.db.store import SqlMappingStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(DatabaseConfig(url=f"sqlite:///{Path(tmp) / 'aws-setup.db'}"))
+        try:
+            migrate(engine)
+            store = SqlMappingStore(engine)
+            store.sync_config(config.mapping)
+            return store.full_snapshot()
+        finally:
+            engine.dispose()
+
+
+def _from_database(config: Config) -> MappingSnapshot | str:
+    """The database's mapping, or why it cannot be used (it is never created or changed here)."""
+    from sqlalchemy.engine import make_url
+
+    from broker.db.session import current_revision, head_revision, make_engine
+    from broker.db.store import SqlMappingStore
+
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and (
+        not url.database or url.database == ":memory:" or not Path(url.database).expanduser().exists()
+    ):
+        return "the SQLite database does not exist yet"
+    database = config.database
+    if url.get_backend_name() != "sqlite":
+        url = url.update_query_dict({"connect_timeout": "5"})
+        database = database.model_copy(update={"url": url.render_as_string(hide_password=False)})
+    engine = make_engine(database)
+    try:
+        try:
+            have = current_revision(engine)
+        except Exception as exc:  # noqa: BLE001 - an unreachable database is a note, not a crash
+            return f"cannot be reached ({type(exc).__name__})"
+        if have != head_revision():
+            return f"the schema is at {have or 'nothing'}, not {head_revision()} (run `broker migrate`)"
+        try:
+            return SqlMappingStore(engine).full_snapshot()
+        except BrokerError as exc:
+            return f"cannot be read ({exc.code})"
+    finally:
+        engine.dispose()
+
+
+def mapping_snapshot(config: Config) -> tuple[MappingSnapshot, str | None]:
+    """The whole mapping from the database; when it is not usable, from the file alone (with a note)."""
+    found = _from_database(config)
+    if isinstance(found, MappingSnapshot):
+        return found, None
+    return _from_file(config), f"database: {found}; the mapping comes from the configuration file only"
+
+
+def broker_side(config: Config) -> BrokerSide:
+    with contextlib.redirect_stdout(sys.stderr):  # start-up log lines must not mix with a template on stdout
+        minting = build_minting(public_url=config.server.public_url, keys=config.keys, saml_idp=config.saml_idp,
+                                oidc=config.oidc, session_tags=config.session_tags)
+    return BrokerSide(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
+                      saml_recipient=minting.saml.recipient, ephemeral_key=minting.keys.ephemeral)
+
+
+def aws_setup(config: Config, accounts: list[str]) -> Setup:
+    """Raises ``NotFound`` naming an ``--account`` the mapping does not register."""
+    snapshot, note = mapping_snapshot(config)
+    return Setup(plan(snapshot, broker_side(config), accounts), [note] if note else [])
+
+
+def file_name(trust: AccountTrust) -> str:
+    return f"broker-trust-{trust.alias or trust.account_id}.cfn.json"
+
+
+def write(setup: Setup, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for trust in setup.accounts:
+        path = out / file_name(trust)
+        path.write_text(render(trust), encoding="utf-8")
+        written.append(path)
+    return written
