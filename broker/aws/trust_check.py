@@ -18,15 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from broker.aws.trust import SAML_ACTIONS, WEB_IDENTITY_ACTIONS
 from broker.aws.trust_policy import Decision, Policy, PolicyError, Request, Tri, evaluate, parse_policy
+from broker.domain import FederationPath
 
 Severity = Literal["ok", "warning", "error"]
-Federation = Literal["saml", "web_identity"]
-
-SAML_ACTION = "sts:AssumeRoleWithSAML"
-WEB_IDENTITY_ACTION = "sts:AssumeRoleWithWebIdentity"
-SESSION_ACTIONS = ("sts:TagSession", "sts:SetSourceIdentity")
-"""Needed whenever the broker sends session tags / a SourceIdentity (it always does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +33,12 @@ class Finding:
     fix: str
 
 
-def needed_actions(federation: Federation) -> tuple[str, ...]:
+def needed_actions(federation: FederationPath) -> tuple[str, ...]:
     """What the broker asks STS for on this path (AWS.md)."""
-    first = SAML_ACTION if federation == "saml" else WEB_IDENTITY_ACTION
-    return (first, *SESSION_ACTIONS)
+    return SAML_ACTIONS if federation == "saml" else WEB_IDENTITY_ACTIONS
 
 
-def audience_key(federation: Federation, provider_arn: str) -> str:
+def audience_key(federation: FederationPath, provider_arn: str) -> str:
     """The trust-policy condition key that carries the audience: ``SAML:aud`` or ``<issuer host>:aud``."""
     kind = "saml-provider/" if federation == "saml" else "oidc-provider/"
     _, sep, name = provider_arn.partition(f":{kind}")
@@ -56,7 +51,7 @@ def check_role_trust(
     policy: str | Mapping[str, object] | Policy,
     *,
     provider_arn: str,
-    federation: Federation,
+    federation: FederationPath,
     audiences: Sequence[str],
     needed_actions: Sequence[str] | None = None,
     context: Mapping[str, Sequence[str]] | None = None,
@@ -93,7 +88,7 @@ def check_role_trust(
     return findings
 
 
-def _default_actions(federation: Federation) -> tuple[str, ...]:
+def _default_actions(federation: FederationPath) -> tuple[str, ...]:
     return needed_actions(federation)
 
 
