@@ -342,6 +342,8 @@ _IMPORT_SCHEMA = _import_schema()
         "the plan as readable lines (`+` create, `~` update, `-` delete)."
     ),
     responses={
+        200: {"description": "the plan (JSON), or with format=text as readable lines",
+              "content": {"text/plain": {"schema": {"type": "string"}}}},
         409: documented_error("read_only (it would change objects of the configuration file), conflict (plan_hash: the mapping "
                     "changed since that dry run), deletes_not_allowed (apply with allow_deletes=true)"),
         415: documented_error("unsupported_media_type: the body is neither YAML nor JSON"),
