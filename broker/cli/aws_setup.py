@@ -17,6 +17,7 @@ from pathlib import Path
 
 from broker.aws.cloudformation import render
 from broker.aws.trust import AccountTrust, BrokerSide, plan
+from broker.cli.existing_database import existing_store
 from broker.config import Config, DatabaseConfig
 from broker.errors import BrokerError
 from broker.mapping.snapshot import MappingSnapshot
@@ -46,34 +47,13 @@ def _from_file(config: Config) -> MappingSnapshot:
 
 def _from_database(config: Config) -> MappingSnapshot | str:
     """The database's mapping, or why it cannot be used (it is never created or changed here)."""
-    from sqlalchemy.engine import make_url
-
-    from broker.db.session import current_revision, head_revision, make_engine
-    from broker.db.store import SqlMappingStore
-
-    url = make_url(config.database.url)
-    if url.get_backend_name() == "sqlite" and (
-        not url.database or url.database == ":memory:" or not Path(url.database).expanduser().exists()
-    ):
-        return "the SQLite database does not exist yet"
-    database = config.database
-    if url.get_backend_name() != "sqlite":
-        url = url.update_query_dict({"connect_timeout": "5"})
-        database = database.model_copy(update={"url": url.render_as_string(hide_password=False)})
-    engine = make_engine(database)
-    try:
+    with existing_store(config) as store:
+        if isinstance(store, str):
+            return store
         try:
-            have = current_revision(engine)
-        except Exception as exc:  # noqa: BLE001 - an unreachable database is a note, not a crash
-            return f"cannot be reached ({type(exc).__name__})"
-        if have != head_revision():
-            return f"the schema is at {have or 'nothing'}, not {head_revision()} (run `broker migrate`)"
-        try:
-            return SqlMappingStore(engine).full_snapshot()
+            return store.full_snapshot()
         except BrokerError as exc:
-            return f"cannot be read ({exc.code})"
-    finally:
-        engine.dispose()
+            return f"the database cannot be read ({exc.code})"
 
 
 def mapping_snapshot(config: Config) -> tuple[MappingSnapshot, str | None]:
@@ -81,7 +61,7 @@ def mapping_snapshot(config: Config) -> tuple[MappingSnapshot, str | None]:
     found = _from_database(config)
     if isinstance(found, MappingSnapshot):
         return found, None
-    return _from_file(config), f"database: {found}; the mapping comes from the configuration file only"
+    return _from_file(config), f"{found}; the mapping comes from the configuration file only"
 
 
 def broker_side(config: Config) -> BrokerSide:

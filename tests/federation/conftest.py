@@ -335,3 +335,20 @@ def live_broker(tmp_path: Path, serve_app: Any) -> Iterator[Callable[..., LiveBr
         return LiveBroker(f"http://127.0.0.1:{port}", app)
 
     yield start
+
+
+# A SAML account and a web-identity account, one group mapped to both: the file mapping of the
+# `broker preview-assertion` and `broker aws-setup` tests.
+TWO_ACCOUNTS_MAPPING: dict[str, Any] = {
+    "accounts": [
+        {"id": "111111111111", "alias": "sandbox-dev", "federation": {"path": "saml", "saml_provider": "broker"},
+         "roles": [{"name": "Admin", "max_session_duration": 43200}]},
+        {"id": "222222222222", "alias": "sandbox-prod", "federation": {"path": "web_identity", "audience": "prod-client"},
+         "roles": [{"name": "ReadOnly", "max_session_duration": 3600}]},
+    ],
+    "mappings": [
+        {"group": "aws-admins", "account": "sandbox-dev", "role": "Admin", "session_duration": 14400},
+        {"group": "aws-admins", "account": "sandbox-prod", "role": "ReadOnly"},
+    ],
+}
+

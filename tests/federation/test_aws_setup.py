@@ -27,6 +27,7 @@ from broker.mapping.model import RoleSpec
 from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord, RuleRecord
 from broker.minting.keys import KeyRing
 from tests.conftest import require_module
+from tests.federation.conftest import TWO_ACCOUNTS_MAPPING as MAPPING
 from tests.federation.conftest import KeyFilesOnDisk, make_idp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,19 +196,6 @@ def test_role_logical_ids_stay_unique(keyring: KeyRing) -> None:
 
 
 # ---- the command ----
-
-MAPPING = {
-    "accounts": [
-        {"id": "111111111111", "alias": "sandbox-dev", "federation": {"path": "saml", "saml_provider": "broker"},
-         "roles": [{"name": "Admin", "max_session_duration": 43200}]},
-        {"id": "222222222222", "alias": "sandbox-prod", "federation": {"path": "web_identity", "audience": "prod-client"},
-         "roles": [{"name": "ReadOnly", "max_session_duration": 3600}]},
-    ],
-    "mappings": [
-        {"group": "aws-admins", "account": "sandbox-dev", "role": "Admin", "session_duration": 14400},
-        {"group": "aws-admins", "account": "sandbox-prod", "role": "ReadOnly"},
-    ],
-}
 
 
 @pytest.fixture

@@ -18,20 +18,8 @@ from broker.config import load_config
 from broker.minting.keys import KeyRing
 from broker.minting.saml_idp import ROLE, ROLE_SESSION_NAME, SESSION_DURATION, SOURCE_IDENTITY, SamlIdp
 from tests.conftest import free_port
+from tests.federation.conftest import TWO_ACCOUNTS_MAPPING as MAPPING
 from tests.federation.conftest import AwsSamlVerifier, KeyFilesOnDisk
-
-MAPPING = {
-    "accounts": [
-        {"id": "111111111111", "alias": "sandbox-dev", "federation": {"path": "saml", "saml_provider": "broker"},
-         "roles": [{"name": "Admin", "max_session_duration": 43200}]},
-        {"id": "222222222222", "alias": "sandbox-prod", "federation": {"path": "web_identity", "audience": "prod-client"},
-         "roles": [{"name": "ReadOnly", "max_session_duration": 3600}]},
-    ],
-    "mappings": [
-        {"group": "aws-admins", "account": "sandbox-dev", "role": "Admin", "session_duration": 14400},
-        {"group": "aws-admins", "account": "sandbox-prod", "role": "ReadOnly"},
-    ],
-}
 
 
 @pytest.fixture
