@@ -5,7 +5,8 @@ Pure: it reads a ``MappingSnapshot`` and the broker's own settings (its SAML met
 issuer and SAML recipient choice) and returns data; nothing here calls AWS. The trust policies
 follow ../shared/AWS.md and the README's "Registering the broker in AWS": SAML roles trust the
 account's SAML provider for ``sts:AssumeRoleWithSAML`` + ``sts:TagSession`` +
-``sts:SetSourceIdentity`` with ``SAML:aud`` = every Recipient the broker sends to that account;
+``sts:SetSourceIdentity`` with ``SAML:aud`` = every Recipient the broker may send to that account
+(``saml_audiences``: global and regional);
 web identity roles trust the account's OIDC provider for ``sts:AssumeRoleWithWebIdentity`` + the
 same two, with ``<issuer host>:aud`` = the account's audience. The mapping has no per-subject
 constraint, so no ``:sub`` condition is written.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from broker.aws.partitions import partition
@@ -38,6 +39,22 @@ POLICY_VERSION = "2012-10-17"
 
 def _global_recipient(grant: RoleGrant) -> str:
     return partition(grant.partition).saml_acs
+
+
+def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _global_recipient) -> tuple[str, ...]:
+    """Every Recipient the broker may put in an assertion for this grant, the one it uses now first.
+
+    ``chosen`` is the running broker's choice (``SamlIdp.recipient``: global or regional, by
+    ``saml_idp.recipient``); the other form for the account's region is added, so that switching
+    ``saml_idp.recipient`` needs no trust-policy change (AWS.md: ``SAML:aud`` is the Recipient, the
+    global ``https://signin.aws.amazon.com/saml`` or the regional ``https://<region>.signin...``).
+    """
+    part = partition(grant.partition)
+    found: list[str] = []
+    for recipient in (chosen(grant), part.saml_acs, part.saml_recipient(grant.region)):
+        if recipient not in found:
+            found.append(recipient)
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,9 @@ class SamlProvider:
     name: str
     arn: str
     metadata: str
+    assertion_encryption_mode: Literal["Allowed", "Required"] | None = None
+    """The provider's AssertionEncryptionMode when the account opts in to encrypted assertions;
+    None: the broker sends plain (signed) assertions and the provider's setting is left alone."""
 
 
 @dataclass(frozen=True)
@@ -176,8 +196,7 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
     for role in roles:
         grant = _grant(acc, role)
         if isinstance(provider, SamlProvider):
-            recipients = [broker.saml_recipient(grant)]
-            policy = saml_policy(provider.arn, recipients)
+            policy = saml_policy(provider.arn, saml_audiences(grant, broker.saml_recipient))
         else:
             policy = web_identity_policy(provider.arn, provider.condition_prefix, provider.client_ids[0])
         groups = tuple(sorted(set(mapped.get(role.name.lower(), ())), key=str.lower))

@@ -73,7 +73,10 @@ def test_saml_role_trusts_the_provider_for_the_three_actions_on_the_recipient() 
             "Effect": "Allow",
             "Principal": {"Federated": "arn:aws:iam::111111111111:saml-provider/broker"},
             "Action": ["sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdentity"],
-            "Condition": {"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml"}},
+            # the recipient in use first, then the account region's other form (switching
+            # saml_idp.recipient must not break the trust)
+            "Condition": {"StringEquals": {"SAML:aud": [
+                "https://signin.aws.amazon.com/saml", "https://eu-west-1.signin.aws.amazon.com/saml"]}},
         }],
     }
     assert role.max_session_duration == 43200
@@ -86,7 +89,8 @@ def test_saml_aud_is_the_recipient_the_idp_sends_regional_included(keyring: KeyR
     broker = BrokerSide(issuer=BROKER.issuer, saml_metadata=METADATA, saml_recipient=regional.recipient)
     dev = _role(_snapshot(), "111111111111", "Admin", broker)
     assert dev.policy["Statement"][0]["Condition"] == {
-        "StringEquals": {"SAML:aud": "https://eu-west-1.signin.aws.amazon.com/saml"}
+        "StringEquals": {"SAML:aud": [
+            "https://eu-west-1.signin.aws.amazon.com/saml", "https://signin.aws.amazon.com/saml"]}
     }
     gov = _role(_snapshot(), "333333333333", "Admin", broker)  # GovCloud has no regional sign-in
     statement = gov.policy["Statement"][0]
