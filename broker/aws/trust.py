@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from broker.aws.partitions import partition
@@ -76,9 +76,6 @@ class SamlProvider:
     name: str
     arn: str
     metadata: str
-    assertion_encryption_mode: Literal["Allowed", "Required"] | None = None
-    """The provider's AssertionEncryptionMode when the account opts in to encrypted assertions;
-    None: the broker sends plain (signed) assertions and the provider's setting is left alone."""
 
 
 @dataclass(frozen=True)
