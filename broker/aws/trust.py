@@ -97,6 +97,9 @@ class RoleTrust:
     """The AssumeRolePolicyDocument, with the provider's concrete ARN."""
     mapped_by: tuple[str, ...]
     """Which mappings name the role (group names); empty: declared, reachable through naming rules only."""
+    managed_policy_arns: tuple[str, ...] = ()
+    """Managed policies the mapping names for the role (attached by the templates); empty: the
+    template leaves the role's permissions as they are."""
 
 
 @dataclass(frozen=True)
