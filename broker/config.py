@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
-from broker.aws.config import StsConfig
+from broker.aws.config import DoctorConfig, IamAccessConfig, StsConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
@@ -143,6 +143,10 @@ class Config(Section):
     oidc: OidcConfig = Field(default_factory=OidcConfig)
     session_tags: SessionTagsConfig = Field(default_factory=SessionTagsConfig)
     sts: StsConfig = Field(default_factory=StsConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
+    """`broker doctor`: how to read IAM in each account (an audit role to assume, or ambient credentials)."""
+    revoke: IamAccessConfig = Field(default_factory=IamAccessConfig)
+    """`broker revoke --apply`: how to write the revocation policy in each account."""
 
 
 def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:

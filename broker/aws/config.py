@@ -1,4 +1,5 @@
-"""Configuration of the AWS side: the `sts:` section (STS calls and the console federation endpoint)."""
+"""Configuration of the AWS side: the `sts:` section (STS calls and the console federation endpoint)
+and the signed IAM access of `broker doctor` (`doctor:`) and `broker revoke` (`revoke:`)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,43 @@ class StsConfig(BaseModel):
     def attempt_timeout(self) -> float:
         """The longest one attempt can take: opening the connection, then waiting for the answer."""
         return self.connect_timeout + self.read_timeout
+
+
+class IamAccessConfig(BaseModel):
+    """How a command reaches IAM in each mapped account (signed calls; the server never makes them).
+
+    Credentials: botocore's chain (environment, ``profile``, instance or container role) — or, with
+    ``assume_role``, the credentials of that role in each account, assumed with the chain's. The
+    broker itself still holds no AWS keys.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    assume_role: Annotated[str, Field(pattern=r"^arn:(\{partition\}|aws[a-z-]*):iam::(\{account\}|\d{12}):role/[\w+=,.@/{}-]+$")] | None = None
+    """The role to assume in each account, ``{account}`` (and ``{partition}``) filled in, e.g.
+    ``arn:aws:iam::{account}:role/BrokerDoctor``. None: the chain's credentials call IAM directly."""
+    external_id: Annotated[str, Field(min_length=2, max_length=1224)] | None = None
+    """The ExternalId the assumed role's trust policy asks for, if any."""
+    profile: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """A named profile of the AWS config files (default: the environment's, then ``default``)."""
+    endpoint_url: Annotated[str, Field(pattern=_URL)] | None = None
+    """Send the IAM and STS calls here (tests: moto's server)."""
+    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 3.0
+    read_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    total_timeout: Annotated[float, Field(gt=0, le=600)] = 20.0
+    """Seconds one IAM or STS call may take, retries included (as ``sts.total_timeout``)."""
+
+    @model_validator(mode="after")
+    def _one_attempt_fits(self) -> IamAccessConfig:
+        if self.total_timeout < self.connect_timeout + self.read_timeout:
+            raise ValueError(f"total_timeout ({self.total_timeout:g} s) must be at least connect_timeout + "
+                             f"read_timeout ({self.connect_timeout + self.read_timeout:g} s): one attempt must fit")
+        return self
+
+
+class DoctorConfig(IamAccessConfig):
+    """`broker doctor` and GET /api/v1/admin/doctor: read-only IAM calls in each account."""
+
+    cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+    """How long the admin API reuses an account's result before asking IAM again (0: never reuse)."""

@@ -7,14 +7,13 @@ can act on ("role X in account Y does not trust this broker's SAML provider ..."
 
 Time: ``sts.max_attempts`` attempts at most (botocore "standard" retries, ``total_max_attempts``),
 each bounded by connect_timeout + read_timeout, and no retry starts unless it can end within
-``sts.total_timeout`` of the call's start (``_Deadline``: botocore itself has no overall deadline).
+``sts.total_timeout`` of the call's start (``broker.aws.deadline``: botocore itself has no overall deadline).
 """
 
 from __future__ import annotations
 
 import string
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from botocore.exceptions import (
 )
 
 from broker.aws.config import WORKER_THREADS, StsConfig
+from broker.aws.deadline import Deadline, OutOfTime
 from broker.aws.partitions import partition
 from broker.domain import Channel, RoleGrant, TemporaryCredentials
 from broker.errors import (
@@ -73,32 +73,6 @@ def clamp_duration(*, grant: RoleGrant, channel: Channel, requested: int | None 
     return max(MIN_DURATION, min(wanted, MAX_DURATION))
 
 
-class OutOfTime(BotoCoreError):
-    """The call's ``sts.total_timeout`` leaves no room for another attempt (raised instead of it)."""
-
-    fmt = "no time left for attempt {attempt} within {total:g} s"
-
-
-class _Deadline:
-    """botocore event hooks: the clock starts when a call starts (``before-call``, once per call);
-    each retry's request (``request-created``, once per attempt) is refused when a whole attempt
-    (connect + read timeout) would end after ``total`` seconds. botocore calls a hook with
-    keywords only (``context`` for the first, ``request`` for the second, and others)."""
-
-    def __init__(self, *, total: float, attempt: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.total, self.attempt, self.clock = total, attempt, clock
-
-    def start(self, **event: Any) -> None:
-        event["context"]["broker_deadline"] = self.clock() + self.total
-
-    def check(self, **event: Any) -> None:
-        context = getattr(event["request"], "context", None) or {}
-        attempt = context.get("retries", {}).get("attempt", 1)
-        deadline = context.get("broker_deadline")
-        if attempt > 1 and deadline is not None and self.clock() + self.attempt > deadline:
-            raise OutOfTime(attempt=attempt, total=self.total)
-
-
 class StsClients:
     """botocore STS clients keyed by (partition, region); thread-safe, each built once."""
 
@@ -127,9 +101,7 @@ class StsClients:
         self._lock = threading.Lock()
         # The form body: botocore's urllib encoding walks a SAML assertion byte by byte in Python.
         self._session.register("before-call.sts", _encode_form_body)
-        deadline = _Deadline(total=config.total_timeout, attempt=config.attempt_timeout)
-        self._session.register("before-call.sts", deadline.start)
-        self._session.register("request-created.sts", deadline.check)
+        Deadline(total=config.total_timeout, attempt=config.attempt_timeout).register(self._session, "sts")
 
     def client(self, partition_name: str, region: str) -> Any:
         key = (partition_name, region)
