@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from broker.aws.partitions import PartitionName
+
 _URL = r"^https?://[^\s?#]+$"
 
 WORKER_THREADS = 40
@@ -96,3 +98,13 @@ class DoctorConfig(IamAccessConfig):
 
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     """How long the admin API reuses an account's result before asking IAM again (0: never reuse)."""
+
+
+class OrganizationsConfig(IamAccessConfig):
+    """`organizations:`: discover the accounts (with their OUs and tags) from AWS Organizations."""
+
+    management_account: Annotated[str, Field(pattern=r"^\d{12}$")]
+    """The management account, or a delegated administrator for Organizations, that discovery reads."""
+    partition: PartitionName = "aws"
+    discovery_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """Seconds one whole discovery may take (every call included); past it, it stops with an error."""

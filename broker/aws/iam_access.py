@@ -1,5 +1,6 @@
-"""Signed IAM clients, one account at a time, for the commands that read or write IAM
-(``broker doctor``, ``broker revoke --apply``); the server's own STS calls stay unsigned.
+"""Signed AWS clients, one account at a time, for the commands that read or write IAM
+(``broker doctor``, ``broker revoke --apply``) or read AWS Organizations (account discovery);
+the server's own STS calls stay unsigned.
 
 Credentials are AWS's usual ones: botocore's chain (environment, ``profile``, instance or
 container role) — or, with ``assume_role`` (``arn:aws:iam::{account}:role/BrokerDoctor``), that
@@ -41,6 +42,8 @@ _BAD_CREDENTIALS = frozenset({
     "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
     "UnrecognizedClientException", "InvalidAccessKeyId", "RequestExpired",
 })
+SERVICES = ("iam", "sts", "organizations")
+"""The services these clients call (each bounded by the deadline hooks)."""
 _RENEW_BEFORE = timedelta(minutes=5)
 """An assumed role's credentials are replaced this long before they expire."""
 
@@ -88,12 +91,14 @@ def access_problem(exc: BaseException, account_id: str, doing: str) -> AccessPro
 
 @dataclass
 class _Held:
-    client: Any
+    credentials: dict[str, str] | None
+    """An assumed role's (AccessKeyId, SecretAccessKey, SessionToken); None: the chain's."""
     renew_at: datetime | None
+    clients: dict[str, Any]
 
 
 class IamAccess:
-    """IAM clients keyed by account id; thread-safe, each built (and its role assumed) once."""
+    """Clients keyed by account id and service; thread-safe, each built (and its role assumed) once."""
 
     def __init__(self, config: IamAccessConfig, *, session_name: str,
                  session: botocore.session.Session | None = None) -> None:
@@ -101,8 +106,8 @@ class IamAccess:
         self.session_name = session_name
         self._session = session or botocore.session.Session(profile=config.profile)
         deadline = Deadline(total=config.total_timeout, attempt=config.connect_timeout + config.read_timeout)
-        deadline.register(self._session, "iam")
-        deadline.register(self._session, "sts")
+        for service in SERVICES:
+            deadline.register(self._session, service)
         self._boto_config = BotoConfig(
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
@@ -116,14 +121,20 @@ class IamAccess:
         template = self.config.assume_role
         return template.format(account=account_id, partition=partition_name) if template else None
 
-    def client(self, account_id: str, partition_name: str = "aws") -> Any:
-        """A botocore IAM client that acts in ``account_id``; raises ``AccessProblem``."""
+    def client(self, account_id: str, partition_name: str = "aws", service: str = "iam") -> Any:
+        """A botocore client of ``service`` (iam, organizations) that acts in ``account_id``;
+        raises ``AccessProblem``."""
+        if service not in SERVICES:
+            raise ValueError(f"{service!r} is not one of {SERVICES}")
         with self._lock:  # botocore sessions are not thread-safe while creating clients
             held = self._held.get(account_id)
             if held is None or (held.renew_at is not None and datetime.now(UTC) >= held.renew_at):
-                held = self._build(account_id, partition_name)
+                held = self._assume(account_id, partition_name)
                 self._held[account_id] = held
-            return held.client
+            client = held.clients.get(service)
+            if client is None:
+                client = held.clients[service] = self._create(service, partition_name, held.credentials)
+            return client
 
     def _create(self, service: str, partition_name: str, credentials: dict[str, str] | None = None) -> Any:
         keys = credentials or {}
@@ -134,11 +145,11 @@ class IamAccess:
             aws_session_token=keys.get("SessionToken"),
         )
 
-    def _build(self, account_id: str, partition_name: str) -> _Held:
+    def _assume(self, account_id: str, partition_name: str) -> _Held:
         arn = self.role_arn(account_id, partition_name)
         if arn is None:
             self._check_own_account(account_id, partition_name)
-            return _Held(self._create("iam", partition_name), None)
+            return _Held(None, None, {})
         try:
             answer = self._create("sts", partition_name).assume_role(
                 RoleArn=arn, RoleSessionName=self.session_name,
@@ -155,9 +166,9 @@ class IamAccess:
                                "(see the README's BrokerDoctor role), or fix assume_role")
             raise problem from exc
         c = answer["Credentials"]
-        client = self._create("iam", partition_name, c)
         expiration: datetime = c["Expiration"]
-        return _Held(client, expiration.astimezone(UTC) - _RENEW_BEFORE)
+        keys = {name: c[name] for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        return _Held(keys, expiration.astimezone(UTC) - _RENEW_BEFORE, {})
 
     def _check_own_account(self, account_id: str, partition_name: str) -> None:
         if self._own_account is None:
