@@ -2,8 +2,8 @@
 Terraform: blocks, attributes and values built as data and written in one place, so an odd
 value (a quote, a newline, a ``${`` in SAML metadata) can never break the file.
 
-Values are ``str``, ``int``, ``bool``, lists, dicts (object constructors) and ``Expr`` (a
-reference or function call, written as is). Strings follow the HCL native syntax spec
+Values are ``str``, ``int``, ``bool``, lists, dicts (object constructors), ``Call`` (a
+function call) and ``Expr`` (a reference, written as is). Strings follow the HCL native syntax spec
 (hashicorp/hcl ``hclsyntax/spec.md``, "Template Expressions"): in a quoted string ``\\``, ``"``
 and control characters are backslash escapes; in every template, quoted or heredoc, ``${`` and
 ``%{`` open an interpolation or directive and are written ``$${`` and ``%%{`` to stay literal.
@@ -23,7 +23,7 @@ from typing import TypeAlias
 
 INDENT = "  "
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_KEYWORDS = frozenset({"true", "false", "null", "for", "in", "if", "else", "endif", "endfor"})
+_KEYWORDS = frozenset({"true", "false", "null", "for"})
 """Bare object keys that would read as something else: they are quoted."""
 _QUOTED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -59,7 +59,6 @@ class Block:
 class Attribute:
     name: str
     value: Value
-    comment: str | None = None
 
 
 @dataclass
@@ -174,18 +173,16 @@ def _comment(text: str, indent: int) -> str:
 
 
 def _body(items: Sequence[Attribute | Block], indent: int) -> str:
-    """A block's body: attributes (a comment or a nested block ends an aligned run) and blocks."""
+    """A block's body: its attributes (a nested block ends an aligned run) and nested blocks."""
     out: list[str] = []
     run: list[tuple[str, str]] = []
     for item in items:
-        if isinstance(item, Block) or item.comment:
-            out.extend(_assignments(run, indent))
-            run = []
-            out.append(_comment(item.comment, indent) if item.comment else "")
-        if isinstance(item, Block):
-            out.append(_block(item, indent))
-        else:
+        if isinstance(item, Attribute):
             run.append((_identifier(item.name), _value(item.value, indent)))
+            continue
+        out.extend(_assignments(run, indent))
+        run = []
+        out.append((_comment(item.comment, indent) if item.comment else "") + _block(item, indent))
     out.extend(_assignments(run, indent))
     return "".join(out)
 

@@ -62,13 +62,9 @@ class Evaluator:
         return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
 
     def value(self, node: Any) -> Any:
-        from lark import Token
-
         kind = node.data
-        if kind == "expr_term":
-            inner = [c for c in node.children if not isinstance(c, Token) or c.type not in ("LPAR", "RPAR")]
-            meaningful = [c for c in inner if not (hasattr(c, "data") and c.data == "new_line_or_comment")]
-            (child,) = meaningful
+        if kind == "expr_term":  # a term, maybe in parentheses
+            (child,) = self._parts(node)
             return self.value(child)
         if kind in ("identifier", "get_attr_expr_term"):
             path = self._path(node)
@@ -90,16 +86,15 @@ class Evaluator:
         raise AssertionError(f"the generator does not write {kind}: {node}")
 
     def _path(self, node: Any) -> str:
-        from lark import Token
-
+        """``a.b.c`` of a reference (``get_attr_expr_term``: a term, then ``.name``)."""
         if node.data == "identifier":
             return str(node.children[0])
         if node.data == "expr_term":
             (child,) = self._parts(node)
             return self._path(child)
         base, attr = self._parts(node)
-        (name,) = [c for c in self._parts(attr)]
-        assert all(not isinstance(c, Token) or c.type == "DOT" for c in attr.children if not hasattr(c, "data"))
+        assert attr.data == "get_attr", f"the generator writes no {attr.data}"
+        (name,) = self._parts(attr)
         return f"{self._path(base)}.{self._path(name)}"
 
     def _string(self, node: Any) -> str:
