@@ -53,14 +53,13 @@ def _of_type(blocks: Blocks, kind: str) -> dict[str, dict[str, Any]]:
     return {key[2]: body for key, body in blocks.items() if key[:2] == ("resource", kind)}
 
 
-def _cfn_policy(trust: AccountTrust, role: str) -> dict[str, Any]:
-    """The CloudFormation template's trust policy for a role, its ``Ref`` to the provider resolved."""
+def _cfn_role(trust: AccountTrust, role: str) -> dict[str, Any]:
+    """The CloudFormation template's properties of a role, its ``Ref`` to the provider resolved."""
     body = cloudformation.template(trust)
     (props,) = [r["Properties"] for r in body["Resources"].values()
                 if r["Type"] == "AWS::IAM::Role" and r["Properties"]["RoleName"] == role]
-    text = json.dumps(props["AssumeRolePolicyDocument"])
-    resolved: dict[str, Any] = json.loads(text.replace(json.dumps({"Ref": cloudformation.PROVIDER_ID}),
-                                                       json.dumps(trust.provider.arn)))
+    text = json.dumps(props).replace(json.dumps({"Ref": cloudformation.PROVIDER_ID}), json.dumps(trust.provider.arn))
+    resolved: dict[str, Any] = json.loads(text)
     return resolved
 
 
@@ -84,8 +83,10 @@ def test_the_module_holds_what_the_trust_and_the_template_say(keyring: KeyRing) 
             (body,) = [b for b in roles.values() if b["name"] == role.name]
             assert set(body) == {"name", "path", "description", "max_session_duration", "assume_role_policy"}
             assert (body["path"], body["max_session_duration"]) == (role.path, role.max_session_duration)
-            policy = json.loads(body["assume_role_policy"])
-            assert policy == role.policy == _cfn_policy(trust, role.name)
+            cfn = _cfn_role(trust, role.name)
+            assert json.loads(body["assume_role_policy"]) == role.policy == cfn["AssumeRolePolicyDocument"]
+            assert (body["path"], body["max_session_duration"], body["description"]) == \
+                (cfn["Path"], cfn["MaxSessionDuration"], cfn["Description"])
         assert _of_type(blocks, "aws_iam_role_policy_attachment") == {}  # no ARNs named: permissions left alone
         assert blocks[("output", "provider_arn")] == {"value": trust.provider.arn}
         assert blocks[("output", "role_arns")]["value"] == {
