@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from broker.aws import cloudformation, terraform
 from broker.aws.hcl import quoted
 from broker.aws.trust import AccountTrust, BrokerSide, OidcProvider, SamlProvider, account_trust
+from broker.aws.trust_check import check_role_trust
 from broker.cli.server import app as cli
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing
@@ -146,6 +147,75 @@ def test_values_that_need_escaping_come_back_exactly(metadata: str) -> None:
 def test_quoted_strings_escape_what_hcl_reads_specially() -> None:
     assert quoted('a "b" \\ ${c} %{d} $${e}\n') == '"a \\"b\\" \\\\ $${c} %%{d} $$${e}\\n"'
     assert quoted("\x00\x1b\u2028") == '"\\u0000\\u001b\\u2028"'
+
+
+# ---- applied through (moto's) IAM ----
+
+
+def _apply(iam: Any, trust: AccountTrust) -> str:
+    """What `terraform apply` of main.tf does, each resource's arguments taken from the parsed
+    module: the provider, then the roles (trust policy with the ARN IAM gave it), then the
+    attachments. Returns the provider's ARN."""
+    main = terraform.files(trust)["main.tf"]
+    key = _provider_key(trust)
+    provider = parse(main)[key]
+    if key[1] == "aws_iam_saml_provider":
+        arn: str = iam.create_saml_provider(Name=provider["name"], SAMLMetadataDocument=provider["saml_metadata_document"])[
+            "SAMLProviderArn"]
+    else:
+        arn = iam.create_open_id_connect_provider(Url=provider["url"], ClientIDList=provider["client_id_list"])[
+            "OpenIDConnectProviderArn"]
+    blocks = parse(main, {f"{key[1]}.broker.arn": arn})
+    roles = _of_type(blocks, "aws_iam_role")
+    for body in roles.values():
+        iam.create_role(RoleName=body["name"], Path=body["path"], Description=body["description"],
+                        MaxSessionDuration=body["max_session_duration"], AssumeRolePolicyDocument=body["assume_role_policy"])
+    for name, attachment in _of_type(blocks, "aws_iam_role_policy_attachment").items():
+        assert attachment["role"] == Ref(f"aws_iam_role.{name}.name")
+        for policy_arn in attachment["for_each"]:
+            iam.attach_role_policy(RoleName=roles[name]["name"], PolicyArn=policy_arn)
+    return arn
+
+
+def test_the_module_applied_through_iam_gives_roles_that_trust_the_broker(moto_sts: str, keyring: KeyRing) -> None:
+    """Generated for account 111111111111, applied in moto's account: nothing in it names the account."""
+    import boto3
+
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_sts,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    deploy = iam.create_policy(PolicyName="tf-apply-deploy", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+    deploy_arn = deploy["Policy"]["Arn"]
+    snapshot = MappingSnapshot.build(
+        [AccountRecord("111111111111", "dev", "aws", "eu-west-1", None, "saml", "tf-apply-broker", None),
+         AccountRecord("222222222222", "prod", "aws", "us-east-1", None, "web_identity", None, "tf-apply-client")],
+        [RoleRecord("111111111111", "tf-apply-admin", "/tf/", 43200), RoleRecord("111111111111", "tf-apply-read", "/", 3600),
+         RoleRecord("222222222222", "tf-apply-deployer", "/", 7200)],
+        [],
+    )
+    broker = BrokerSide(issuer="https://tf-apply.example.com", saml_metadata=make_idp(keyring).metadata().decode())
+    saml = account_trust(snapshot, "111111111111", broker)
+    admin = dataclasses.replace(saml.roles[0], managed_policy_arns=(deploy_arn,))
+    saml = dataclasses.replace(saml, roles=(admin, *saml.roles[1:]))
+    saml_arn = _apply(iam, saml)
+    assert iam.get_saml_provider(SAMLProviderArn=saml_arn)["SAMLMetadataDocument"] == broker.saml_metadata
+    recipients = ["https://signin.aws.amazon.com/saml", "https://eu-west-1.signin.aws.amazon.com/saml"]
+    for name, seconds, path, attached in (("tf-apply-admin", 43200, "/tf/", [deploy_arn]),
+                                          ("tf-apply-read", 3600, "/", [])):
+        role = iam.get_role(RoleName=name)["Role"]
+        assert (role["Path"], role["MaxSessionDuration"]) == (path, seconds)
+        findings = check_role_trust(role["AssumeRolePolicyDocument"], provider_arn=saml_arn, federation="saml",
+                                    audiences=recipients, max_session_duration=role["MaxSessionDuration"],
+                                    session_cap=seconds)
+        assert [f.code for f in findings] == ["trust.ok"], findings
+        assert [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]] == attached
+
+    oidc_arn = _apply(iam, account_trust(snapshot, "222222222222", broker))
+    assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=oidc_arn)["ClientIDList"] == ["tf-apply-client"]
+    role = iam.get_role(RoleName="tf-apply-deployer")["Role"]
+    findings = check_role_trust(role["AssumeRolePolicyDocument"], provider_arn=oidc_arn, federation="web_identity",
+                                audiences=["tf-apply-client"])
+    assert [f.code for f in findings] == ["trust.ok"], findings
 
 
 # ---- the command ----
