@@ -1,6 +1,7 @@
 """The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
 export/import, the AWS side of the trust (aws-setup) and the audit log. Thin: validation is the
-mapping model's, work is the store's. Every route declares its response model and the error statuses it can answer (broker.web.admin_schema)."""
+mapping model's, work is the store's. Every route declares its response model and the error
+statuses it can answer (broker.web.admin_schema)."""
 
 from __future__ import annotations
 
