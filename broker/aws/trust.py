@@ -23,13 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from broker.aws.partitions import partition
 from broker.domain import RoleGrant
 from broker.errors import NotFound
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
+
+if TYPE_CHECKING:
+    from broker.minting.factory import Minting
 
 SAML_ACTIONS = ("sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdentity")
 """TagSession: the broker sends session tags; SetSourceIdentity: it always sends SourceIdentity."""
@@ -69,6 +72,12 @@ class BrokerSide:
     """The Recipient the broker puts in an assertion for a grant (``SamlIdp.recipient``)."""
     ephemeral_key: bool = False
     """The metadata carries a key that lives only as long as the process that made it."""
+
+    @classmethod
+    def of(cls, minting: Minting) -> BrokerSide:
+        """What this minting publishes (the CLI's from a configuration, the running app's own)."""
+        return cls(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
+                   saml_recipient=minting.saml.recipient, ephemeral_key=minting.keys.ephemeral)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`broker aws-setup`: the AWS side of the trust (IAM provider + role trust policies), per account,
-generated from the mapping and the broker's own keys — today as CloudFormation.
+generated from the mapping and the broker's own keys, as CloudFormation or Terraform.
 
 The mapping is read from the database when it is usable (API-managed objects included), else
 from the configuration file alone (a note says so). The SAML metadata is the one the broker
@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.aws.cloudformation import render
+from broker.aws.setup_output import SetupFormat, account_files
 from broker.aws.trust import AccountTrust, BrokerSide, plan
 from broker.cli.existing_database import existing_store
 from broker.config import Config, DatabaseConfig
@@ -68,8 +68,7 @@ def broker_side(config: Config) -> BrokerSide:
     with contextlib.redirect_stdout(sys.stderr):  # start-up log lines must not mix with a template on stdout
         minting = build_minting(public_url=config.server.public_url, keys=config.keys, saml_idp=config.saml_idp,
                                 oidc=config.oidc, session_tags=config.session_tags)
-    return BrokerSide(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
-                      saml_recipient=minting.saml.recipient, ephemeral_key=minting.keys.ephemeral)
+    return BrokerSide.of(minting)
 
 
 def aws_setup(config: Config, accounts: list[str]) -> Setup:
@@ -78,15 +77,13 @@ def aws_setup(config: Config, accounts: list[str]) -> Setup:
     return Setup(plan(snapshot, broker_side(config), accounts), [note] if note else [])
 
 
-def file_name(trust: AccountTrust) -> str:
-    return f"broker-trust-{trust.alias or trust.account_id}.cfn.json"
-
-
-def write(setup: Setup, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+def write(setup: Setup, out: Path, fmt: SetupFormat) -> list[Path]:
+    """Every account's files under ``out`` (``broker.aws.setup_output.account_files``)."""
     written = []
     for trust in setup.accounts:
-        path = out / file_name(trust)
-        path.write_text(render(trust), encoding="utf-8")
-        written.append(path)
+        for name, text in account_files(trust, fmt).items():
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
     return written

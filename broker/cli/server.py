@@ -6,7 +6,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -263,22 +263,22 @@ def preview_assertion(
 @app.command("aws-setup")
 def aws_setup(
     config: ConfigOpt = None,
-    format: Annotated[str, typer.Option("--format", help="cloudformation (the only one so far)")] = "cloudformation",
+    format: Annotated[  # broker.aws.setup_output.SetupFormat (mypy checks they agree), written here: imported when run
+        Literal["cloudformation", "terraform"],
+        typer.Option("--format", help="cloudformation (a template per account) or terraform (a module directory per account)"),
+    ] = "cloudformation",
     account: Annotated[
         list[str] | None, typer.Option("--account", "-a", help="12-digit account id or alias (repeat it; default: all)")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="directory for one template per account (default: stdout)")
+        Path | None, typer.Option("--out", "-o", help="directory for the accounts' templates or modules (default: stdout)")
     ] = None,
 ) -> None:
-    """Generate each account's IAM provider and role trust policies from the mapping, as CloudFormation."""
-    from broker.aws.cloudformation import render
+    """Generate each account's IAM provider and role trust policies from the mapping, as CloudFormation or Terraform."""
+    from broker.aws.setup_output import single
     from broker.cli.aws_setup import aws_setup as run_setup
     from broker.cli.aws_setup import write
 
-    if format != "cloudformation":
-        typer.echo(f"--format {format}: only cloudformation is supported so far", err=True)
-        raise typer.Exit(2)
     cfg = _load(config)
     try:
         setup = run_setup(cfg, list(account or ()))
@@ -291,13 +291,13 @@ def aws_setup(
         for note in trust.notes:
             typer.echo(f"note: {trust.label}: {note}", err=True)
     if out is not None:
-        for path in write(setup, out):
+        for path in write(setup, out, format):
             typer.echo(f"wrote {path}", err=True)
         return
     if len(setup.accounts) != 1:
-        typer.echo("several accounts: give --out DIR (one template each) or one --account", err=True)
+        typer.echo("several accounts: give --out DIR (one template or module each) or one --account", err=True)
         raise typer.Exit(2)
-    typer.echo(render(setup.accounts[0]), nl=False)
+    typer.echo(single(setup.accounts[0], format), nl=False)
 
 
 @app.command("check-directory")

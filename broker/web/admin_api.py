@@ -1,6 +1,7 @@
 """The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
-export/import and the audit log. Thin: validation is the mapping model's, work is the store's.
-Every route declares its response model and the error statuses it can answer (broker.web.admin_schema)."""
+export/import, the AWS side of the trust (aws-setup) and the audit log. Thin: validation is the
+mapping model's, work is the store's. Every route declares its response model and the error
+statuses it can answer (broker.web.admin_schema)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from broker.audit import AuditFilter, Outcome
+from broker.aws import cloudformation
+from broker.aws.setup_output import SetupFormat, account_files
+from broker.aws.trust import BrokerSide, plan
 from broker.errors import (
     Conflict,
     DeletesNotAllowed,
@@ -34,6 +38,7 @@ from broker.web.admin_schema import (
     WRITE_422,
     AccountView,
     AuditPage,
+    AwsSetup,
     Explanation,
     MappingPage,
     MappingView,
@@ -390,6 +395,35 @@ async def import_mapping(
             )
 
     return await run_in_threadpool(lambda: _plan_response(services.store.apply_import(doc, ctx, check=check), format))
+
+
+# ---- the AWS side of the trust ----
+
+
+@router.get(
+    "/aws-setup",
+    summary="Each account's IAM provider and role trust policies, as CloudFormation or Terraform",
+    description=(
+        "What `broker aws-setup` generates, from this broker's whole mapping and its own SAML metadata, OIDC "
+        "issuer and SAML recipient: per account its notes and files (a CloudFormation template, or a Terraform "
+        "module directory), so a pipeline can fetch and deploy them. `account` (id or alias) may be repeated; "
+        "none: every account."
+    ),
+    response_model=AwsSetup,
+    responses=READ,
+)
+def aws_setup(
+    _: AdminDep,
+    services: ServicesDep,
+    format: Annotated[SetupFormat, Query(description="cloudformation or terraform")] = "cloudformation",
+    account: Annotated[list[str] | None, Query(description="an account id or alias; repeat it")] = None,
+) -> dict[str, Any]:
+    trusts = plan(services.store.full_snapshot(), BrokerSide.of(services.minting), account or ())
+    return {"format": format, "accounts": [
+        {"account_id": t.account_id, "alias": t.alias, "notes": list(t.notes), "files": account_files(t, format),
+         "template": cloudformation.template(t) if format == "cloudformation" else None}
+        for t in trusts
+    ]}
 
 
 # ---- audit ----

@@ -186,6 +186,20 @@ class Explanation(_View):
     directory: DirectoryPerson | None = None
 
 
+class AwsSetupAccount(_View):
+    account_id: str
+    alias: str | None
+    notes: list[str] = Field(description="what to know before deploying (the same notes `broker aws-setup` prints)")
+    files: dict[str, str] = Field(
+        description="file path -> content, the path relative to the output directory `broker aws-setup --out` writes")
+    template: dict[str, Any] | None = Field(description="CloudFormation: the template as a JSON object; Terraform: null")
+
+
+class AwsSetup(_View):
+    format: Literal["cloudformation", "terraform"]
+    accounts: list[AwsSetupAccount]
+
+
 # ---- the error statuses, per route ----
 
 

@@ -262,7 +262,7 @@ def test_command_names_an_unknown_account(config_file: Path) -> None:
 
 
 def test_command_refuses_other_formats_and_several_accounts_on_stdout(config_file: Path) -> None:
-    assert _run("--config", str(config_file), "--format", "terraform").exit_code == 2
+    assert _run("--config", str(config_file), "--format", "pulumi").exit_code == 2
     several = _run("--config", str(config_file))
     assert several.exit_code == 2 and "--out" in several.stderr
 

@@ -1,0 +1,25 @@
+"""What ``broker aws-setup`` and ``GET /api/v1/admin/aws-setup`` give for one account, in either
+format: its files, by path relative to the output directory (``--out``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from broker.aws import cloudformation, terraform
+from broker.aws.trust import AccountTrust
+
+SetupFormat = Literal["cloudformation", "terraform"]
+
+
+def account_files(trust: AccountTrust, fmt: SetupFormat) -> dict[str, str]:
+    """CloudFormation: one template, ``broker-trust-<alias>.cfn.json``; Terraform: the account's
+    module directory, ``<alias>/main.tf``, ``outputs.tf``, ``versions.tf`` (the id without an alias)."""
+    name = trust.alias or trust.account_id
+    if fmt == "cloudformation":
+        return {f"broker-trust-{name}.cfn.json": cloudformation.render(trust)}
+    return {f"{name}/{file}": text for file, text in terraform.files(trust).items()}
+
+
+def single(trust: AccountTrust, fmt: SetupFormat) -> str:
+    """The account's output as one text (stdout): the template, or the module as one file."""
+    return cloudformation.render(trust) if fmt == "cloudformation" else terraform.render(trust)
