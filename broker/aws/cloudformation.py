@@ -2,13 +2,14 @@
 
 The template holds the IAM SAML or OIDC provider and one ``AWS::IAM::Role`` per declared role
 (RoleName, Path, MaxSessionDuration, AssumeRolePolicyDocument). No account id or partition is
-written into it: each role trusts the provider through ``Ref`` (its ARN in the account the
-stack runs in), so the same template deploys as a stack in the account or as a StackSet
-instance in every account that declares the same roles, audience and region. CloudFormation creates the roles: a role that already exists
-must be imported into the stack (or its trust edited by hand) — the template does not take over
-an existing role. Permissions stay the administrator's: the roles get no policies here.
+written into it: each role trusts the provider through ``Ref`` (its ARN in the account the stack
+runs in; ``Fn::Sub`` of the stack's partition and account for an existing one), so the same
+template deploys as a stack in the account or as a StackSet instance in every account that
+declares the same roles, audience and region. CloudFormation creates the roles: a role that
+already exists must be imported into the stack (or its trust edited by hand) — the template does
+not take over an existing role. Permissions stay the administrator's: the roles get no policies here.
 
-An account may already hold the provider (created by hand as the README used to say, or by
+An account may already hold the provider (made by hand, as the README's manual steps do, or by
 another stack; IAM keeps one OIDC provider per URL, so a second create fails): the parameter
 ``ProviderExists=true`` leaves the provider out of the stack and has the roles trust the
 existing one by the ARN the broker itself names in STS calls (``saml_provider`` /
