@@ -2,11 +2,18 @@
 
 The template holds the IAM SAML or OIDC provider and one ``AWS::IAM::Role`` per declared role
 (RoleName, Path, MaxSessionDuration, AssumeRolePolicyDocument). No account id or partition is
-written into it: each role trusts the provider through ``Ref`` (its ARN in the account the
-stack runs in), so the same template deploys as a stack in the account or as a StackSet
-instance in every account that declares the same roles, audience and region. CloudFormation creates the roles: a role that already exists
-must be imported into the stack (or its trust edited by hand) — the template does not take over
-an existing role. Permissions stay the administrator's: the roles get no policies here.
+written into it: each role trusts the provider through ``Ref`` (its ARN in the account the stack
+runs in; ``Fn::Sub`` of the stack's partition and account for an existing one), so the same
+template deploys as a stack in the account or as a StackSet instance in every account that
+declares the same roles, audience and region. CloudFormation creates the roles: a role that
+already exists must be imported into the stack (or its trust edited by hand) — the template does
+not take over an existing role. Permissions stay the administrator's: the roles get no policies here.
+
+An account may already hold the provider (made by hand, as the README's manual steps do, or by
+another stack; IAM keeps one OIDC provider per URL, so a second create fails): the parameter
+``ProviderExists=true`` leaves the provider out of the stack and has the roles trust the
+existing one by the ARN the broker itself names in STS calls (``saml_provider`` /
+the issuer host), built from the stack's own partition and account.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from typing import Any
 from broker.aws.trust import AccountTrust, OidcProvider, RoleTrust, SamlProvider
 
 PROVIDER_ID = "BrokerProvider"
+PROVIDER_EXISTS = "ProviderExists"
+"""The parameter: ``true`` when the account's provider exists already (the stack leaves it alone)."""
+CREATE_PROVIDER = "CreateProvider"
 FORMAT_VERSION = "2010-09-09"
 
 
@@ -35,23 +45,44 @@ def _logical_id(name: str, taken: set[str]) -> str:
 def _provider_resource(trust: AccountTrust) -> dict[str, Any]:
     p = trust.provider
     if isinstance(p, SamlProvider):
-        return {"Type": "AWS::IAM::SAMLProvider",
+        return {"Type": "AWS::IAM::SAMLProvider", "Condition": CREATE_PROVIDER,
                 "Properties": {"Name": p.name, "SamlMetadataDocument": p.metadata}}
     assert isinstance(p, OidcProvider)
-    return {"Type": "AWS::IAM::OIDCProvider",
+    return {"Type": "AWS::IAM::OIDCProvider", "Condition": CREATE_PROVIDER,
             "Properties": {"Url": p.url, "ClientIdList": list(p.client_ids)}}
 
 
-def _template_policy(role: RoleTrust) -> dict[str, Any]:
-    """The role's trust policy with the provider's ARN taken from the provider resource."""
-    statements = [{**s, "Principal": {"Federated": {"Ref": PROVIDER_ID}}} for s in role.policy["Statement"]]
+def _existing_provider_arn(trust: AccountTrust) -> str:
+    """The ARN the provider has in the stack's account (``Fn::Sub``): the one trust.py names."""
+    p = trust.provider
+    kind = f"saml-provider/{p.name}" if isinstance(p, SamlProvider) else f"oidc-provider/{p.condition_prefix}"
+    return "arn:${AWS::Partition}:iam::${AWS::AccountId}:" + kind
+
+
+def _provider_arn(trust: AccountTrust) -> dict[str, Any]:
+    return {"Fn::If": [CREATE_PROVIDER, {"Ref": PROVIDER_ID}, {"Fn::Sub": _existing_provider_arn(trust)}]}
+
+
+def _parameters(trust: AccountTrust) -> dict[str, Any]:
+    kind = "SAML" if isinstance(trust.provider, SamlProvider) else "OIDC"
+    return {PROVIDER_EXISTS: {
+        "Type": "String", "AllowedValues": ["false", "true"], "Default": "false",
+        "Description": f"true: the account's IAM {kind} provider exists already; the roles trust it and "
+                       "the stack leaves it (and its metadata) alone",
+    }}
+
+
+def _template_policy(role: RoleTrust, provider_arn: dict[str, Any]) -> dict[str, Any]:
+    """The role's trust policy with the provider's ARN taken from the stack."""
+    statements = [{**s, "Principal": {"Federated": provider_arn}} for s in role.policy["Statement"]]
     return {**role.policy, "Statement": statements}
 
 
 def template(trust: AccountTrust) -> dict[str, Any]:
     """The CloudFormation template (a JSON-ready dict) for one account."""
+    provider_arn = _provider_arn(trust)
     resources: dict[str, Any] = {PROVIDER_ID: _provider_resource(trust)}
-    outputs: dict[str, Any] = {"ProviderArn": {"Value": {"Ref": PROVIDER_ID}}}
+    outputs: dict[str, Any] = {"ProviderArn": {"Value": provider_arn}}
     taken = {PROVIDER_ID.lower()}
     for role in trust.roles:
         logical = _logical_id(role.name, taken)
@@ -61,7 +92,7 @@ def template(trust: AccountTrust) -> dict[str, Any]:
                 "RoleName": role.name,
                 "Path": role.path,
                 "MaxSessionDuration": role.max_session_duration,
-                "AssumeRolePolicyDocument": _template_policy(role),
+                "AssumeRolePolicyDocument": _template_policy(role, provider_arn),
                 "Description": "Assumed through the federation broker",
             },
             "Metadata": {"Broker": {"MappedBy": list(role.mapped_by)}},
@@ -72,6 +103,8 @@ def template(trust: AccountTrust) -> dict[str, Any]:
         "Description": f"Federation broker trust for account {trust.label}"[:1024],
         "Metadata": {"Broker": {"Account": trust.account_id, **({"Alias": trust.alias} if trust.alias else {}),
                                 "Notes": list(trust.notes)}},
+        "Parameters": _parameters(trust),
+        "Conditions": {CREATE_PROVIDER: {"Fn::Equals": [{"Ref": PROVIDER_EXISTS}, "false"]}},
         "Resources": resources,
         "Outputs": outputs,
     }

@@ -1,6 +1,7 @@
 """Fixtures for the federation building blocks: keys on disk, AWS-like verifiers (pysaml2 as
-AWS's SAML SP, signxml, PyJWT against the JWKS over HTTP), moto's STS server, a stand-in of the
-AWS federation endpoint, and a broker served by uvicorn on a random loopback port.
+AWS's SAML SP, signxml, PyJWT against the JWKS over HTTP), moto's server (STS, IAM,
+CloudFormation), a stand-in of the AWS federation endpoint, and a broker served by uvicorn on a
+random loopback port.
 
 Tests pass ``now`` to everything they mint. Verifiers that read the wall clock (pysaml2, PyJWT)
 get a ``now`` taken from the wall clock once per test.
@@ -235,6 +236,35 @@ def moto_sts() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@dataclass(frozen=True)
+class MotoAccounts:
+    """boto3 clients on the moto server (it serves every service), each acting in one account.
+
+    moto keeps one state per account id, taken from the ``x-moto-account-id`` header; the
+    credentials are dummies. The server and its state are shared by the whole session: a test
+    that creates something deletes it again.
+    """
+
+    url: str
+
+    def client(self, service: str, account_id: str, region: str = "us-east-1") -> Any:
+        import boto3
+
+        client = boto3.client(service, region_name=region, endpoint_url=self.url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+
+        def in_account(request: Any, **_: Any) -> None:
+            request.headers["x-moto-account-id"] = account_id
+
+        client.meta.events.register("before-sign", in_account)
+        return client
+
+
+@pytest.fixture(scope="session")
+def moto_accounts(moto_sts: str) -> MotoAccounts:
+    return MotoAccounts(moto_sts)
 
 
 # ---- a stand-in of the AWS federation endpoint ----

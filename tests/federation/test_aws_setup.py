@@ -172,6 +172,11 @@ def test_cloudformation_passes_cfn_lint_and_says_what_the_trust_says(keyring: Ke
         assert _lint_errors(text) == [], account
         body = json.loads(text)
         provider = body["Resources"][PROVIDER_ID]
+        # the provider the stack creates, or (ProviderExists=true) the one the broker names, in the stack's account
+        existing = trust.provider.arn.replace(f"arn:{trust.partition}:iam::{account}:",
+                                              "arn:${AWS::Partition}:iam::${AWS::AccountId}:")
+        provider_arn = {"Fn::If": ["CreateProvider", {"Ref": PROVIDER_ID}, {"Fn::Sub": existing}]}
+        assert body["Outputs"]["ProviderArn"] == {"Value": provider_arn}
         roles = {k: v for k, v in body["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
         assert len(roles) == len(trust.roles)
         for role in trust.roles:
@@ -179,13 +184,13 @@ def test_cloudformation_passes_cfn_lint_and_says_what_the_trust_says(keyring: Ke
             assert props["MaxSessionDuration"] == role.max_session_duration and props["Path"] == role.path
             (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
             (expected,) = role.policy["Statement"]
-            assert statement == {**expected, "Principal": {"Federated": {"Ref": PROVIDER_ID}}}
+            assert statement == {**expected, "Principal": {"Federated": provider_arn}}
         assert account not in json.dumps(body["Resources"])  # account-neutral resources: a StackSet works
         if isinstance(trust.provider, SamlProvider):
-            assert provider == {"Type": "AWS::IAM::SAMLProvider",
+            assert provider == {"Type": "AWS::IAM::SAMLProvider", "Condition": "CreateProvider",
                                 "Properties": {"Name": trust.provider.name, "SamlMetadataDocument": metadata}}
         else:
-            assert provider["Type"] == "AWS::IAM::OIDCProvider"
+            assert (provider["Type"], provider["Condition"]) == ("AWS::IAM::OIDCProvider", "CreateProvider")
             assert provider["Properties"] == {"Url": "https://broker.example.com",
                                               "ClientIdList": list(trust.provider.client_ids)}
 
