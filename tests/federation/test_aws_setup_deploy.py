@@ -76,7 +76,7 @@ def generate(tmp_path: Path, key_files: KeyFilesOnDisk, mapping: dict[str, Any])
     config = make_config(tmp_path, server={"public_url": PUBLIC_URL}, keys=key_files.section(with_next=True),
                          sts={"mode": "aws"}, mapping=mapping)
     setup = aws_setup(config, [])
-    paths = write(setup, tmp_path / "out")
+    paths = write(setup, tmp_path / "out", "cloudformation")
     return {t.account_id: (t, json.loads(p.read_text(encoding="utf-8"))) for t, p in zip(setup.accounts, paths, strict=True)}
 
 
