@@ -48,7 +48,6 @@ MAX_WORKERS = 4
 _MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 _DS = "http://www.w3.org/2000/09/xmldsig#"
 _SEVERITY_ORDER: dict[Severity, int] = {"ok": 0, "warning": 1, "error": 2}
-_XML = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +146,8 @@ def _certificates(metadata: str) -> list[bytes] | None:
     raw = metadata.encode("utf-8")
     try:
         refuse_unsafe_xml(raw)
-        root = etree.fromstring(raw, _XML)
+        # a parser per call: lxml parsers are not to be shared between threads (accounts run concurrently)
+        root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True))
     except (UpstreamRejected, etree.XMLSyntaxError):
         return None
     found = []

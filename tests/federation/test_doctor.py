@@ -157,6 +157,13 @@ def test_metadata_with_another_certificate(world_with: Callable[..., World], tmp
     assert world.problems() == [(world.dev, "saml-provider/broker", "saml.current_key_missing")]
 
 
+def test_metadata_with_a_dtd_is_refused_unread(world: World) -> None:
+    world.iam(world.dev).update_saml_provider(
+        SAMLProviderArn=world.trusts[world.dev].provider.arn,
+        SAMLMetadataDocument='<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>')
+    assert world.problems() == [(world.dev, "saml-provider/broker", "saml.metadata_unreadable")]
+
+
 def test_metadata_without_the_next_certificate_is_a_warning_before_the_switch(
         world: World, key_files: KeyFilesOnDisk) -> None:
     current_only = make_idp(load_keyring(key_files.config(with_next=False)))
