@@ -29,6 +29,7 @@ import binascii
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -70,6 +71,8 @@ class AccountReport:
     account_id: str
     alias: str | None
     checks: tuple[Check, ...]
+    checked_at: datetime
+    """When IAM was read (a cached report keeps it)."""
 
     @property
     def severity(self) -> Severity:
@@ -91,6 +94,7 @@ def check_accounts(access: IamAccess, trusts: Sequence[AccountTrust], broker: Br
 
 
 def check_account(access: IamAccess, trust: AccountTrust, broker: BrokerSide) -> AccountReport:
+    started = datetime.now(UTC).replace(microsecond=0)
     try:
         iam = access.client(trust.account_id, trust.partition)
         checks = _provider_checks(iam, trust, broker)
@@ -100,7 +104,7 @@ def check_account(access: IamAccess, trust: AccountTrust, broker: BrokerSide) ->
         checks.extend(_orphans(iam, trust, declared))
     except AccessProblem as problem:
         checks = [Check("account", "error", problem.code, problem.reason, problem.fix)]
-    return AccountReport(trust.account_id, trust.alias, tuple(checks))
+    return AccountReport(trust.account_id, trust.alias, tuple(checks), started)
 
 
 def _ask(account_id: str, doing: str, call: Callable[..., Any], **params: Any) -> Any:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from broker.aws.partitions import partition
 from broker.domain import RoleGrant
 from broker.errors import NotFound
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
+
+if TYPE_CHECKING:
+    from broker.minting.factory import Minting
 
 SAML_ACTIONS = ("sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdentity")
 """TagSession: the broker sends session tags; SetSourceIdentity: it always sends SourceIdentity."""
@@ -73,6 +76,15 @@ class BrokerSide:
     """DER of the certificate the broker signs with (``keys.current``), for ``broker doctor``."""
     next_certificate: bytes | None = None
     """DER of the rotation certificate (``keys.next``) while one is configured."""
+
+    @classmethod
+    def of(cls, minting: Minting) -> BrokerSide:
+        """What the broker built from its configuration (``broker.minting.factory.build_minting``) publishes."""
+        keys = minting.keys
+        return cls(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
+                   saml_recipient=minting.saml.recipient, ephemeral_key=keys.ephemeral,
+                   current_certificate=keys.current.cert_der,
+                   next_certificate=keys.next.cert_der if keys.next else None)
 
 
 @dataclass(frozen=True)

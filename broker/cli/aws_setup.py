@@ -68,11 +68,7 @@ def broker_side(config: Config) -> BrokerSide:
     with contextlib.redirect_stdout(sys.stderr):  # start-up log lines must not mix with a template on stdout
         minting = build_minting(public_url=config.server.public_url, keys=config.keys, saml_idp=config.saml_idp,
                                 oidc=config.oidc, session_tags=config.session_tags)
-    keys = minting.keys
-    return BrokerSide(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
-                      saml_recipient=minting.saml.recipient, ephemeral_key=keys.ephemeral,
-                      current_certificate=keys.current.cert_der,
-                      next_certificate=keys.next.cert_der if keys.next else None)
+    return BrokerSide.of(minting)
 
 
 def aws_setup(config: Config, accounts: list[str]) -> Setup:

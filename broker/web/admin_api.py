@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from broker.audit import AuditFilter, Outcome
+from broker.aws.doctor_report import as_json
+from broker.aws.trust import plan
 from broker.errors import (
     Conflict,
     DeletesNotAllowed,
@@ -34,6 +36,7 @@ from broker.web.admin_schema import (
     WRITE_422,
     AccountView,
     AuditPage,
+    DoctorReport,
     Explanation,
     MappingPage,
     MappingView,
@@ -231,6 +234,22 @@ class ExplainRequest(BaseModel):
              responses={**NOT_FOUND, 400: COMMON[400] | {"description": "bad_request: no directory to read the groups from"}})
 def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.flow.explain(body.username, body.groups).to_dict()
+
+
+# ---- doctor ----
+
+
+@router.get("/doctor", summary="Whether each account's IAM provider and roles let the broker in (read-only IAM checks)",
+            response_model=DoctorReport, responses=READ)
+def doctor(
+    _: AdminDep,
+    services: ServicesDep,
+    account: Annotated[list[str] | None, Query(description="account ids or aliases (repeat it); default: all")] = None,
+) -> dict[str, Any]:
+    """``broker doctor --json``'s document; each account's report is reused for ``doctor.cache_seconds``."""
+    broker = services.doctor.broker
+    trusts = plan(services.store.full_snapshot(), broker, account or ())
+    return as_json(services.doctor.reports(trusts))
 
 
 # ---- export / import ----

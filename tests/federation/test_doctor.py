@@ -73,7 +73,7 @@ def _write_config(tmp_path: Path, moto: str, keys: dict[str, Any], dev: str, pro
     path = tmp_path / "broker.yaml"
     path.write_text(yaml.safe_dump({
         "server": {"public_url": "https://broker.example.com"},
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
         "keys": keys,
         "sts": {"mode": "aws"},
         "doctor": {"assume_role": DOCTOR_ROLE, "endpoint_url": moto, "max_attempts": 1},
@@ -321,3 +321,48 @@ def test_command_table_json_and_exit_codes(world: World) -> None:
     assert "no account 'staging'" in unknown.stderr and "dev" in unknown.stderr
     missing = runner.invoke(cli, ["doctor", "--config", str(world.path.with_name("nope.yaml"))])
     assert missing.exit_code == 2
+
+
+# ---- the admin API: GET /api/v1/admin/doctor ----
+
+
+def test_admin_api_runs_the_checks_and_reuses_each_accounts_report(
+        world: World, app_factory: Callable[..., Any], admin_headers: dict[str, str]) -> None:
+    client = app_factory(load_config(world.path, env={}))
+
+    def get(query: str = "", **options: Any) -> Any:
+        return client.get(f"/api/v1/admin/doctor{query}", headers=options.get("headers", admin_headers))
+
+    first = get()
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["summary"] == {"accounts": 2, "ok": 5, "warning": 0, "error": 0, "severity": "ok"}
+    checked_at = {a["account"]: a["checked_at"] for a in body["accounts"]}
+
+    world.iam(world.prod).delete_role(RoleName="Deployer")
+    again = get().json()  # cached: IAM is not asked again within doctor.cache_seconds
+    assert again["summary"]["severity"] == "ok"
+    assert {a["account"]: a["checked_at"] for a in again["accounts"]} == checked_at
+
+    # a mapping change makes the account's plan another one: checked afresh, at once
+    assert client.post("/api/v1/admin/accounts/dev/roles", json={"name": "Auditor"},
+                       headers=admin_headers).status_code == 201
+    dev = get("?account=dev").json()
+    assert [(c["subject"], c["code"]) for c in dev["accounts"][0]["checks"] if c["severity"] != "ok"] == [
+        ("role/Auditor", "role.missing")]
+    assert get("?account=prod").json()["summary"]["severity"] == "ok"  # still the cached report
+
+    unknown = get("?account=staging")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert get(headers={}).status_code == 401
+
+
+def test_admin_api_without_a_cache_asks_iam_every_time(
+        world: World, app_factory: Callable[..., Any], admin_headers: dict[str, str]) -> None:
+    config = load_config(world.path, env={})
+    client = app_factory(config.model_copy(update={"doctor": config.doctor.model_copy(update={"cache_seconds": 0})}))
+    assert client.get("/api/v1/admin/doctor", headers=admin_headers).json()["summary"]["severity"] == "ok"
+    world.iam(world.prod).delete_role(RoleName="Deployer")
+    body = client.get("/api/v1/admin/doctor?account=prod", headers=admin_headers).json()
+    assert body["summary"]["severity"] == "error"
+    assert [c["code"] for c in body["accounts"][0]["checks"]] == ["provider.ok", "role.missing"]
