@@ -1,5 +1,5 @@
 """The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
-export/import and the audit log. Thin: validation is the mapping model's, work is the store's.
+export/import, the audit log and the doctor (``broker.aws.doctor``, cached). Thin: validation is the mapping model's, work is the store's.
 Every route declares its response model and the error statuses it can answer (broker.web.admin_schema)."""
 
 from __future__ import annotations
