@@ -239,6 +239,16 @@ def test_oidc_audience_missing(world: World) -> None:
     assert world.problems() == [(world.prod, "oidc-provider/broker.example.com", "oidc.audience_missing")]
 
 
+def test_oidc_thumbprints_are_said_to_be_unchecked(world: World) -> None:
+    iam = world.iam(world.prod)
+    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=world.trusts[world.prod].provider.arn)
+    iam.create_open_id_connect_provider(Url="https://broker.example.com", ClientIDList=["prod-client"],
+                                        ThumbprintList=["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"])
+    (report,) = world.run("prod")
+    assert report.severity == "ok"
+    assert "1 thumbprint(s) are not compared" in report.checks[0].reason
+
+
 def test_orphan_role(world: World) -> None:
     admin = next(r.policy for r in world.trusts[world.dev].roles if r.name == "Admin")
     world.iam(world.dev).create_role(RoleName="Legacy", AssumeRolePolicyDocument=json.dumps(admin))
