@@ -98,10 +98,9 @@ def check_account(access: IamAccess, trust: AccountTrust, broker: BrokerSide) ->
     try:
         iam = access.client(trust.account_id, trust.partition)
         checks = _provider_checks(iam, trust, broker)
-        declared = {role.name.lower() for role in trust.roles}
         for role in trust.roles:
             checks.extend(_role_checks(iam, trust, role))
-        checks.extend(_orphans(iam, trust, declared))
+        checks.extend(_orphans(iam, trust))
     except AccessProblem as problem:
         checks = [Check("account", "error", problem.code, problem.reason, problem.fix)]
     return AccountReport(trust.account_id, trust.alias, tuple(checks), started)
@@ -225,7 +224,9 @@ def _trusts_provider(document: Any, provider_arn: str) -> bool:
                for s in policy.statements)
 
 
-def _orphans(iam: Any, trust: AccountTrust, declared: set[str]) -> list[Check]:
+def _orphans(iam: Any, trust: AccountTrust) -> list[Check]:
+    declared = {role.name.lower() for role in trust.roles}  # IAM role names ignore case
+
     def every_role() -> list[dict[str, Any]]:
         return [role for page in iam.get_paginator("list_roles").paginate() for role in page["Roles"]]
 
