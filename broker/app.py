@@ -15,7 +15,10 @@ from sqlalchemy import Engine
 
 from broker import __version__, logs
 from broker.admin_auth import AdminTokens
+from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
 from broker.aws.factory import build_aws
+from broker.aws.iam_access import IamAccess
+from broker.aws.trust import BrokerSide
 from broker.config import Config, load_config
 from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
@@ -133,6 +136,8 @@ def build_services(
         access=access,
         upstream=build_upstream(config.upstream, public_url=config.server.public_url, state=state, directory=directory),
         readiness=readiness,
+        doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
+                              cache=ReportCache(state, config.doctor.cache_seconds)),
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from broker import logs
 from broker.admin_auth import AdminTokens
+from broker.aws.doctor_cache import DoctorOnDemand
 from broker.aws.factory import Aws
 from broker.config import Config
 from broker.connectors.base import Connector, UpstreamConnector
@@ -51,6 +52,8 @@ class Services:
     """Upstream identity providers (``upstream:``) by name, in configuration order: SAML SPs and OIDC RPs."""
     readiness: Mapping[str, Callable[[], object]]
     """What /readyz checks, by name: each raises when its dependency cannot be used."""
+    doctor: DoctorOnDemand
+    """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
 
     def close(self) -> None:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,

@@ -10,8 +10,9 @@ The interface, for the flow (``broker.aws.factory.build_aws`` builds the impleme
 Pure helpers: ``partitions`` (ARNs, ACS/recipients, audiences, endpoints), ``sts.clamp_duration``,
 ``trust`` (each account's IAM provider and role trust policies, from the mapping),
 ``cloudformation`` (that trust as a template, for ``broker aws-setup``), ``trust_policy`` (an IAM
-trust policy evaluated for one request) and ``trust_check`` (a role's trust findings, for the
-coming ``broker doctor``).
+trust policy evaluated for one request) and ``trust_check`` (a role's trust findings). Signed IAM
+per account: ``iam_access``; on it ``doctor`` (``broker doctor``'s read-only checks per account),
+``doctor_report`` (its table and JSON) and ``doctor_cache`` (the admin API's, cached per account).
 This package imports neither FastAPI, ``broker.web`` nor ``broker.db``.
 """
 

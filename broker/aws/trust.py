@@ -72,12 +72,19 @@ class BrokerSide:
     """The Recipient the broker puts in an assertion for a grant (``SamlIdp.recipient``)."""
     ephemeral_key: bool = False
     """The metadata carries a key that lives only as long as the process that made it."""
+    current_certificate: bytes | None = None
+    """DER of the certificate the broker signs with (``keys.current``), for ``broker doctor``."""
+    next_certificate: bytes | None = None
+    """DER of the rotation certificate (``keys.next``) while one is configured."""
 
     @classmethod
     def of(cls, minting: Minting) -> BrokerSide:
         """What this minting publishes (the CLI's from a configuration, the running app's own)."""
+        keys = minting.keys
         return cls(issuer=minting.oidc.issuer, saml_metadata=minting.saml.metadata().decode("utf-8"),
-                   saml_recipient=minting.saml.recipient, ephemeral_key=minting.keys.ephemeral)
+                   saml_recipient=minting.saml.recipient, ephemeral_key=keys.ephemeral,
+                   current_certificate=keys.current.cert_der,
+                   next_certificate=keys.next.cert_der if keys.next else None)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,9 @@ class RoleTrust:
     max_session_duration: int
     policy: dict[str, Any]
     """The AssumeRolePolicyDocument, with the provider's concrete ARN."""
+    audience: str
+    """The aud the running broker sends for this role: the SAML Recipient in use
+    (``BrokerSide.saml_recipient``), or the OIDC client id."""
     mapped_by: tuple[str, ...]
     """Which mappings name the role (group names); empty: declared, reachable through naming rules only."""
     managed_policy_arns: tuple[str, ...] = ()
@@ -205,14 +215,17 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
     for role in roles:
         grant = _grant(acc, role)
         if isinstance(provider, SamlProvider):
-            policy = saml_policy(provider.arn, saml_audiences(grant, broker.saml_recipient))
+            audiences = saml_audiences(grant, broker.saml_recipient)
+            policy = saml_policy(provider.arn, audiences)
         else:
-            policy = web_identity_policy(provider.arn, provider.condition_prefix, provider.client_ids[0])
+            audiences = provider.client_ids
+            policy = web_identity_policy(provider.arn, provider.condition_prefix, audiences[0])
         groups = tuple(sorted(set(mapped.get(role.name.lower(), ())), key=str.lower))
         if not groups:
             notes.append(f"role {role.name} is declared but no mapping names it: only a naming rule can reach it")
         trusts.append(RoleTrust(name=role.name, path=role.path, arn=grant.role_arn,
-                                max_session_duration=role.max_session_duration, policy=policy, mapped_by=groups))
+                                max_session_duration=role.max_session_duration, policy=policy,
+                                audience=audiences[0], mapped_by=groups))
     if not roles:
         notes.append("the account declares no roles: the template holds the provider only")
     return AccountTrust(account_id=acc.id, alias=acc.alias, partition=part, provider=provider,

@@ -300,6 +300,38 @@ def aws_setup(
     typer.echo(single(setup.accounts[0], format), nl=False)
 
 
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", "-a", help="12-digit account id or alias (repeat it; default: all)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON")] = False,
+) -> None:
+    """Check, through read-only IAM calls, that every mapped account's provider and roles let the broker in.
+
+    Exit 0: everything ok (warnings allowed); 1: an error in some account; 2: bad usage or configuration.
+    """
+    import json
+
+    from broker.aws.doctor_report import as_json as report_json
+    from broker.aws.doctor_report import table
+    from broker.cli.doctor import doctor as run_doctor
+
+    cfg = _load(config)
+    try:
+        diagnosis = run_doctor(cfg, list(account or ()))
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    for note in diagnosis.notes:
+        typer.echo(f"note: {note}", err=True)
+    body = report_json(diagnosis.reports)
+    typer.echo(json.dumps(body, indent=2) if as_json else table(diagnosis.reports), nl=as_json)
+    if body["summary"]["severity"] == "error":
+        raise typer.Exit(1)
+
+
 @app.command("check-directory")
 def check_directory(
     user: Annotated[str, typer.Option("--user", "-u", help="the username to look up (as a person would type it)")],

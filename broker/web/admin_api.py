@@ -1,7 +1,7 @@
 """The admin API under /api/v1/admin: accounts, roles, mappings, naming rules, explain,
-export/import, the AWS side of the trust (aws-setup) and the audit log. Thin: validation is the
-mapping model's, work is the store's. Every route declares its response model and the error
-statuses it can answer (broker.web.admin_schema)."""
+export/import, the AWS side of the trust (aws-setup; the doctor, ``broker.aws.doctor``, cached)
+and the audit log. Thin: validation is the mapping model's, work is the store's. Every route
+declares its response model and the error statuses it can answer (broker.web.admin_schema)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.audit import AuditFilter, Outcome
 from broker.aws import cloudformation
+from broker.aws.doctor_report import as_json
 from broker.aws.setup_output import SetupFormat, account_files
 from broker.aws.trust import BrokerSide, plan
 from broker.errors import (
@@ -39,6 +40,7 @@ from broker.web.admin_schema import (
     AccountView,
     AuditPage,
     AwsSetup,
+    DoctorReport,
     Explanation,
     MappingPage,
     MappingView,
@@ -236,6 +238,22 @@ class ExplainRequest(BaseModel):
              responses={**NOT_FOUND, 400: COMMON[400] | {"description": "bad_request: no directory to read the groups from"}})
 def explain(body: ExplainRequest, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
     return services.flow.explain(body.username, body.groups).to_dict()
+
+
+# ---- doctor ----
+
+
+@router.get("/doctor", summary="Whether each account's IAM provider and roles let the broker in (read-only IAM checks)",
+            response_model=DoctorReport, responses=READ)
+def doctor(
+    _: AdminDep,
+    services: ServicesDep,
+    account: Annotated[list[str] | None, Query(description="account ids or aliases (repeat it); default: all")] = None,
+) -> dict[str, Any]:
+    """``broker doctor --json``'s document; each account's report is reused for ``doctor.cache_seconds``."""
+    broker = services.doctor.broker
+    trusts = plan(services.store.full_snapshot(), broker, account or ())
+    return as_json(services.doctor.reports(trusts))
 
 
 # ---- export / import ----

@@ -198,6 +198,36 @@ class AwsSetupAccount(_View):
 class AwsSetup(_View):
     format: Literal["cloudformation", "terraform"]
     accounts: list[AwsSetupAccount]
+DoctorSeverity = Literal["ok", "warning", "error"]
+
+
+class DoctorCheck(_View):
+    severity: DoctorSeverity
+    code: str = Field(description="stable: provider.*, saml.*, oidc.*, role.*, trust.*, access.* (see the README)")
+    subject: str = Field(description="account, or the IAM object's ARN resource part (role/Admin, saml-provider/broker)")
+    reason: str
+    fix: str
+
+
+class DoctorAccount(_View):
+    account: str
+    alias: str | None
+    severity: DoctorSeverity
+    checked_at: Timestamp = Field(description="when IAM was read (a cached report keeps its time)")
+    checks: list[DoctorCheck]
+
+
+class DoctorSummary(_View):
+    accounts: int
+    ok: int
+    warning: int
+    error: int
+    severity: DoctorSeverity
+
+
+class DoctorReport(_View):
+    accounts: list[DoctorAccount]
+    summary: DoctorSummary
 
 
 # ---- the error statuses, per route ----

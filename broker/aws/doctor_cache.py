@@ -1,0 +1,66 @@
+"""`broker doctor` on demand (GET /api/v1/admin/doctor), each account's report reused for
+``doctor.cache_seconds`` so that a page reloaded, or polled, never hammers IAM.
+
+The reports live in the shared state (``broker.state``: in-process, or Redis so every worker
+sees the same ones), under a key made of the account id and a digest of what the account should
+hold (the trust plan, the broker's certificates included): a mapping or key change is checked
+afresh at once, without waiting for the cached report to expire. Two requests that miss at the
+same moment both ask IAM (at most once per account each); nothing else does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+
+from broker.aws.doctor import AccountReport, check_accounts
+from broker.aws.doctor_report import account_json, account_report
+from broker.aws.iam_access import IamAccess
+from broker.aws.trust import AccountTrust, BrokerSide
+from broker.state import StateStore
+
+
+class ReportCache:
+    """Account reports in the shared state, each for ``seconds`` (0: none kept)."""
+
+    def __init__(self, state: StateStore, seconds: int) -> None:
+        self.state, self.seconds = state, seconds
+
+    @staticmethod
+    def key(trust: AccountTrust) -> str:
+        plan = json.dumps(dataclasses.asdict(trust), sort_keys=True, default=str)
+        return f"doctor:{trust.account_id}:{hashlib.sha256(plan.encode()).hexdigest()[:32]}"
+
+    def get(self, trust: AccountTrust) -> AccountReport | None:
+        if not self.seconds:
+            return None
+        stored = self.state.get(self.key(trust))
+        return account_report(json.loads(stored)) if stored is not None else None
+
+    def put(self, trust: AccountTrust, report: AccountReport) -> None:
+        if self.seconds:
+            self.state.set(self.key(trust), json.dumps(account_json(report)), ttl=self.seconds)
+
+
+class DoctorOnDemand:
+    """The admin API's doctor: the broker side is the running broker's, built once."""
+
+    def __init__(self, *, access: IamAccess, broker: BrokerSide, cache: ReportCache) -> None:
+        self.access, self.broker, self.cache = access, broker, cache
+
+    def reports(self, trusts: Sequence[AccountTrust]) -> list[AccountReport]:
+        """A report per account, in the order given: cached ones as they are, the others from IAM."""
+        found: dict[str, AccountReport] = {}
+        missing = []
+        for trust in trusts:
+            cached = self.cache.get(trust)
+            if cached is None:
+                missing.append(trust)
+            else:
+                found[trust.account_id] = cached
+        for trust, report in zip(missing, check_accounts(self.access, missing, self.broker), strict=True):
+            self.cache.put(trust, report)
+            found[trust.account_id] = report
+        return [found[t.account_id] for t in trusts]
