@@ -55,12 +55,22 @@ def _of_type(blocks: Blocks, kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _cfn_role(trust: AccountTrust, role: str) -> dict[str, Any]:
-    """The CloudFormation template's properties of a role, its ``Ref`` to the provider resolved."""
+    """The CloudFormation template's properties of a role, the provider's ARN resolved (created by
+    the stack or existing: both branches of the ``Fn::If`` name the same ARN)."""
     body = cloudformation.template(trust)
     (props,) = [r["Properties"] for r in body["Resources"].values()
                 if r["Type"] == "AWS::IAM::Role" and r["Properties"]["RoleName"] == role]
-    text = json.dumps(props).replace(json.dumps({"Ref": cloudformation.PROVIDER_ID}), json.dumps(trust.provider.arn))
-    resolved: dict[str, Any] = json.loads(text)
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"] and node["Fn::If"][0] == cloudformation.CREATE_PROVIDER:
+                return trust.provider.arn
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(props)
     return resolved
 
 
