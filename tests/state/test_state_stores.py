@@ -125,6 +125,39 @@ def test_delete(store):
     assert s.delete("k") is False and s.get("k") is None
 
 
+def test_delete_indexed_deletes_what_the_index_names_and_nothing_else(store):
+    s, advance = store
+    s.set_indexed("session:a", "alice-1", ttl=60, index="user:alice")
+    s.set_indexed("oauth:fam:f1", "alice-2", ttl=600, index="user:alice")
+    s.set_indexed("session:b", "bob", ttl=60, index="user:bob")
+    s.set("plain", "v", ttl=60)
+    assert s.get("session:a") == "alice-1" and 59 < s.ttl("oauth:fam:f1") <= 600
+    assert s.delete_indexed("user:alice") == 2
+    assert s.get("session:a") is None and s.get("oauth:fam:f1") is None
+    assert s.get("session:b") == "bob" and s.get("plain") == "v"
+    assert s.delete_indexed("user:alice") == 0  # the index went with its keys
+    assert s.delete_indexed("user:nobody") == 0
+
+
+def test_delete_indexed_counts_only_keys_that_still_existed(store):
+    s, advance = store
+    s.set_indexed("short", "1", ttl=10, index="user:carol")
+    s.set_indexed("long", "2", ttl=100, index="user:carol")
+    s.set_indexed("gone", "3", ttl=100, index="user:carol")
+    s.delete("gone")
+    advance(11)
+    assert s.delete_indexed("user:carol") == 1
+    assert s.get("long") is None
+
+
+def test_an_index_lives_as_long_as_its_longest_lived_key(store):
+    s, advance = store
+    s.set_indexed("k1", "1", ttl=100, index="user:dave")
+    s.set_indexed("k2", "2", ttl=10, index="user:dave")  # a shorter key does not shorten the index
+    advance(50)
+    assert s.delete_indexed("user:dave") == 1
+
+
 def test_keys_are_independent_and_values_round_trip_unicode(store):
     s, _ = store
     s.set("a", "ünïcode ✓", ttl=10)
@@ -138,6 +171,8 @@ def test_non_positive_ttls_are_refused(store):
         s.set("k", "v", ttl=0)
     with pytest.raises(ValueError):
         s.set_if_absent("k", "v", ttl=-1)
+    with pytest.raises(ValueError):
+        s.set_indexed("k", "v", ttl=0, index="i")
 
 
 def test_concurrent_increments_lose_nothing(store):
