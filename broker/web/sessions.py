@@ -44,6 +44,7 @@ from broker.access_config import SessionsConfig
 from broker.domain import Identity
 from broker.errors import CsrfFailed
 from broker.identity_json import identity_from_dict, identity_to_dict
+from broker.logins import login_index
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.state.base import StateStore
@@ -139,7 +140,11 @@ class SessionStore:
         return max(1.0, min(float(self.config.idle_timeout_seconds), self._ends(session) - now))
 
     def save(self, session: Session) -> None:
-        self.state.set(self._key(session.id), session.to_json(), ttl=self._ttl(session, self.clock()))
+        key, value, ttl = self._key(session.id), session.to_json(), self._ttl(session, self.clock())
+        if session.user is None:
+            self.state.set(key, value, ttl=ttl)
+        else:  # a signed-in session is one of the person's logins (broker.logins: revocable by person)
+            self.state.set_indexed(key, value, ttl=ttl, index=login_index(session.user["username"]))
 
     def create(self, identity: Identity | None = None) -> Session:
         now = self.clock()
