@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -342,21 +341,23 @@ def _end_logins(config: Config, username: str, result: Result) -> None:
         result.errors.append(f"the portal sessions and CLI logins were not ended: {exc.message}")
 
 
-def revoke(config: Config, plan: Plan, *, apply: bool, actor: str,
-           access_factory: Callable[[Config], IamAccess] | None = None) -> Result:
-    """Carry out ``plan`` (``apply``) or show what it would write; never raises for one account's problem."""
-    access = (access_factory or (lambda c: IamAccess(c.revoke, session_name="broker-revoke")))(config)
+def revoke(config: Config, plan: Plan, *, apply: bool, actor: str) -> Result:
+    """Carry out ``plan`` (``apply``) or show what it would write; never raises for one account's problem.
+
+    The person's logins in the broker end first and the time is taken after that, so that no CLI
+    login of theirs fetches credentials issued after the time while the policies are written."""
+    result = Result(plan, apply, [])
+    if apply and plan.person is not None:
+        _end_logins(config, plan.person.username, result)
+        plan.before = revocation_time(datetime.now(UTC))
+    access = IamAccess(config.revoke, session_name="broker-revoke")
     by_account: dict[str, list[Target]] = {}
     for t in plan.targets:
-        if t.role_arn not in {x.role_arn for x in by_account.get(t.account.id, [])}:
-            by_account.setdefault(t.account.id, []).append(t)
-    accounts = [_account(access, ts[0].account, ts, plan, apply) for _, ts in sorted(by_account.items())]
-    result = Result(plan, apply, accounts)
+        by_account.setdefault(t.account.id, []).append(t)
+    result.accounts = [_account(access, ts[0].account, ts, plan, apply) for _, ts in sorted(by_account.items())]
     if not apply:
         _show_unread(result, by_account)
         return result
-    if plan.person is not None:
-        _end_logins(config, plan.person.username, result)
     problem = _audit(config, result, actor)
     if problem is not None:
         result.errors.append(f"the audit event was not written: {problem}")

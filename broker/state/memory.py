@@ -82,9 +82,11 @@ class MemoryState:
         with self._lock:
             return self._live(key, self._clock()) is not None and self._data.pop(key, None) is not None
 
-    def set_indexed(self, key: str, value: str, *, ttl: float, index: str) -> None:
+    def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
         with self._lock:
             now = self._clock()
+            if existing_only and self._live(key, now) is None:
+                return False
             expires = self._expiry(now, ttl)
             assert expires is not None
             self._store(key, value, expires)
@@ -92,6 +94,7 @@ class MemoryState:
             for k in [k for k, exp in members.items() if exp <= now]:
                 del members[k]
             members[key] = expires
+            return True
 
     def delete_indexed(self, index: str) -> int:
         with self._lock:

@@ -29,12 +29,14 @@ return n
 # SET the key and record it in the index (a sorted set scored by the key's expiry, epoch ms):
 # members already expired are dropped, and the index lives as long as its longest-lived member.
 _SET_INDEXED = """
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local expires = tonumber(ARGV[3]) + tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 redis.call('ZADD', KEYS[2], expires, ARGV[4])
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[2], math.max(1, tonumber(last[2]) - tonumber(ARGV[3])))
+return 1
 """
 # DEL every key the index names (members are unprefixed: ARGV[1] is the prefix), then the index.
 _DELETE_INDEXED = """
@@ -103,11 +105,12 @@ class RedisState:
         with _translate():
             return bool(self._r.delete(self._k(key)))
 
-    def set_indexed(self, key: str, value: str, *, ttl: float, index: str) -> None:
-        """One script: the key and its index entry are written together. The keys the index names
-        are read inside the script, so a Redis Cluster would need the index and its keys in one slot."""
+    def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
+        """One script: the key and its index entry are written together. ``delete_indexed`` reads
+        the keys an index names inside its script, so a Redis Cluster would need them in one slot."""
         with _translate():
-            self._set_indexed(keys=[self._k(key), self._k(index)], args=[value, _ms(ttl), int(time.time() * 1000), key])
+            return bool(self._set_indexed(keys=[self._k(key), self._k(index)],
+                                          args=[value, _ms(ttl), int(time.time() * 1000), key, int(existing_only)]))
 
     def delete_indexed(self, index: str) -> int:
         with _translate():

@@ -139,18 +139,23 @@ class SessionStore:
             return float(min(ANONYMOUS_TTL, self.config.idle_timeout_seconds))
         return max(1.0, min(float(self.config.idle_timeout_seconds), self._ends(session) - now))
 
-    def save(self, session: Session) -> None:
+    def save(self, session: Session, *, new: bool = False) -> bool:
+        """Write the session; a signed-in one only when ``new`` or while it still exists, so that a
+        request in flight never brings back a session that was ended meanwhile (``destroy``,
+        ``broker.logins.end_logins``: a signed-in session is one of the person's logins). False:
+        it was ended."""
         key, value, ttl = self._key(session.id), session.to_json(), self._ttl(session, self.clock())
         if session.user is None:
             self.state.set(key, value, ttl=ttl)
-        else:  # a signed-in session is one of the person's logins (broker.logins: revocable by person)
-            self.state.set_indexed(key, value, ttl=ttl, index=login_index(session.user["username"]))
+            return True
+        return self.state.set_indexed(key, value, ttl=ttl, index=login_index(session.user["username"]),
+                                      existing_only=not new)
 
     def create(self, identity: Identity | None = None) -> Session:
         now = self.clock()
         session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), created=now, seen=now,
                           user=None if identity is None else identity_to_dict(identity))
-        self.save(session)
+        self.save(session, new=True)
         return session
 
     def get(self, sid: str | None) -> Session | None:
@@ -170,7 +175,8 @@ class SessionStore:
             return None
         if now - session.seen >= 30 or session.user is None:  # do not rewrite the record on every request
             session.seen = now
-            self.save(session)
+            if not self.save(session):
+                return None
         return session
 
     def destroy(self, session: Session) -> None:

@@ -57,3 +57,17 @@ def test_a_login_after_the_revocation_works(store):
     assert end_logins(state, "alice") == 1
     again = tokens.issue(ALICE, client_id="awsbroker")
     assert tokens.identity_for(again.access_token) == ALICE
+
+
+def test_a_request_in_flight_does_not_bring_an_ended_session_back(store):
+    state, _ = store
+    clock = [1_000_000.0]
+    sessions = SessionStore(state, SessionsConfig(), public_url="https://broker.example.com", clock=lambda: clock[0])
+    sid = sessions.create(ALICE).id
+    clock[0] += 60  # the next request rewrites the record (last use)
+    in_flight = sessions.get(sid)
+    assert in_flight is not None
+    clock[0] += 60
+    assert end_logins(state, "alice") == 1
+    assert sessions.save(in_flight) is False  # what that request would write back
+    assert sessions.get(sid) is None

@@ -110,6 +110,17 @@ def test_an_index_lives_as_long_as_its_longest_lived_key(store):
     assert s.delete_indexed("user:dave") == 1
 
 
+def test_an_update_of_an_indexed_key_never_brings_it_back(store):
+    """``existing_only``: a session re-saved by a request in flight stays ended."""
+    s, _ = store
+    assert s.set_indexed("session:e", "v1", ttl=60, index="user:erin", existing_only=False) is True
+    assert s.set_indexed("session:e", "v2", ttl=60, index="user:erin", existing_only=True) is True
+    assert s.get("session:e") == "v2"
+    assert s.delete_indexed("user:erin") == 1
+    assert s.set_indexed("session:e", "v3", ttl=60, index="user:erin", existing_only=True) is False
+    assert s.get("session:e") is None and s.delete_indexed("user:erin") == 0
+
+
 def test_keys_are_independent_and_values_round_trip_unicode(store):
     s, _ = store
     s.set("a", "ünïcode ✓", ttl=10)
