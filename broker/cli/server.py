@@ -321,8 +321,9 @@ def revoke(
     """
     import getpass
 
-    from broker.cli.revoke import lines, plan_revocation
+    from broker.cli.revoke import lines
     from broker.cli.revoke import revoke as run_revoke
+    from broker.cli.revoke_targets import plan_revocation
 
     cfg = _load(config)
     try:
