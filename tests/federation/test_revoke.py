@@ -35,6 +35,7 @@ from broker.oauth.errors import InvalidGrant
 from broker.oauth.tokens import TokenService
 from broker.state.redis import RedisState
 from broker.web.sessions import SessionStore
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -77,7 +78,7 @@ def _mapping(dev: str = DEV, prod: str = PROD) -> dict[str, Any]:
 
 
 def _config(tmp_path: Path, moto_sts: str, names: dict[str, str], *, mapping: dict[str, Any] | None = None,
-            assume_role: str | None = ASSUME, directory: bool = True) -> Path:
+            assume_role: str | None = ASSUME, directory: dict[str, Any] | str | None = "static") -> Path:
     path = tmp_path / "broker.yaml"
     body: dict[str, Any] = {
         "server": {"public_url": "https://broker.example.com"},
@@ -86,7 +87,9 @@ def _config(tmp_path: Path, moto_sts: str, names: dict[str, str], *, mapping: di
         "revoke": {"endpoint_url": moto_sts, **({"assume_role": assume_role} if assume_role else {})},
         "mapping": mapping or _mapping(),
     }
-    if directory:
+    if isinstance(directory, dict):
+        body["directory"] = directory
+    elif directory == "static":
         body["directory"] = {"type": "static", "name": "corp", "users": [
             {"username": names["alice"], "id": ALICE_ID, "password_hash": HASH, "groups": ["aws-admins"]},
             {"username": names["bob"], "password_hash": HASH, "groups": ["readers"]},
@@ -306,7 +309,7 @@ def test_without_the_directory_every_declared_role_gets_the_persons_statement(
     tmp_path: Path, moto_sts: str, iam: IamAccess, accounts: tuple[str, str], names: dict[str, str]
 ) -> None:
     dev, prod = accounts
-    config = _config(tmp_path, moto_sts, names, mapping=_mapping(dev, prod), directory=False)
+    config = _config(tmp_path, moto_sts, names, mapping=_mapping(dev, prod), directory=None)
     dave = names["alice"].replace("alice", "dave")
 
     refused = _run("--user", dave, "--config", str(config))
@@ -339,3 +342,20 @@ def test_with_in_process_state_the_broker_side_is_reported_not_done(
     assert result.exit_code == 1
     assert "state.backend is memory" in result.output
     assert _policy(iam, dev, "Admin") is not None  # AWS is revoked all the same
+
+
+def test_an_unreachable_directory_is_said_and_every_declared_role_is_covered(
+    tmp_path: Path, moto_sts: str, iam: IamAccess, accounts: tuple[str, str], names: dict[str, str]
+) -> None:
+    dev, prod = accounts
+    down = {"type": "ldap", "name": "corp-ldap", "servers": [f"ldap://127.0.0.1:{free_port()}"],
+            "bind_dn": "cn=svc,dc=example,dc=com", "bind_password": "x", "connect_timeout": 2, "timeout": 2,
+            "user_search": {"base": "dc=example,dc=com"}}
+    config = _config(tmp_path, moto_sts, names, mapping=_mapping(dev, prod), directory=down)
+    result = _run("--user", names["alice"], "--id", ALICE_ID, "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "note: the directory 'corp-ldap' cannot be reached" in result.output
+    assert "every declared role gets the revocation" in result.output and "it denies no one else" in result.output
+    for arn in (f"arn:aws:iam::{dev}:role/Admin", f"arn:aws:iam::{dev}:role/audit/ReadOnly",
+                f"arn:aws:iam::{prod}:role/Deployer"):
+        assert f"{arn}: would write" in result.output
