@@ -12,7 +12,8 @@
 User codes: 8 characters from a 20-letter alphabet without vowels (§6.1: no words, no
 look-alikes), shown as XXXX-XXXX; case, dashes and spaces are ignored when typed. Guessing is
 limited by broker.ratelimit (per source address and per signed-in person). Records are keyed by
-the SHA-256 of each code: ``oauth:dc:<sha256(device_code)>``, ``oauth:uc:<sha256(user_code)>``.
+the SHA-256 of each code: ``oauth:dc:<sha256(device_code)>``, ``oauth:uc:<sha256(user_code)>``;
+an approved code, until collected, is one of its person's logins (``broker.logins``).
 
 Against a phished ``verification_uri_complete`` link (§5.4, §3.3.1): the record keeps what the
 approval page shows before anyone approves — the client, the address and user agent that

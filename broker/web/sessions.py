@@ -8,6 +8,8 @@
   the prefix is dropped, because browsers refuse ``__Host-`` cookies without Secure
   (``host_cookie_name``: the one rule, for the upstream sign-in cookie too).
 - A new id at every sign-in (``login_response``), the old session destroyed: no fixation.
+- A signed-in session is one of its person's logins (``broker.logins``: ``broker revoke --user``
+  ends them all); once ended or destroyed, no request in flight writes it back.
 - Idle and absolute timeouts (``sessions.*_timeout_seconds``) are checked against the store's
   clock, and the state TTL follows them, so an abandoned session disappears by itself.
 - CSRF: a per-session synchronizer token in every form (``csrf_token``) or the
