@@ -35,7 +35,13 @@ from broker.mapping.snapshot import AccountRecord
 from broker.state import open_state
 
 ACTION = "sessions.revoke"
-_WRITE_FIX = "let the revoke role (revoke.assume_role) call iam:GetRolePolicy and iam:PutRolePolicy on the mapped roles"
+_FIXES = {
+    "access.denied": ("let the identity this command runs as assume revoke.assume_role's role in the account, and "
+                      "that role call iam:GetRolePolicy and iam:PutRolePolicy on the mapped roles"),
+    "access.wrong_account": ("set revoke.assume_role (arn:aws:iam::{account}:role/BrokerRevoke) to reach every "
+                             "account, or run with credentials of this account"),
+}
+"""The fixes ``broker.aws.iam_access`` gives name the doctor's read-only role; revoke writes."""
 
 
 @dataclass
@@ -99,6 +105,11 @@ def _refused(exc: ClientError) -> str:
     return f"IAM refused: {code}: {error.get('Message', '')}".rstrip(": ")
 
 
+def _revoke_fix(problem: AccessProblem) -> AccessProblem:
+    problem.fix = _FIXES.get(problem.code, problem.fix)
+    return problem
+
+
 def _account(access: IamAccess, account: AccountRecord, targets: list[Target], plan: Plan,
              apply: bool) -> AccountOutcome:
     outcome = AccountOutcome(account)
@@ -106,7 +117,7 @@ def _account(access: IamAccess, account: AccountRecord, targets: list[Target], p
     try:
         client = access.client(account.id, account.partition)
     except AccessProblem as problem:
-        outcome.problem = problem
+        outcome.problem = _revoke_fix(problem)
         return outcome
     for t in targets:
         doing = "GetRolePolicy"
@@ -123,10 +134,8 @@ def _account(access: IamAccess, account: AccountRecord, targets: list[Target], p
             if found is None and isinstance(exc, ClientError):  # about this role: NoSuchEntity, LimitExceeded, ...
                 outcome.roles.append(RoleOutcome(t.role_arn, None, _refused(exc)))
                 continue
-            outcome.problem = found or AccessProblem("access.failed", account.id, f"{doing} failed: {exc}",
-                                                       "run it again")
-            if outcome.problem.code == "access.denied":
-                outcome.problem.fix = _WRITE_FIX
+            outcome.problem = _revoke_fix(found or AccessProblem("access.failed", account.id, f"{doing} failed: {exc}",
+                                                                 "run it again"))
             return outcome
         outcome.roles.append(RoleOutcome(t.role_arn, document))
     return outcome

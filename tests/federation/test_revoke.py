@@ -278,6 +278,7 @@ def test_a_problem_in_one_account_is_that_accounts_and_the_others_proceed(
     result = _run("--user", names["alice"], "--apply", "--config", str(config))
     assert result.exit_code == 1
     assert "[access.wrong_account]" in result.output and f"account prod ({PROD})" in result.output
+    assert "set revoke.assume_role (arn:aws:iam::{account}:role/BrokerRevoke)" in result.output
     assert f"arn:aws:iam::{MOTO_DEFAULT}:role/{role}: wrote" in result.output
     event = _audit(config)[0]
     assert event["outcome"] == "error" and PROD in event["details"]["failed"]
