@@ -12,7 +12,8 @@ Pure: it builds and merges policy documents; ``broker.cli.revoke`` reads and wri
 - A person is matched by what the broker put in their sessions: SAML sessions carry
   ``aws:SourceIdentity`` (``broker.minting.names.source_identity`` of the immutable id); web
   identity sessions carry no SourceIdentity (the ID token has no source-identity claim), so they
-  are matched by ``aws:userid``, ``<role id>:<RoleSessionName>`` for an assumed role, with the
+  are matched by ``aws:userid``, ``<role id>:<RoleSessionName>`` for an assumed role (IAM User
+  Guide reference_policies_variables: ``role-id:caller-specified-role-name``), with the
   RoleSessionName the broker derives from the username (``role_session_name``: no ``:``, ``*``
   or ``?`` can occur in it, so ``*:<name>`` matches that session name in any role and no other).
 - The time is rounded up to the next whole second: a session issued in the second of the
