@@ -22,7 +22,8 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── UnknownAccount       unknown_account
     │   │   ├── UnknownRole          unknown_role
     │   │   ├── InvalidImport        invalid_import
-    │   │   └── SessionTagInvalid    session_tag_invalid
+    │   │   ├── SessionTagInvalid    session_tag_invalid
+    │   │   └── RevocationTooLarge   revocation_too_large (a role's revocation policy over IAM's inline-policy limit)
     │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
@@ -143,6 +144,10 @@ class InvalidImport(InvalidInput):
 
 class SessionTagInvalid(InvalidInput):
     code, message = "session_tag_invalid", "a directory attribute cannot become an AWS session tag"
+
+
+class RevocationTooLarge(InvalidInput):
+    code, message = "revocation_too_large", "the revocation policy would exceed IAM's limit for a role's inline policies"
 
 
 class SsoRequestInvalid(BadRequest):

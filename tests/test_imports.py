@@ -55,6 +55,7 @@ CORE = (
     "broker.affinity",
     "broker.config",
     "broker.identity_json",
+    "broker.logins",
     "broker.logs",
     "broker.metrics",
     "broker.redirects",

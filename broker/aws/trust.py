@@ -135,7 +135,8 @@ class AccountTrust:
         return f"{self.alias} ({self.account_id})" if self.alias else self.account_id
 
 
-def _grant(acc: AccountRecord, role: RoleRecord) -> RoleGrant:
+def role_grant(acc: AccountRecord, role: RoleRecord) -> RoleGrant:
+    """A declared role as a grant (its ARN, provider and limits), whoever may reach it."""
     return RoleGrant(
         account_id=acc.id, account_alias=acc.alias, partition=acc.partition, region=acc.region,
         environment=acc.environment, federation_path=acc.federation_path, saml_provider=acc.saml_provider,
@@ -213,7 +214,7 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
         notes.extend(_issuer_notes(broker.issuer))
     trusts = []
     for role in roles:
-        grant = _grant(acc, role)
+        grant = role_grant(acc, role)
         if isinstance(provider, SamlProvider):
             audiences = saml_audiences(grant, broker.saml_recipient)
             policy = saml_policy(provider.arn, audiences)

@@ -332,6 +332,43 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command("revoke")
+def revoke(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="revoke this person's sessions (username)")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="revoke every session of this mapped role (ARN)")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="revoke every session of the account's declared roles (id or alias)")
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="write the policies and end the logins (default: dry run)")] = False,
+    immutable_id: Annotated[
+        str | None, typer.Option("--id", help="with --user: the immutable id, when the directory cannot tell it")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="who runs it, for the audit event (default: the OS user)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke sessions already issued: deny everything to sessions issued before now on each affected role
+    (inline policy BrokerRevokeOlderSessions) and, for --user, end the person's portal sessions and CLI logins.
+
+    Without --apply nothing is changed anywhere: it prints, per account and role, the policy it would write.
+    """
+    import getpass
+
+    from broker.cli.revoke import lines
+    from broker.cli.revoke import revoke as run_revoke
+    from broker.cli.revoke_targets import plan_revocation
+
+    cfg = _load(config)
+    try:
+        plan = plan_revocation(cfg, user=user, role=role, account=account, immutable_id=immutable_id)
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2 if exc.status < 500 else 3) from None
+    result = run_revoke(cfg, plan, apply=apply, actor=actor or getpass.getuser())
+    typer.echo("\n".join(lines(result)))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command("check-directory")
 def check_directory(
     user: Annotated[str, typer.Option("--user", "-u", help="the username to look up (as a person would type it)")],

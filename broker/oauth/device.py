@@ -12,7 +12,8 @@
 User codes: 8 characters from a 20-letter alphabet without vowels (§6.1: no words, no
 look-alikes), shown as XXXX-XXXX; case, dashes and spaces are ignored when typed. Guessing is
 limited by broker.ratelimit (per source address and per signed-in person). Records are keyed by
-the SHA-256 of each code: ``oauth:dc:<sha256(device_code)>``, ``oauth:uc:<sha256(user_code)>``.
+the SHA-256 of each code: ``oauth:dc:<sha256(device_code)>``, ``oauth:uc:<sha256(user_code)>``;
+an approved code, until collected, is one of its person's logins (``broker.logins``).
 
 Against a phished ``verification_uri_complete`` link (§5.4, §3.3.1): the record keeps what the
 approval page shows before anyone approves — the client, the address and user agent that
@@ -33,6 +34,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from broker.access_config import OAuthConfig
 from broker.domain import Identity
 from broker.identity_json import identity_from_dict, identity_to_dict
+from broker.logins import login_index
 from broker.oauth import secret_hash
 from broker.oauth.errors import (
     AccessDenied,
@@ -134,8 +136,13 @@ class DeviceFlow:
     def _left(self, record: _Record, now: float) -> float:
         return max(1.0, record["exp"] - now)
 
-    def _save(self, digest: str, record: _Record, now: float) -> None:
-        self.state.set(f"oauth:dc:{digest}", json.dumps(record), ttl=self._left(record, now))
+    def _save(self, digest: str, record: _Record, now: float, *, person: str | None = None) -> None:
+        """``person``: the record is one of that person's logins (an approved code, until collected)."""
+        key, value, ttl = f"oauth:dc:{digest}", json.dumps(record), self._left(record, now)
+        if person is None:
+            self.state.set(key, value, ttl=ttl)
+        else:
+            self.state.set_indexed(key, value, ttl=ttl, index=login_index(person))
 
     # -- §3.1/3.2 --
 
@@ -195,7 +202,7 @@ class DeviceFlow:
             return False  # decided meanwhile (another tab, another replica)
         record["status"] = "approved" if approve else "denied"
         record["sub"] = identity_to_dict(identity) if approve else None
-        self._save(digest, record, self.clock())
+        self._save(digest, record, self.clock(), person=identity.username if approve else None)
         return True
 
     # -- §3.4/3.5: the CLI polls --

@@ -10,7 +10,7 @@ token rotation and reuse detection of RFC 9700 §4.14.
   tokens stop working at once, on every replica.
 
 State keys: ``oauth:at:<sha256>``, ``oauth:rt:<sha256>``, ``oauth:rt-used:<sha256>``,
-``oauth:fam:<family id>``. Values carry the identity and epoch expiries (checked against the
+``oauth:fam:<family id>`` (indexed under its person: ``broker.logins``). Values carry the identity and epoch expiries (checked against the
 service's clock, so tests own time).
 """
 
@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 from broker.access_config import OAuthConfig
 from broker.domain import Identity
 from broker.identity_json import identity_from_dict, identity_to_dict
+from broker.logins import login_index
 from broker.oauth import secret_hash
 from broker.oauth.errors import InvalidClient, InvalidGrant
 from broker.state.base import StateStore
@@ -78,7 +79,8 @@ class TokenService:
         expires = now + self.config.refresh_token_ttl_seconds
         if identity.valid_until is not None:
             expires = min(expires, identity.valid_until)
-        self.state.set(f"oauth:fam:{family}", json.dumps({"user": identity.username}), ttl=self._left(expires, now))
+        self.state.set_indexed(f"oauth:fam:{family}", json.dumps({"user": identity.username}), ttl=self._left(expires, now),
+                               index=login_index(identity.username))
         return self._pair(identity, client_id=client_id, family=family, family_expires=expires, now=now)
 
     def _pair(self, identity: Identity, *, client_id: str, family: str, family_expires: float, now: float) -> TokenPair:

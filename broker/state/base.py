@@ -27,6 +27,15 @@ class StateStore(Protocol):
     def delete(self, key: str) -> bool:
         """Remove the key; True if it existed."""
 
+    def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
+        """``set`` and, in the same step, record ``key`` under ``index`` (until the key expires), so
+        that ``delete_indexed`` finds it; True if stored. ``existing_only``: only if the key is there
+        (an update never brings back a key deleted meanwhile). A person's logins are indexed so
+        (``broker.logins``)."""
+
+    def delete_indexed(self, index: str) -> int:
+        """Delete every key recorded under ``index``, and the index; the number of keys that still existed."""
+
     def ttl(self, key: str) -> float | None:
         """Seconds left before the key expires; None when it is absent or never expires."""
 

@@ -17,6 +17,8 @@ class MemoryState:
     def __init__(self, *, clock: Clock = time.monotonic, sweep_every: int = 1024) -> None:
         self._clock = clock
         self._data: dict[str, tuple[str, float | None]] = {}
+        self._indexes: dict[str, dict[str, float]] = {}
+        """index → {key: when its record expires}; members are dropped once expired."""
         self._lock = threading.Lock()
         self._sweep_every = sweep_every
         self._writes = 0
@@ -79,6 +81,26 @@ class MemoryState:
     def delete(self, key: str) -> bool:
         with self._lock:
             return self._live(key, self._clock()) is not None and self._data.pop(key, None) is not None
+
+    def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
+        with self._lock:
+            now = self._clock()
+            if existing_only and self._live(key, now) is None:
+                return False
+            expires = self._expiry(now, ttl)
+            assert expires is not None
+            self._store(key, value, expires)
+            members = self._indexes.setdefault(index, {})
+            for k in [k for k, exp in members.items() if exp <= now]:
+                del members[k]
+            members[key] = expires
+            return True
+
+    def delete_indexed(self, index: str) -> int:
+        with self._lock:
+            now = self._clock()
+            members = self._indexes.pop(index, {})
+            return sum(1 for k in members if self._live(k, now) is not None and self._data.pop(k, None) is not None)
 
     def ttl(self, key: str) -> float | None:
         with self._lock:

@@ -7,6 +7,7 @@ here, in ``_translate``, and nowhere else.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +23,26 @@ log = get_logger("broker.state")
 _INCREMENT = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
+
+# SET the key and record it in the index (a sorted set scored by the key's expiry, epoch ms):
+# members already expired are dropped, and the index lives as long as its longest-lived member.
+_SET_INDEXED = """
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local expires = tonumber(ARGV[3]) + tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[2], expires, ARGV[4])
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[2], math.max(1, tonumber(last[2]) - tonumber(ARGV[3])))
+return 1
+"""
+# DEL every key the index names (members are unprefixed: ARGV[1] is the prefix), then the index.
+_DELETE_INDEXED = """
+local n = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do n = n + redis.call('DEL', ARGV[1] .. key) end
+redis.call('DEL', KEYS[1])
 return n
 """
 
@@ -46,6 +67,8 @@ class RedisState:
         self._r = client
         self._prefix = prefix
         self._increment = client.register_script(_INCREMENT)
+        self._set_indexed = client.register_script(_SET_INDEXED)
+        self._delete_indexed = client.register_script(_DELETE_INDEXED)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "broker:", timeout: float = 2.0) -> RedisState:
@@ -81,6 +104,17 @@ class RedisState:
     def delete(self, key: str) -> bool:
         with _translate():
             return bool(self._r.delete(self._k(key)))
+
+    def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
+        """One script: the key and its index entry are written together. ``delete_indexed`` reads
+        the keys an index names inside its script, so a Redis Cluster would need them in one slot."""
+        with _translate():
+            return bool(self._set_indexed(keys=[self._k(key), self._k(index)],
+                                          args=[value, _ms(ttl), int(time.time() * 1000), key, int(existing_only)]))
+
+    def delete_indexed(self, index: str) -> int:
+        with _translate():
+            return int(self._delete_indexed(keys=[self._k(index)], args=[self._prefix]))
 
     def ttl(self, key: str) -> float | None:
         with _translate():

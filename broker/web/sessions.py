@@ -8,6 +8,8 @@
   the prefix is dropped, because browsers refuse ``__Host-`` cookies without Secure
   (``host_cookie_name``: the one rule, for the upstream sign-in cookie too).
 - A new id at every sign-in (``login_response``), the old session destroyed: no fixation.
+- A signed-in session is one of its person's logins (``broker.logins``: ``broker revoke --user``
+  ends them all); once ended or destroyed, no request in flight writes it back.
 - Idle and absolute timeouts (``sessions.*_timeout_seconds``) are checked against the store's
   clock, and the state TTL follows them, so an abandoned session disappears by itself.
 - CSRF: a per-session synchronizer token in every form (``csrf_token``) or the
@@ -44,6 +46,7 @@ from broker.access_config import SessionsConfig
 from broker.domain import Identity
 from broker.errors import CsrfFailed
 from broker.identity_json import identity_from_dict, identity_to_dict
+from broker.logins import login_index
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.state.base import StateStore
@@ -138,14 +141,23 @@ class SessionStore:
             return float(min(ANONYMOUS_TTL, self.config.idle_timeout_seconds))
         return max(1.0, min(float(self.config.idle_timeout_seconds), self._ends(session) - now))
 
-    def save(self, session: Session) -> None:
-        self.state.set(self._key(session.id), session.to_json(), ttl=self._ttl(session, self.clock()))
+    def save(self, session: Session, *, new: bool = False) -> bool:
+        """Write the session; a signed-in one only when ``new`` or while it still exists, so that a
+        request in flight never brings back a session that was ended meanwhile (``destroy``,
+        ``broker.logins.end_logins``: a signed-in session is one of the person's logins). False:
+        it was ended."""
+        key, value, ttl = self._key(session.id), session.to_json(), self._ttl(session, self.clock())
+        if session.user is None:
+            self.state.set(key, value, ttl=ttl)
+            return True
+        return self.state.set_indexed(key, value, ttl=ttl, index=login_index(session.user["username"]),
+                                      existing_only=not new)
 
     def create(self, identity: Identity | None = None) -> Session:
         now = self.clock()
         session = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), created=now, seen=now,
                           user=None if identity is None else identity_to_dict(identity))
-        self.save(session)
+        self.save(session, new=True)
         return session
 
     def get(self, sid: str | None) -> Session | None:
@@ -165,7 +177,8 @@ class SessionStore:
             return None
         if now - session.seen >= 30 or session.user is None:  # do not rewrite the record on every request
             session.seen = now
-            self.save(session)
+            if not self.save(session):
+                return None
         return session
 
     def destroy(self, session: Session) -> None:

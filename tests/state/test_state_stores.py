@@ -10,62 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
 
 import pytest
 
 from broker.config import StateConfig
 from broker.errors import StateUnavailable
 from broker.state import open_state
-from broker.state.base import StateStore
 from broker.state.memory import MemoryState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest) -> Iterator[tuple[StateStore, Callable[[float], None]]]:
-    if request.param == "memory":
-        clock = Clock()
-
-        def advance(seconds: float) -> None:
-            clock.now += seconds
-
-        yield MemoryState(clock=clock, sweep_every=4), advance
-        return
-    import redis
-
-    from broker.state.redis import RedisState
-
-    url = os.environ["BROKER_TEST_REDIS_URL"]
-    prefix = f"test:{secrets.token_hex(6)}:"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        from tests.conftest import component_missing
-
-        component_missing(f"Redis at {url}: {exc}")
-
-    def advance(seconds: float) -> None:
-        for key in client.scan_iter(match=prefix + "*"):
-            left = client.pttl(key)
-            if left >= 0:
-                remaining = left - int(seconds * 1000)
-                client.delete(key) if remaining <= 0 else client.pexpire(key, remaining)
-
-    state = RedisState.from_url(url, prefix=prefix)
-    yield state, advance
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    state.close()
-    client.close()
+from tests.state.conftest import Clock
 
 
 def test_get_set_and_expiry(store):
@@ -125,6 +77,50 @@ def test_delete(store):
     assert s.delete("k") is False and s.get("k") is None
 
 
+def test_delete_indexed_deletes_what_the_index_names_and_nothing_else(store):
+    s, _ = store
+    s.set_indexed("session:a", "alice-1", ttl=60, index="user:alice")
+    s.set_indexed("oauth:fam:f1", "alice-2", ttl=600, index="user:alice")
+    s.set_indexed("session:b", "bob", ttl=60, index="user:bob")
+    s.set("plain", "v", ttl=60)
+    assert s.get("session:a") == "alice-1" and 59 < s.ttl("oauth:fam:f1") <= 600
+    assert s.delete_indexed("user:alice") == 2
+    assert s.get("session:a") is None and s.get("oauth:fam:f1") is None
+    assert s.get("session:b") == "bob" and s.get("plain") == "v"
+    assert s.delete_indexed("user:alice") == 0  # the index went with its keys
+    assert s.delete_indexed("user:nobody") == 0
+
+
+def test_delete_indexed_counts_only_keys_that_still_existed(store):
+    s, advance = store
+    s.set_indexed("short", "1", ttl=10, index="user:carol")
+    s.set_indexed("long", "2", ttl=100, index="user:carol")
+    s.set_indexed("gone", "3", ttl=100, index="user:carol")
+    s.delete("gone")
+    advance(11)
+    assert s.delete_indexed("user:carol") == 1
+    assert s.get("long") is None
+
+
+def test_an_index_lives_as_long_as_its_longest_lived_key(store):
+    s, advance = store
+    s.set_indexed("k1", "1", ttl=100, index="user:dave")
+    s.set_indexed("k2", "2", ttl=10, index="user:dave")  # a shorter key does not shorten the index
+    advance(50)
+    assert s.delete_indexed("user:dave") == 1
+
+
+def test_an_update_of_an_indexed_key_never_brings_it_back(store):
+    """``existing_only``: a session re-saved by a request in flight stays ended."""
+    s, _ = store
+    assert s.set_indexed("session:e", "v1", ttl=60, index="user:erin", existing_only=False) is True
+    assert s.set_indexed("session:e", "v2", ttl=60, index="user:erin", existing_only=True) is True
+    assert s.get("session:e") == "v2"
+    assert s.delete_indexed("user:erin") == 1
+    assert s.set_indexed("session:e", "v3", ttl=60, index="user:erin", existing_only=True) is False
+    assert s.get("session:e") is None and s.delete_indexed("user:erin") == 0
+
+
 def test_keys_are_independent_and_values_round_trip_unicode(store):
     s, _ = store
     s.set("a", "ünïcode ✓", ttl=10)
@@ -138,6 +134,8 @@ def test_non_positive_ttls_are_refused(store):
         s.set("k", "v", ttl=0)
     with pytest.raises(ValueError):
         s.set_if_absent("k", "v", ttl=-1)
+    with pytest.raises(ValueError):
+        s.set_indexed("k", "v", ttl=0, index="i")
 
 
 def test_concurrent_increments_lose_nothing(store):

@@ -1,0 +1,85 @@
+"""``broker.aws.revoke``: the deny-older-sessions policy of IAM User Guide
+id_roles_use_revoke-sessions, for a whole role or one person, and its merging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from broker.aws.revoke import INLINE_POLICY_LIMIT, Person, merge, revocation_time, size, statement
+from broker.errors import InvalidInput, RevocationTooLarge
+
+T = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)
+ALICE = Person("alice", "guid-alice")
+BOB = Person("bob", "guid-bob")
+
+
+def _conditions(document: dict) -> list[dict]:
+    return [s["Condition"] for s in document["Statement"]]
+
+
+def test_the_whole_role_policy_is_the_documented_one() -> None:
+    document = merge(None, T)
+    assert document["Version"] == "2012-10-17"
+    (only,) = document["Statement"]
+    assert {k: only[k] for k in ("Effect", "Action", "Resource", "Condition")} == {
+        "Effect": "Deny", "Action": "*", "Resource": "*",
+        "Condition": {"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:00Z"}},
+    }
+
+
+def test_one_person_is_matched_by_source_identity_on_saml_and_by_session_name_on_web_identity() -> None:
+    saml = merge(None, T, ALICE.match("saml"))
+    assert _conditions(saml) == [{"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:00Z"},
+                                  "StringEquals": {"aws:SourceIdentity": "guid-alice"}}]
+    web = merge(None, T, Person("DOMAIN\\carol", None).match("web_identity"))
+    ((_, name),) = web["Statement"][0]["Condition"]["StringLike"].items()
+    assert name.startswith("*:DOMAIN-carol.")  # the RoleSessionName the broker derives (names.role_session_name)
+    with pytest.raises(InvalidInput):
+        Person("carol", None).match("saml")  # no immutable id: no SourceIdentity to match
+
+
+def test_the_time_is_rounded_up_to_the_second() -> None:
+    assert revocation_time(T + timedelta(microseconds=1)) == T + timedelta(seconds=1)
+    assert revocation_time(T) == T
+
+
+def test_merging_keeps_other_persons_and_replaces_the_same_persons_statement() -> None:
+    first = merge(None, T, ALICE.match("saml"))
+    both = merge(first, T + timedelta(minutes=1), BOB.match("saml"))
+    again = merge(both, T + timedelta(minutes=2), ALICE.match("saml"))
+    by_person = {tuple(c["StringEquals"].values()): c["DateLessThan"]["aws:TokenIssueTime"] for c in _conditions(again)}
+    assert by_person == {("guid-alice",): "2026-12-02T15:32:00Z", ("guid-bob",): "2026-12-02T15:31:00Z"}
+    older = merge(again, T, ALICE.match("saml"))  # an earlier time never weakens a statement
+    assert older == again
+
+
+def test_a_whole_role_statement_supersedes_the_persons_statements_it_covers() -> None:
+    persons = merge(merge(None, T, ALICE.match("saml")), T, BOB.match("saml"))
+    whole = merge(persons, T + timedelta(seconds=5))
+    assert _conditions(whole) == [{"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:05Z"}}]
+    assert merge(whole, T, ALICE.match("saml")) == whole  # already covered
+    later = merge(whole, T + timedelta(minutes=1), ALICE.match("saml"))
+    assert len(later["Statement"]) == 2  # the whole-role one stays, alice's later one is added
+
+
+def test_a_statement_someone_else_wrote_is_kept_as_it_is() -> None:
+    foreign = {"Sid": "Manual", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}
+    merged = merge({"Version": "2012-10-17", "Statement": foreign}, T)
+    assert merged["Statement"][-1] == foreign and len(merged["Statement"]) == 2
+
+
+def test_a_policy_over_iams_limit_is_refused_with_the_way_out() -> None:
+    document = None
+    with pytest.raises(RevocationTooLarge) as caught:
+        for n in range(200):
+            document = merge(document, T, Person(f"user{n}", f"id-{n:04d}").match("saml"), role="arn:aws:iam::1:role/A")
+    assert document is not None and size(document) <= INLINE_POLICY_LIMIT
+    assert caught.value.code == "revocation_too_large"
+    assert "arn:aws:iam::1:role/A" in caught.value.message and "--role" in caught.value.message
+
+
+def test_statement_ids_are_iam_sids() -> None:
+    for s in (statement(T), statement(T, ALICE.match("saml")), statement(T, BOB.match("web_identity"))):
+        assert s["Sid"].isalnum()
