@@ -37,8 +37,12 @@ WEB_IDENTITY_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:
 POLICY_VERSION = "2012-10-17"
 
 
+def _provider_id(grant: RoleGrant) -> str | None:
+    return grant.assertion_encryption.provider_id if grant.assertion_encryption else None
+
+
 def _global_recipient(grant: RoleGrant) -> str:
-    return partition(grant.partition).saml_acs
+    return partition(grant.partition).saml_recipient(None, _provider_id(grant))
 
 
 def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _global_recipient) -> tuple[str, ...]:
@@ -48,10 +52,12 @@ def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _globa
     ``saml_idp.recipient``); the other form for the account's region is added, so that switching
     ``saml_idp.recipient`` needs no trust-policy change (AWS.md: ``SAML:aud`` is the Recipient, the
     global ``https://signin.aws.amazon.com/saml`` or the regional ``https://<region>.signin...``).
+    An account with encrypted assertions gets its provider's ACS forms (``.../saml/acs/<id>``) first.
     """
     part = partition(grant.partition)
     found: list[str] = []
-    for recipient in (chosen(grant), part.saml_acs, part.saml_recipient(grant.region)):
+    encrypted = (part.saml_recipient(None, _provider_id(grant)), part.saml_recipient(grant.region, _provider_id(grant)))
+    for recipient in (chosen(grant), *encrypted, part.saml_acs, part.saml_recipient(grant.region)):
         if recipient not in found:
             found.append(recipient)
     return tuple(found)
@@ -76,6 +82,8 @@ class SamlProvider:
     name: str
     arn: str
     metadata: str
+    assertion_encryption_mode: str | None = None
+    """IAM's AssertionEncryptionMode (Allowed | Required) when the account opted in; None: not set."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,7 @@ def _grant(acc: AccountRecord, role: RoleRecord) -> RoleGrant:
         account_id=acc.id, account_alias=acc.alias, partition=acc.partition, region=acc.region,
         environment=acc.environment, federation_path=acc.federation_path, saml_provider=acc.saml_provider,
         audience=acc.audience, role_name=role.name, role_path=role.path, role_max_session=role.max_session_duration,
+        assertion_encryption=acc.assertion_encryption,
     )
 
 
@@ -181,8 +190,14 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
     provider: SamlProvider | OidcProvider
     if acc.federation_path == "saml":
         name = acc.saml_provider or "broker"
+        encryption = acc.assertion_encryption
         provider = SamlProvider(name=name, arn=f"arn:{part}:iam::{acc.id}:saml-provider/{name}",
-                                metadata=broker.saml_metadata)
+                                metadata=broker.saml_metadata,
+                                assertion_encryption_mode=encryption.mode.capitalize() if encryption else None)
+        if encryption:
+            notes.append(f"assertions are encrypted: upload the private key of its certificate once, "
+                         f"`aws iam update-saml-provider --saml-provider-arn {provider.arn} --add-private-key "
+                         "file://saml-encryption.key.pem` (never into a template)")
         if broker.ephemeral_key:
             notes.append("no keys: section: the metadata carries an ephemeral key that dies with this command; "
                          "configure key files before deploying")
