@@ -51,9 +51,10 @@ def _encryption(acc: Account) -> AssertionEncryption | None:
     if acc.saml_encryption_mode is None:
         return None
     # not re-validated: a certificate stored before it expired is still listed, exported and replaceable
-    return AssertionEncryption.model_construct(
-        mode=acc.saml_encryption_mode, provider_id=acc.saml_provider_uuid, certificate=acc.saml_encryption_cert
-    )
+    stored: dict[str, Any] = {
+        "mode": acc.saml_encryption_mode, "provider_id": acc.saml_provider_uuid, "certificate": acc.saml_encryption_cert
+    }
+    return AssertionEncryption.model_construct(**stored)
 
 
 def account_spec(acc: Account, *, with_roles: bool = False) -> AccountSpec:

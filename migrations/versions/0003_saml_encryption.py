@@ -15,15 +15,20 @@ branch_labels = None
 depends_on = None
 
 
+COLUMNS = (
+    ("saml_encryption_mode", sa.String(16)),
+    ("saml_provider_uuid", sa.String(64)),
+    ("saml_encryption_cert", sa.Text()),
+)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.add_column(sa.Column("saml_encryption_mode", sa.String(16), nullable=True))
-        batch.add_column(sa.Column("saml_provider_uuid", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("saml_encryption_cert", sa.Text(), nullable=True))
+    # plain ADD/DROP COLUMN (SQLite 3.35+ has both): a batch rebuild of accounts would drop the
+    # table the roles' foreign keys point to
+    for name, type_ in COLUMNS:
+        op.add_column("accounts", sa.Column(name, type_, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("accounts") as batch:
-        batch.drop_column("saml_encryption_cert")
-        batch.drop_column("saml_provider_uuid")
-        batch.drop_column("saml_encryption_mode")
+    for name, _ in reversed(COLUMNS):
+        op.drop_column("accounts", name)
