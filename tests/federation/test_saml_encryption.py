@@ -25,7 +25,7 @@ from broker.aws.cloudformation import PROVIDER_ID, template
 from broker.aws.trust import BrokerSide, account_trust
 from broker.config import ConfigError, load_config
 from broker.domain import SamlEncryption
-from broker.errors import InvalidInput
+from broker.errors import InvalidInput, StsInvalidIdentityToken
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing, generate_keypair
 from broker.minting.saml_idp import ROLE, SamlIdp
@@ -130,8 +130,79 @@ def test_the_response_is_refused_by_a_provider_holding_another_key(
 def test_the_regional_recipient_is_the_regional_provider_acs(keyring: KeyRing, enc_key: EncryptionKey) -> None:
     idp = make_idp(keyring, regional_recipient=True)
     grant = make_grant(assertion_encryption=enc_key.encryption())
-    r = idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow())
-    assert r.destination == f"https://eu-west-1.signin.aws.amazon.com/saml/acs/{PROVIDER_ID_}"
+    first, again = (idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow()) for _ in "12")
+    regional = f"https://eu-west-1.signin.aws.amazon.com/saml/acs/{PROVIDER_ID_}"
+    for r in (first, again):  # the second with the keys manager made for the first
+        assert r.destination == regional
+        assert _decrypt(r.encoded, enc_key).find("saml:EncryptedAssertion/saml:Assertion", NS) is not None
+
+
+class StsStandIn:
+    """STS for an account whose provider holds the private key: it refuses what pysaml2 (as
+    AWS, with the key) refuses, decrypts the rest and lets moto's STS answer."""
+
+    def __init__(self, moto: str, verifier: AwsSamlVerifier, key: EncryptionKey) -> None:
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode
+
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
+                outer.seen.append(form["SAMLAssertion"])
+                if verifier.refuses(form["SAMLAssertion"]):
+                    status, body = 400, b"<ErrorResponse><Error><Code>InvalidIdentityToken</Code></Error></ErrorResponse>"
+                else:
+                    root = _decrypt(form["SAMLAssertion"], key)
+                    wrapper = root.find("saml:EncryptedAssertion", NS)
+                    wrapper.addprevious(wrapper.find("saml:Assertion", NS))
+                    root.remove(wrapper)
+                    form["SAMLAssertion"] = base64.b64encode(etree.tostring(root)).decode()
+                    request = urllib.request.Request(moto, data=urlencode(form).encode(), method="POST",
+                                                     headers={"Content-Type": self.headers["Content-Type"]})
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, body = answer.status, answer.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.sts
+def test_sts_takes_the_encrypted_assertion_of_the_command_line_path(
+    moto_sts: str, idp: SamlIdp, enc_key: EncryptionKey, tmp_path: Path
+) -> None:
+    import threading
+
+    from broker.aws.config import StsConfig
+    from broker.aws.sts import StsClients, StsGateway
+
+    stand_in = StsStandIn(moto_sts, _aws_with_key(idp.metadata(), tmp_path, enc_key), enc_key)
+    threading.Thread(target=stand_in.server.serve_forever, daemon=True).start()
+    try:
+        gateway = StsGateway(clients=StsClients(config=StsConfig(mode="aws", endpoint_url=stand_in.url)),
+                             issuer="https://broker.example.com", saml_recipient=idp.recipient)
+        grant = make_grant(assertion_encryption=enc_key.encryption())
+        saml = idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow())
+        creds = gateway.assume_with_saml(grant=grant, saml_assertion=saml.encoded, duration=3600)
+        assert creds.assumed_role_arn == "arn:aws:sts::111111111111:assumed-role/Admin/alice"
+        assert stand_in.seen == [saml.encoded]  # the encrypted Response went to STS as minted
+        plain = idp.aws_response(identity=ALICE, grants=[make_grant()], session_duration=3600, now=utcnow())
+        with pytest.raises(StsInvalidIdentityToken):  # a plain one, to the plain ACS, is refused
+            gateway.assume_with_saml(grant=grant, saml_assertion=plain.encoded, duration=3600)
+    finally:
+        stand_in.server.shutdown()
+        stand_in.server.server_close()
 
 
 def test_an_account_without_the_opt_in_gets_a_plain_signed_assertion(idp: SamlIdp, tmp_path: Path) -> None:
