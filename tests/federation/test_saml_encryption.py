@@ -30,7 +30,7 @@ from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing, generate_keypair
 from broker.minting.saml_idp import ROLE, SamlIdp
 from tests.conftest import ADMIN_TOKEN, require_module
-from tests.federation.conftest import ALICE, AwsSamlVerifier, make_grant, make_idp, utcnow
+from tests.federation.conftest import ALICE, AwsSamlVerifier, KeyFilesOnDisk, make_grant, make_idp, utcnow
 
 pytestmark = pytest.mark.saml_peer
 
@@ -370,3 +370,25 @@ def test_aws_setup_of_an_account_without_the_opt_in_sets_no_mode(keyring: KeyRin
     trust = account_trust(snapshot, "111111111111", BrokerSide(issuer="https://b.example.com", saml_metadata="<x/>"))
     assert "AssertionEncryptionMode" not in template(trust)["Resources"][PROVIDER_ID]["Properties"]
 
+
+
+def test_the_aws_setup_command_reads_the_opt_in_from_the_config_file(
+    tmp_path: Path, key_files: KeyFilesOnDisk, enc_key: EncryptionKey
+) -> None:
+    from typer.testing import CliRunner
+
+    from broker.cli.server import app as cli
+
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({
+        "server": {"public_url": "https://broker.example.com"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
+        "keys": key_files.section(with_next=False),
+        "mapping": _mapping({"provider_id": PROVIDER_ID_, "certificate_file": str(enc_key.cert_path)}),
+    }))
+    result = CliRunner().invoke(cli, ["aws-setup", "--config", str(path), "--account", "sandbox-dev"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["Resources"][PROVIDER_ID]["Properties"]["AssertionEncryptionMode"] == "Required"
+    aud = body["Resources"]["RoleAdmin"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    assert aud["StringEquals"]["SAML:aud"][0] == ACS
