@@ -12,7 +12,8 @@ same two, with ``<issuer host>:aud`` = the account's audience. The mapping has n
 constraint, so no ``:sub`` condition is written.
 
 Sources: IAM User Guide id_session-tags (every role trusting an IdP that passes tags needs
-sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud),
+sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud; an encrypted assertion's
+Recipient is the provider's own ``.../saml/acs/<SAMLProviderUUID>``),
 id_roles_providers_oidc (condition keys ``<provider url without https://>:aud``); the
 CloudFormation reference aws-resource-iam-oidcprovider (ThumbprintList is left out: the code
 computes none, IAM no longer uses it for well-known CAs, and cfn-lint's current schema accepts
@@ -56,8 +57,9 @@ def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _globa
     """
     part = partition(grant.partition)
     found: list[str] = []
-    encrypted = (part.saml_recipient(None, _provider_id(grant)), part.saml_recipient(grant.region, _provider_id(grant)))
-    for recipient in (chosen(grant), *encrypted, part.saml_acs, part.saml_recipient(grant.region)):
+    pid = _provider_id(grant)  # None: the provider-specific forms are the plain ones
+    for recipient in (chosen(grant), part.saml_recipient(None, pid), part.saml_recipient(grant.region, pid),
+                      part.saml_acs, part.saml_recipient(grant.region)):
         if recipient not in found:
             found.append(recipient)
     return tuple(found)
