@@ -283,6 +283,13 @@ def test_a_missing_certificate_file_or_a_bad_provider_id_is_named(tmp_path: Path
     assert any(p.startswith(f"{PATH}.provider_id: ") and "SAMLProviderUUID" in p for p in problems), problems
 
 
+def test_certificate_and_certificate_file_together_are_refused(tmp_path: Path, enc_key: EncryptionKey) -> None:
+    both = {"provider_id": PROVIDER_ID_, "certificate": enc_key.certificate, "certificate_file": str(enc_key.cert_path)}
+    with pytest.raises(ConfigError) as caught:
+        load_config(_config_file(tmp_path, both), env={})
+    assert f"{PATH}.certificate_file: give certificate (the PEM) or certificate_file, not both" in caught.value.problems
+
+
 @pytest.fixture
 def api(app_factory: Any) -> Any:
     client = app_factory()
