@@ -399,3 +399,22 @@ def test_the_aws_setup_command_reads_the_opt_in_from_the_config_file(
     assert body["Resources"][PROVIDER_ID]["Properties"]["AssertionEncryptionMode"] == "Required"
     aud = body["Resources"]["RoleAdmin"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     assert aud["StringEquals"]["SAML:aud"][0] == ACS
+
+
+@pytest.mark.sts
+def test_the_sandbox_says_it_cannot_decrypt_instead_of_failing_obscurely(idp: SamlIdp, enc_key: EncryptionKey) -> None:
+    require_module("moto")
+    from broker.aws.config import StsConfig
+    from broker.aws.factory import build_aws
+
+    aws = build_aws(config=StsConfig(mode="sandbox"), public_url="http://127.0.0.1:8000", saml_recipient=idp.recipient)
+    try:
+        grant = make_grant(assertion_encryption=enc_key.encryption())
+        saml = idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow())
+        with pytest.raises(StsInvalidIdentityToken, match="SANDBOX: the assertion is encrypted"):
+            aws.sts.assume_with_saml(grant=grant, saml_assertion=saml.encoded, duration=3600)
+        plain = make_grant()  # the same sandbox still issues for an account that does not encrypt
+        saml = idp.aws_response(identity=ALICE, grants=[plain], session_duration=3600, now=utcnow())
+        assert aws.sts.assume_with_saml(grant=plain, saml_assertion=saml.encoded, duration=3600).access_key_id
+    finally:
+        aws.close()
