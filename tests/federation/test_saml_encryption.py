@@ -418,3 +418,21 @@ def test_the_sandbox_says_it_cannot_decrypt_instead_of_failing_obscurely(idp: Sa
         assert aws.sts.assume_with_saml(grant=plain, saml_assertion=saml.encoded, duration=3600).access_key_id
     finally:
         aws.close()
+
+
+def test_preview_assertion_names_the_provider_acs_and_the_encryption(
+    tmp_path: Path, key_files: KeyFilesOnDisk, enc_key: EncryptionKey
+) -> None:
+    from broker.cli.preview import preview
+
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({
+        "server": {"public_url": "https://broker.example.com"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
+        "keys": key_files.section(with_next=False),
+        "mapping": _mapping({"provider_id": PROVIDER_ID_, "certificate": enc_key.certificate}),
+    }))
+    shown = preview(load_config(path, env={}), identity=ALICE, account="sandbox-dev", role="Admin")
+    assert shown.summary["recipient"] == ACS
+    assert str(shown.summary["assertion_encryption"]).startswith("required: the Assertion is encrypted")
+    assert _decrypt(shown.text, enc_key).find("saml:EncryptedAssertion/saml:Assertion", NS) is not None
