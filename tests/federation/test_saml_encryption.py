@@ -1,8 +1,10 @@
 """Encrypted SAML assertions for the accounts that opt in: the Assertion is signed, then encrypted
 (AES-256-GCM, RSA-OAEP) to the account's certificate and sent to its provider's own ACS. Each is
 decrypted here with the private key (python-xmlsec) and verified by pysaml2 configured as AWS
-(decryption key, ACS .../saml/acs/<id>, signed assertion and response required). A bad
-certificate is refused by the configuration and by the admin API, and changes nothing."""
+(decryption key, ACS .../saml/acs/<id>, signed assertion and response required), also as the
+STS in front of moto for the command-line path. A bad certificate is refused by the
+configuration and by the admin API, and changes nothing; aws-setup writes the provider's mode
+and its ACS as SAML:aud; the sandbox says it cannot decrypt."""
 
 from __future__ import annotations
 
