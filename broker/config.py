@@ -169,6 +169,27 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> A
     return node
 
 
+def _certificate_files(data: dict[str, Any], problems: list[str]) -> None:
+    """``certificate_file: PATH`` of an account's ``assertion_encryption`` (a config-file-only key:
+    the admin API takes the PEM itself, it never reads the broker's files) read into ``certificate``."""
+    mapping = data.get("mapping")
+    accounts = mapping.get("accounts") if isinstance(mapping, dict) else None
+    for i, account in enumerate(accounts if isinstance(accounts, list) else []):
+        federation = account.get("federation") if isinstance(account, dict) else None
+        encryption = federation.get("assertion_encryption") if isinstance(federation, dict) else None
+        if not isinstance(encryption, dict) or "certificate_file" not in encryption:
+            continue
+        path = f"mapping.accounts[{i}].federation.assertion_encryption.certificate_file"
+        name = encryption.pop("certificate_file")
+        if "certificate" in encryption:
+            problems.append(f"{path}: give certificate (the PEM) or certificate_file, not both")
+            continue
+        try:
+            encryption["certificate"] = Path(str(name)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: cannot read {name}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -322,6 +343,7 @@ def parse_config(data: Any, *, source: str = "", env: dict[str, str] | None = No
         raise ConfigError(["the file must contain a mapping of sections at the top level"], source=source)
     problems: list[str] = []
     expanded = _expand(data, "", env, problems)
+    _certificate_files(expanded, problems)
     config: Config | None = None
     try:
         config = Config.model_validate(expanded)

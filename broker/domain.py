@@ -34,6 +34,20 @@ class Identity:
     nothing for it afterwards. None: the broker's own session limits alone apply."""
 
 
+@dataclass(frozen=True, slots=True)
+class SamlEncryption:
+    """An account's opt-in to encrypted SAML assertions (IAM ``AssertionEncryptionMode``): the
+    broker encrypts every Assertion for it to ``certificate`` and sends the Response to the
+    provider's own ACS, ``https://signin.aws.amazon.com/saml/acs/<provider_id>``."""
+
+    mode: Literal["allowed", "required"]
+    """The provider's AssertionEncryptionMode: required refuses unencrypted assertions, allowed takes both."""
+    provider_id: str
+    """The IAM SAML provider's SAMLProviderUUID (GetSAMLProvider), the last segment of its ACS URL."""
+    certificate: str = field(repr=False)
+    """PEM certificate of the key pair whose private key is uploaded to the provider (AddPrivateKey)."""
+
+
 class GrantReason(NamedTuple):
     """Why a grant exists: one mapping row or one naming rule, and the group that matched.
     (A NamedTuple: built hundreds of times per resolution, and a tuple is cheap to build.)"""
@@ -66,6 +80,8 @@ class RoleGrant(NamedTuple):
     role_path: str
     role_max_session: int
     reasons: tuple[GrantReason, ...] = ()
+    assertion_encryption: SamlEncryption | None = None
+    """Set when the account takes encrypted SAML assertions only at its provider's own ACS."""
 
     @property
     def role_arn(self) -> str:

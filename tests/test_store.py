@@ -40,7 +40,7 @@ def test_account_round_trip_by_id_and_alias(store):
     by_alias = store.get_account("PROD")
     assert by_id == by_alias
     assert by_id["alias"] == "prod" and by_id["source"] == "api"
-    assert by_id["federation"] == {"path": "saml", "saml_provider": "broker"}
+    assert by_id["federation"] == {"path": "saml", "saml_provider": "broker", "assertion_encryption": None}
     assert [a["id"] for a in store.list_accounts()] == [PROD, DEV]
     roles = store.list_roles("dev")
     assert roles[0]["arn"] == f"arn:aws:iam::{DEV}:role/teams/Developer"

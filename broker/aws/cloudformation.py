@@ -45,8 +45,11 @@ def _logical_id(name: str, taken: set[str]) -> str:
 def _provider_resource(trust: AccountTrust) -> dict[str, Any]:
     p = trust.provider
     if isinstance(p, SamlProvider):
+        # AddPrivateKey is left out: the broker never holds that key, and the property is
+        # create-only (a change replaces the provider, and its ACS id with it)
+        mode = {"AssertionEncryptionMode": p.assertion_encryption_mode} if p.assertion_encryption_mode else {}
         return {"Type": "AWS::IAM::SAMLProvider", "Condition": CREATE_PROVIDER,
-                "Properties": {"Name": p.name, "SamlMetadataDocument": p.metadata}}
+                "Properties": {"Name": p.name, "SamlMetadataDocument": p.metadata, **mode}}
     assert isinstance(p, OidcProvider)
     return {"Type": "AWS::IAM::OIDCProvider", "Condition": CREATE_PROVIDER,
             "Properties": {"Url": p.url, "ClientIdList": list(p.client_ids)}}

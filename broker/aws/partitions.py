@@ -42,11 +42,11 @@ class Partition:
     def saml_acs(self) -> str:
         return f"https://{self.signin_host}/saml"
 
-    def saml_recipient(self, region: str | None = None) -> str:
-        """The Recipient (and Destination, and trust-policy saml:aud) of an assertion."""
-        if region and self.regional_signin:
-            return f"https://{region}.{self.signin_host}/saml"
-        return self.saml_acs
+    def saml_recipient(self, region: str | None = None, provider_id: str | None = None) -> str:
+        """The Recipient (and Destination, and trust-policy saml:aud) of an assertion. An encrypted
+        assertion goes to the provider's own ACS, ``.../saml/acs/<SAMLProviderUUID>``."""
+        acs = f"https://{region}.{self.signin_host}/saml" if region and self.regional_signin else self.saml_acs
+        return f"{acs}/acs/{provider_id}" if provider_id else acs
 
     @property
     def federation_endpoint(self) -> str:

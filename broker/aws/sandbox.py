@@ -7,6 +7,8 @@ is stored (the Session JSON's key and token, the SigninToken).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import logging
@@ -46,8 +48,29 @@ def saml_role_account(body: bytes) -> str | None:
     return arn.group(1) if arn else None
 
 
+_ASSERTION_FIELD = re.compile(rb"(?:^|&)SAMLAssertion=([^&]*)")
+_SANDBOX_CANNOT_DECRYPT = (
+    b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+    b"<Code>InvalidIdentityToken</Code><Message>SANDBOX: the assertion is encrypted, and the sandbox holds no "
+    b"private key to decrypt it (AWS decrypts with the key uploaded to the provider); in sts.mode sandbox, "
+    b"leave the account's assertion_encryption out</Message></Error><RequestId>sandbox</RequestId></ErrorResponse>"
+)
+
+
+def encrypted_saml(body: bytes) -> bool:
+    """Whether an AssumeRoleWithSAML form body carries an EncryptedAssertion (moto reads only plain ones)."""
+    found = _ASSERTION_FIELD.search(body)
+    if b"AssumeRoleWithSAML" not in body or found is None:
+        return False
+    try:
+        return b"EncryptedAssertion" in base64.b64decode(unquote_plus(found.group(1).decode("ascii", "replace")))
+    except (binascii.Error, ValueError):
+        return False
+
+
 class RoleAccountMiddleware:
-    """WSGI: an AssumeRoleWithSAML call is made in its role's account, as AWS keeps it.
+    """WSGI: an AssumeRoleWithSAML call is made in its role's account, as AWS keeps it; one
+    carrying an encrypted assertion gets AWS's InvalidIdentityToken with the reason.
 
     The call is unsigned, so moto files the session under its default account (123456789012)
     while it gives the keys to the role's account: GetCallerIdentity with those keys then finds
@@ -67,6 +90,10 @@ class RoleAccountMiddleware:
             if 0 < length <= _MAX_INSPECTED_BODY:
                 body = environ["wsgi.input"].read(length)
                 environ["wsgi.input"] = io.BytesIO(body)
+                if encrypted_saml(body):  # answered as AWS would a token it cannot read, not moto's 500
+                    start_response("400 Bad Request", [("Content-Type", "text/xml"),
+                                                       ("Content-Length", str(len(_SANDBOX_CANNOT_DECRYPT)))])
+                    return [_SANDBOX_CANNOT_DECRYPT]
                 account = saml_role_account(body)
                 if account is not None:
                     environ["HTTP_X_MOTO_ACCOUNT_ID"] = account

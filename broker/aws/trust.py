@@ -12,7 +12,8 @@ same two, with ``<issuer host>:aud`` = the account's audience. The mapping has n
 constraint, so no ``:sub`` condition is written.
 
 Sources: IAM User Guide id_session-tags (every role trusting an IdP that passes tags needs
-sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud),
+sts:TagSession), id_roles_providers_create_saml_assertions (Recipient = SAML:aud; an encrypted assertion's
+Recipient is the provider's own ``.../saml/acs/<SAMLProviderUUID>``),
 id_roles_providers_oidc (condition keys ``<provider url without https://>:aud``); the
 CloudFormation reference aws-resource-iam-oidcprovider (ThumbprintList is left out: the code
 computes none, IAM no longer uses it for well-known CAs, and cfn-lint's current schema accepts
@@ -40,8 +41,12 @@ WEB_IDENTITY_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:
 POLICY_VERSION = "2012-10-17"
 
 
+def _provider_id(grant: RoleGrant) -> str | None:
+    return grant.assertion_encryption.provider_id if grant.assertion_encryption else None
+
+
 def _global_recipient(grant: RoleGrant) -> str:
-    return partition(grant.partition).saml_acs
+    return partition(grant.partition).saml_recipient(None, _provider_id(grant))
 
 
 def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _global_recipient) -> tuple[str, ...]:
@@ -51,10 +56,13 @@ def saml_audiences(grant: RoleGrant, chosen: Callable[[RoleGrant], str] = _globa
     ``saml_idp.recipient``); the other form for the account's region is added, so that switching
     ``saml_idp.recipient`` needs no trust-policy change (AWS.md: ``SAML:aud`` is the Recipient, the
     global ``https://signin.aws.amazon.com/saml`` or the regional ``https://<region>.signin...``).
+    An account with encrypted assertions gets its provider's ACS forms (``.../saml/acs/<id>``) first.
     """
     part = partition(grant.partition)
     found: list[str] = []
-    for recipient in (chosen(grant), part.saml_acs, part.saml_recipient(grant.region)):
+    pid = _provider_id(grant)  # None: the provider-specific forms are the plain ones
+    for recipient in (chosen(grant), part.saml_recipient(None, pid), part.saml_recipient(grant.region, pid),
+                      part.saml_acs, part.saml_recipient(grant.region)):
         if recipient not in found:
             found.append(recipient)
     return tuple(found)
@@ -92,6 +100,8 @@ class SamlProvider:
     name: str
     arn: str
     metadata: str
+    assertion_encryption_mode: str | None = None
+    """IAM's AssertionEncryptionMode (Allowed | Required) when the account opted in; None: not set."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ def role_grant(acc: AccountRecord, role: RoleRecord) -> RoleGrant:
         account_id=acc.id, account_alias=acc.alias, partition=acc.partition, region=acc.region,
         environment=acc.environment, federation_path=acc.federation_path, saml_provider=acc.saml_provider,
         audience=acc.audience, role_name=role.name, role_path=role.path, role_max_session=role.max_session_duration,
+        assertion_encryption=acc.assertion_encryption,
     )
 
 
@@ -201,8 +212,14 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
     provider: SamlProvider | OidcProvider
     if acc.federation_path == "saml":
         name = acc.saml_provider or "broker"
+        encryption = acc.assertion_encryption
         provider = SamlProvider(name=name, arn=f"arn:{part}:iam::{acc.id}:saml-provider/{name}",
-                                metadata=broker.saml_metadata)
+                                metadata=broker.saml_metadata,
+                                assertion_encryption_mode=encryption.mode.capitalize() if encryption else None)
+        if encryption:
+            notes.append(f"assertions are encrypted: upload the private key of its certificate once, "
+                         f"`aws iam update-saml-provider --saml-provider-arn {provider.arn} --add-private-key "
+                         "file://saml-encryption.key.pem` (never into a template)")
         if broker.ephemeral_key:
             notes.append("no keys: section: the metadata carries an ephemeral key that dies with this command; "
                          "configure key files before deploying")

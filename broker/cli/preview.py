@@ -193,6 +193,9 @@ def preview(
             "source_identity": response.source_identity,
             "not_on_or_after": response.not_on_or_after.isoformat(),
         }
+        if grant.assertion_encryption is not None:  # the decoded Response then shows only ciphertext
+            summary["assertion_encryption"] = (f"{grant.assertion_encryption.mode}: the Assertion is encrypted "
+                                               "(AES-256-GCM, RSA-OAEP) to the account's certificate")
         decoded = base64.b64decode(response.encoded).decode("utf-8")
         return Preview(response.encoded, decoded, summary, notes)
     audience = grant.audience or partition(grant.partition).oidc_audience

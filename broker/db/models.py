@@ -45,6 +45,10 @@ class Account(Base):
     federation_path: Mapped[str] = mapped_column(String(16))
     saml_provider: Mapped[str | None] = mapped_column(String(128))
     audience: Mapped[str | None] = mapped_column(String(255))
+    saml_encryption_mode: Mapped[str | None] = mapped_column(String(16))
+    """allowed | required when the account takes encrypted SAML assertions (then both below are set)."""
+    saml_provider_uuid: Mapped[str | None] = mapped_column(String(64))
+    saml_encryption_cert: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from broker.aws.partitions import partition
 from broker.db.models import Account, Mapping, NamingRule, Role
 from broker.db.rows import account_spec, mapping_spec, role_spec, rule_spec
+from broker.domain import SamlEncryption
 from broker.errors import NotFound
 from broker.groups import match_key
 from broker.mapping.model import MappingDocument
@@ -135,6 +136,9 @@ _ACCOUNT_FIELDS = (
     Account.federation_path,
     Account.saml_provider,
     Account.audience,
+    Account.saml_encryption_mode,
+    Account.saml_provider_uuid,
+    Account.saml_encryption_cert,
 )
 _ACCOUNT_COLS = (Account.id.label("account_id"), *_ACCOUNT_FIELDS)
 
@@ -149,6 +153,10 @@ def _account_record(r: Row[*tuple[Any, ...]]) -> AccountRecord:
         federation_path=r.federation_path,
         saml_provider=r.saml_provider if r.federation_path == "saml" else None,
         audience=r.audience if r.federation_path == "web_identity" else None,
+        assertion_encryption=(
+            SamlEncryption(r.saml_encryption_mode, r.saml_provider_uuid, r.saml_encryption_cert)
+            if r.federation_path == "saml" and r.saml_encryption_mode else None
+        ),
     )
 
 

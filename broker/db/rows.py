@@ -1,7 +1,7 @@
 """Rows ↔ the mapping model: each table's columns are the model's fields of the same name.
 
 The fields are the pydantic models' (``broker.mapping.model``); only what a table stores
-differently is spelled out here: an account's federation (three columns), a role's and a
+differently is spelled out here: an account's federation (six columns), a role's and a
 mapping's lower-case keys, and a mapping's account and role (its role row).
 """
 
@@ -15,6 +15,7 @@ from broker.db.models import Account, Mapping, NamingRule, Role
 from broker.groups import match_key
 from broker.mapping.model import (
     AccountSpec,
+    AssertionEncryption,
     MappingSpec,
     RoleSpec,
     RuleSpec,
@@ -46,9 +47,19 @@ def _fill(row: object, spec: BaseModel, names: tuple[str, ...]) -> None:
 # ---- rows → specs (what the API returns and exports) ----
 
 
+def _encryption(acc: Account) -> AssertionEncryption | None:
+    if acc.saml_encryption_mode is None:
+        return None
+    # not re-validated: a certificate stored before it expired is still listed, exported and replaceable
+    stored: dict[str, Any] = {
+        "mode": acc.saml_encryption_mode, "provider_id": acc.saml_provider_uuid, "certificate": acc.saml_encryption_cert
+    }
+    return AssertionEncryption.model_construct(**stored)
+
+
 def account_spec(acc: Account, *, with_roles: bool = False) -> AccountSpec:
     fed = (
-        SamlFederation(saml_provider=acc.saml_provider or "broker")
+        SamlFederation(saml_provider=acc.saml_provider or "broker", assertion_encryption=_encryption(acc))
         if acc.federation_path == "saml"
         else WebIdentityFederation(path="web_identity", audience=acc.audience)
     )
@@ -77,6 +88,10 @@ def apply_account_fields(acc: Account, spec: AccountSpec) -> None:
     acc.federation_path = spec.federation.path
     acc.saml_provider = spec.federation.saml_provider if isinstance(spec.federation, SamlFederation) else None
     acc.audience = spec.federation.audience if isinstance(spec.federation, WebIdentityFederation) else None
+    enc = spec.federation.assertion_encryption if isinstance(spec.federation, SamlFederation) else None
+    acc.saml_encryption_mode = enc.mode if enc else None
+    acc.saml_provider_uuid = enc.provider_id if enc else None
+    acc.saml_encryption_cert = enc.certificate if enc else None
 
 
 def apply_role_fields(role: Role, spec: RoleSpec) -> None:

@@ -25,6 +25,8 @@ ROLE_PATH = re.compile(r"^/(?:[\x21-\x7E]*/)?$")
 ALIAS = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# IAM GetSAMLProvider SAMLProviderUUID (botocore's iam model, privateKeyIdType): 22-64 of [A-Z0-9].
+SAML_PROVIDER_UUID = re.compile(r"^[A-Z0-9]{22,64}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
@@ -106,6 +108,26 @@ def check_rule_pattern(value: str) -> str:
     return value
 
 
+def check_certificate(value: str) -> str:
+    from broker.mapping.certificate import CertificateProblem, check_encryption_certificate
+
+    try:
+        return check_encryption_certificate(value)
+    except CertificateProblem as exc:
+        raise _fail("invalid_certificate", "{reason}", reason=str(exc)) from None
+
+
+def check_provider_uuid(value: str) -> str:
+    if not SAML_PROVIDER_UUID.match(value):
+        raise _fail(
+            "invalid_provider_id",
+            "the SAML provider's id is its SAMLProviderUUID (22-64 capital letters and digits, from "
+            "`aws iam get-saml-provider`), got '{value}'",
+            value=value[:80],
+        )
+    return value
+
+
 def check_group(value: str) -> str:
     from broker.groups import display_name
 
@@ -132,11 +154,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True, strict=True)
 
 
+class AssertionEncryption(Strict):
+    """Encrypted SAML assertions (IAM User Guide, id_roles_providers_create_saml_assertions): every
+    Assertion for the account is encrypted to ``certificate`` and sent to the provider's own ACS,
+    ``https://signin.aws.amazon.com/saml/acs/<provider_id>``."""
+
+    mode: Literal["allowed", "required"] = "required"
+    """The provider's AssertionEncryptionMode that aws-setup writes: required (IAM refuses
+    unencrypted assertions) or allowed (it takes both; a step while switching)."""
+    provider_id: Annotated[str, AfterValidator(check_provider_uuid)]
+    """The provider's SAMLProviderUUID (`aws iam get-saml-provider ... --query SAMLProviderUUID`)."""
+    certificate: Annotated[str, Field(min_length=1, max_length=16384), AfterValidator(check_certificate)]
+    """PEM certificate (RSA, at least 2048 bits, not expired) of the key pair whose private key
+    is uploaded to the provider (`aws iam update-saml-provider --add-private-key`). In the
+    configuration file ``certificate_file: PATH`` may stand in for it."""
+
+
 class SamlFederation(Strict):
     """AWS trusts the broker through an IAM SAML provider (AssumeRoleWithSAML)."""
 
     path: Literal["saml"] = "saml"
     saml_provider: Annotated[str, Field(pattern=SAML_PROVIDER_NAME.pattern)] = "broker"
+    assertion_encryption: AssertionEncryption | None = None
+    """Opt-in: encrypt the account's assertions to its provider's key (none: signed only, as before)."""
 
 
 class WebIdentityFederation(Strict):

@@ -132,6 +132,7 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                 role_path=role.path,
                 role_max_session=role.max_session_duration,
                 reasons=tuple(reasons[key]),
+                assertion_encryption=acc.assertion_encryption,
             )
         )
     unmatched = tuple(g.name for g in normalized if g.key not in matched)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from broker.aws.partitions import PartitionName
-from broker.domain import FederationPath, Source
+from broker.domain import FederationPath, SamlEncryption, Source
 from broker.mapping.patterns import RuleMatcher, rule_matcher
 
 
@@ -24,6 +24,7 @@ class AccountRecord:
     federation_path: FederationPath
     saml_provider: str | None
     audience: str | None
+    assertion_encryption: SamlEncryption | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ CreateSAMLProvider, and the signed Response for AssumeRoleWithSAML or for a POST
 console. XML is built with lxml (never a string template), so a username carrying markup stays
 text. The Assertion, then the Response, are signed with RSA-SHA256 and exclusive c14n by
 xmlsec, with the key loaded once. The AuthnStatement carries no SessionNotOnOrAfter: AWS would
-end the role session at the earlier of it and DurationSeconds.
+end the role session at the earlier of it and DurationSeconds. For an account that opted in to
+encrypted assertions (``RoleGrant.assertion_encryption``) the signed Assertion is encrypted to
+the account's certificate before the Response is signed, and the Response goes to the
+provider's own ACS (``broker.minting.saml_encryption``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from broker.domain import Identity, RoleGrant
 from broker.errors import InvalidInput
 from broker.minting.keys import KeyRing
 from broker.minting.names import role_session_name, source_identity
+from broker.minting.saml_encryption import AssertionEncrypter
 from broker.minting.tags import SessionTags, TagPolicy
 
 SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -73,7 +77,7 @@ class SamlResponse:
     encoded: str = field(repr=False)
     """base64 of the signed XML: the SAMLAssertion of AssumeRoleWithSAML, the console's SAMLResponse."""
     destination: str
-    """Where it is POSTed (the ACS, or the regional recipient)."""
+    """Where it is POSTed (the ACS, or the regional recipient; the provider's own ACS when encrypted)."""
     response_id: str
     assertion_id: str
     not_on_or_after: datetime
@@ -107,6 +111,7 @@ class SamlIdp:
         self._xkey = xmlsec.Key.from_memory(current.private_pem, xmlsec.constants.KeyDataFormatPem, None)
         self._xkey.load_cert_from_memory(current.cert_pem, xmlsec.constants.KeyDataFormatCertPem)
         self._metadata = self._build_metadata()
+        self._encrypter = AssertionEncrypter()
 
     # ---- metadata ----
 
@@ -134,8 +139,11 @@ class SamlIdp:
     # ---- responses ----
 
     def recipient(self, grant: RoleGrant, region: str | None = None) -> str:
-        part = partition(grant.partition)
-        return part.saml_recipient(region or grant.region) if self.regional_recipient else part.saml_acs
+        encryption = grant.assertion_encryption
+        return partition(grant.partition).saml_recipient(
+            (region or grant.region) if self.regional_recipient else None,
+            provider_id=encryption.provider_id if encryption else None,
+        )
 
     def aws_response(
         self,
@@ -160,6 +168,9 @@ class SamlIdp:
         partitions = {g.partition for g in grants}
         if len(partitions) != 1:
             raise InvalidInput("one SAML assertion cannot carry roles of several AWS partitions")
+        encryption = grants[0].assertion_encryption
+        if any(g.assertion_encryption != encryption for g in grants):
+            raise InvalidInput("one SAML assertion cannot go to accounts that encrypt assertions differently")
         if not MIN_SESSION <= session_duration <= MAX_SESSION:
             raise InvalidInput(f"SessionDuration must be {MIN_SESSION}-{MAX_SESSION} seconds, not {session_duration}")
         part = partition(grants[0].partition)
@@ -220,6 +231,8 @@ class SamlIdp:
             _attribute(statement, TRANSITIVE_TAG_KEYS, tags.transitive)
 
         self._sign(assertion, assertion_id)
+        if encryption is not None:
+            self._encrypter.encrypt(assertion, encryption.certificate)
         self._sign(response, response_id)
         encoded = base64.b64encode(etree.tostring(response, encoding="UTF-8", xml_declaration=False)).decode("ascii")
         if len(encoded) > MAX_ASSERTION_B64:

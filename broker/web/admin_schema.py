@@ -21,6 +21,7 @@ from broker.audit import Outcome
 from broker.domain import FederationPath, ReasonKind, Source
 from broker.mapping.model import (
     AccountSpec,
+    AssertionEncryption,
     MappingSpec,
     RoleSpec,
     RuleSpec,
@@ -80,8 +81,11 @@ def view_of(
     return create_model(name, __base__=base, __doc__=model.__doc__, **fields)
 
 
+_ENCRYPTION_VIEWS: dict[type[BaseModel], type[BaseModel]] = {
+    AssertionEncryption: view_of(AssertionEncryption, name="AssertionEncryptionView"),
+}
 _FEDERATION_VIEWS: dict[type[BaseModel], type[BaseModel]] = {
-    SamlFederation: view_of(SamlFederation, name="SamlFederationView"),
+    SamlFederation: view_of(SamlFederation, name="SamlFederationView", views=_ENCRYPTION_VIEWS),
     WebIdentityFederation: view_of(WebIdentityFederation, name="WebIdentityFederationView"),
 }
 
