@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from broker.aws.partitions import PartitionName
 
 _URL = r"^https?://[^\s?#]+$"
+_ASSUME_ROLE = r"^arn:(\{partition\}|aws[a-z-]*):iam::(\{account\}|\d{12}):role/([\w+=,.@/-]|\{account\}|\{partition\})+$"
+"""A role ARN whose only braces are the two placeholders ``str.format`` fills in (IAM names have none)."""
 
 WORKER_THREADS = 40
 """Threads one worker process runs blocking steps in: anyio's default thread limiter, which the
@@ -70,7 +72,7 @@ class IamAccessConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    assume_role: Annotated[str, Field(pattern=r"^arn:(\{partition\}|aws[a-z-]*):iam::(\{account\}|\d{12}):role/[\w+=,.@/{}-]+$")] | None = None
+    assume_role: Annotated[str, Field(pattern=_ASSUME_ROLE)] | None = None
     """The role to assume in each account, ``{account}`` (and ``{partition}``) filled in, e.g.
     ``arn:aws:iam::{account}:role/BrokerDoctor``. None: the chain's credentials call IAM directly."""
     external_id: Annotated[str, Field(min_length=2, max_length=1224)] | None = None

@@ -97,7 +97,7 @@ def check_account(access: IamAccess, trust: AccountTrust, broker: BrokerSide) ->
     started = datetime.now(UTC).replace(microsecond=0)
     try:
         iam = access.client(trust.account_id, trust.partition)
-        checks = _provider_checks(iam, trust, broker)
+        checks = provider_checks(iam, trust, broker)
         for role in trust.roles:
             checks.extend(_role_checks(iam, trust, role))
         checks.extend(_orphans(iam, trust))
@@ -125,7 +125,7 @@ def _subject(arn: str) -> str:
     return arn.split(":", 5)[-1]
 
 
-def _provider_checks(iam: Any, trust: AccountTrust, broker: BrokerSide) -> list[Check]:
+def provider_checks(iam: Any, trust: AccountTrust, broker: BrokerSide) -> list[Check]:
     provider = trust.provider
     subject = _subject(provider.arn)
     if isinstance(provider, SamlProvider):
@@ -138,7 +138,11 @@ def _provider_checks(iam: Any, trust: AccountTrust, broker: BrokerSide) -> list[
         return [Check(subject, "error", "provider.missing", f"the account has no IAM {kind} provider {provider.arn}",
                       "create it: deploy the broker aws-setup template, or see the README's create-*-provider command")]
     if isinstance(provider, SamlProvider):
-        findings = _metadata_findings(str(found.get("SAMLMetadataDocument", "")), broker)
+        findings = (_metadata_findings(str(found.get("SAMLMetadataDocument", "")), broker)
+                    + _encryption_findings(found, provider))
+        decrypts = ", and decrypts the broker's encrypted assertions" if provider.assertion_encryption_mode else ""
+        findings = findings or [Finding("ok", "provider.ok",
+                                        f"the SAML provider carries the broker's signing certificates{decrypts}", "")]
     else:
         findings = _oidc_findings(found, provider)
     return [Check.of(subject, finding) for finding in findings]
@@ -178,7 +182,47 @@ def _metadata_findings(metadata: str, broker: BrokerSide) -> list[Finding]:
             "warning", "saml.next_key_missing",
             "the provider's metadata lacks the next signing certificate (keys.next): making it current now breaks sign-in",
             "upload the metadata the broker serves at /saml/metadata before making keys.next current"))
-    return findings or [Finding("ok", "provider.ok", "the SAML provider carries the broker's signing certificates", "")]
+    return findings
+
+
+def _encryption_findings(found: dict[str, Any], provider: SamlProvider) -> list[Finding]:
+    """The provider's encrypted-assertion settings against the account's opt-in (GetSAMLProvider's
+    AssertionEncryptionMode, PrivateKeyList and SAMLProviderUUID). IAM returns only the private
+    keys' ids, so whether a key matches the broker's certificate cannot be told from here."""
+    mode = found.get("AssertionEncryptionMode")
+    if provider.assertion_encryption_mode is None:
+        if mode == "Required":
+            return [Finding("error", "saml.encryption_required",
+                            "the provider requires encrypted assertions but the broker sends this account plain ones: "
+                            "AWS refuses every one",
+                            "opt the account in (federation.assertion_encryption) or set the provider's "
+                            "AssertionEncryptionMode to Allowed")]
+        return []
+    findings = []
+    uuid = found.get("SAMLProviderUUID")
+    if uuid and provider.provider_id and uuid != provider.provider_id:
+        findings.append(Finding(
+            "error", "saml.provider_id_mismatch",
+            f"the broker posts encrypted assertions to the ACS of provider id {provider.provider_id}, "
+            f"but this provider's id is {uuid}: AWS refuses them",
+            f"set federation.assertion_encryption.provider_id to {uuid}"))
+    if not found.get("PrivateKeyList"):
+        findings.append(Finding(
+            "error", "saml.private_key_missing",
+            "the broker encrypts assertions for this provider but it holds no private key: AWS cannot decrypt them",
+            f"aws iam update-saml-provider --saml-provider-arn {provider.arn} --add-private-key file://KEY.pem"))
+    if mode not in ("Allowed", "Required"):
+        findings.append(Finding(
+            "error", "saml.encryption_off",
+            "the broker encrypts assertions for this provider but its AssertionEncryptionMode is not set",
+            f"aws iam update-saml-provider --saml-provider-arn {provider.arn} "
+            f"--assertion-encryption-mode {provider.assertion_encryption_mode}"))
+    elif mode == "Allowed" and provider.assertion_encryption_mode == "Required":
+        findings.append(Finding(
+            "warning", "saml.encryption_not_required",
+            "the mapping says encryption is required, but the provider also accepts plain assertions",
+            f"aws iam update-saml-provider --saml-provider-arn {provider.arn} --assertion-encryption-mode Required"))
+    return findings
 
 
 def _oidc_findings(found: dict[str, Any], provider: OidcProvider) -> list[Finding]:

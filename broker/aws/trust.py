@@ -102,6 +102,8 @@ class SamlProvider:
     metadata: str
     assertion_encryption_mode: str | None = None
     """IAM's AssertionEncryptionMode (Allowed | Required) when the account opted in; None: not set."""
+    provider_id: str | None = None
+    """The SAMLProviderUUID the broker's ACS URL names (encrypted assertions only)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,8 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
         encryption = acc.assertion_encryption
         provider = SamlProvider(name=name, arn=f"arn:{part}:iam::{acc.id}:saml-provider/{name}",
                                 metadata=broker.saml_metadata,
-                                assertion_encryption_mode=encryption.mode.capitalize() if encryption else None)
+                                assertion_encryption_mode=encryption.mode.capitalize() if encryption else None,
+                                provider_id=encryption.provider_id if encryption else None)
         if encryption:
             notes.append(f"assertions are encrypted: upload the private key of its certificate once, "
                          f"`aws iam update-saml-provider --saml-provider-arn {provider.arn} --add-private-key "

@@ -20,9 +20,9 @@ import yaml
 from typer.testing import CliRunner
 
 from broker.aws.config import IamAccessConfig
-from broker.aws.doctor import AccountReport
+from broker.aws.doctor import AccountReport, provider_checks
 from broker.aws.iam_access import IamAccess
-from broker.aws.trust import AccountTrust, SamlProvider, plan
+from broker.aws.trust import AccountTrust, BrokerSide, SamlProvider, plan
 from broker.cli.aws_setup import broker_side, mapping_snapshot
 from broker.cli.doctor import doctor
 from broker.cli.server import app as cli
@@ -376,3 +376,57 @@ def test_admin_api_without_a_cache_asks_iam_every_time(
     body = client.get("/api/v1/admin/doctor?account=prod", headers=admin_headers).json()
     assert body["summary"]["severity"] == "error"
     assert [c["code"] for c in body["accounts"][0]["checks"]] == ["provider.ok", "role.missing"]
+
+
+# ---- encrypted assertions: moto's IAM does not model AssertionEncryptionMode, PrivateKeyList or
+# SAMLProviderUUID, so here GetSAMLProvider answers through botocore's Stubber, which checks each
+# answer against IAM's own service model (the shapes AWS sends), on a real botocore IAM client.
+
+PROVIDER_UUID = "A1B2C3D4E5F6A1B2C3D4E5F6"
+METADATA = ("<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:SAML:2.0:metadata' entityID='x'>"
+            f"<!-- {'padding to IAM minimum metadata length ' * 30} --></md:EntityDescriptor>")
+
+
+def _encrypting(mode: str | None) -> AccountTrust:
+    arn = "arn:aws:iam::730000000001:saml-provider/broker"
+    return AccountTrust(account_id="730000000001", alias=None, partition="aws", roles=(), provider=SamlProvider(
+        name="broker", arn=arn, metadata=METADATA, assertion_encryption_mode=mode,
+        provider_id=PROVIDER_UUID if mode else None))
+
+
+def _provider_codes(trust: AccountTrust, **answer: Any) -> list[str]:
+    import botocore.session
+    from botocore.stub import Stubber
+
+    iam = botocore.session.Session().create_client("iam", region_name="us-east-1", aws_access_key_id="x",
+                                                   aws_secret_access_key="x")
+    with Stubber(iam) as stub:
+        stub.add_response("get_saml_provider", {"SAMLMetadataDocument": METADATA, **answer},
+                          {"SAMLProviderArn": trust.provider.arn})
+        broker = BrokerSide(issuer="https://broker.example.com", saml_metadata=METADATA)
+        return [c.code for c in provider_checks(iam, trust, broker)]
+
+
+KEY = [{"KeyId": "KEY0123456789ABCDEFGHIJ", "Timestamp": "2026-12-01T00:00:00Z"}]
+
+
+def test_an_encrypting_account_whose_provider_decrypts_is_ok() -> None:
+    trust = _encrypting("Required")
+    assert _provider_codes(trust, AssertionEncryptionMode="Required", PrivateKeyList=KEY,
+                           SAMLProviderUUID=PROVIDER_UUID) == ["provider.ok"]
+
+
+@pytest.mark.parametrize(("mode", "answer", "codes"), [
+    ("Required", {"AssertionEncryptionMode": "Required", "SAMLProviderUUID": PROVIDER_UUID},
+     ["saml.private_key_missing"]),
+    ("Required", {"PrivateKeyList": KEY, "SAMLProviderUUID": PROVIDER_UUID}, ["saml.encryption_off"]),
+    ("Required", {"AssertionEncryptionMode": "Allowed", "PrivateKeyList": KEY, "SAMLProviderUUID": PROVIDER_UUID},
+     ["saml.encryption_not_required"]),
+    ("Allowed", {"AssertionEncryptionMode": "Allowed", "PrivateKeyList": KEY, "SAMLProviderUUID": "F" * 24},
+     ["saml.provider_id_mismatch"]),
+    (None, {"AssertionEncryptionMode": "Required", "PrivateKeyList": KEY}, ["saml.encryption_required"]),
+    (None, {"AssertionEncryptionMode": "Allowed", "PrivateKeyList": KEY}, ["provider.ok"]),
+])
+def test_encryption_settings_that_break_or_weaken_sign_in(mode: str | None, answer: dict[str, Any],
+                                                         codes: list[str]) -> None:
+    assert _provider_codes(_encrypting(mode), **answer) == codes

@@ -5,11 +5,14 @@ refused instead of read as this one's, and a frozen endpoint costs a bounded tim
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from broker.aws.config import IamAccessConfig
 from broker.aws.iam_access import AccessProblem, IamAccess
+from broker.config import load_config
+from broker.errors import ConfigError
 from tests.hung import HungServer
 
 MOTO_DEFAULT_ACCOUNT = "123456789012"
@@ -82,3 +85,18 @@ def test_no_credentials_anywhere_is_a_finding_with_the_fix(monkeypatch: pytest.M
         access.client("111111111111")
     assert caught.value.code == "access.no_credentials"
     assert "AWS_PROFILE" in caught.value.fix
+
+
+def test_an_assume_role_with_another_placeholder_is_refused_when_the_config_loads(tmp_path: Path) -> None:
+    """Only {account} and {partition} are filled in: any other brace would crash every account's
+    check at run time (str.format), so the configuration refuses it, naming the key."""
+    path = tmp_path / "broker.yaml"
+    for role in ("arn:aws:iam::{account}:role/{acct}", "arn:aws:iam::{account}:role/Doctor{"):
+        path.write_text(f'server: {{public_url: "https://broker.example.com"}}\ndoctor: {{assume_role: "{role}"}}\n')
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, env={})
+        assert "doctor.assume_role" in str(caught.value)
+    path.write_text('server: {public_url: "https://broker.example.com"}\n'
+                    'revoke: {assume_role: "arn:{partition}:iam::{account}:role/Revoke-{account}"}\n')
+    access = IamAccess(load_config(path, env={}).revoke, session_name="broker-revoke")
+    assert access.role_arn("111122223333", "aws") == "arn:aws:iam::111122223333:role/Revoke-111122223333"
