@@ -235,7 +235,6 @@ def _cert(*, key: Any = None, days: int = 30, start: int = -1) -> str:
 
 
 BAD_CERTIFICATES = {
-    "expired": (lambda: _cert(days=-1, start=-30), "expired on"),
     "rsa-1024": (lambda: _cert(key=rsa.generate_private_key(public_exponent=65537, key_size=1024)), "1024 bits"),
     "ec": (lambda: _cert(key=ec.generate_private_key(ec.SECP256R1())), "not RSA"),
     "garbage": (lambda: "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n", "does not parse"),
@@ -267,6 +266,14 @@ def test_a_bad_certificate_is_refused_at_config_load_with_its_path(case: str, tm
     with pytest.raises(ConfigError) as caught:
         load_config(_config_file(tmp_path, {"provider_id": PROVIDER_ID_, "certificate": make()}), env={})
     assert any(p.startswith(f"{PATH}.certificate: ") and reason in p for p in caught.value.problems), caught.value.problems
+
+
+def test_an_expired_certificate_still_loads_since_aws_never_sees_it(tmp_path: Path) -> None:
+    """The day the certificate expires must not be the day a restart fails (AWS decrypts with the key)."""
+    expired = _cert(days=-1, start=-30)
+    config = load_config(_config_file(tmp_path, {"provider_id": PROVIDER_ID_, "certificate": expired}), env={})
+    enc = config.mapping.accounts[0].federation.assertion_encryption  # type: ignore[union-attr]
+    assert enc is not None and enc.certificate.strip() == expired.strip()
 
 
 def test_the_config_file_may_name_the_certificate_file(tmp_path: Path, enc_key: EncryptionKey) -> None:
@@ -307,7 +314,7 @@ def api(app_factory: Any) -> Any:
 ACCOUNT = {"id": "111122223333", "alias": "prod", "roles": [{"name": "Admin", "max_session_duration": 43200}]}
 
 
-@pytest.mark.parametrize("case", ["expired", "rsa-1024", "garbage"])
+@pytest.mark.parametrize("case", ["ec", "rsa-1024", "garbage"])
 def test_the_admin_api_refuses_a_bad_certificate_and_changes_nothing(api: Any, case: str) -> None:
     assert api.post("/accounts", json=ACCOUNT).status_code == 201
     before = api.get("/accounts/prod").json()
@@ -438,3 +445,13 @@ def test_preview_assertion_names_the_provider_acs_and_the_encryption(
     assert shown.summary["recipient"] == ACS
     assert str(shown.summary["assertion_encryption"]).startswith("required: the Assertion is encrypted")
     assert _decrypt(shown.text, enc_key).find("saml:EncryptedAssertion/saml:Assertion", NS) is not None
+
+
+def test_an_expired_certificate_still_encrypts(idp: SamlIdp) -> None:
+    """xmlsec encrypts to the key whatever the certificate's dates: an account does not stop
+    working on the day its encryption certificate expires (AWS decrypts with the uploaded key)."""
+    grant = make_grant(assertion_encryption=SamlEncryption("required", PROVIDER_ID_, _cert(days=-1, start=-30)))
+    r = idp.aws_response(identity=ALICE, grants=[grant], session_duration=3600, now=utcnow())
+    raw = etree.fromstring(base64.b64decode(r.encoded))
+    assert raw.find("saml:Assertion", NS) is None
+    assert raw.find("saml:EncryptedAssertion/xenc:EncryptedData", NS) is not None
