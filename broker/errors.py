@@ -19,6 +19,8 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── InvalidRoleName      invalid_role_name
     │   │   ├── ReservedRole         reserved_role
     │   │   ├── InvalidRegex         invalid_regex
+    │   │   ├── InvalidPolicyArn     invalid_policy_arn
+    │   │   ├── WrongPartition       wrong_partition      (a managed policy ARN of another partition than its account's)
     │   │   ├── UnknownAccount       unknown_account
     │   │   ├── UnknownRole          unknown_role
     │   │   ├── InvalidImport        invalid_import
@@ -127,6 +129,14 @@ class ReservedRole(InvalidInput):
 
 class InvalidRegex(InvalidInput):
     code, message = "invalid_regex", "the naming rule pattern is not usable"
+
+
+class InvalidPolicyArn(InvalidInput):
+    code, message = "invalid_policy_arn", "not a managed policy ARN (arn:<partition>:iam::<account id or aws>:policy/name)"
+
+
+class WrongPartition(InvalidInput):
+    code, message = "wrong_partition", "a managed policy ARN names another partition than its account's"
 
 
 class UnknownAccount(InvalidInput):

@@ -1,12 +1,20 @@
 """One account's trust (``broker.aws.trust.AccountTrust``) as a CloudFormation template (JSON).
 
 The template holds the IAM SAML or OIDC provider and one ``AWS::IAM::Role`` per declared role
-(RoleName, Path, MaxSessionDuration, AssumeRolePolicyDocument). No account id or partition is
-written into it: each role trusts the provider through ``Ref`` (its ARN in the account the
-stack runs in), so the same template deploys as a stack in the account or as a StackSet
-instance in every account that declares the same roles, audience and region. CloudFormation creates the roles: a role that already exists
-must be imported into the stack (or its trust edited by hand) — the template does not take over
-an existing role. Permissions stay the administrator's: the roles get no policies here.
+(RoleName, Path, MaxSessionDuration, AssumeRolePolicyDocument, and ManagedPolicyArns when the
+mapping names any). No account id or partition is written into it: each role trusts the provider
+through ``Ref`` (its ARN in the account the stack runs in), so the same template deploys as a
+stack in the account or as a StackSet instance in every account that declares the same roles,
+audience and region.
+
+Permissions stay the administrator's: a role without managed policy ARNs in the mapping gets no
+ManagedPolicyArns property, so CloudFormation never touches the policies attached to it. Every
+resource has ``DeletionPolicy`` and ``UpdateReplacePolicy`` ``Retain``: deleting the stack (or a
+replacement) never deletes a role people use or the provider the roles trust, and an existing role
+can be imported into the stack (CloudFormation requires a DeletionPolicy on imported resources).
+An import change set may only add the resources it imports (no new provider, no Outputs), so the
+import has its own template, ``import_template``, and its resources-to-import list,
+``import_resources`` (CloudFormation User Guide: resource-import-new-stack; API ResourceToImport).
 """
 
 from __future__ import annotations
@@ -42,6 +50,16 @@ def _provider_resource(trust: AccountTrust) -> dict[str, Any]:
             "Properties": {"Url": p.url, "ClientIdList": list(p.client_ids)}}
 
 
+def _role_ids(trust: AccountTrust) -> list[tuple[str, RoleTrust]]:
+    """Each role with its logical id (the same in the template, the import template and the list)."""
+    taken = {PROVIDER_ID.lower()}
+    return [(_logical_id(role.name, taken), role) for role in trust.roles]
+
+
+def _retained(resource: dict[str, Any]) -> dict[str, Any]:
+    return {**resource, "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+
+
 def _template_policy(role: RoleTrust) -> dict[str, Any]:
     """The role's trust policy with the provider's ARN taken from the provider resource."""
     statements = [{**s, "Principal": {"Federated": {"Ref": PROVIDER_ID}}} for s in role.policy["Statement"]]
@@ -50,12 +68,11 @@ def _template_policy(role: RoleTrust) -> dict[str, Any]:
 
 def template(trust: AccountTrust) -> dict[str, Any]:
     """The CloudFormation template (a JSON-ready dict) for one account."""
-    resources: dict[str, Any] = {PROVIDER_ID: _provider_resource(trust)}
+    resources: dict[str, Any] = {PROVIDER_ID: _retained(_provider_resource(trust))}
     outputs: dict[str, Any] = {"ProviderArn": {"Value": {"Ref": PROVIDER_ID}}}
-    taken = {PROVIDER_ID.lower()}
-    for role in trust.roles:
-        logical = _logical_id(role.name, taken)
-        resources[logical] = {
+    for logical, role in _role_ids(trust):
+        policies = {"ManagedPolicyArns": list(role.managed_policy_arns)} if role.managed_policy_arns else {}
+        resources[logical] = _retained({
             "Type": "AWS::IAM::Role",
             "Properties": {
                 "RoleName": role.name,
@@ -63,9 +80,10 @@ def template(trust: AccountTrust) -> dict[str, Any]:
                 "MaxSessionDuration": role.max_session_duration,
                 "AssumeRolePolicyDocument": _template_policy(role),
                 "Description": "Assumed through the federation broker",
+                **policies,
             },
             "Metadata": {"Broker": {"MappedBy": list(role.mapped_by)}},
-        }
+        })
         outputs[f"{logical}Arn"] = {"Value": {"Fn::GetAtt": [logical, "Arn"]}}
     return {
         "AWSTemplateFormatVersion": FORMAT_VERSION,
@@ -77,5 +95,37 @@ def template(trust: AccountTrust) -> dict[str, Any]:
     }
 
 
+def import_resources(trust: AccountTrust) -> list[dict[str, Any]]:
+    """The ``--resources-to-import`` list of an IMPORT change set: every declared role, by name."""
+    return [{"ResourceType": "AWS::IAM::Role", "LogicalResourceId": logical, "ResourceIdentifier": {"RoleName": role.name}}
+            for logical, role in _role_ids(trust)]
+
+
+def import_template(trust: AccountTrust) -> dict[str, Any]:
+    """The template of the IMPORT change set that brings existing roles into a stack: the roles
+    only (an import may not add the provider or Outputs), each as it will be named, retained, with
+    the trust policy naming the provider's ARN. CloudFormation changes nothing on an import; the
+    update with ``template`` that follows adds the provider and writes MaxSessionDuration,
+    Description and ManagedPolicyArns (the README: "Taking over existing roles")."""
+    resources = {
+        logical: _retained({"Type": "AWS::IAM::Role",
+                            "Properties": {"RoleName": role.name, "Path": role.path,
+                                           "AssumeRolePolicyDocument": role.policy}})
+        for logical, role in _role_ids(trust)
+    }
+    return {"AWSTemplateFormatVersion": FORMAT_VERSION,
+            "Description": f"Federation broker trust for account {trust.label}: existing roles to import"[:1024],
+            "Resources": resources}
+
+
+def _json(body: Any) -> str:
+    return json.dumps(body, indent=2) + "\n"
+
+
 def render(trust: AccountTrust) -> str:
-    return json.dumps(template(trust), indent=2) + "\n"
+    return _json(template(trust))
+
+
+def render_import(trust: AccountTrust) -> tuple[str, str]:
+    """The import change set's template and its resources-to-import file."""
+    return _json(import_template(trust)), _json(import_resources(trust))

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.aws.cloudformation import render
+from broker.aws.cloudformation import render, render_import
 from broker.aws.trust import AccountTrust, BrokerSide, plan
 from broker.cli.existing_database import existing_store
 from broker.config import Config, DatabaseConfig
@@ -78,15 +78,21 @@ def aws_setup(config: Config, accounts: list[str]) -> Setup:
     return Setup(plan(snapshot, broker_side(config), accounts), [note] if note else [])
 
 
-def file_name(trust: AccountTrust) -> str:
-    return f"broker-trust-{trust.alias or trust.account_id}.cfn.json"
+def file_name(trust: AccountTrust, kind: str = "cfn") -> str:
+    """``broker-trust-<alias or id>.<kind>.json``: cfn (the template), import.cfn and import (the
+    IMPORT change set's template and resources-to-import, for roles that exist already)."""
+    return f"broker-trust-{trust.alias or trust.account_id}.{kind}.json"
 
 
 def write(setup: Setup, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for trust in setup.accounts:
-        path = out / file_name(trust)
-        path.write_text(render(trust), encoding="utf-8")
-        written.append(path)
+        files = {"cfn": render(trust)}
+        if trust.roles:
+            files["import.cfn"], files["import"] = render_import(trust)
+        for kind, text in files.items():
+            path = out / file_name(trust, kind)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
     return written

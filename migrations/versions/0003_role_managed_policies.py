@@ -1,0 +1,24 @@
+"""A role's managed policy ARNs (attached by aws-setup's templates); existing roles get none.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-02
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("roles") as batch:
+        batch.add_column(sa.Column("managed_policy_arns", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("roles") as batch:
+        batch.drop_column("managed_policy_arns")
