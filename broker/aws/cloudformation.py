@@ -60,6 +60,15 @@ def _retained(resource: dict[str, Any]) -> dict[str, Any]:
     return {**resource, "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
 
 
+def _policy_arn(arn: str, account_id: str) -> dict[str, Any]:
+    """A managed policy ARN with the partition, and the account when it is the stack's own, as
+    pseudo parameters: the template stays account-neutral (a StackSet). ``${`` in the rest is
+    escaped as Fn::Sub wants (``${!``)."""
+    _, _, _, _, owner, resource = arn.split(":", 5)
+    owner = "${AWS::AccountId}" if owner == account_id else owner
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::{owner}:{resource.replace('${', '${!')}"}
+
+
 def _template_policy(role: RoleTrust) -> dict[str, Any]:
     """The role's trust policy with the provider's ARN taken from the provider resource."""
     statements = [{**s, "Principal": {"Federated": {"Ref": PROVIDER_ID}}} for s in role.policy["Statement"]]
@@ -71,7 +80,8 @@ def template(trust: AccountTrust) -> dict[str, Any]:
     resources: dict[str, Any] = {PROVIDER_ID: _retained(_provider_resource(trust))}
     outputs: dict[str, Any] = {"ProviderArn": {"Value": {"Ref": PROVIDER_ID}}}
     for logical, role in _role_ids(trust):
-        policies = {"ManagedPolicyArns": list(role.managed_policy_arns)} if role.managed_policy_arns else {}
+        arns = [_policy_arn(arn, trust.account_id) for arn in role.managed_policy_arns]
+        policies = {"ManagedPolicyArns": arns} if arns else {}
         resources[logical] = _retained({
             "Type": "AWS::IAM::Role",
             "Properties": {
