@@ -270,7 +270,7 @@ class AccountSpec(AccountFields):
     @model_validator(mode="after")
     def _policies_in_partition(self) -> AccountSpec:
         errors = [
-            InitErrorDetails(type=_fail(WrongPartition, "{message}", message=message),
+            InitErrorDetails(type=_fail(WrongPartition, "{problem}", problem=message),
                              loc=("roles", i, "managed_policy_arns", j), input=self.roles[i].managed_policy_arns[j])
             for i, j, message in foreign_policies(self.partition, self.roles)
         ]
