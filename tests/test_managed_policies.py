@@ -87,8 +87,8 @@ def _file_mapping(arns: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("arns, problem", [
-    ([CN_READ_ONLY], "mapping.accounts[0].roles[1].managed_policy_arns[0]: role 'Admin': managed policy "
-                     f"'{CN_READ_ONLY}' is in partition 'aws-cn' but the account is in 'aws'"),
+    ([CN_READ_ONLY], ("mapping.accounts[0].roles[1].managed_policy_arns[0]: role 'Admin': managed policy "
+                     f"'{CN_READ_ONLY}' is in partition 'aws-cn' but the account is in 'aws'")),
     (["arn:aws:iam::aws:policy/a b"], "mapping.accounts[0].roles[1].managed_policy_arns[0]: not a managed policy ARN"),
     ([READ_ONLY, READ_ONLY], f"mapping.accounts[0].roles[1].managed_policy_arns: managed policy '{READ_ONLY}' is listed twice"),
 ])

@@ -116,8 +116,8 @@ def foreign_policies(partition: str, roles: list[RoleSpec]) -> list[tuple[int, i
     """The managed policy ARNs of ``roles`` that are not in the account's ``partition`` (IAM cannot
     attach a policy of another partition), as (role index, ARN index, message)."""
     return [
-        (i, j, f"role '{role.name}': managed policy '{arn}' is in partition '{policy_partition(arn)}' "
-               f"but the account is in '{partition}'")
+        (i, j, (f"role '{role.name}': managed policy '{arn}' is in partition '{policy_partition(arn)}' "
+               f"but the account is in '{partition}'"))
         for i, role in enumerate(roles)
         for j, arn in enumerate(role.managed_policy_arns)
         if policy_partition(arn) != partition
