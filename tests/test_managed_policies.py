@@ -15,7 +15,7 @@ from broker.config import DatabaseConfig, parse_config
 from broker.db.session import current_revision, downgrade, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore
 from broker.errors import ConfigError
-from broker.mapping.model import AccountSpec, MappingDocument, RoleSpec
+from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec
 from broker.mapping.plan_text import render
 
 CTX = AuditContext(actor="admin:test")
@@ -225,6 +225,8 @@ def test_migration_0003_upgrades_existing_roles_and_downgrades(database_url: str
         assert store.get_role("111122223333", "Old")["managed_policy_arns"] == []
         store.create_role("111122223333", RoleSpec(name="New", managed_policy_arns=[READ_ONLY]), CTX)
         assert store.get_role("111122223333", "New")["managed_policy_arns"] == [READ_ONLY]
+        # a mapping on the role: its foreign key must not stand in the downgrade's way
+        store.create_mapping(MappingSpec(group="ops", account="111122223333", role="New"), CTX)
 
         downgrade(engine, "0002")
         assert current_revision(engine) == "0002"

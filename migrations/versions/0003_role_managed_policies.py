@@ -15,10 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("roles") as batch:
-        batch.add_column(sa.Column("managed_policy_arns", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+    op.add_column("roles", sa.Column("managed_policy_arns", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("roles") as batch:
-        batch.drop_column("managed_policy_arns")
+    # a plain DROP COLUMN (SQLite 3.35+): no batch copy of the table, which the mappings' foreign
+    # keys on roles would refuse
+    op.drop_column("roles", "managed_policy_arns")
