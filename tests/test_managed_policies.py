@@ -14,7 +14,7 @@ from broker.audit import AuditContext
 from broker.config import DatabaseConfig, parse_config
 from broker.db.session import current_revision, downgrade, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore
-from broker.errors import ConfigError
+from broker.errors import ConfigError, ConfigSyncFailed
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec
 from broker.mapping.plan_text import render
 
@@ -198,6 +198,21 @@ def test_a_role_the_api_owns_keeps_its_list_when_the_file_declares_it(store: Sql
         store.sync_config(_doc([READ_ONLY]))
         admin = store.get_role("prod", "Admin")
         assert (admin["source"], admin["managed_policy_arns"]) == ("api", [DEPLOY])
+
+
+def test_a_file_moving_an_account_under_an_api_roles_policies_is_refused_whole(store: SqlMappingStore) -> None:
+    store.sync_config(_doc([]))
+    store.create_role("prod", RoleSpec(name="Billing", managed_policy_arns=[DEPLOY]), CTX)
+    before = store.export()
+    moved = _file_mapping([])
+    moved["accounts"][0]["partition"] = "aws-cn"
+    with pytest.raises(ConfigSyncFailed) as failed:
+        store.sync_config(MappingDocument.model_validate(moved))
+    assert failed.value.details == [
+        (f"API role in account 111122223333: role 'Billing': managed policy '{DEPLOY}' is in partition 'aws' "
+        "but the account is in 'aws-cn'")
+    ]
+    assert store.export() == before
 
 
 def test_the_issuance_snapshot_carries_the_list(store: SqlMappingStore) -> None:

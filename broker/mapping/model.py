@@ -114,10 +114,10 @@ def policy_partition(arn: str) -> str:
 
 def foreign_policies(partition: str, roles: list[RoleSpec]) -> list[tuple[int, int, str]]:
     """The managed policy ARNs of ``roles`` that are not in the account's ``partition`` (IAM cannot
-    attach a policy of another partition), as (role index, ARN index, message)."""
+    attach a policy of another partition), as (role index, ARN index, message naming the role)."""
     return [
         (i, j, (f"role '{role.name}': managed policy '{arn}' is in partition '{policy_partition(arn)}' "
-               f"but the account is in '{partition}'"))
+                f"but the account is in '{partition}'"))
         for i, role in enumerate(roles)
         for j, arn in enumerate(role.managed_policy_arns)
         if policy_partition(arn) != partition
