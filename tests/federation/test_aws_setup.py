@@ -309,6 +309,18 @@ def test_command_names_an_unknown_account(config_file: Path) -> None:
     assert "no account 'sandbox-dve'" in result.stderr and "sandbox-dev" in result.stderr
 
 
+def test_command_names_the_line_of_a_policy_arn_of_another_partition(tmp_path: Path, config_file: Path) -> None:
+    data = yaml.safe_load(config_file.read_text())
+    data["mapping"]["accounts"][0]["roles"][0]["managed_policy_arns"] = ["arn:aws-cn:iam::aws:policy/ReadOnlyAccess"]
+    config_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    result = _run("--config", str(config_file), "--out", str(out))
+    assert result.exit_code == 2
+    assert ("mapping.accounts[0].roles[0].managed_policy_arns[0]: role 'Admin': managed policy "
+            "'arn:aws-cn:iam::aws:policy/ReadOnlyAccess' is in partition 'aws-cn' but the account is in 'aws'") in result.stderr
+    assert not out.exists()  # nothing written
+
+
 def test_command_refuses_other_formats_and_several_accounts_on_stdout(config_file: Path) -> None:
     assert _run("--config", str(config_file), "--format", "terraform").exit_code == 2
     several = _run("--config", str(config_file))
