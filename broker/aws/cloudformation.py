@@ -116,7 +116,8 @@ def import_template(trust: AccountTrust) -> dict[str, Any]:
     only (an import may not add the provider or Outputs), each as it will be named, retained, with
     the trust policy naming the provider's ARN. CloudFormation changes nothing on an import; the
     update with ``template`` that follows adds the provider and writes MaxSessionDuration,
-    Description and ManagedPolicyArns (the README: "Taking over existing roles")."""
+    Description and ManagedPolicyArns (the README, "Registering the broker in AWS": trust-only
+    takeover)."""
     resources = {
         logical: _retained({"Type": "AWS::IAM::Role",
                             "Properties": {"RoleName": role.name, "Path": role.path,

@@ -52,8 +52,9 @@ def writable(row: Account | Role | Mapping | NamingRule, what: str) -> None:
 
 
 def same_partition(partition: str, roles: list[RoleSpec], *, field: str = "partition") -> None:
-    """IAM attaches a managed policy only within its partition: every role's ARNs in the account's
-    (a role write: ``field`` names the ARN in the body; an account's new partition: the role)."""
+    """IAM attaches a managed policy only within its partition: every role's ARNs must be in the
+    account's. ``field`` is each problem's ``details`` field: the ARN in a role's body
+    (``managed_policy_arns.{j}``), or ``partition`` when an account's new partition is refused."""
     found = foreign_policies(partition, roles)
     if found:
         details = [{"field": field.format(i=i, j=j), "code": WrongPartition.code, "message": message}
