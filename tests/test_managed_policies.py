@@ -160,6 +160,22 @@ def test_bad_arns_get_a_stable_code_and_change_nothing(
     assert api.get("/audit").json()["items"][0]["id"] == audit_before
 
 
+def test_an_import_round_trips_the_list_and_refuses_another_partition(api: Any) -> None:
+    doc = {"accounts": [{"id": "444455556666", "alias": "team", "roles": [{"name": "Dev", "managed_policy_arns": [READ_ONLY]}]}]}
+    r = api.post("/import", params={"apply": "true"}, json=doc)
+    assert r.status_code == 200 and r.json()["applied"] is True, r.text
+    exported = api.get("/export", params={"format": "json", "source": "api"}).json()
+    assert exported["accounts"][0]["roles"][0]["managed_policy_arns"] == [READ_ONLY]
+    assert api.post("/import", json=exported).json()["changes"] == 0  # the export imports as it is
+
+    before = api.get("/export", params={"format": "json"}).json()
+    doc["accounts"][0]["roles"][0]["managed_policy_arns"] = [CN_READ_ONLY]
+    r = api.post("/import", params={"apply": "true"}, json=doc)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "wrong_partition", r.text
+    assert r.json()["error"]["details"][0]["field"].endswith("accounts.0.roles.0.managed_policy_arns.0")
+    assert api.get("/export", params={"format": "json"}).json() == before
+
+
 def test_a_config_role_is_read_only_through_the_api(api: Any) -> None:
     r = api.patch("/accounts/prod/roles/Admin", json={"managed_policy_arns": []})
     assert r.status_code == 409 and r.json()["error"]["code"] == "read_only"
