@@ -189,7 +189,9 @@ def _doc(arns: list[str]) -> MappingDocument:
 
 
 def test_a_file_edit_updates_the_config_role_and_leaves_the_apis_alone(store: SqlMappingStore) -> None:
-    store.sync_config(_doc([READ_ONLY]))
+    first = render(store.sync_config(_doc([READ_ONLY])).to_dict())
+    assert f'+ role 111122223333/Admin (path /, max_session_duration 3600, managed_policy_arns ["{READ_ONLY}"])' in first
+    assert "+ role 111122223333/ReadOnly (path /, max_session_duration 3600)\n" in first  # none: not mentioned
     store.create_role("prod", RoleSpec(name="Billing", managed_policy_arns=[DEPLOY]), CTX)  # an API role, config account
     store.create_account(AccountSpec.model_validate({"id": "444455556666", "roles": [{"name": "Dev"}]}), CTX)
     api_made = {a: store.list_roles(a) for a in ("111122223333", "444455556666")}
