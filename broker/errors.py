@@ -21,6 +21,7 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── InvalidRegex         invalid_regex
     │   │   ├── InvalidPolicyArn     invalid_policy_arn
     │   │   ├── WrongPartition       wrong_partition      (a managed policy ARN of another partition than its account's)
+    │   │   ├── ForeignPolicy        foreign_policy       (a customer managed policy of another account)
     │   │   ├── UnknownAccount       unknown_account
     │   │   ├── UnknownRole          unknown_role
     │   │   ├── InvalidImport        invalid_import
@@ -137,6 +138,10 @@ class InvalidPolicyArn(InvalidInput):
 
 class WrongPartition(InvalidInput):
     code, message = "wrong_partition", "a managed policy ARN names another partition than its account's"
+
+
+class ForeignPolicy(InvalidInput):
+    code, message = "foreign_policy", "a customer managed policy of another account cannot be attached to this account's roles"
 
 
 class UnknownAccount(InvalidInput):

@@ -65,6 +65,14 @@ def test_an_arn_of_another_partition_names_the_role_and_the_arn() -> None:
     assert "'Admin'" in message and CN_READ_ONLY in message and "'aws-cn'" in message and "'aws'" in message
 
 
+def test_a_customer_managed_policy_of_another_account_is_refused() -> None:
+    with pytest.raises(ValidationError) as err:
+        AccountSpec(id="444455556666", roles=[{"name": "Admin", "managed_policy_arns": [READ_ONLY, DEPLOY]}])
+    assert _codes(err.value) == [("foreign_policy", ("roles", 0, "managed_policy_arns", 1))]
+    assert "belongs to account 111122223333" in err.value.errors()[0]["msg"]
+    assert AccountSpec(id="111122223333", roles=[{"name": "Admin", "managed_policy_arns": [READ_ONLY, DEPLOY]}])
+
+
 def test_at_most_twenty_and_no_duplicates() -> None:
     twenty = [f"arn:aws:iam::aws:policy/P{i}" for i in range(20)]
     assert len(RoleSpec(name="Admin", managed_policy_arns=twenty).managed_policy_arns) == 20  # IAM's hard maximum
@@ -138,6 +146,8 @@ def test_the_api_stores_shows_and_exports_the_list(api: Any) -> None:
     ("put", "/accounts/team/roles/Ops", {"name": "Ops", "managed_policy_arns": [READ_ONLY, CN_READ_ONLY]},
      "wrong_partition", "managed_policy_arns.1"),
     ("patch", "/accounts/team", {"partition": "aws-cn"}, "wrong_partition", "partition"),  # Ops's ARNs are aws's
+    ("patch", "/accounts/team/roles/Ops", {"managed_policy_arns": [READ_ONLY, DEPLOY]}, "foreign_policy",
+     "managed_policy_arns.1"),  # another account's customer managed policy
     ("patch", "/accounts/team/roles/Ops", {"managed_policy_arns": ["arn:aws:iam::aws:role/X"]}, "invalid_policy_arn",
      "managed_policy_arns.0"),
     ("patch", "/accounts/team/roles/Ops", {"managed_policy_arns": [READ_ONLY, READ_ONLY]}, "duplicate",

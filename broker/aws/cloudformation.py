@@ -61,9 +61,9 @@ def _retained(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _policy_arn(arn: str, account_id: str) -> dict[str, Any]:
-    """A managed policy ARN with the partition, and the account when it is the stack's own, as
-    pseudo parameters: the template stays account-neutral (a StackSet). ``${`` in the rest is
-    escaped as Fn::Sub wants (``${!``)."""
+    """A managed policy ARN with the partition, and the account (the stack's own: the mapping
+    allows no other but ``aws``), as pseudo parameters: the template stays account-neutral (a
+    StackSet). ``${`` in the rest is escaped as Fn::Sub wants (``${!``)."""
     _, _, _, _, owner, resource = arn.split(":", 5)
     owner = "${AWS::AccountId}" if owner == account_id else owner
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::{owner}:{resource.replace('${', '${!')}"}

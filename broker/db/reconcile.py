@@ -306,8 +306,8 @@ def _removals(
 
 
 def _end_state_problems(end: Specs, source_of: dict[tuple[Kind, Any], Source]) -> list[str]:
-    """What the end state would break: a role without its account (or with managed policies of
-    another partition than its account's), a mapping without its role, one alias on two accounts.
+    """What the end state would break: a role without its account (or with managed policies IAM
+    would not attach to it: ``foreign_policies``), a mapping without its role, one alias on two accounts.
     Each problem names the object and its source."""
     problems: list[str] = []
     aliases: dict[str, str] = {}
@@ -327,7 +327,7 @@ def _end_state_problems(end: Specs, source_of: dict[tuple[Kind, Any], Source]) -
             )
             continue
         problems += [f"{_source_name(source_of[('roles', role_key)])} role in account {role_key[0]}: {message}"
-                     for _, _, message in foreign_policies(account.partition, [end.roles[role_key]])]
+                     for _, _, _, message in foreign_policies(role_key[0], account.partition, [end.roles[role_key]])]
     for key in sorted(end.mappings):
         if (key[1], key[2]) not in end.roles:
             problems.append(

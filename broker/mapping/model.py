@@ -17,7 +17,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
 from broker.errors import (
     BrokerError,
+    ForeignPolicy,
     InvalidAccountId,
+    InvalidInput,
     InvalidPolicyArn,
     InvalidRegex,
     InvalidRoleName,
@@ -107,21 +109,25 @@ def check_policy_arns(value: list[str]) -> list[str]:
     return value
 
 
-def policy_partition(arn: str) -> str:
-    """The partition a (valid) managed policy ARN names: ``arn:<partition>:iam::...``."""
-    return arn.split(":", 2)[1]
-
-
-def foreign_policies(partition: str, roles: list[RoleSpec]) -> list[tuple[int, int, str]]:
-    """The managed policy ARNs of ``roles`` that are not in the account's ``partition`` (IAM cannot
-    attach a policy of another partition), as (role index, ARN index, message naming the role)."""
-    return [
-        (i, j, (f"role '{role.name}': managed policy '{arn}' is in partition '{policy_partition(arn)}' "
-                f"but the account is in '{partition}'"))
-        for i, role in enumerate(roles)
-        for j, arn in enumerate(role.managed_policy_arns)
-        if policy_partition(arn) != partition
-    ]
+def foreign_policies(
+    account_id: str, partition: str, roles: list[RoleSpec]
+) -> list[tuple[int, int, type[InvalidInput], str]]:
+    """The managed policy ARNs of ``roles`` IAM would not attach to a role of this account: one of
+    another partition, or a customer managed policy of another account (IAM attaches AWS managed
+    policies and the account's own only); as (role index, ARN index, error, message)."""
+    found: list[tuple[int, int, type[InvalidInput], str]] = []
+    for i, role in enumerate(roles):
+        for j, arn in enumerate(role.managed_policy_arns):
+            _, arn_partition, _, _, owner, _ = arn.split(":", 5)
+            what = f"role '{role.name}': managed policy '{arn}'"
+            if arn_partition != partition:
+                problem = f"{what} is in partition '{arn_partition}' but the account is in '{partition}'"
+                found.append((i, j, WrongPartition, problem))
+            elif owner not in ("aws", account_id):
+                problem = (f"{what} belongs to account {owner}; IAM attaches AWS managed policies and the "
+                           f"account's own ({account_id}) only")
+                found.append((i, j, ForeignPolicy, problem))
+    return found
 
 
 def check_alias(value: str) -> str:
@@ -268,11 +274,11 @@ class AccountSpec(AccountFields):
         return self
 
     @model_validator(mode="after")
-    def _policies_in_partition(self) -> AccountSpec:
+    def _attachable_policies(self) -> AccountSpec:
         errors = [
-            InitErrorDetails(type=_fail(WrongPartition, "{problem}", problem=message),
+            InitErrorDetails(type=_fail(error, "{problem}", problem=message),
                              loc=("roles", i, "managed_policy_arns", j), input=self.roles[i].managed_policy_arns[j])
-            for i, j, message in foreign_policies(self.partition, self.roles)
+            for i, j, error, message in foreign_policies(self.id, self.partition, self.roles)
         ]
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
