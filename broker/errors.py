@@ -19,6 +19,9 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── InvalidRoleName      invalid_role_name
     │   │   ├── ReservedRole         reserved_role
     │   │   ├── InvalidRegex         invalid_regex
+    │   │   ├── InvalidPolicyArn     invalid_policy_arn
+    │   │   ├── WrongPartition       wrong_partition      (a managed policy ARN of another partition than its account's)
+    │   │   ├── ForeignPolicy        foreign_policy       (a customer managed policy of another account)
     │   │   ├── UnknownAccount       unknown_account
     │   │   ├── UnknownRole          unknown_role
     │   │   ├── InvalidImport        invalid_import
@@ -128,6 +131,18 @@ class ReservedRole(InvalidInput):
 
 class InvalidRegex(InvalidInput):
     code, message = "invalid_regex", "the naming rule pattern is not usable"
+
+
+class InvalidPolicyArn(InvalidInput):
+    code, message = "invalid_policy_arn", "not a managed policy ARN (arn:<partition>:iam::<account id or aws>:policy/name)"
+
+
+class WrongPartition(InvalidInput):
+    code, message = "wrong_partition", "a managed policy ARN names another partition than its account's"
+
+
+class ForeignPolicy(InvalidInput):
+    code, message = "foreign_policy", "a customer managed policy of another account cannot be attached to this account's roles"
 
 
 class UnknownAccount(InvalidInput):

@@ -63,7 +63,8 @@ def test_a_first_sync_creates_what_the_file_declares() -> None:
     (m,) = rec.of("mappings", "create")
     assert (m.spec.account, m.spec.role) == (CORE, "Admin")
     assert rec.plan.changes == 4 and rec.plan.roles.create == [{"account": CORE, "name": "Admin", "path": "/",
-                                                               "max_session_duration": 3600, "description": ""}]
+                                                               "max_session_duration": 3600, "description": "",
+                                                               "managed_policy_arns": []}]
 
 
 def test_the_sync_never_takes_an_api_object_over() -> None:

@@ -12,11 +12,17 @@ SetupFormat = Literal["cloudformation", "terraform"]
 
 
 def account_files(trust: AccountTrust, fmt: SetupFormat) -> dict[str, str]:
-    """CloudFormation: one template, ``broker-trust-<alias>.cfn.json``; Terraform: the account's
-    module directory, ``<alias>/main.tf``, ``outputs.tf``, ``versions.tf`` (the id without an alias)."""
+    """CloudFormation: the template, ``broker-trust-<alias>.cfn.json``, and for an account with
+    roles the IMPORT change set's template and resources-to-import (``.import.cfn.json``,
+    ``.import.json``: taking over roles that exist already); Terraform: the account's module
+    directory, ``<alias>/main.tf``, ``outputs.tf``, ``versions.tf`` (the id without an alias)."""
     name = trust.alias or trust.account_id
     if fmt == "cloudformation":
-        return {f"broker-trust-{name}.cfn.json": cloudformation.render(trust)}
+        files = {f"broker-trust-{name}.cfn.json": cloudformation.render(trust)}
+        if trust.roles:
+            files[f"broker-trust-{name}.import.cfn.json"], files[f"broker-trust-{name}.import.json"] = \
+                cloudformation.render_import(trust)
+        return files
     return {f"{name}/{file}": text for file, text in terraform.files(trust).items()}
 
 

@@ -246,7 +246,8 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
             notes.append(f"role {role.name} is declared but no mapping names it: only a naming rule can reach it")
         trusts.append(RoleTrust(name=role.name, path=role.path, arn=grant.role_arn,
                                 max_session_duration=role.max_session_duration, policy=policy,
-                                audience=audiences[0], mapped_by=groups))
+                                audience=audiences[0], mapped_by=groups,
+                                managed_policy_arns=role.managed_policy_arns))
     if not roles:
         notes.append("the account declares no roles: the template holds the provider only")
     return AccountTrust(account_id=acc.id, alias=acc.alias, partition=part, provider=provider,

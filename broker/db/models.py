@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -67,6 +68,8 @@ class Role(Base):
     path: Mapped[str] = mapped_column(String(512), default="/")
     max_session_duration: Mapped[int] = mapped_column(Integer, default=3600)
     description: Mapped[str] = mapped_column(Text, default="")
+    managed_policy_arns: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    """ARNs in the mapping's order (a JSON list)."""
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -170,7 +170,8 @@ _MAPPING_COLS = _record_columns(
 # so SQLAlchemy neither rebuilds nor recompiles them per call.
 _RULES_Q = select(*_RULE_COLS).order_by(NamingRule.name)
 _MAPPINGS_FROM = (
-    select(*_MAPPING_COLS, Role.path, Role.max_session_duration, *_ACCOUNT_FIELDS)  # account_id: the role's
+    # account_id: the role's
+    select(*_MAPPING_COLS, Role.path, Role.max_session_duration, Role.managed_policy_arns, *_ACCOUNT_FIELDS)
     .join(Role, Mapping.role_id == Role.id)
     .join(Account, Role.account_id == Account.id)
 )
@@ -189,6 +190,10 @@ _ACCOUNTS_BY_REF_Q = select(*_ACCOUNT_COLS).where(
 _ROLES_Q = select(*_ROLE_COLS).where(
     Role.account_id.in_(bindparam("accounts", expanding=True)), Role.name_key.in_(bindparam("names", expanding=True))
 )
+
+
+def _role_record(r: Row[*tuple[Any, ...]]) -> RoleRecord:
+    return RoleRecord(r.account_id, r.name, r.path, r.max_session_duration, tuple(r.managed_policy_arns))
 
 
 def _mapping_record(r: Row[*tuple[Any, ...]]) -> MappingRecord:
@@ -217,7 +222,9 @@ def snapshot_for_groups(s: Session | Connection, groups: Iterable[str]) -> Mappi
             if acc_id not in accounts:
                 accounts[acc_id] = _account_record(row)
             if (acc_id, role_key) not in roles:
-                roles[(acc_id, role_key)] = RoleRecord(acc_id, row.role_name, row.path, row.max_session_duration)
+                roles[(acc_id, role_key)] = RoleRecord(
+                    acc_id, row.role_name, row.path, row.max_session_duration, tuple(row.managed_policy_arns)
+                )
             mappings.append(_mapping_record(row))
     rules = load_rules(s)
     candidates = rule_candidates(normalized, rules) if rules else []
@@ -231,13 +238,13 @@ def snapshot_for_groups(s: Session | Connection, groups: Iterable[str]) -> Mappi
         if wanted:
             params = {"accounts": sorted({a for a, _ in wanted}), "names": sorted({n for _, n in wanted})}
             for r in s.execute(_ROLES_Q, params):
-                roles[(r.account_id, r.name.lower())] = RoleRecord(*r)
+                roles[(r.account_id, r.name.lower())] = _role_record(r)
     return MappingSnapshot.build(accounts.values(), roles.values(), mappings, rules)
 
 
 def full_snapshot(s: Session) -> MappingSnapshot:
     accounts = [_account_record(r) for r in s.execute(select(*_ACCOUNT_COLS))]
-    roles = [RoleRecord(*r) for r in s.execute(select(*_ROLE_COLS))]
+    roles = [_role_record(r) for r in s.execute(select(*_ROLE_COLS))]
     mappings = [_mapping_record(r) for r in s.execute(select(*_MAPPING_COLS).join(Role, Mapping.role_id == Role.id))]
     return MappingSnapshot.build(accounts, roles, mappings, load_rules(s))
 

@@ -30,7 +30,14 @@ from pydantic import BaseModel
 
 from broker.domain import Source
 from broker.groups import match_key
-from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.model import (
+    AccountSpec,
+    MappingDocument,
+    MappingSpec,
+    RoleSpec,
+    RuleSpec,
+    foreign_policies,
+)
 from broker.mapping.store import KINDS, ImportPlan, Kind
 
 API: Source = "api"
@@ -299,8 +306,9 @@ def _removals(
 
 
 def _end_state_problems(end: Specs, source_of: dict[tuple[Kind, Any], Source]) -> list[str]:
-    """What the end state would break: a role without its account, a mapping without its role,
-    one alias on two accounts. Each problem names the object and its source."""
+    """What the end state would break: a role without its account (or with managed policies IAM
+    would not attach to it: ``foreign_policies``), a mapping without its role, one alias on two accounts.
+    Each problem names the object and its source."""
     problems: list[str] = []
     aliases: dict[str, str] = {}
     for acc_id, spec in sorted(end.accounts.items()):
@@ -312,10 +320,14 @@ def _end_state_problems(end: Specs, source_of: dict[tuple[Kind, Any], Source]) -
                     f" and {_label('accounts', acc_id, source_of[('accounts', acc_id)])}"
                 )
     for role_key in sorted(end.roles):
-        if role_key[0] not in end.accounts:
+        account = end.accounts.get(role_key[0])
+        if account is None:
             problems.append(
                 f"{_label('roles', role_key, source_of[('roles', role_key)])} needs account {role_key[0]}, which would be removed"
             )
+            continue
+        problems += [f"{_source_name(source_of[('roles', role_key)])} role in account {role_key[0]}: {message}"
+                     for _, _, _, message in foreign_policies(role_key[0], account.partition, [end.roles[role_key]])]
     for key in sorted(end.mappings):
         if (key[1], key[2]) not in end.roles:
             problems.append(

@@ -30,7 +30,7 @@ from broker.db.rows import (
 )
 from broker.db.views import View, account_view, dump, mapping_view, role_view, rule_view
 from broker.errors import Conflict, Duplicate, InUse, ReadOnly, UnknownAccount, UnknownRole
-from broker.mapping.model import AccountFields, AccountSpec, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.model import AccountFields, AccountSpec, MappingSpec, RoleSpec, RuleSpec, foreign_policies
 
 _Spec = TypeVar("_Spec", bound=BaseModel)
 _Row = TypeVar("_Row", Account, Role, Mapping, NamingRule)
@@ -49,6 +49,17 @@ def merged(current: dict[str, Any], changes: dict[str, Any], model: type[_Spec],
 def writable(row: Account | Role | Mapping | NamingRule, what: str) -> None:
     if row.source == "config":
         raise ReadOnly(f"{what} is declared in the configuration file; change it there (it is read-only through the API)")
+
+
+def attachable(account_id: str, partition: str, roles: list[RoleSpec], *, field: str = "partition") -> None:
+    """IAM attaches to a role only managed policies of its partition, AWS's or its account's own.
+    ``field`` is each problem's ``details`` field: the ARN in a role's body
+    (``managed_policy_arns.{j}``), or ``partition`` when an account's new partition is refused."""
+    found = foreign_policies(account_id, partition, roles)
+    if found:
+        details = [{"field": field.format(j=j), "code": error.code, "message": message} for _, j, error, message in found]
+        _, _, error, message = found[0]
+        raise error(message, details=details)
 
 
 def locked(s: Session, row: _Row) -> _Row:
@@ -81,6 +92,7 @@ def update_account(s: Session, *, acc: Account, fields: AccountFields, ctx: Audi
     writable(acc, f"account {acc.id}")
     if fields.alias and (other := queries.find_account(s, fields.alias)) is not None and other.id != acc.id:
         raise Duplicate(f"alias {fields.alias!r} is already used by account {other.id}")
+    attachable(acc.id, fields.partition, [role_spec(r) for r in acc.roles])
     before = account_view(acc)
     apply_account_fields(acc, AccountSpec(id=acc.id, **fields.model_dump()))
     s.flush()
@@ -120,6 +132,7 @@ def create_role(s: Session, *, account: str, spec: RoleSpec, ctx: AuditContext) 
 def _create_role(s: Session, *, acc: Account, spec: RoleSpec, ctx: AuditContext, source: str) -> View:
     if queries.find_role(s, acc.id, spec.name) is not None:
         raise Duplicate(f"account {acc.id} already has a role named {spec.name!r} (IAM role names ignore case)")
+    attachable(acc.id, acc.partition, [spec], field="managed_policy_arns.{j}")
     role = Role(account_id=acc.id, account=acc, source=source)
     apply_role_fields(role, spec)
     s.add(role)
@@ -133,6 +146,7 @@ def update_role(s: Session, *, role: Role, spec: RoleSpec, ctx: AuditContext) ->
     writable(role, f"role {role.account_id}/{role.name}")
     if spec.name.lower() != role.name_key and queries.find_role(s, role.account_id, spec.name):
         raise Duplicate(f"account {role.account_id} already has a role named {spec.name!r}")
+    attachable(role.account_id, role.account.partition, [spec], field="managed_policy_arns.{j}")
     before = role_view(role)
     apply_role_fields(role, spec)
     s.flush()

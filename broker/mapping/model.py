@@ -11,11 +11,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
-from broker.errors import BrokerError, InvalidAccountId, InvalidRegex, InvalidRoleName, ReservedRole
+from broker.errors import (
+    BrokerError,
+    ForeignPolicy,
+    InvalidAccountId,
+    InvalidInput,
+    InvalidPolicyArn,
+    InvalidRegex,
+    InvalidRoleName,
+    ReservedRole,
+    WrongPartition,
+)
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 # IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
@@ -28,6 +38,13 @@ SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # IAM GetSAMLProvider SAMLProviderUUID (botocore's iam model, privateKeyIdType): 22-64 of [A-Z0-9].
 SAML_PROVIDER_UUID = re.compile(r"^[A-Z0-9]{22,64}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# IAM: a managed policy ARN is arn:<partition>:iam::<12-digit account | aws>:policy<path><name>, the
+# path "/" or "/a/b/" (printable ASCII, at most 512), the name 1-128 of [\w+=,.@-]; 20-2048 characters.
+POLICY_ARN = re.compile(
+    r"^arn:(?P<partition>aws(?:-[a-z]+)*):iam::(?:aws|\d{12}):policy(?P<path>/(?:[\x21-\x7E]*/)?)[A-Za-z0-9+=,.@_-]{1,128}$"
+)
+MAX_MANAGED_POLICIES = 20
+"""IAM's managed policies per role: 10 by default, 20 at most (the quota's hard maximum)."""
 
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
 """Who manages an object: the configuration file (read-only through the API) or the admin API."""
@@ -66,6 +83,53 @@ def check_role_path(value: str) -> str:
     if len(value) > 512 or not ROLE_PATH.match(value):
         raise _fail("invalid_role_path", "an IAM path is '/' or '/a/b/' (printable ASCII, at most 512)")
     return value
+
+
+def check_policy_arn(value: str) -> str:
+    m = POLICY_ARN.match(value)
+    if not m or not 20 <= len(value) <= 2048 or len(m["path"]) > 512:
+        raise _fail(
+            InvalidPolicyArn,
+            "not a managed policy ARN: '{value}' (arn:<partition>:iam::<account id or aws>:policy/[path/]name)",
+            value=value[:2048],
+        )
+    return value
+
+
+def check_policy_arns(value: list[str]) -> list[str]:
+    if len(value) > MAX_MANAGED_POLICIES:
+        raise _fail(
+            "policy_limit",
+            "a role can have at most {limit} managed policies attached (IAM's quota); {count} are listed",
+            limit=MAX_MANAGED_POLICIES, count=len(value),
+        )
+    seen: set[str] = set()
+    for arn in value:
+        if arn in seen:
+            raise _fail("duplicate", "managed policy '{arn}' is listed twice", arn=arn)
+        seen.add(arn)
+    return value
+
+
+def foreign_policies(
+    account_id: str, partition: str, roles: list[RoleSpec]
+) -> list[tuple[int, int, type[InvalidInput], str]]:
+    """The managed policy ARNs of ``roles`` IAM would not attach to a role of this account: one of
+    another partition, or a customer managed policy of another account (IAM attaches AWS managed
+    policies and the account's own only); as (role index, ARN index, error, message)."""
+    found: list[tuple[int, int, type[InvalidInput], str]] = []
+    for i, role in enumerate(roles):
+        for j, arn in enumerate(role.managed_policy_arns):
+            _, arn_partition, _, _, owner, _ = arn.split(":", 5)
+            what = f"role '{role.name}': managed policy '{arn}'"
+            if arn_partition != partition:
+                problem = f"{what} is in partition '{arn_partition}' but the account is in '{partition}'"
+                found.append((i, j, WrongPartition, problem))
+            elif owner not in ("aws", account_id):
+                problem = (f"{what} belongs to account {owner}; IAM attaches AWS managed policies and the "
+                           f"account's own ({account_id}) only")
+                found.append((i, j, ForeignPolicy, problem))
+    return found
 
 
 def check_alias(value: str) -> str:
@@ -142,6 +206,7 @@ RoleName = Annotated[str, AfterValidator(check_role_name)]
 RolePath = Annotated[str, AfterValidator(check_role_path)]
 Alias = Annotated[str, AfterValidator(check_alias)]
 Region = Annotated[str, AfterValidator(check_region)]
+PolicyArn = Annotated[str, AfterValidator(check_policy_arn)]
 RulePattern = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(check_rule_pattern)]
 GroupName = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(check_group)]
 SessionSeconds = Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)]
@@ -195,6 +260,11 @@ class RoleFields(Strict):
     path: RolePath = "/"
     max_session_duration: SessionSeconds = Field(default=AWS_DEFAULT_MAX_SESSION, description="seconds")
     description: Text = ""
+    managed_policy_arns: Annotated[list[PolicyArn], AfterValidator(check_policy_arns)] = Field(
+        default_factory=list,
+        description="managed policies aws-setup's templates attach to the role (at most 20, in the account's "
+        "partition); empty: the templates leave the role's permissions as they are",
+    )
 
 
 class RoleSpec(RoleFields):
@@ -241,6 +311,17 @@ class AccountSpec(AccountFields):
             if key in seen:
                 raise _fail("duplicate", "role '{name}' is listed twice in account {id}", name=role.name, id=self.id)
             seen.add(key)
+        return self
+
+    @model_validator(mode="after")
+    def _attachable_policies(self) -> AccountSpec:
+        errors = [
+            InitErrorDetails(type=_fail(error, "{problem}", problem=message),
+                             loc=("roles", i, "managed_policy_arns", j), input=self.roles[i].managed_policy_arns[j])
+            for i, j, error, message in foreign_policies(self.id, self.partition, self.roles)
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
 
 

@@ -35,7 +35,8 @@ def _name(kind: str, d: dict[str, Any], key: str = "") -> str:
 
 def _created(kind: str, d: dict[str, Any]) -> str:
     if kind == "roles":
-        return f" (path {d['path']}, max_session_duration {d['max_session_duration']})"
+        policies = f", managed_policy_arns {_v(d['managed_policy_arns'])}" if d.get("managed_policy_arns") else ""
+        return f" (path {d['path']}, max_session_duration {d['max_session_duration']}{policies})"
     if kind == "rules":
         return f": {d['pattern']}"
     if kind == "mappings":

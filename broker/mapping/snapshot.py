@@ -33,6 +33,8 @@ class RoleRecord:
     name: str
     path: str
     max_session_duration: int
+    managed_policy_arns: tuple[str, ...] = ()
+    """What aws-setup's templates attach; empty for a role only a naming rule names (undeclared)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -261,7 +261,8 @@ CONFLICT: Responses = {409: documented_error("duplicate, read_only (declared in 
 WRITE_422: Responses = {
     422: documented_error(
         "invalid_account_id, invalid_alias, invalid_region, invalid_role_name, invalid_role_path, reserved_role, "
-        "invalid_regex, invalid_group, unknown_account, unknown_role, duplicate (listed twice), missing_field, "
-        "unknown_field, invalid_type, invalid_value, invalid_input"
+        "invalid_policy_arn, policy_limit, wrong_partition, foreign_policy, invalid_regex, invalid_group, "
+        "unknown_account, unknown_role, duplicate (listed twice), missing_field, unknown_field, invalid_type, "
+        "invalid_value, invalid_input"
     )
 }

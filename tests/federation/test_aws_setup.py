@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from broker.app import build_services
 from broker.audit import AuditContext
-from broker.aws.cloudformation import PROVIDER_ID, render, template
+from broker.aws.cloudformation import PROVIDER_ID, import_resources, import_template, render, template
 from broker.aws.trust import BrokerSide, OidcProvider, SamlProvider, account_trust, plan, resolve_accounts
 from broker.cli.server import app as cli
 from broker.cli.server import ensure_demo_keys
@@ -32,6 +32,7 @@ from tests.federation.conftest import KeyFilesOnDisk, make_idp
 
 ROOT = Path(__file__).resolve().parents[2]
 METADATA = "<md:EntityDescriptor/>"
+DEV_POLICIES = ("arn:aws:iam::aws:policy/ReadOnlyAccess", "arn:aws:iam::111111111111:policy/team/Deploy")
 
 
 def _snapshot(*, rules: tuple[RuleRecord, ...] = ()) -> MappingSnapshot:
@@ -42,10 +43,10 @@ def _snapshot(*, rules: tuple[RuleRecord, ...] = ()) -> MappingSnapshot:
         AccountRecord("444444444444", "china", "aws-cn", "cn-north-1", None, "web_identity", None, None),
     ]
     roles = [
-        RoleRecord("111111111111", "Admin", "/", 43200),
+        RoleRecord("111111111111", "Admin", "/", 43200, DEV_POLICIES),
         RoleRecord("111111111111", "ReadOnly", "/audit/", 3600),
         RoleRecord("222222222222", "Deployer", "/", 7200),
-        RoleRecord("333333333333", "Admin", "/", 14400),
+        RoleRecord("333333333333", "Admin", "/", 14400, ("arn:aws-us-gov:iam::aws:policy/AdministratorAccess",)),
         RoleRecord("444444444444", "Admin", "/", 3600),
     ]
     mappings = [
@@ -180,12 +181,22 @@ def test_cloudformation_passes_cfn_lint_and_says_what_the_trust_says(keyring: Ke
         roles = {k: v for k, v in body["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
         assert len(roles) == len(trust.roles)
         for role in trust.roles:
-            props = next(r["Properties"] for r in roles.values() if r["Properties"]["RoleName"] == role.name)
+            resource = next(r for r in roles.values() if r["Properties"]["RoleName"] == role.name)
+            props = resource["Properties"]
             assert props["MaxSessionDuration"] == role.max_session_duration and props["Path"] == role.path
+            # deleting the stack (or replacing a role) never deletes a role people use
+            assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain")
+            if role.managed_policy_arns:  # the partition and the stack's own account as pseudo parameters
+                arns = [a.replace(trust.partition, "${AWS::Partition}", 1).replace(account, "${AWS::AccountId}")
+                        for a in role.managed_policy_arns]
+                assert props["ManagedPolicyArns"] == [{"Fn::Sub": a} for a in arns]
+            else:  # no property at all: CloudFormation leaves the role's attached policies alone
+                assert "ManagedPolicyArns" not in props
             (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
             (expected,) = role.policy["Statement"]
             assert statement == {**expected, "Principal": {"Federated": provider_arn}}
         assert account not in json.dumps(body["Resources"])  # account-neutral resources: a StackSet works
+        assert (provider.pop("DeletionPolicy"), provider.pop("UpdateReplacePolicy")) == ("Retain", "Retain")
         if isinstance(trust.provider, SamlProvider):
             assert provider == {"Type": "AWS::IAM::SAMLProvider", "Condition": "CreateProvider",
                                 "Properties": {"Name": trust.provider.name, "SamlMetadataDocument": metadata}}
@@ -193,6 +204,37 @@ def test_cloudformation_passes_cfn_lint_and_says_what_the_trust_says(keyring: Ke
             assert (provider["Type"], provider["Condition"]) == ("AWS::IAM::OIDCProvider", "CreateProvider")
             assert provider["Properties"] == {"Url": "https://broker.example.com",
                                               "ClientIdList": list(trust.provider.client_ids)}
+
+
+def test_the_mappings_policy_arns_reach_the_role_trust() -> None:
+    assert _role(_snapshot(), "111111111111", "Admin").managed_policy_arns == DEV_POLICIES
+    assert _role(_snapshot(), "111111111111", "ReadOnly").managed_policy_arns == ()
+
+
+def test_the_import_change_set_files_name_every_role_and_lint(keyring: KeyRing) -> None:
+    broker = BrokerSide(issuer=BROKER.issuer, saml_metadata=make_idp(keyring).metadata().decode())
+    trust = account_trust(_snapshot(), "111111111111", broker)
+    full = template(trust)
+    resources = import_resources(trust)
+    # the shape of CreateChangeSet's ResourcesToImport (CloudFormation API reference: ResourceToImport)
+    assert resources == [
+        {"ResourceType": "AWS::IAM::Role", "LogicalResourceId": "RoleAdmin", "ResourceIdentifier": {"RoleName": "Admin"}},
+        {"ResourceType": "AWS::IAM::Role", "LogicalResourceId": "RoleReadOnly",
+         "ResourceIdentifier": {"RoleName": "ReadOnly"}},
+    ]
+    body = import_template(trust)
+    assert _lint_errors(json.dumps(body)) == []
+    # an import may only add the resources it imports: no provider, no Outputs; each one retained
+    assert set(body) == {"AWSTemplateFormatVersion", "Description", "Resources"}
+    assert sorted(body["Resources"]) == sorted(r["LogicalResourceId"] for r in resources)
+    for logical, resource in body["Resources"].items():
+        assert full["Resources"][logical]["Type"] == resource["Type"] == "AWS::IAM::Role"
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        props = resource["Properties"]
+        assert props["RoleName"] == full["Resources"][logical]["Properties"]["RoleName"]
+        principal = props["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+        assert principal == {"Federated": "arn:aws:iam::111111111111:saml-provider/broker"}
+        assert "ManagedPolicyArns" not in props  # the import records no permissions
 
 
 def test_role_logical_ids_stay_unique(keyring: KeyRing) -> None:
@@ -230,10 +272,16 @@ def test_command_writes_one_linted_template_per_account(config_file: Path, tmp_p
     assert result.exit_code == 0, result.output
     assert "the mapping comes from the configuration file only" in result.output  # no database yet
     assert not (tmp_path / "b.db").exists()  # aws-setup never creates the database
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name.endswith(".cfn.json") and ".import." not in p.name)
     assert files == ["broker-trust-sandbox-dev.cfn.json", "broker-trust-sandbox-prod.cfn.json"]
     for name in files:
         assert _lint_errors((out / name).read_text()) == [], name
+        # next to each template: the IMPORT change set's template and resources-to-import
+        stem = name.removesuffix(".cfn.json")
+        assert _lint_errors((out / f"{stem}.import.cfn.json").read_text()) == [], name
+        to_import = json.loads((out / f"{stem}.import.json").read_text())
+        roles = {k for k, v in json.loads((out / name).read_text())["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+        assert {r["LogicalResourceId"] for r in to_import} == roles
     dev = json.loads((out / files[0]).read_text())
     metadata = dev["Resources"][PROVIDER_ID]["Properties"]["SamlMetadataDocument"]
     certs = etree.fromstring(metadata.encode()).findall(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate")
@@ -266,6 +314,18 @@ def test_command_names_an_unknown_account(config_file: Path) -> None:
     assert "no account 'sandbox-dve'" in result.stderr and "sandbox-dev" in result.stderr
 
 
+def test_command_names_the_line_of_a_policy_arn_of_another_partition(tmp_path: Path, config_file: Path) -> None:
+    data = yaml.safe_load(config_file.read_text())
+    data["mapping"]["accounts"][0]["roles"][0]["managed_policy_arns"] = ["arn:aws-cn:iam::aws:policy/ReadOnlyAccess"]
+    config_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    result = _run("--config", str(config_file), "--out", str(out))
+    assert result.exit_code == 2
+    assert ("mapping.accounts[0].roles[0].managed_policy_arns[0]: role 'Admin': managed policy "
+            "'arn:aws-cn:iam::aws:policy/ReadOnlyAccess' is in partition 'aws-cn' but the account is in 'aws'") in result.stderr
+    assert not out.exists()  # nothing written
+
+
 def test_command_refuses_other_formats_and_several_accounts_on_stdout(config_file: Path) -> None:
     assert _run("--config", str(config_file), "--format", "pulumi").exit_code == 2
     several = _run("--config", str(config_file))
@@ -279,7 +339,7 @@ def test_command_on_the_demo_config(tmp_path: Path) -> None:
     result = _run("--config", str(ROOT / "config" / "demo.yaml"), "--out", str(out), env=env)
     assert result.exit_code == 0, result.output
     assert "naming rule 'adfs-style'" in result.stderr  # rules cannot be enumerated: said, not guessed
-    for path in out.iterdir():
+    for path in out.glob("*.cfn.json"):
         assert _lint_errors(path.read_text()) == [], path.name
     dev = json.loads((out / "broker-trust-sandbox-dev.cfn.json").read_text())
     names = {r["Properties"]["RoleName"] for r in dev["Resources"].values() if r["Type"] == "AWS::IAM::Role"}
