@@ -13,7 +13,8 @@ every account that declares the same roles, audience and region.
 Files: ``main.tf`` (the provider, the roles and their policy attachments), ``outputs.tf``
 (``provider_arn``, ``role_arns`` by role name), ``versions.tf`` (the ``hashicorp/aws``
 constraint). Permissions stay the administrator's: a role gets an
-``aws_iam_role_policy_attachment`` per managed policy ARN the mapping names (``for_each``), and
+``aws_iam_role_policy_attachment`` per managed policy ARN the mapping names (``for_each``; the
+partition and the account's own id from ``aws_partition`` / ``aws_caller_identity``), and
 none otherwise — ``aws_iam_role``'s deprecated ``managed_policy_arns`` is never set, so an
 existing role taken over with ``terraform import`` keeps every policy it has, and Terraform
 manages its trust, path, description and MaxSessionDuration only.
@@ -70,7 +71,22 @@ def _policy(role: RoleTrust, provider_arn: Expr) -> Value:
     return {**role.policy, "Statement": statements}
 
 
-def _role_blocks(role: RoleTrust, name: str, provider_arn: Expr) -> list[Block]:
+PARTITION = Expr("data.aws_partition.current.partition")
+ACCOUNT = Expr("data.aws_caller_identity.current.account_id")
+_ACCOUNT_DATA = [Block("data", ("aws_partition", "current"), []), Block("data", ("aws_caller_identity", "current"), [])]
+
+
+def _policy_arn(arn: str, account_id: str) -> Value:
+    """A managed policy ARN with the partition, and the account (the one the provider acts in:
+    the mapping allows no other but ``aws``), from data sources: the module stays account-neutral,
+    like the CloudFormation template's ``${AWS::Partition}`` / ``${AWS::AccountId}``."""
+    _, _, _, _, owner, resource = arn.split(":", 5)
+    args: list[Value] = [PARTITION] if owner != account_id else [PARTITION, ACCOUNT]
+    pattern = "arn:%s:iam::" + ("%s" if owner == account_id else owner.replace("%", "%%"))
+    return Call("format", (pattern + ":" + resource.replace("%", "%%"), *args))
+
+
+def _role_blocks(role: RoleTrust, name: str, provider_arn: Expr, account_id: str) -> list[Block]:
     mapped = ", ".join(role.mapped_by) or "no mapping (declared; reachable through naming rules only)"
     blocks = [Block("resource", ("aws_iam_role", name), [
         Attribute("name", role.name),
@@ -80,8 +96,9 @@ def _role_blocks(role: RoleTrust, name: str, provider_arn: Expr) -> list[Block]:
         Attribute("assume_role_policy", Call("jsonencode", (_policy(role, provider_arn),))),
     ], comment=f"mapped by: {mapped}")]
     if role.managed_policy_arns:
+        arns: list[Value] = [_policy_arn(arn, account_id) for arn in role.managed_policy_arns]
         blocks.append(Block("resource", ("aws_iam_role_policy_attachment", name), [
-            Attribute("for_each", Call("toset", (list(role.managed_policy_arns),))),
+            Attribute("for_each", Call("toset", (arns,))),
             Attribute("role", Expr(f"aws_iam_role.{name}.name")),
             Attribute("policy_arn", Expr("each.value")),
         ]))
@@ -98,8 +115,10 @@ def module(trust: AccountTrust) -> dict[str, File]:
     taken: set[str] = set()
     for role in trust.roles:
         name = _resource_name(role.name, taken)
-        main.blocks.extend(_role_blocks(role, name, provider_arn))
+        main.blocks.extend(_role_blocks(role, name, provider_arn, trust.account_id))
         role_arns[role.name] = Expr(f"aws_iam_role.{name}.arn")
+    if any(role.managed_policy_arns for role in trust.roles):
+        main.blocks.extend(_ACCOUNT_DATA)
     outputs = File([
         Block("output", ("provider_arn",), [Attribute("value", provider_arn)]),
         Block("output", ("role_arns",), [Attribute("description", "role ARN by role name"),

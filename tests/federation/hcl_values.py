@@ -1,6 +1,6 @@
 """Read generated Terraform back with python-hcl2's parser (the `test` extra): every file is parsed
 by it, and the parse tree is evaluated here for the few constructs the generator writes (strings,
-heredocs, numbers, lists, objects, references, jsonencode/chomp/toset), so a test compares
+heredocs, numbers, lists, objects, references, jsonencode/chomp/format/toset), so a test compares
 values, not text.
 
 No terraform binary is available here: `terraform validate` is not run; python-hcl2 is the
@@ -124,6 +124,13 @@ class Evaluator:
         if name == "chomp":
             (arg,) = args
             return re.sub(r"(\r?\n)+$", "", arg)
+        if name == "format":  # the generator uses %s and %% only
+            pattern, *values = args
+            pieces = pattern.split("%%")
+            it = iter(values)
+            out = "%".join(re.sub("%s", lambda _: str(next(it)), piece) for piece in pieces)
+            assert next(it, None) is None, "format: more values than %s"
+            return out
         if name == "toset":
             (arg,) = args
             assert len(set(arg)) == len(arg)

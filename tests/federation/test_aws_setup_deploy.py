@@ -14,6 +14,7 @@ default path (the stack creates the provider) is checked by cfn-lint only (test_
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -76,8 +77,9 @@ def generate(tmp_path: Path, key_files: KeyFilesOnDisk, mapping: dict[str, Any])
     config = make_config(tmp_path, server={"public_url": PUBLIC_URL}, keys=key_files.section(with_next=True),
                          sts={"mode": "aws"}, mapping=mapping)
     setup = aws_setup(config, [])
-    paths = write(setup, tmp_path / "out", "cloudformation")
-    return {t.account_id: (t, json.loads(p.read_text(encoding="utf-8"))) for t, p in zip(setup.accounts, paths, strict=True)}
+    written = {p.name: p for p in write(setup, tmp_path / "out", "cloudformation")}
+    return {t.account_id: (t, json.loads(written[f"broker-trust-{t.alias or t.account_id}.cfn.json"].read_text(
+        encoding="utf-8"))) for t in setup.accounts}
 
 
 def _create_provider(iam: Any, resource: dict[str, Any]) -> str:
@@ -113,6 +115,9 @@ def deploy(moto_accounts: MotoAccounts, key_files: KeyFilesOnDisk,
     for stack in made:
         stack.cfn.delete_stack(StackName=stack.name)
         stack.cfn.get_waiter("stack_delete_complete").wait(StackName=stack.name, WaiterConfig=WAIT)
+        for role in stack.trust.roles:  # DeletionPolicy Retain: the stack leaves them behind
+            with contextlib.suppress(stack.iam.exceptions.NoSuchEntityException):
+                stack.iam.delete_role(RoleName=role.name)
         if isinstance(stack.trust.provider, SamlProvider):
             stack.iam.delete_saml_provider(SAMLProviderArn=stack.provider_arn)
         else:
@@ -161,6 +166,15 @@ def test_the_providers_are_what_the_templates_say(deploy: Callable[..., dict[str
     props = web.provider_properties()
     assert "https://" + got["Url"] == props["Url"] == PUBLIC_URL  # IAM answers the URL without its scheme
     assert got["ClientIDList"] == props["ClientIdList"] == ["prod-client"]  # the account's audience
+
+
+def test_deleting_the_stack_keeps_the_roles_people_use(deploy: Callable[..., dict[str, Stack]]) -> None:
+    """DeletionPolicy Retain: a deleted stack (or a replaced resource) never deletes a role."""
+    stack = deploy(TWO_ACCOUNTS_MAPPING)[DEV]
+    stack.cfn.delete_stack(StackName=stack.name)
+    stack.cfn.get_waiter("stack_delete_complete").wait(StackName=stack.name, WaiterConfig=WAIT)
+    for role in stack.trust.roles:
+        assert stack.iam.get_role(RoleName=role.name)["Role"]["Arn"] == role.arn
 
 
 def test_stack_outputs_are_the_arns_iam_reports(deploy: Callable[..., dict[str, Stack]]) -> None:

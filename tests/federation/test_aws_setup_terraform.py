@@ -39,9 +39,15 @@ def _provider_key(trust: AccountTrust) -> tuple[str, str, str]:
     return ("resource", kind, "broker")
 
 
+def _account_refs(trust: AccountTrust) -> dict[str, str]:
+    """What the data sources say in the account the ``aws`` provider acts in."""
+    return {"data.aws_partition.current.partition": trust.partition,
+            "data.aws_caller_identity.current.account_id": trust.account_id}
+
+
 def _module(trust: AccountTrust) -> Blocks:
     """All the module's files parsed (each on its own) into one view, the provider's ARN resolved."""
-    refs = {f"{_provider_key(trust)[1]}.broker.arn": trust.provider.arn}
+    refs = {f"{_provider_key(trust)[1]}.broker.arn": trust.provider.arn, **_account_refs(trust)}
     blocks: Blocks = {}
     for text in terraform.files(trust).values():
         parsed = parse(text, refs)
@@ -98,7 +104,10 @@ def test_the_module_holds_what_the_trust_and_the_template_say(keyring: KeyRing) 
             assert json.loads(body["assume_role_policy"]) == role.policy == cfn["AssumeRolePolicyDocument"]
             assert (body["path"], body["max_session_duration"], body["description"]) == \
                 (cfn["Path"], cfn["MaxSessionDuration"], cfn["Description"])
-        assert _of_type(blocks, "aws_iam_role_policy_attachment") == {}  # no ARNs named: permissions left alone
+        attached = {roles[name]["name"]: sorted(body["for_each"])
+                    for name, body in _of_type(blocks, "aws_iam_role_policy_attachment").items()}
+        # a role naming no ARNs gets no attachment: its permissions are left alone
+        assert attached == {r.name: sorted(r.managed_policy_arns) for r in trust.roles if r.managed_policy_arns}
         assert blocks[("output", "provider_arn")] == {"value": trust.provider.arn}
         assert blocks[("output", "role_arns")]["value"] == {
             b["name"]: Ref(f"aws_iam_role.{name}.arn") for name, b in roles.items()
@@ -175,7 +184,9 @@ def _apply(iam: Any, trust: AccountTrust) -> str:
     else:
         arn = iam.create_open_id_connect_provider(Url=provider["url"], ClientIDList=provider["client_id_list"])[
             "OpenIDConnectProviderArn"]
-    blocks = parse(main, {f"{key[1]}.broker.arn": arn})
+    applied_in = {"data.aws_partition.current.partition": "aws",  # the data sources, in moto's account
+                  "data.aws_caller_identity.current.account_id": arn.split(":")[4]}
+    blocks = parse(main, {f"{key[1]}.broker.arn": arn, **applied_in})
     roles = _of_type(blocks, "aws_iam_role")
     for body in roles.values():
         iam.create_role(RoleName=body["name"], Path=body["path"], Description=body["description"],
@@ -205,7 +216,9 @@ def test_the_module_applied_through_iam_gives_roles_that_trust_the_broker(moto_s
     )
     broker = BrokerSide(issuer="https://tf-apply.example.com", saml_metadata=make_idp(keyring).metadata().decode())
     saml = account_trust(snapshot, "111111111111", broker)
-    admin = dataclasses.replace(saml.roles[0], managed_policy_arns=(deploy_arn,))
+    # the mapping names the policy in its own account; applied in moto's, the data sources put that one in
+    own = deploy_arn.replace(f":{deploy_arn.split(':')[4]}:", ":111111111111:")
+    admin = dataclasses.replace(saml.roles[0], managed_policy_arns=(own,))
     saml = dataclasses.replace(saml, roles=(admin, *saml.roles[1:]))
     saml_arn = _apply(iam, saml)
     assert iam.get_saml_provider(SAMLProviderArn=saml_arn)["SAMLMetadataDocument"] == broker.saml_metadata
@@ -313,8 +326,10 @@ def test_api_answers_the_cloudformation_of_the_running_broker(client: Any, admin
     (dev,) = body["accounts"]
     assert (dev["account_id"], dev["alias"]) == ("111111111111", "sandbox-dev")
     assert any("ephemeral key" in n for n in dev["notes"])  # this app has no keys: section
-    (name,) = dev["files"]
-    assert name == "broker-trust-sandbox-dev.cfn.json" and json.loads(dev["files"][name]) == dev["template"]
+    name = "broker-trust-sandbox-dev.cfn.json"
+    assert sorted(dev["files"]) == ["broker-trust-sandbox-dev.cfn.json", "broker-trust-sandbox-dev.import.cfn.json",
+                                    "broker-trust-sandbox-dev.import.json"]  # the import pair: existing roles
+    assert json.loads(dev["files"][name]) == dev["template"]
     provider = dev["template"]["Resources"][cloudformation.PROVIDER_ID]["Properties"]
     assert provider["SamlMetadataDocument"] == client.get("/saml/metadata").text  # what it serves, byte for byte
 
