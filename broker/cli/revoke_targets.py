@@ -133,15 +133,17 @@ def _user_plan(config: Config, snapshot: MappingSnapshot, username: str, immutab
                before: datetime) -> Plan:
     identity, why = _directory_person(config, username)
     notes: list[str] = []
-    targets: list[Target] = []
+    # Every declared role, not only those the person reaches now: the sessions that matter most
+    # are on roles whose groups were just taken away (the README's first step), and a deny scoped
+    # to one person's sessions denies no one else.
+    targets = _every_declared(snapshot)
     if identity is not None:
         username = identity.username
-        grants = resolve(identity.groups, snapshot).grants
-        targets = [Target(snapshot.accounts[g.account_id], g.role_name, g.role_arn) for g in grants]
-        if not targets:
-            why = f"{username} reaches no role now (their groups give none)"
-    if not targets:
-        targets = _every_declared(snapshot)
+        now = sorted({f"{g.account_id}/{g.role_name}" for g in resolve(identity.groups, snapshot).grants})
+        reach = f"reaches {', '.join(now)} now" if now else "reaches no role now"
+        notes.append(f"{username} {reach}; every declared role gets the revocation (sessions issued before the "
+                     f"groups were removed run on otherwise), scoped to {username}'s sessions: it denies no one else")
+    else:
         notes.append(f"{why}: every declared role gets the revocation, scoped to {username}'s sessions "
                      "(it denies no one else)")
     if immutable_id is None and identity is not None:

@@ -167,7 +167,10 @@ def test_a_dry_run_prints_the_policies_and_changes_nothing_anywhere(
     assert f"arn:aws:iam::{dev}:role/Admin: would write BrokerRevokeOlderSessions" in result.output
     assert f"arn:aws:iam::{prod}:role/Deployer: would write" in result.output
     assert f'"aws:SourceIdentity": "{ALICE_ID}"' in result.output
-    assert "ReadOnly" not in result.output  # alice does not reach it
+    # alice does not reach ReadOnly now: it is revoked too (her groups may have just been taken away)
+    assert f"arn:aws:iam::{dev}:role/audit/ReadOnly: would write" in result.output
+    reached = ", ".join(sorted([f"{dev}/Admin", f"{prod}/Deployer"]))
+    assert f"reaches {reached} now; every declared role gets the revocation" in result.output
     for account, role in ((dev, "Admin"), (dev, "ReadOnly"), (prod, "Deployer")):
         assert _policy(iam, account, role) is None
     assert TokenService(state, OAuthConfig()).identity_for(login.access_token) == alice
@@ -198,7 +201,9 @@ def test_apply_revokes_one_persons_sessions_in_aws_and_in_the_broker(
     deployer = _policy(iam, prod, "Deployer")  # web identity: no SourceIdentity, the session name
     assert deployer is not None
     assert deployer["Statement"][0]["Condition"]["StringLike"] == {"aws:userid": f"*:{names['alice']}"}
-    assert _policy(iam, dev, "ReadOnly") is None
+    readonly = _policy(iam, dev, "ReadOnly")  # not reached now, revoked all the same: scoped to alice
+    assert readonly is not None
+    assert readonly["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceIdentity": ALICE_ID}
 
     assert sessions.get(alice_portal) is None
     assert tokens.identity_for(alice_cli.access_token) is None
@@ -213,7 +218,8 @@ def test_apply_revokes_one_persons_sessions_in_aws_and_in_the_broker(
     assert (event["target_type"], event["target_id"]) == ("user", names["alice"])
     d = event["details"]
     assert d["issued_before"] == before.strftime("%Y-%m-%dT%H:%M:%SZ") and d["immutable_id"] == ALICE_ID
-    assert set(d["revoked"]) == {f"arn:aws:iam::{dev}:role/Admin", f"arn:aws:iam::{prod}:role/Deployer"}
+    assert set(d["revoked"]) == {f"arn:aws:iam::{dev}:role/Admin", f"arn:aws:iam::{dev}:role/audit/ReadOnly",
+                                 f"arn:aws:iam::{prod}:role/Deployer"}
     assert d["failed"] == {} and d["logins_ended"] == 2
 
 
