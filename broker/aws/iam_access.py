@@ -116,6 +116,7 @@ class IamAccess:
         self._held: dict[str, _Held] = {}
         self._own_account: str | None = None
         self._lock = threading.Lock()
+        self._account_locks: dict[str, threading.Lock] = {}
 
     def role_arn(self, account_id: str, partition_name: str) -> str | None:
         template = self.config.assume_role
@@ -126,7 +127,9 @@ class IamAccess:
         raises ``AccessProblem``."""
         if service not in SERVICES:
             raise ValueError(f"{service!r} is not one of {SERVICES}")
-        with self._lock:  # botocore sessions are not thread-safe while creating clients
+        with self._lock:
+            account_lock = self._account_locks.setdefault(account_id, threading.Lock())
+        with account_lock:  # an account's role is assumed once; other accounts go on meanwhile
             held = self._held.get(account_id)
             if held is None or (held.renew_at is not None and datetime.now(UTC) >= held.renew_at):
                 held = self._assume(account_id, partition_name)
@@ -138,12 +141,13 @@ class IamAccess:
 
     def _create(self, service: str, partition_name: str, credentials: dict[str, str] | None = None) -> Any:
         keys = credentials or {}
-        return self._session.create_client(
-            service, region_name=partition(partition_name).default_region,
-            endpoint_url=self.config.endpoint_url, config=self._boto_config,
-            aws_access_key_id=keys.get("AccessKeyId"), aws_secret_access_key=keys.get("SecretAccessKey"),
-            aws_session_token=keys.get("SessionToken"),
-        )
+        with self._lock:  # botocore sessions are not thread-safe while creating clients
+            return self._session.create_client(
+                service, region_name=partition(partition_name).default_region,
+                endpoint_url=self.config.endpoint_url, config=self._boto_config,
+                aws_access_key_id=keys.get("AccessKeyId"), aws_secret_access_key=keys.get("SecretAccessKey"),
+                aws_session_token=keys.get("SessionToken"),
+            )
 
     def _assume(self, account_id: str, partition_name: str) -> _Held:
         arn = self.role_arn(account_id, partition_name)

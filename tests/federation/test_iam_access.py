@@ -4,7 +4,9 @@ refused instead of read as this one's, and a frozen endpoint costs a bounded tim
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,7 @@ def test_a_frozen_sts_costs_a_bounded_time_and_names_the_account() -> None:
         IamAccess(config, session_name="broker-doctor").client("111111111111")
     elapsed = time.monotonic() - started
     assert caught.value.code == "access.unreachable"
-    assert hung.requests < 5  # the deadline stopped the retries before max_attempts
+    assert 1 <= hung.connections < 5  # one per attempt: the deadline stopped the retries before max_attempts
     assert elapsed < 5  # generous: the point is that it ends (the figures are in bench/, not here)
 
 
@@ -100,3 +102,35 @@ def test_an_assume_role_with_another_placeholder_is_refused_when_the_config_load
                     'revoke: {assume_role: "arn:{partition}:iam::{account}:role/Revoke-{account}"}\n')
     access = IamAccess(load_config(path, env={}).revoke, session_name="broker-revoke")
     assert access.role_arn("111122223333", "aws") == "arn:aws:iam::111122223333:role/Revoke-111122223333"
+
+
+@pytest.mark.usefixtures("credentials")
+def test_a_hung_assume_role_in_one_account_does_not_hold_up_another() -> None:
+    """Accounts are checked concurrently (broker doctor): one account's frozen AssumeRole must not
+    make the next account wait for it."""
+    import threading
+
+    hung = HungServer()
+    config = IamAccessConfig(assume_role="arn:aws:iam::{account}:role/BrokerDoctor", endpoint_url=hung.url,
+                             connect_timeout=1, read_timeout=4, max_attempts=1, total_timeout=5)
+    access = IamAccess(config, session_name="broker-doctor")
+
+    def ask(account: str) -> None:
+        with contextlib.suppress(AccessProblem):
+            access.client(account)
+
+    first = threading.Thread(target=ask, args=("111111111111",), daemon=True)
+    first.start()
+    _wait_for(lambda: hung.connections >= 1)
+    second = threading.Thread(target=ask, args=("222222222222",), daemon=True)
+    second.start()
+    _wait_for(lambda: hung.connections >= 2 or not first.is_alive())
+    assert first.is_alive(), "the second account's AssumeRole waited for the first one's to end"
+    first.join(10)
+    second.join(10)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 8) -> None:
+    ends = time.monotonic() + seconds
+    while not condition() and time.monotonic() < ends:
+        time.sleep(0.02)
