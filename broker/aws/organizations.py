@@ -83,17 +83,34 @@ def discover(config: OrganizationsConfig, access: IamAccess | None = None) -> Or
     account = config.management_account
     access = access or IamAccess(config, session_name="broker-discovery")
     budget = _Budget(config.discovery_timeout, account)
-    client = access.client(account, config.partition, "organizations")
     try:
+        client = access.client(account, config.partition, "organizations")
         return _walk(client, budget)
+    except AccessProblem as problem:
+        raise _for_discovery(problem) from None
     except (ClientError, BotoCoreError) as exc:
-        problem = access_problem(exc, account, "reading AWS Organizations")
-        if problem is not None:
-            raise problem from exc
+        found = access_problem(exc, account, "reading AWS Organizations")
+        if found is not None:
+            raise _for_discovery(found) from exc
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
         raise AccessProblem("access.failed", account, f"reading AWS Organizations failed ({code})",
                             "give organizations.management_account the management (or a delegated "
                             "administrator) account's id") from exc
+
+
+_DISCOVERY_FIXES = {
+    "access.denied": "give the discovery role organizations:ListRoots, ListOrganizationalUnitsForParent, "
+                     "ListAccountsForParent and ListTagsForResource (read-only)",
+    "access.assume_failed": "create organizations.assume_role in the management account, trusting the identity "
+                            "discovery runs as, or fix assume_role",
+    "access.wrong_account": "set organizations.assume_role, or run with credentials of the management account",
+}
+
+
+def _for_discovery(problem: AccessProblem) -> AccessProblem:
+    """The problem with the fix that applies to discovery (``iam_access`` words its fixes for IAM reads)."""
+    problem.fix = _DISCOVERY_FIXES.get(problem.code, problem.fix)
+    return problem
 
 
 def _walk(client: Any, budget: _Budget) -> OrgInventory:

@@ -226,6 +226,15 @@ def _signxml_config(SignatureMethod: Any) -> Any:
 # ---- moto's STS on loopback ----
 
 
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials for signed calls to moto (it accepts any): botocore's chain finds them in the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def moto_sts() -> Iterator[str]:
     require_module("moto")

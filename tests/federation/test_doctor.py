@@ -35,14 +35,6 @@ DOCTOR_ROLE = "arn:aws:iam::{account}:role/BrokerDoctor"
 _ACCOUNT_IDS = itertools.count(710000000001)
 
 
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
 @dataclass
 class World:
     """A config file (a SAML account, a web-identity account) and their AWS side deployed in moto."""

@@ -14,14 +14,6 @@ from broker.aws.organizations import discover
 MANAGEMENT = "999999999999"
 
 
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
 def _config(url: str, management: str = MANAGEMENT, **extra: Any) -> OrganizationsConfig:
     return OrganizationsConfig(management_account=management, endpoint_url=url,
                                assume_role="arn:aws:iam::{account}:role/BrokerOrgReader", **extra)
@@ -82,3 +74,12 @@ def test_a_walk_longer_than_its_budget_stops_with_an_error_instead_of_a_partial_
         discover(_config(moto_sts, management="777777777777", discovery_timeout=1e-9))
     assert caught.value.code == "access.unreachable"
     assert "discovery_timeout" in caught.value.fix
+
+
+@pytest.mark.usefixtures("credentials")
+def test_credentials_of_another_account_say_how_to_reach_the_management_account(moto_sts: str) -> None:
+    config = OrganizationsConfig(management_account=MANAGEMENT, endpoint_url=moto_sts)  # no assume_role
+    with pytest.raises(AccessProblem) as caught:
+        discover(config)
+    assert caught.value.code == "access.wrong_account"
+    assert "organizations.assume_role" in caught.value.fix and "Doctor" not in caught.value.fix
