@@ -9,13 +9,11 @@ Pure: it builds and merges policy documents; ``broker.cli.revoke`` reads and wri
   and/or one per person. Merging keeps other persons' statements, replaces the same person's, and
   a whole-role statement supersedes every person's issued no later than it; a statement this
   module did not write is kept as it is (a Deny is never weakened).
-- A person is matched by what the broker put in their sessions: SAML sessions carry
-  ``aws:SourceIdentity`` (``broker.minting.names.source_identity`` of the immutable id); web
-  identity sessions carry no SourceIdentity (the ID token has no source-identity claim), so they
-  are matched by ``aws:userid``, ``<role id>:<RoleSessionName>`` for an assumed role (IAM User
-  Guide reference_policies_variables: ``role-id:caller-specified-role-name``), with the
-  RoleSessionName the broker derives from the username (``role_session_name``: no ``:``, ``*``
-  or ``?`` can occur in it, so ``*:<name>`` matches that session name in any role and no other).
+- A person is matched by what the broker put in their sessions: ``aws:SourceIdentity``
+  (``broker.minting.names.source_identity`` of the immutable id), which SAML sessions carry from
+  the assertion's SourceIdentity attribute and web identity sessions from the ID token's
+  ``https://aws.amazon.com/source_identity`` claim (``broker.minting.oidc_issuer``). It is the
+  immutable id, so a renamed account or a username typed in another case still matches.
 - The time is rounded up to the next whole second: a session issued in the second of the
   revocation is revoked too; one issued later is not.
 - IAM limits a role's inline policies to 10,240 characters together (whitespace not counted):
@@ -33,9 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.domain import FederationPath
-from broker.errors import InvalidInput, RevocationTooLarge
-from broker.minting.names import role_session_name, source_identity
+from broker.errors import RevocationTooLarge
+from broker.minting.names import source_identity
 
 POLICY_NAME = "BrokerRevokeOlderSessions"
 POLICY_VERSION = "2012-10-17"
@@ -51,16 +48,12 @@ class Person:
     """One person, as the broker names them in the sessions it issues."""
 
     username: str
-    immutable_id: str | None
-    """Needed for SAML roles only (their sessions' SourceIdentity)."""
+    immutable_id: str
+    """What their sessions' SourceIdentity is made of."""
 
-    def match(self, federation_path: FederationPath) -> tuple[str, str, str]:
-        """(condition operator, key, value) matching this person's sessions of a role on that path."""
-        if federation_path == "saml":
-            if self.immutable_id is None:
-                raise InvalidInput(f"the SourceIdentity of {self.username} is needed for a SAML role: give --id")
-            return "StringEquals", "aws:SourceIdentity", source_identity(self.immutable_id)
-        return "StringLike", "aws:userid", f"*:{role_session_name(self.username)}"
+    def match(self) -> tuple[str, str, str]:
+        """(condition operator, key, value) matching this person's sessions, on either path."""
+        return "StringEquals", "aws:SourceIdentity", source_identity(self.immutable_id)
 
 
 def revocation_time(now: datetime) -> datetime:

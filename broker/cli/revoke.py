@@ -113,7 +113,7 @@ def _revoke_fix(problem: AccessProblem) -> AccessProblem:
 def _account(access: IamAccess, account: AccountRecord, targets: list[Target], plan: Plan,
              apply: bool) -> AccountOutcome:
     outcome = AccountOutcome(account)
-    match = plan.person.match(account.federation_path) if plan.person is not None else None
+    match = plan.person.match() if plan.person is not None else None
     try:
         client = access.client(account.id, account.partition)
     except AccessProblem as problem:
@@ -149,7 +149,7 @@ def _show_unread(result: Result, by_account: dict[str, list[Target]]) -> None:
         if outcome.problem is None:
             continue
         done = {r.role_arn for r in outcome.roles}
-        match = person.match(outcome.account.federation_path) if person is not None else None
+        match = person.match() if person is not None else None
         outcome.roles += [RoleOutcome(t.role_arn, merge(None, result.plan.before, match))
                           for t in by_account[outcome.account.id] if t.role_arn not in done]
         result.notes.append(f"{outcome.label}: IAM could not be read; its policies are shown as written on a role "

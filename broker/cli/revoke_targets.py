@@ -148,7 +148,7 @@ def _user_plan(config: Config, snapshot: MappingSnapshot, username: str, immutab
                      "(it denies no one else)")
     if immutable_id is None and identity is not None:
         immutable_id = identity.id
-    if immutable_id is None and any(t.account.federation_path == "saml" for t in targets):
+    if immutable_id is None:
         immutable_id = _recorded_id(config, username)
         if immutable_id is None:
             raise InvalidInput(

@@ -3,6 +3,12 @@
 The broker as the OIDC provider AWS trusts for AssumeRoleWithWebIdentity: the discovery
 document, the JWKS (every published key, each with its RFC 7638 kid) and short RS256 ID tokens
 signed with the current key, whose joserfc key object is built once and reused.
+
+Each token carries the person's SourceIdentity in ``https://aws.amazon.com/source_identity``
+(STS AssumeRoleWithWebIdentity takes it from that claim: its ``SourceIdentity`` answer is "the
+value of the source identity that is returned in the JSON web token"), the same value the SAML
+path sends, so CloudTrail and ``broker revoke``'s ``aws:SourceIdentity`` condition name a person
+the same way on both paths; the role's trust must allow ``sts:SetSourceIdentity``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from joserfc import jwt
 from broker.domain import Identity
 from broker.errors import InvalidInput
 from broker.minting.keys import KeyRing
+from broker.minting.names import source_identity
 from broker.minting.tags import AWS_TAGS_CLAIM, SessionTags, TagPolicy
 
 MAX_LIFETIME = 300
 MAX_AUDIENCE = 255
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+AWS_SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
 
 
 class OidcIssuer:
@@ -47,7 +55,8 @@ class OidcIssuer:
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid"],
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", AWS_TAGS_CLAIM],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", AWS_TAGS_CLAIM,
+                                 AWS_SOURCE_IDENTITY_CLAIM],
         }
 
     def jwks(self) -> dict[str, Any]:
@@ -69,6 +78,7 @@ class OidcIssuer:
             "nbf": iat,
             "exp": iat + int(self.lifetime.total_seconds()),
             "jti": secrets.token_urlsafe(16),
+            AWS_SOURCE_IDENTITY_CLAIM: source_identity(identity.id),
         }
         if tags.tags:
             claims[AWS_TAGS_CLAIM] = tags.claim()

@@ -14,6 +14,7 @@ import pytest
 from broker.domain import Identity
 from broker.errors import ConfigError, InvalidInput
 from broker.minting.keys import KeyRing
+from broker.minting.names import source_identity
 from broker.minting.oidc_issuer import OidcIssuer
 from broker.minting.tags import TagPolicy
 from tests.conftest import make_config
@@ -63,6 +64,8 @@ def test_id_token_verifies_with_pyjwt_against_the_served_jwks(broker: LiveBroker
         "principal_tags": {"Department": ["Platform"], "CostCenter": ["CC-1234"]},
         "transitive_tag_keys": ["Department"],
     }
+    # STS sets the session's SourceIdentity from this claim: the same value the SAML path sends
+    assert claims["https://aws.amazon.com/source_identity"] == source_identity(ALICE.id)
     header = pyjwt.get_unverified_header(token)
     assert header["alg"] == "RS256" and header["kid"] == broker.app.state.services.minting.keys.current.kid
     other = _issuer(broker).id_token(identity=ALICE, audience="sts.amazonaws.com", now=now)

@@ -193,9 +193,9 @@ def test_apply_revokes_one_persons_sessions_in_aws_and_in_the_broker(
     assert (deny["Effect"], deny["Action"], deny["Resource"]) == ("Deny", "*", "*")
     assert deny["Condition"]["StringEquals"] == {"aws:SourceIdentity": ALICE_ID}
     before = _issued(deny["Condition"]["DateLessThan"]["aws:TokenIssueTime"], started)
-    deployer = _policy(iam, prod, "Deployer")  # web identity: no SourceIdentity, the session name
+    deployer = _policy(iam, prod, "Deployer")  # web identity: the ID token's source_identity claim
     assert deployer is not None
-    assert deployer["Statement"][0]["Condition"]["StringLike"] == {"aws:userid": f"*:{names['alice']}"}
+    assert deployer["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceIdentity": ALICE_ID}
     readonly = _policy(iam, dev, "ReadOnly")  # not reached now, revoked all the same: scoped to alice
     assert readonly is not None
     assert readonly["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceIdentity": ALICE_ID}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from broker.aws.revoke import INLINE_POLICY_LIMIT, Person, merge, revocation_time, size, statement
-from broker.errors import InvalidInput, RevocationTooLarge
+from broker.errors import RevocationTooLarge
 
 T = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)
 ALICE = Person("alice", "guid-alice")
@@ -29,15 +29,13 @@ def test_the_whole_role_policy_is_the_documented_one() -> None:
     }
 
 
-def test_one_person_is_matched_by_source_identity_on_saml_and_by_session_name_on_web_identity() -> None:
-    saml = merge(None, T, ALICE.match("saml"))
-    assert _conditions(saml) == [{"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:00Z"},
-                                  "StringEquals": {"aws:SourceIdentity": "guid-alice"}}]
-    web = merge(None, T, Person("DOMAIN\\carol", None).match("web_identity"))
-    ((_, name),) = web["Statement"][0]["Condition"]["StringLike"].items()
-    assert name.startswith("*:DOMAIN-carol.")  # the RoleSessionName the broker derives (names.role_session_name)
-    with pytest.raises(InvalidInput):
-        Person("carol", None).match("saml")  # no immutable id: no SourceIdentity to match
+def test_one_person_is_matched_by_source_identity_on_both_paths() -> None:
+    """SAML sessions carry it from the assertion, web identity ones from the ID token's claim: the
+    immutable id, so a renamed account or another case of the username still matches."""
+    document = merge(None, T, ALICE.match())
+    assert _conditions(document) == [{"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:00Z"},
+                                      "StringEquals": {"aws:SourceIdentity": "guid-alice"}}]
+    assert Person("Alice", "guid-alice").match() == ALICE.match()
 
 
 def test_the_time_is_rounded_up_to_the_second() -> None:
@@ -46,21 +44,21 @@ def test_the_time_is_rounded_up_to_the_second() -> None:
 
 
 def test_merging_keeps_other_persons_and_replaces_the_same_persons_statement() -> None:
-    first = merge(None, T, ALICE.match("saml"))
-    both = merge(first, T + timedelta(minutes=1), BOB.match("saml"))
-    again = merge(both, T + timedelta(minutes=2), ALICE.match("saml"))
+    first = merge(None, T, ALICE.match())
+    both = merge(first, T + timedelta(minutes=1), BOB.match())
+    again = merge(both, T + timedelta(minutes=2), ALICE.match())
     by_person = {tuple(c["StringEquals"].values()): c["DateLessThan"]["aws:TokenIssueTime"] for c in _conditions(again)}
     assert by_person == {("guid-alice",): "2026-12-02T15:32:00Z", ("guid-bob",): "2026-12-02T15:31:00Z"}
-    older = merge(again, T, ALICE.match("saml"))  # an earlier time never weakens a statement
+    older = merge(again, T, ALICE.match())  # an earlier time never weakens a statement
     assert older == again
 
 
 def test_a_whole_role_statement_supersedes_the_persons_statements_it_covers() -> None:
-    persons = merge(merge(None, T, ALICE.match("saml")), T, BOB.match("saml"))
+    persons = merge(merge(None, T, ALICE.match()), T, BOB.match())
     whole = merge(persons, T + timedelta(seconds=5))
     assert _conditions(whole) == [{"DateLessThan": {"aws:TokenIssueTime": "2026-12-02T15:30:05Z"}}]
-    assert merge(whole, T, ALICE.match("saml")) == whole  # already covered
-    later = merge(whole, T + timedelta(minutes=1), ALICE.match("saml"))
+    assert merge(whole, T, ALICE.match()) == whole  # already covered
+    later = merge(whole, T + timedelta(minutes=1), ALICE.match())
     assert len(later["Statement"]) == 2  # the whole-role one stays, alice's later one is added
 
 
@@ -74,12 +72,12 @@ def test_a_policy_over_iams_limit_is_refused_with_the_way_out() -> None:
     document = None
     with pytest.raises(RevocationTooLarge) as caught:
         for n in range(200):
-            document = merge(document, T, Person(f"user{n}", f"id-{n:04d}").match("saml"), role="arn:aws:iam::1:role/A")
+            document = merge(document, T, Person(f"user{n}", f"id-{n:04d}").match(), role="arn:aws:iam::1:role/A")
     assert document is not None and size(document) <= INLINE_POLICY_LIMIT
     assert caught.value.code == "revocation_too_large"
     assert "arn:aws:iam::1:role/A" in caught.value.message and "--role" in caught.value.message
 
 
 def test_statement_ids_are_iam_sids() -> None:
-    for s in (statement(T), statement(T, ALICE.match("saml")), statement(T, BOB.match("web_identity"))):
+    for s in (statement(T), statement(T, ALICE.match()), statement(T, BOB.match())):
         assert s["Sid"].isalnum()
