@@ -3,9 +3,10 @@ format: its files, by path relative to the output directory (``--out``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
-from broker.aws import cloudformation, terraform
+from broker.aws import cloudformation, stackset, terraform
 from broker.aws.trust import AccountTrust
 
 SetupFormat = Literal["cloudformation", "terraform"]
@@ -29,3 +30,10 @@ def account_files(trust: AccountTrust, fmt: SetupFormat) -> dict[str, str]:
 def single(trust: AccountTrust, fmt: SetupFormat) -> str:
     """The account's output as one text (stdout): the template, or the module as one file."""
     return cloudformation.render(trust) if fmt == "cloudformation" else terraform.render(trust)
+
+
+def stackset_files(trusts: list[AccountTrust]) -> dict[str, str]:
+    """One CloudFormation template per group of accounts sharing a provider, for a StackSet
+    (``broker.aws.stackset``): ``broker-trust-stackset-<group>.cfn.json``."""
+    return {f"broker-trust-stackset-{name}.cfn.json": json.dumps(stackset.template(group), indent=2) + "\n"
+            for name, group in stackset.groups(trusts).items()}

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.aws.setup_output import SetupFormat, account_files
+from broker.aws.setup_output import SetupFormat, account_files, stackset_files
 from broker.aws.trust import AccountTrust, BrokerSide, plan
 from broker.cli.existing_database import existing_store
 from broker.config import Config, DatabaseConfig
@@ -77,13 +77,15 @@ def aws_setup(config: Config, accounts: list[str]) -> Setup:
     return Setup(plan(snapshot, broker_side(config), accounts), [note] if note else [])
 
 
-def write(setup: Setup, out: Path, fmt: SetupFormat) -> list[Path]:
-    """Every account's files under ``out`` (``broker.aws.setup_output.account_files``)."""
+def write(setup: Setup, out: Path, fmt: SetupFormat, *, stackset: bool = False) -> list[Path]:
+    """Every account's files under ``out`` (``broker.aws.setup_output.account_files``), or with
+    ``stackset`` one template per group of accounts (``stackset_files``)."""
+    files = stackset_files(setup.accounts) if stackset else {
+        name: text for trust in setup.accounts for name, text in account_files(trust, fmt).items()}
     written = []
-    for trust in setup.accounts:
-        for name, text in account_files(trust, fmt).items():
-            path = out / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written

@@ -273,9 +273,11 @@ def aws_setup(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="directory for the accounts' templates or modules (default: stdout)")
     ] = None,
+    stackset: Annotated[bool, typer.Option(
+        "--stackset", help="cloudformation: one template for all the accounts sharing a provider (a StackSet)")] = False,
 ) -> None:
     """Generate each account's IAM provider and role trust policies from the mapping, as CloudFormation or Terraform."""
-    from broker.aws.setup_output import single
+    from broker.aws.setup_output import single, stackset_files
     from broker.cli.aws_setup import aws_setup as run_setup
     from broker.cli.aws_setup import write
 
@@ -290,9 +292,19 @@ def aws_setup(
     for trust in setup.accounts:
         for note in trust.notes:
             typer.echo(f"note: {trust.label}: {note}", err=True)
+    if stackset and format != "cloudformation":
+        typer.echo("--stackset is for --format cloudformation (a Terraform module serves every account already)", err=True)
+        raise typer.Exit(2)
     if out is not None:
-        for path in write(setup, out, format):
+        for path in write(setup, out, format, stackset=stackset):
             typer.echo(f"wrote {path}", err=True)
+        return
+    if stackset:
+        files = stackset_files(setup.accounts)
+        if len(files) != 1:
+            typer.echo(f"the accounts need {len(files)} StackSet templates (one per provider): give --out DIR", err=True)
+            raise typer.Exit(2)
+        typer.echo(next(iter(files.values())), nl=False)
         return
     if len(setup.accounts) != 1:
         typer.echo("several accounts: give --out DIR (one template or module each) or one --account", err=True)

@@ -1,0 +1,143 @@
+"""Several accounts' trust (``broker.aws.trust.AccountTrust``) as ONE CloudFormation template,
+for a StackSet: every stack instance reads its own account's values from the template's
+``Mappings`` (``Fn::FindInMap [Accounts, !Ref AWS::AccountId, ...]``).
+
+What differs between accounts goes into the mapping: the audiences (``SAML:aud`` holds the
+account region's regional Recipient; the OIDC client id), and per role whether the account
+declares it, its path, MaxSessionDuration and managed policy ARNs. A role some accounts do not
+declare has a condition of its own, so the same resources serve accounts that declare different
+roles. The provider, the ``ProviderExists`` parameter and the ``Retain`` policies are those of
+``broker.aws.cloudformation``. An account missing from the mapping fails its stack instance
+(FindInMap finds no key): a StackSet deployed to an account the mapping does not cover stops
+there instead of creating a trust for it.
+
+Accounts share one template only when their provider is the same (partition, SAML provider
+name and encryption mode, or the OIDC issuer): ``groups`` sorts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from broker.aws.cloudformation import (
+    CREATE_PROVIDER,
+    FORMAT_VERSION,
+    PROVIDER_EXISTS,
+    PROVIDER_ID,
+    _logical_id,
+    _parameters,
+    _provider_arn,
+    _provider_resource,
+    _retained,
+)
+from broker.aws.trust import AccountTrust, OidcProvider, SamlProvider
+
+MAPPING = "Accounts"
+_NONE = "none"
+"""A mapping value cannot be an empty list: a role without managed policies holds this (unused)."""
+
+
+def group_name(trust: AccountTrust) -> str:
+    """Which StackSet template an account belongs in: accounts with the same provider share one."""
+    p = trust.provider
+    parts = [trust.partition] if trust.partition != "aws" else []
+    if isinstance(p, SamlProvider):
+        parts += ["saml", p.name] + ([f"encrypted-{p.assertion_encryption_mode.lower()}"]
+                                     if p.assertion_encryption_mode else [])
+    else:
+        parts.append("oidc")
+    return "-".join(parts)
+
+
+def groups(trusts: Iterable[AccountTrust]) -> dict[str, list[AccountTrust]]:
+    found: dict[str, list[AccountTrust]] = {}
+    for trust in trusts:
+        found.setdefault(group_name(trust), []).append(trust)
+    return found
+
+
+def _in_map(attribute: str) -> dict[str, Any]:
+    return {"Fn::FindInMap": [MAPPING, {"Ref": "AWS::AccountId"}, attribute]}
+
+
+def _is(attribute: str) -> dict[str, Any]:
+    return {"Fn::Equals": [_in_map(attribute), "true"]}
+
+
+def _audience(trust: AccountTrust) -> list[str] | str:
+    """The account's audience, as its own template's trust conditions hold it: the SAML:aud list,
+    or the OIDC client id (which the provider lists too)."""
+    if trust.roles:
+        ((_, value),) = trust.roles[0].policy["Statement"][0]["Condition"]["StringEquals"].items()
+        return list(value) if isinstance(value, list) else value
+    p = trust.provider
+    return p.client_ids[0] if isinstance(p, OidcProvider) else [_NONE]  # SAML without roles: not read
+
+
+def template(trusts: Sequence[AccountTrust]) -> dict[str, Any]:
+    """The StackSet template (a JSON-ready dict) for accounts of one group (``groups``)."""
+    if not trusts or len({group_name(t) for t in trusts}) != 1:
+        raise ValueError("a StackSet template is for accounts with the same provider: use groups()")
+    first = trusts[0]
+    taken = {PROVIDER_ID.lower()}
+    logical: dict[str, str] = {}  # role name (lower case) -> logical id, the first spelling met
+    names: dict[str, str] = {}
+    for trust in trusts:
+        for each in trust.roles:
+            if each.name.lower() not in logical:
+                logical[each.name.lower()] = _logical_id(each.name, taken)
+                names[each.name.lower()] = each.name
+    mappings: dict[str, dict[str, Any]] = {}
+    for trust in trusts:
+        values: dict[str, Any] = {"Audience": _audience(trust)}
+        declared = {r.name.lower(): r for r in trust.roles}
+        for lower, lid in logical.items():
+            role = declared.get(lower)
+            arns = list(role.managed_policy_arns) if role is not None else []
+            values[lid] = "true" if role is not None else "false"
+            values[f"{lid}Path"] = role.path if role is not None else "/"
+            values[f"{lid}MaxSession"] = str(role.max_session_duration if role is not None else 3600)
+            values[f"{lid}HasPolicies"] = "true" if arns else "false"
+            values[f"{lid}Policies"] = arns or [_NONE]
+        mappings[trust.account_id] = values
+    provider_arn = _provider_arn(first)
+    conditions: dict[str, Any] = {CREATE_PROVIDER: {"Fn::Equals": [{"Ref": PROVIDER_EXISTS}, "false"]}}
+    resources: dict[str, Any] = {PROVIDER_ID: _retained(_provider_resource(first))}
+    if isinstance(first.provider, OidcProvider):
+        resources[PROVIDER_ID]["Properties"]["ClientIdList"] = [_in_map("Audience")]
+    outputs: dict[str, Any] = {"ProviderArn": {"Value": provider_arn}}
+    sample = next((t.roles[0] for t in trusts if t.roles), None)
+    for lower, lid in logical.items():
+        assert sample is not None
+        ((key, _),) = sample.policy["Statement"][0]["Condition"]["StringEquals"].items()
+        statement = {**sample.policy["Statement"][0], "Principal": {"Federated": provider_arn},
+                     "Condition": {"StringEquals": {key: _in_map("Audience")}}}
+        conditions[f"Has{lid}"] = _is(lid)
+        conditions[f"{lid}WithPolicies"] = {"Fn::And": [{"Condition": f"Has{lid}"}, _is(f"{lid}HasPolicies")]}
+        resources[lid] = _retained({
+            "Type": "AWS::IAM::Role",
+            "Condition": f"Has{lid}",
+            "Properties": {
+                "RoleName": names[lower],
+                "Path": _in_map(f"{lid}Path"),
+                "MaxSessionDuration": _in_map(f"{lid}MaxSession"),
+                "AssumeRolePolicyDocument": {**sample.policy, "Statement": [statement]},
+                "Description": "Assumed through the federation broker",
+                "ManagedPolicyArns": {"Fn::If": [f"{lid}WithPolicies", _in_map(f"{lid}Policies"),
+                                                 {"Ref": "AWS::NoValue"}]},
+            },
+        })
+        outputs[f"{lid}Arn"] = {"Condition": f"Has{lid}", "Value": {"Fn::GetAtt": [lid, "Arn"]}}
+    accounts = [{"Account": t.account_id, **({"Alias": t.alias} if t.alias else {}), "Notes": list(t.notes)}
+                for t in trusts]
+    return {
+        "AWSTemplateFormatVersion": FORMAT_VERSION,
+        "Description": f"Federation broker trust for {len(trusts)} account(s), as a StackSet ({group_name(first)})",
+        "Metadata": {"Broker": {"Accounts": accounts}},
+        "Parameters": _parameters(first),
+        "Mappings": {MAPPING: mappings},
+        "Conditions": conditions,
+        "Resources": resources,
+        "Outputs": outputs,
+    }
