@@ -4,8 +4,9 @@
 The reports live in the shared state (``broker.state``: in-process, or Redis so every worker
 sees the same ones), under a key made of the account id and a digest of what the account should
 hold (the trust plan, the broker's certificates included): a mapping or key change is checked
-afresh at once, without waiting for the cached report to expire. Two requests that miss at the
-same moment both ask IAM (at most once per account each); nothing else does.
+afresh at once, without waiting for the cached report to expire. A report saying IAM could not
+be read (``access.*``: throttled, unreachable, denied) is not kept: the next request asks again.
+Two requests that miss at the same moment both ask IAM (at most once per account each).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class DoctorOnDemand:
             else:
                 found[trust.account_id] = cached
         for trust, report in zip(missing, check_accounts(self.access, missing, self.broker), strict=True):
-            self.cache.put(trust, report)
+            if not any(check.code.startswith("access.") for check in report.checks):
+                self.cache.put(trust, report)  # an account IAM could not be read in is asked again next time
             found[trust.account_id] = report
         return [found[t.account_id] for t in trusts]

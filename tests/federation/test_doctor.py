@@ -422,3 +422,22 @@ def test_an_encrypting_account_whose_provider_decrypts_is_ok() -> None:
 def test_encryption_settings_that_break_or_weaken_sign_in(mode: str | None, answer: dict[str, Any],
                                                          codes: list[str]) -> None:
     assert _provider_codes(_encrypting(mode), **answer) == codes
+
+
+@pytest.mark.usefixtures("credentials")
+def test_a_report_that_iam_could_not_be_read_is_not_cached(moto_sts: str) -> None:
+    """The admin API's cache keeps a good report for cache_seconds, but not an access failure: the
+    next request asks again (a passing throttle or an outage must not show for minutes)."""
+    from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
+    from broker.state.memory import MemoryState
+
+    # no assume_role and moto's default account's credentials: account 740000000001 is out of reach
+    access = IamAccess(IamAccessConfig(endpoint_url=moto_sts), session_name="broker-doctor")
+    provider = SamlProvider(name="broker", arn="arn:aws:iam::740000000001:saml-provider/broker", metadata=METADATA)
+    trust = AccountTrust(account_id="740000000001", alias=None, partition="aws", roles=(), provider=provider)
+    cache = ReportCache(MemoryState(), seconds=300)
+    doctor = DoctorOnDemand(access=access, broker=BrokerSide(issuer="https://b.example.com", saml_metadata=METADATA),
+                            cache=cache)
+    (report,) = doctor.reports([trust])
+    assert [c.code for c in report.checks] == ["access.wrong_account"]
+    assert cache.get(trust) is None
