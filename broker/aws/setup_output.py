@@ -35,5 +35,9 @@ def single(trust: AccountTrust, fmt: SetupFormat) -> str:
 def stackset_files(trusts: list[AccountTrust]) -> dict[str, str]:
     """One CloudFormation template per group of accounts sharing a provider, for a StackSet
     (``broker.aws.stackset``): ``broker-trust-stackset-<group>.cfn.json``."""
-    return {f"broker-trust-stackset-{name}.cfn.json": json.dumps(stackset.template(group), indent=2) + "\n"
+    return {stackset_file(name): json.dumps(stackset.template(group), indent=2) + "\n"
             for name, group in stackset.groups(trusts).items()}
+
+
+def stackset_file(group: str) -> str:
+    return f"broker-trust-stackset-{group}.cfn.json"

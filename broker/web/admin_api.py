@@ -20,11 +20,14 @@ from starlette.concurrency import run_in_threadpool
 from broker.audit import AuditFilter, Outcome
 from broker.aws import cloudformation
 from broker.aws.doctor_report import as_json
-from broker.aws.setup_output import SetupFormat, account_files
+from broker.aws.setup_output import SetupFormat, account_files, stackset_file
+from broker.aws.stackset import groups as stackset_groups
+from broker.aws.stackset import template as stackset_template
 from broker.aws.trust import BrokerSide, plan
 from broker.errors import (
     Conflict,
     DeletesNotAllowed,
+    InvalidInput,
     UnsupportedMediaType,
 )
 from broker.mapping import plan_text
@@ -435,9 +438,17 @@ def aws_setup(
     services: ServicesDep,
     format: Annotated[SetupFormat, Query(description="cloudformation or terraform")] = "cloudformation",
     account: Annotated[list[str] | None, Query(description="an account id or alias; repeat it")] = None,
+    stackset: Annotated[bool, Query(description="also one template per provider for a StackSet (CloudFormation)")] = False,
 ) -> dict[str, Any]:
+    if stackset and format != "cloudformation":
+        raise InvalidInput("stackset=true is for format=cloudformation (a Terraform module serves every account already)")
     trusts = plan(services.store.full_snapshot(), BrokerSide.of(services.minting), account or ())
-    return {"format": format, "accounts": [
+    stacksets = [
+        {"group": name, "accounts": [t.account_id for t in group], "file": stackset_file(name),
+         "template": stackset_template(group)}
+        for name, group in stackset_groups(trusts).items()
+    ] if stackset else []
+    return {"format": format, "stacksets": stacksets, "accounts": [
         {"account_id": t.account_id, "alias": t.alias, "notes": list(t.notes), "files": account_files(t, format),
          "template": cloudformation.template(t) if format == "cloudformation" else None}
         for t in trusts

@@ -199,9 +199,20 @@ class AwsSetupAccount(_View):
     template: dict[str, Any] | None = Field(description="CloudFormation: the template as a JSON object; Terraform: null")
 
 
+class AwsStackSet(_View):
+    group: str = Field(description="the accounts' shared provider: saml-<saml_provider>, oidc (and partition, encryption)")
+    accounts: list[str] = Field(description="the account ids its Mappings cover")
+    file: str = Field(description="the file name `broker aws-setup --stackset --out` writes")
+    template: dict[str, Any]
+
+
 class AwsSetup(_View):
     format: Literal["cloudformation", "terraform"]
     accounts: list[AwsSetupAccount]
+    stacksets: list[AwsStackSet] = Field(
+        default_factory=list, description="with stackset=true (CloudFormation): one template per provider, for a StackSet")
+
+
 DoctorSeverity = Literal["ok", "warning", "error"]
 
 

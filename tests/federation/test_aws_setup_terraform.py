@@ -376,4 +376,17 @@ def test_api_operation_is_documented(client: Any) -> None:
     op = client.get("/openapi.json").json()["paths"]["/api/v1/admin/aws-setup"]["get"]
     assert {"200", "401", "403", "404", "422", "503"} <= set(op["responses"])
     assert op["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AwsSetup"}
-    assert {p["name"] for p in op["parameters"]} == {"format", "account"}
+    assert {p["name"] for p in op["parameters"]} == {"format", "account", "stackset"}
+
+
+def test_api_answers_stackset_templates_on_request(client: Any, admin_headers: dict[str, str]) -> None:
+    r = _get(client, admin_headers, format="cloudformation", stackset="true")
+    assert r.status_code == 200, r.text
+    by_group = {s["group"]: s for s in r.json()["stacksets"]}
+    assert sorted(by_group) == ["oidc", "saml-broker"]
+    saml = by_group["saml-broker"]
+    assert saml["accounts"] == ["111111111111"] and saml["file"] == "broker-trust-stackset-saml-broker.cfn.json"
+    assert sorted(saml["template"]["Mappings"]["Accounts"]) == ["111111111111"]
+    assert _get(client, admin_headers, format="cloudformation").json()["stacksets"] == []  # only when asked
+    refused = _get(client, admin_headers, format="terraform", stackset="true")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_input"
