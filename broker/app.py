@@ -137,7 +137,8 @@ def build_services(
         upstream=build_upstream(config.upstream, public_url=config.server.public_url, state=state, directory=directory),
         readiness=readiness,
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
-                              cache=ReportCache(state, config.doctor.cache_seconds)),
+                              cache=ReportCache(state, config.doctor.cache_seconds),
+                              run_timeout=config.doctor.run_timeout),
     )
 
 

@@ -100,6 +100,9 @@ class DoctorConfig(IamAccessConfig):
 
     cache_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     """How long the admin API reuses an account's result before asking IAM again (0: never reuse)."""
+    run_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    """Seconds one doctor run may spend starting accounts: an account not started by then is
+    reported ``access.not_checked`` (those already started end within their own call bounds)."""
 
 
 class OrganizationsConfig(IamAccessConfig):

@@ -48,8 +48,9 @@ class ReportCache:
 class DoctorOnDemand:
     """The admin API's doctor: the broker side is the running broker's, built once."""
 
-    def __init__(self, *, access: IamAccess, broker: BrokerSide, cache: ReportCache) -> None:
-        self.access, self.broker, self.cache = access, broker, cache
+    def __init__(self, *, access: IamAccess, broker: BrokerSide, cache: ReportCache,
+                 run_timeout: float | None = None) -> None:
+        self.access, self.broker, self.cache, self.run_timeout = access, broker, cache, run_timeout
 
     def reports(self, trusts: Sequence[AccountTrust]) -> list[AccountReport]:
         """A report per account, in the order given: cached ones as they are, the others from IAM."""
@@ -61,7 +62,7 @@ class DoctorOnDemand:
                 missing.append(trust)
             else:
                 found[trust.account_id] = cached
-        for trust, report in zip(missing, check_accounts(self.access, missing, self.broker), strict=True):
+        for trust, report in zip(missing, check_accounts(self.access, missing, self.broker, run_timeout=self.run_timeout), strict=True):
             if not any(check.code.startswith("access.") for check in report.checks):
                 self.cache.put(trust, report)  # an account IAM could not be read in is asked again next time
             found[trust.account_id] = report

@@ -33,4 +33,4 @@ def doctor(config: Config, accounts: list[str]) -> Diagnosis:
         notes.append("no keys: section: the broker's signing key is ephemeral, so no SAML provider can carry it; "
                      "configure the key files the running broker uses")
     access = IamAccess(config.doctor, session_name="broker-doctor")
-    return Diagnosis(check_accounts(access, trusts, broker), notes)
+    return Diagnosis(check_accounts(access, trusts, broker, run_timeout=config.doctor.run_timeout), notes)

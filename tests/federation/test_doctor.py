@@ -441,3 +441,23 @@ def test_a_report_that_iam_could_not_be_read_is_not_cached(moto_sts: str) -> Non
     (report,) = doctor.reports([trust])
     assert [c.code for c in report.checks] == ["access.wrong_account"]
     assert cache.get(trust) is None
+
+
+@pytest.mark.usefixtures("credentials")
+def test_accounts_whose_turn_comes_after_the_run_timeout_are_not_checked() -> None:
+    """A hung IAM/STS costs each account its call bounds; past doctor.run_timeout the accounts
+    still waiting are reported not checked instead of each costing that again."""
+    from broker.aws.doctor import check_accounts
+    from tests.hung import HungServer
+
+    hung = HungServer()
+    access = IamAccess(IamAccessConfig(assume_role=DOCTOR_ROLE, endpoint_url=hung.url, connect_timeout=0.2,
+                                       read_timeout=0.6, max_attempts=1, total_timeout=0.8), session_name="broker-doctor")
+    trusts = [AccountTrust(account_id=account, alias=None, partition="aws", roles=(), provider=SamlProvider(
+        name="broker", arn=f"arn:aws:iam::{account}:saml-provider/broker", metadata=METADATA))
+        for account in ("750000000001", "750000000002", "750000000003")]
+    broker = BrokerSide(issuer="https://b.example.com", saml_metadata=METADATA)
+    reports = check_accounts(access, trusts, broker, max_workers=1, run_timeout=0.3)
+    assert [[c.code for c in r.checks] for r in reports] == [
+        ["access.unreachable"], ["access.not_checked"], ["access.not_checked"]]
+    assert hung.connections == 1  # the two not checked never called AWS
