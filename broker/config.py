@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
-from broker.aws.config import DoctorConfig, IamAccessConfig, StsConfig
+from broker.aws.config import DoctorConfig, IamAccessConfig, OrganizationsConfig, StsConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
@@ -147,6 +147,8 @@ class Config(Section):
     """`broker doctor`: how to read IAM in each account (an audit role to assume, or ambient credentials)."""
     revoke: IamAccessConfig = Field(default_factory=IamAccessConfig)
     """`broker revoke --apply`: how to write the revocation policy in each account."""
+    organizations: OrganizationsConfig | None = None
+    """`broker org discover`: the accounts AWS Organizations lists (read-only), registered on --apply."""
 
 
 def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.aws.partitions import PartitionName
+from broker.mapping.model import Federation, Region, RoleSpec, SamlFederation
 
 _URL = r"^https?://[^\s?#]+$"
 _ASSUME_ROLE = r"^arn:(\{partition\}|aws[a-z-]*):iam::(\{account\}|\d{12}):role/([\w+=,.@/-]|\{account\}|\{partition\})+$"
@@ -105,6 +106,25 @@ class DoctorConfig(IamAccessConfig):
     reported ``access.not_checked`` (those already started end within their own call bounds)."""
 
 
+OU_OR_ROOT = r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
+"""Organizations' OrganizationalUnitId / RootId patterns (the API reference)."""
+
+
+class OrgRegistration(BaseModel):
+    """How `broker org discover --apply` registers an account it finds that the mapping lacks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ous: list[Annotated[str, Field(pattern=OU_OR_ROOT)]] = Field(default_factory=list)
+    """Only accounts under these OUs (nested OUs included) or the root; empty: the whole organization."""
+    federation: Federation = Field(default_factory=SamlFederation)
+    default_region: Region | None = None
+    roles: list[RoleSpec] = Field(default_factory=list)
+    """The roles every registered account declares (their trust comes from `broker aws-setup`)."""
+    environment_tag: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """The account tag whose value becomes the account's `environment` (e.g. `env`)."""
+
+
 class OrganizationsConfig(IamAccessConfig):
     """`organizations:`: discover the accounts (with their OUs and tags) from AWS Organizations."""
 
@@ -113,3 +133,5 @@ class OrganizationsConfig(IamAccessConfig):
     partition: PartitionName = "aws"
     discovery_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """Seconds one whole discovery may take (every call included); past it, it stops with an error."""
+    registration: OrgRegistration | None = None
+    """What a newly discovered account is registered with; None: discovery only reports."""

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the commands import the server's modules only when they run
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The federation broker (server side).")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for the SAML IdP and the OIDC issuer.")
 app.add_typer(keys_app, name="keys")
+org_app = typer.Typer(no_args_is_help=True, help="AWS Organizations: the accounts it lists, against the mapping.")
+app.add_typer(org_app, name="org")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
@@ -399,6 +401,35 @@ def check_directory(
         raise typer.Exit(3) from None
     typer.echo("\n".join(report.lines))
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@org_app.command("discover")
+def org_discover(
+    config: ConfigOpt = None,
+    apply: Annotated[bool, typer.Option("--apply", help="register the new accounts (organizations.registration)")] = False,
+    actor: Annotated[str | None, typer.Option("--actor", help="who runs it, for the audit trail (default: the OS user)")] = None,
+) -> None:
+    """List the organization's accounts against the mapping; with --apply register the new ones (audited)."""
+    import getpass
+
+    from broker.aws.iam_access import AccessProblem
+    from broker.cli.org import CannotRun
+    from broker.cli.org import org_discover as run_discover
+
+    cfg = _load(config)
+    try:
+        result = run_discover(cfg, apply=apply, actor=actor or getpass.getuser())
+    except CannotRun as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except AccessProblem as problem:
+        typer.echo(f"error [{problem.code}]: {problem.reason}\n  fix: {problem.fix}", err=True)
+        raise typer.Exit(1) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo("\n".join(result.lines()))
+    if not result.ok:
         raise typer.Exit(1)
 
 
