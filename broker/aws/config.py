@@ -135,3 +135,28 @@ class OrganizationsConfig(IamAccessConfig):
     """Seconds one whole discovery may take (every call included); past it, it stops with an error."""
     registration: OrgRegistration | None = None
     """What a newly discovered account is registered with; None: discovery only reports."""
+
+    @model_validator(mode="after")
+    def _registration_fits_any_account(self) -> OrganizationsConfig:
+        """The template must make a valid account of any id in the partition: its region and its
+        roles' managed policies (AWS managed ones only: a customer policy names one account)."""
+        reg = self.registration
+        if reg is None:
+            return self
+        from pydantic import ValidationError
+
+        from broker.mapping.model import AccountSpec
+
+        try:
+            AccountSpec(id="000000000000", partition=self.partition, federation=reg.federation,
+                        default_region=reg.default_region, roles=list(reg.roles))
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(["registration", *(str(part) for part in error["loc"])])
+                text = ("a customer managed policy belongs to one account: a registration template may name "
+                        "AWS managed policies only (arn:<partition>:iam::aws:policy/...)"
+                        if error["type"] == "foreign_policy" else error["msg"])
+                problems.append(f"{where}: {text}")
+            raise ValueError("; ".join(problems)) from None
+        return self

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from broker.aws.config import OrgRegistration
 from broker.aws.organizations import OrgAccount, OrgInventory
 from broker.aws.partitions import PartitionName
@@ -38,6 +40,8 @@ class RegistrationPlan:
     """Active and unregistered, but under none of registration.ous."""
     unlisted: list[str] = field(default_factory=list)
     """Accounts of the mapping the organization does not list (another organization, or gone)."""
+    invalid: dict[str, str] = field(default_factory=dict)
+    """New accounts the registration template cannot make a valid account of: why."""
 
 
 def _alias(name: str, taken: set[str]) -> str | None:
@@ -76,12 +80,16 @@ def plan_registration(inventory: OrgInventory, snapshot: MappingSnapshot,
             continue
         template = registration or OrgRegistration()
         environment = account.tags.get(template.environment_tag) if template.environment_tag else None
-        spec = AccountSpec(
-            id=account.id, alias=_alias(account.name, taken), partition=partition, federation=template.federation,
-            default_region=template.default_region, environment=(environment or None) and environment[:64],
-            description=f"registered from AWS Organizations ({via}): {account.name}"[:1024],
-            roles=list(template.roles),
-        )
+        try:
+            spec = AccountSpec(
+                id=account.id, alias=_alias(account.name, taken), partition=partition, federation=template.federation,
+                default_region=template.default_region, environment=(environment or None) and environment[:64],
+                description=f"registered from AWS Organizations ({via}): {account.name}"[:1024],
+                roles=list(template.roles),
+            )
+        except ValidationError as exc:
+            plan.invalid[account.id] = "; ".join(f"[{e['type']}] {e['msg']}" for e in exc.errors())
+            continue
         plan.new.append(NewAccount(account, spec, via))
     plan.unlisted = sorted(set(snapshot.accounts) - listed)
     return plan

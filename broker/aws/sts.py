@@ -246,7 +246,8 @@ def translate(
                     f"with saml:aud = {recipient}")
         else:
             text = (f"{who} does not trust this broker as OIDC provider {issuer}: its trust policy must allow "
-                    f"sts:AssumeRoleWithWebIdentity (and sts:TagSession) for that provider with aud = {grant.audience}")
+                    f"sts:AssumeRoleWithWebIdentity, sts:TagSession and sts:SetSourceIdentity for that provider "
+                    f"with aud = {grant.audience}")
         return StsRoleNotTrusted(text, details=details)
     if code == "InvalidIdentityToken":
         if saml:

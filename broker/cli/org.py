@@ -37,7 +37,7 @@ class Discovery:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.plan.invalid
 
     def lines(self) -> list[str]:
         p = self.plan
@@ -50,6 +50,8 @@ class Discovery:
                 alias = f" as {new.spec.alias}" if new.spec.alias else ""
                 out.append(f"+ {new.account.id} {new.account.name}{alias}: {verb}, via {new.via}, "
                            f"roles {', '.join(r.name for r in new.spec.roles) or 'none'}")
+        out += [f"✘ {account}: the registration template cannot make it an account: {why}"
+                for account, why in p.invalid.items()]
         out += [f"! {a.id} {a.name}: {a.status.lower()} in the organization, still in the mapping" for a in p.inactive]
         out += [f"- {a.id} {a.name}: under none of organizations.registration.ous" for a in p.out_of_scope]
         out += [f"? {account}: in the mapping, not listed by the organization" for account in p.unlisted]
@@ -89,7 +91,7 @@ def org_discover(config: Config, *, apply: bool, actor: str) -> Discovery:
 
 def _details(result: Discovery) -> dict[str, Any]:
     p = result.plan
-    return {"registered": result.registered, "failed": result.failed,
+    return {"registered": result.registered, "failed": {**p.invalid, **result.failed},
             "via": {n.account.id: n.via for n in p.new if n.account.id in result.registered},
             "inactive": [a.id for a in p.inactive], "unlisted": p.unlisted,
             "out_of_scope": [a.id for a in p.out_of_scope]}

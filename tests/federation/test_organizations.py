@@ -20,7 +20,7 @@ from broker.cli.server import app as cli
 from broker.config import DatabaseConfig, load_config
 from broker.db.session import make_engine
 from broker.db.store import SqlMappingStore
-from broker.errors import NotFound
+from broker.errors import ConfigError, NotFound
 
 MANAGEMENT = "999999999999"
 _MANAGEMENT_IDS = itertools.count(761000000001)
@@ -176,3 +176,14 @@ def test_without_the_section_or_the_registration_it_says_what_is_missing(tmp_pat
     bare.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{tmp_path / 'b.db'}"}}))
     result = CliRunner().invoke(cli, ["org", "discover", "--config", str(bare)])
     assert result.exit_code == 2 and "no organizations: section" in result.output
+
+
+def test_a_registration_template_naming_a_customer_policy_is_refused_when_the_config_loads(tmp_path: Path) -> None:
+    """A customer managed policy belongs to one account: no template can give it to every account."""
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({"organizations": {"management_account": MANAGEMENT, "registration": {
+        "roles": [{"name": "Ops", "managed_policy_arns": ["arn:aws:iam::123456789012:policy/ops"]}]}}}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    (problem,) = caught.value.problems
+    assert "registration.roles.0.managed_policy_arns.0: a customer managed policy belongs to one account" in problem
