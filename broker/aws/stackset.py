@@ -32,8 +32,15 @@ from broker.aws.cloudformation import (
     _retained,
 )
 from broker.aws.trust import AccountTrust, OidcProvider, SamlProvider
+from broker.errors import InvalidInput
 
 MAPPING = "Accounts"
+MAX_ACCOUNTS = 200
+"""CloudFormation quotas: at most 200 keys in a mapping level, and 200 attributes per key."""
+MAX_ROLES = (200 - 1) // 5
+"""An account's attributes: its Audience, and five per role name of the group."""
+TEMPLATE_BODY_LIMIT = 51_200
+"""Bytes ``--template-body`` takes; a larger template goes through S3 (``--template-url``, 1 MB)."""
 _NONE = "none"
 """A mapping value cannot be an empty list: a role without managed policies holds this (unused)."""
 
@@ -51,10 +58,17 @@ def group_name(trust: AccountTrust) -> str:
 
 
 def groups(trusts: Iterable[AccountTrust]) -> dict[str, list[AccountTrust]]:
+    """The accounts by template: one per provider, numbered parts of at most ``MAX_ACCOUNTS``
+    accounts when more share it (CloudFormation's limit of keys in one mapping level)."""
     found: dict[str, list[AccountTrust]] = {}
     for trust in trusts:
         found.setdefault(group_name(trust), []).append(trust)
-    return found
+    parts: dict[str, list[AccountTrust]] = {}
+    for name, group in found.items():
+        chunks = [group[i:i + MAX_ACCOUNTS] for i in range(0, len(group), MAX_ACCOUNTS)]
+        for n, chunk in enumerate(chunks, 1):
+            parts[name if len(chunks) == 1 else f"{name}-{n}"] = chunk
+    return parts
 
 
 def _in_map(attribute: str) -> dict[str, Any]:
@@ -88,6 +102,11 @@ def template(trusts: Sequence[AccountTrust]) -> dict[str, Any]:
             if each.name.lower() not in logical:
                 logical[each.name.lower()] = _logical_id(each.name, taken)
                 names[each.name.lower()] = each.name
+    if len(logical) > MAX_ROLES or len(trusts) > MAX_ACCOUNTS:
+        raise InvalidInput(
+            f"a StackSet template holds at most {MAX_ROLES} role names and {MAX_ACCOUNTS} accounts (CloudFormation's "
+            f"mapping quotas); these {len(trusts)} accounts declare {len(logical)}: give --account to split them, "
+            "or use the per-account templates (without --stackset)")
     mappings: dict[str, dict[str, Any]] = {}
     for trust in trusts:
         values: dict[str, Any] = {"Audience": _audience(trust)}
@@ -97,7 +116,7 @@ def template(trusts: Sequence[AccountTrust]) -> dict[str, Any]:
             arns = list(role.managed_policy_arns) if role is not None else []
             values[lid] = "true" if role is not None else "false"
             values[f"{lid}Path"] = role.path if role is not None else "/"
-            values[f"{lid}MaxSession"] = str(role.max_session_duration if role is not None else 3600)
+            values[f"{lid}MaxSession"] = role.max_session_duration if role is not None else 3600
             values[f"{lid}HasPolicies"] = "true" if arns else "false"
             values[f"{lid}Policies"] = arns or [_NONE]
         mappings[trust.account_id] = values

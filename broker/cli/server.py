@@ -280,6 +280,7 @@ def aws_setup(
 ) -> None:
     """Generate each account's IAM provider and role trust policies from the mapping, as CloudFormation or Terraform."""
     from broker.aws.setup_output import single, stackset_files
+    from broker.aws.stackset import TEMPLATE_BODY_LIMIT
     from broker.cli.aws_setup import aws_setup as run_setup
     from broker.cli.aws_setup import write
 
@@ -297,12 +298,20 @@ def aws_setup(
     if stackset and format != "cloudformation":
         typer.echo("--stackset is for --format cloudformation (a Terraform module serves every account already)", err=True)
         raise typer.Exit(2)
+    try:
+        files = stackset_files(setup.accounts) if stackset else {}
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    for name, text in files.items():
+        if len(text.encode()) > TEMPLATE_BODY_LIMIT:
+            typer.echo(f"note: {name} is {len(text.encode())} bytes, over the {TEMPLATE_BODY_LIMIT} of --template-body: "
+                       "upload it to S3 and give --template-url", err=True)
     if out is not None:
         for path in write(setup, out, format, stackset=stackset):
             typer.echo(f"wrote {path}", err=True)
         return
     if stackset:
-        files = stackset_files(setup.accounts)
         if len(files) != 1:
             typer.echo(f"the accounts need {len(files)} StackSet templates (one per provider): give --out DIR", err=True)
             raise typer.Exit(2)

@@ -18,6 +18,7 @@ from broker.aws import stackset
 from broker.aws.cloudformation import PROVIDER_EXISTS, PROVIDER_ID
 from broker.aws.trust import AccountTrust, BrokerSide, account_trust
 from broker.cli.server import app as cli
+from broker.errors import InvalidInput
 from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing
 from tests.federation.conftest import TWO_ACCOUNTS_MAPPING, KeyFilesOnDisk, MotoAccounts, make_idp
@@ -103,6 +104,12 @@ def test_each_account_gets_the_trust_its_own_template_would_give(
             assert role.policy["Statement"][0]["Principal"] == {"Federated": provider_arn}
         assert sorted(r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("Ss")) == \
             sorted(r.name for r in trust.roles)  # B declares no SsRead: it has none
+    # moto's CloudFormation ignores ManagedPolicyArns on roles: the per-account value is checked in the template
+    _, body = deployed
+    admin = next(k for k, r in body["Resources"].items() if r.get("Properties", {}).get("RoleName") == "SsAdmin")
+    mapping = body["Mappings"][stackset.MAPPING]
+    assert (mapping[A][f"{admin}HasPolicies"], mapping[A][f"{admin}Policies"]) == ("true", [POLICY])
+    assert mapping[B][f"{admin}HasPolicies"] == "false"  # B's SsAdmin names none: the property is left out there
     audiences = {a: t.roles[0].policy["Statement"][0]["Condition"]["StringEquals"]["SAML:aud"]
                  for a, t in trusts.items()}
     assert audiences[A] != audiences[B] and "https://us-east-2.signin.aws.amazon.com/saml" in audiences[B]
@@ -142,3 +149,27 @@ def test_the_command_writes_one_template_per_provider(tmp_path: Any, key_files: 
     assert one.exit_code == 0 and json.loads(one.stdout)["Mappings"] == saml["Mappings"]
     terraform = CliRunner().invoke(cli, ["aws-setup", "--config", str(config), "--stackset", "--format", "terraform"])
     assert terraform.exit_code == 2 and "--format cloudformation" in terraform.output
+
+
+def _many(keyring: KeyRing, accounts: int, roles: int) -> list[AccountTrust]:
+    ids = [f"{732000000000 + n:012d}" for n in range(accounts)]
+    snapshot = MappingSnapshot.build(
+        [AccountRecord(i, None, "aws", "us-east-1", None, "saml", "broker", None) for i in ids],
+        [RoleRecord(i, f"Role{r}", "/", 3600) for i in ids for r in range(roles)], [])
+    broker = BrokerSide(issuer="https://broker.example.com", saml_metadata=make_idp(keyring).metadata().decode())
+    return [account_trust(snapshot, i, broker) for i in ids]
+
+
+def test_more_accounts_than_one_mapping_holds_are_split_into_numbered_templates(keyring: KeyRing) -> None:
+    """CloudFormation takes at most 200 keys in a mapping level."""
+    grouped = stackset.groups(_many(keyring, stackset.MAX_ACCOUNTS + 1, 1))
+    assert {name: len(trusts) for name, trusts in grouped.items()} == {"saml-broker-1": 200, "saml-broker-2": 1}
+    assert len(stackset.template(grouped["saml-broker-1"])["Mappings"][stackset.MAPPING]) == 200
+
+
+def test_more_role_names_than_an_account_key_can_hold_is_a_clear_error(keyring: KeyRing) -> None:
+    trusts = _many(keyring, 1, stackset.MAX_ROLES + 1)
+    with pytest.raises(InvalidInput, match=f"at most {stackset.MAX_ROLES} role names"):
+        stackset.template(trusts)
+    assert len(stackset.template(_many(keyring, 1, stackset.MAX_ROLES))["Mappings"][stackset.MAPPING]["732000000000"]) \
+        == 1 + 5 * stackset.MAX_ROLES <= 200
