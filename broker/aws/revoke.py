@@ -16,6 +16,8 @@ Pure: it builds and merges policy documents; ``broker.cli.revoke`` reads and wri
   immutable id, so a renamed account or a username typed in another case still matches.
 - The time is rounded up to the next whole second: a session issued in the second of the
   revocation is revoked too; one issued later is not.
+- A statement whose sessions have all expired (issued before T, T over 12 hours ago) is dropped
+  at the next merge, so revocations do not pile up on a role.
 - IAM limits a role's inline policies to 10,240 characters together (whitespace not counted):
   a merged document over that is refused here, before any call, with the way out (revoke the
   whole role).
@@ -28,7 +30,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.errors import RevocationTooLarge
@@ -39,6 +41,9 @@ POLICY_VERSION = "2012-10-17"
 ISSUE_TIME = "aws:TokenIssueTime"
 INLINE_POLICY_LIMIT = 10240
 """IAM quota: the aggregate size of a role's inline policies, whitespace not counted."""
+SESSION_LIFETIME = timedelta(seconds=43200)
+"""The longest an STS session lives (DurationSeconds at most 12 hours): a statement denying the
+sessions issued before T denies nothing once T is that long ago."""
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _WHOLE_ROLE_SID = "RevokeAllOlderSessions"
 
@@ -136,6 +141,8 @@ def merge(existing: Mapping[str, Any] | None, before: datetime,
         parsed = _parse(item)
         if parsed is None:
             kept.append(item)
+        elif parsed.before <= before - SESSION_LIFETIME:
+            continue  # every session it denies has expired by now: dropped, so the policy stays small
         elif parsed.match is None:
             whole = max(whole or parsed.before, parsed.before)
         else:

@@ -37,16 +37,13 @@ from broker.state.redis import RedisState
 from broker.web.sessions import SessionStore
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.usefixtures("credentials"), pytest.mark.redis]  # the state the broker shares
 
 DEV, PROD, MOTO_DEFAULT = "111111111111", "222222222222", "123456789012"
 ASSUME = "arn:aws:iam::{account}:role/BrokerRevoke"
 TRUST = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
 HASH = "$2b$12$LYTJyrgmep47mVJhwtcAcO.ecIPdoQL7e0WhfAYEEqMhfUJ05YdhO"
 ALICE_ID = "5b0e8a52-7c1d-4e3f-9a60-1f2e3d4c5b6a"
-
-
-pytestmark = pytest.mark.usefixtures("credentials")
 
 
 @pytest.fixture

@@ -81,3 +81,14 @@ def test_a_policy_over_iams_limit_is_refused_with_the_way_out() -> None:
 def test_statement_ids_are_iam_sids() -> None:
     for s in (statement(T), statement(T, ALICE.match()), statement(T, BOB.match())):
         assert s["Sid"].isalnum()
+
+
+def test_a_statement_whose_sessions_have_all_expired_is_dropped_at_the_next_merge() -> None:
+    """No session outlives 12 hours: revoking again a day later leaves only the new statement."""
+    old = merge(merge(None, T, ALICE.match()), T, BOB.match())
+    later = T + timedelta(hours=12)
+    kept = merge(old, T + timedelta(hours=11), ALICE.match())  # bob's sessions may still live: kept
+    assert len(kept["Statement"]) == 2
+    dropped = merge(old, later, ALICE.match())
+    assert [s["Condition"]["StringEquals"] for s in dropped["Statement"]] == [{"aws:SourceIdentity": "guid-alice"}]
+    assert dropped["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"] == "2026-12-03T03:30:00Z"
