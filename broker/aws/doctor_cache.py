@@ -5,7 +5,8 @@ The reports live in the shared state (``broker.state``: in-process, or Redis so 
 sees the same ones), under a key made of the account id and a digest of what the account should
 hold (the trust plan, the broker's certificates included): a mapping or key change is checked
 afresh at once, without waiting for the cached report to expire. A report saying IAM could not
-be read (``access.*``: throttled, unreachable, denied) is not kept: the next request asks again.
+be read (``access.*``: throttled, unreachable, denied) is kept ``ACCESS_RETRY_SECONDS`` at most:
+soon asked again, but a page polled while IAM throttles does not add to it.
 Two requests that miss at the same moment both ask IAM (at most once per account each).
 """
 
@@ -21,6 +22,9 @@ from broker.aws.doctor_report import account_json, account_report
 from broker.aws.iam_access import IamAccess
 from broker.aws.trust import AccountTrust, BrokerSide
 from broker.state import StateStore
+
+ACCESS_RETRY_SECONDS = 30
+"""The longest a report saying IAM could not be read is reused (never more than cache_seconds)."""
 
 
 class ReportCache:
@@ -40,9 +44,10 @@ class ReportCache:
         stored = self.state.get(self.key(trust))
         return account_report(json.loads(stored)) if stored is not None else None
 
-    def put(self, trust: AccountTrust, report: AccountReport) -> None:
-        if self.seconds:
-            self.state.set(self.key(trust), json.dumps(account_json(report)), ttl=self.seconds)
+    def put(self, trust: AccountTrust, report: AccountReport, *, seconds: int | None = None) -> None:
+        ttl = self.seconds if seconds is None else seconds
+        if ttl:
+            self.state.set(self.key(trust), json.dumps(account_json(report)), ttl=ttl)
 
 
 class DoctorOnDemand:
@@ -63,7 +68,7 @@ class DoctorOnDemand:
             else:
                 found[trust.account_id] = cached
         for trust, report in zip(missing, check_accounts(self.access, missing, self.broker, run_timeout=self.run_timeout), strict=True):
-            if not any(check.code.startswith("access.") for check in report.checks):
-                self.cache.put(trust, report)  # an account IAM could not be read in is asked again next time
+            failed = any(check.code.startswith("access.") for check in report.checks)
+            self.cache.put(trust, report, seconds=min(self.cache.seconds, ACCESS_RETRY_SECONDS) if failed else None)
             found[trust.account_id] = report
         return [found[t.account_id] for t in trusts]

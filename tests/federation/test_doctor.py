@@ -425,22 +425,25 @@ def test_encryption_settings_that_break_or_weaken_sign_in(mode: str | None, answ
 
 
 @pytest.mark.usefixtures("credentials")
-def test_a_report_that_iam_could_not_be_read_is_not_cached(moto_sts: str) -> None:
-    """The admin API's cache keeps a good report for cache_seconds, but not an access failure: the
-    next request asks again (a passing throttle or an outage must not show for minutes)."""
-    from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
+def test_a_report_that_iam_could_not_be_read_is_kept_only_briefly(moto_sts: str) -> None:
+    """The admin API's cache keeps a good report for cache_seconds, an access failure 30 s at most:
+    a passing throttle or outage does not show for minutes, and polling does not add to it."""
+    from broker.aws.doctor_cache import ACCESS_RETRY_SECONDS, DoctorOnDemand, ReportCache
     from broker.state.memory import MemoryState
 
     # no assume_role and moto's default account's credentials: account 740000000001 is out of reach
     access = IamAccess(IamAccessConfig(endpoint_url=moto_sts), session_name="broker-doctor")
     provider = SamlProvider(name="broker", arn="arn:aws:iam::740000000001:saml-provider/broker", metadata=METADATA)
     trust = AccountTrust(account_id="740000000001", alias=None, partition="aws", roles=(), provider=provider)
-    cache = ReportCache(MemoryState(), seconds=300)
+    now = [1000.0]
+    cache = ReportCache(MemoryState(clock=lambda: now[0]), seconds=300)
     doctor = DoctorOnDemand(access=access, broker=BrokerSide(issuer="https://b.example.com", saml_metadata=METADATA),
                             cache=cache)
     (report,) = doctor.reports([trust])
     assert [c.code for c in report.checks] == ["access.wrong_account"]
-    assert cache.get(trust) is None
+    assert cache.get(trust) is not None  # a poll right after is answered from the cache
+    now[0] += ACCESS_RETRY_SECONDS + 1
+    assert cache.get(trust) is None  # then IAM is asked again (a good report would stay 300 s)
 
 
 @pytest.mark.usefixtures("credentials")
