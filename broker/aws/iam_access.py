@@ -117,6 +117,7 @@ class IamAccess:
         self._own_account: str | None = None
         self._lock = threading.Lock()
         self._account_locks: dict[str, threading.Lock] = {}
+        self._identity_lock = threading.Lock()
 
     def role_arn(self, account_id: str, partition_name: str) -> str | None:
         template = self.config.assume_role
@@ -175,14 +176,15 @@ class IamAccess:
         return _Held(keys, expiration.astimezone(UTC) - _RENEW_BEFORE, {})
 
     def _check_own_account(self, account_id: str, partition_name: str) -> None:
-        if self._own_account is None:
-            try:
-                identity = self._create("sts", partition_name).get_caller_identity()
-            except (ClientError, BotoCoreError) as exc:
-                raise (access_problem(exc, account_id, "GetCallerIdentity")
-                       or AccessProblem("access.failed", account_id, f"GetCallerIdentity failed: {exc}",
-                                        "check the AWS credentials")) from exc
-            self._own_account = str(identity["Account"])
+        with self._identity_lock:  # asked once, however many accounts start together
+            if self._own_account is None:
+                try:
+                    identity = self._create("sts", partition_name).get_caller_identity()
+                except (ClientError, BotoCoreError) as exc:
+                    raise (access_problem(exc, account_id, "GetCallerIdentity")
+                           or AccessProblem("access.failed", account_id, f"GetCallerIdentity failed: {exc}",
+                                            "check the AWS credentials")) from exc
+                self._own_account = str(identity["Account"])
         if self._own_account != account_id:
             raise AccessProblem(
                 "access.wrong_account", account_id,
