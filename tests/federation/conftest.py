@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import yaml
 
 from broker.config import Config
 from broker.domain import GrantReason, Identity, RoleGrant
@@ -390,4 +391,20 @@ TWO_ACCOUNTS_MAPPING: dict[str, Any] = {
         {"group": "aws-admins", "account": "sandbox-prod", "role": "ReadOnly"},
     ],
 }
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, key_files: KeyFilesOnDisk) -> Path:
+    """A configuration file for the operator commands (aws-setup, doctor...): the public URL, a
+    SQLite database (not created: the commands never create it), key files on disk (current and
+    next), the real STS mode, and TWO_ACCOUNTS_MAPPING."""
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({
+        "server": {"public_url": "https://broker.example.com"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
+        "keys": key_files.section(with_next=True),
+        "sts": {"mode": "aws"},
+        "mapping": TWO_ACCOUNTS_MAPPING,
+    }))
+    return path
 

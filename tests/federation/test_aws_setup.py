@@ -27,8 +27,7 @@ from broker.mapping.model import RoleSpec
 from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord, RuleRecord
 from broker.minting.keys import KeyRing
 from tests.conftest import require_module
-from tests.federation.conftest import TWO_ACCOUNTS_MAPPING as MAPPING
-from tests.federation.conftest import KeyFilesOnDisk, make_idp
+from tests.federation.conftest import make_idp
 
 ROOT = Path(__file__).resolve().parents[2]
 METADATA = "<md:EntityDescriptor/>"
@@ -247,19 +246,6 @@ def test_role_logical_ids_stay_unique(keyring: KeyRing) -> None:
 
 
 # ---- the command ----
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, key_files: KeyFilesOnDisk) -> Path:
-    path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "server": {"public_url": "https://broker.example.com"},
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
-        "keys": key_files.section(with_next=True),
-        "sts": {"mode": "aws"},
-        "mapping": MAPPING,
-    }))
-    return path
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> Any:

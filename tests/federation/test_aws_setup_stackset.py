@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 from typer.testing import CliRunner
@@ -21,7 +20,7 @@ from broker.cli.server import app as cli
 from broker.errors import InvalidInput
 from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing
-from tests.federation.conftest import TWO_ACCOUNTS_MAPPING, KeyFilesOnDisk, MotoAccounts, make_idp
+from tests.federation.conftest import MotoAccounts, make_idp
 from tests.federation.test_aws_setup import _lint_errors
 
 A, B, OUTSIDE = "731000000001", "731000000002", "731000000003"
@@ -128,13 +127,9 @@ def test_an_account_the_mapping_does_not_cover_gets_no_trust(
     assert [r for r in moto_accounts.client("iam", OUTSIDE).list_roles()["Roles"] if r["RoleName"].startswith("Ss")] == []
 
 
-def test_the_command_writes_one_template_per_provider(tmp_path: Any, key_files: KeyFilesOnDisk) -> None:
+def test_the_command_writes_one_template_per_provider(tmp_path: Any, config_file: Any) -> None:
     """TWO_ACCOUNTS_MAPPING: a SAML account and a web-identity one: two StackSet templates."""
-    config = tmp_path / "broker.yaml"
-    config.write_text(yaml.safe_dump({"server": {"public_url": "https://broker.example.com"},
-                                      "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
-                                      "keys": key_files.section(), "sts": {"mode": "aws"},
-                                      "mapping": TWO_ACCOUNTS_MAPPING}))
+    config = config_file
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["aws-setup", "--config", str(config), "--stackset", "--out", str(out)])
     assert result.exit_code == 0, result.output

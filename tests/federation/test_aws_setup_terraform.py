@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from lxml import etree
 from typer.testing import CliRunner
 
@@ -27,7 +26,7 @@ from broker.aws.trust_check import check_role_trust
 from broker.cli.server import app as cli
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord
 from broker.minting.keys import KeyRing
-from tests.federation.conftest import TWO_ACCOUNTS_MAPPING, KeyFilesOnDisk, make_idp
+from tests.federation.conftest import TWO_ACCOUNTS_MAPPING, make_idp
 from tests.federation.hcl_values import Blocks, Ref, parse
 from tests.federation.test_aws_setup import BROKER, _snapshot
 
@@ -242,19 +241,6 @@ def test_the_module_applied_through_iam_gives_roles_that_trust_the_broker(moto_s
 
 
 # ---- the command ----
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, key_files: KeyFilesOnDisk) -> Path:
-    path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "server": {"public_url": "https://broker.example.com"},
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
-        "keys": key_files.section(with_next=True),
-        "sts": {"mode": "aws"},
-        "mapping": TWO_ACCOUNTS_MAPPING,
-    }))
-    return path
 
 
 def _run(*args: str) -> Any:

@@ -387,6 +387,17 @@ def test_aws_setup_of_an_account_without_the_opt_in_sets_no_mode(keyring: KeyRin
     assert "AssertionEncryptionMode" not in template(trust)["Resources"][PROVIDER_ID]["Properties"]
 
 
+def _command_config(tmp_path: Path, key_files: KeyFilesOnDisk, encryption: dict[str, Any]) -> Path:
+    """A configuration file for the operator commands, sandbox-dev opted in with ``encryption``."""
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump({
+        "server": {"public_url": "https://broker.example.com"},
+        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
+        "keys": key_files.section(with_next=False),
+        "mapping": _mapping(encryption),
+    }))
+    return path
+
 
 def test_the_aws_setup_command_reads_the_opt_in_from_the_config_file(
     tmp_path: Path, key_files: KeyFilesOnDisk, enc_key: EncryptionKey
@@ -395,13 +406,7 @@ def test_the_aws_setup_command_reads_the_opt_in_from_the_config_file(
 
     from broker.cli.server import app as cli
 
-    path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "server": {"public_url": "https://broker.example.com"},
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
-        "keys": key_files.section(with_next=False),
-        "mapping": _mapping({"provider_id": PROVIDER_ID_, "certificate_file": str(enc_key.cert_path)}),
-    }))
+    path = _command_config(tmp_path, key_files, {"provider_id": PROVIDER_ID_, "certificate_file": str(enc_key.cert_path)})
     result = CliRunner().invoke(cli, ["aws-setup", "--config", str(path), "--account", "sandbox-dev"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -434,13 +439,7 @@ def test_preview_assertion_names_the_provider_acs_and_the_encryption(
 ) -> None:
     from broker.cli.preview import preview
 
-    path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "server": {"public_url": "https://broker.example.com"},
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}"},
-        "keys": key_files.section(with_next=False),
-        "mapping": _mapping({"provider_id": PROVIDER_ID_, "certificate": enc_key.certificate}),
-    }))
+    path = _command_config(tmp_path, key_files, {"provider_id": PROVIDER_ID_, "certificate": enc_key.certificate})
     shown = preview(load_config(path, env={}), identity=ALICE, account="sandbox-dev", role="Admin")
     assert shown.summary["recipient"] == ACS
     assert str(shown.summary["assertion_encryption"]).startswith("required: the Assertion is encrypted")
