@@ -29,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from broker.aws.trust import AccountTrust, OidcProvider, RoleTrust, SamlProvider
+from broker.aws.trust import ROLE_DESCRIPTION, AccountTrust, OidcProvider, RoleTrust, SamlProvider
 
 PROVIDER_ID = "BrokerProvider"
 PROVIDER_EXISTS = "ProviderExists"
@@ -122,7 +122,7 @@ def template(trust: AccountTrust) -> dict[str, Any]:
                 "Path": role.path,
                 "MaxSessionDuration": role.max_session_duration,
                 "AssumeRolePolicyDocument": _template_policy(role, provider_arn),
-                "Description": "Assumed through the federation broker",
+                "Description": ROLE_DESCRIPTION,
                 **policies,
             },
             "Metadata": {"Broker": {"MappedBy": list(role.mapped_by)}},

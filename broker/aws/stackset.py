@@ -31,7 +31,7 @@ from broker.aws.cloudformation import (
     _provider_resource,
     _retained,
 )
-from broker.aws.trust import AccountTrust, OidcProvider, SamlProvider
+from broker.aws.trust import ROLE_DESCRIPTION, AccountTrust, OidcProvider, SamlProvider
 from broker.errors import InvalidInput
 
 MAPPING = "Accounts"
@@ -127,11 +127,13 @@ def template(trusts: Sequence[AccountTrust]) -> dict[str, Any]:
         resources[PROVIDER_ID]["Properties"]["ClientIdList"] = [_in_map("Audience")]
     outputs: dict[str, Any] = {"ProviderArn": {"Value": provider_arn}}
     sample = next((t.roles[0] for t in trusts if t.roles), None)
-    for lower, lid in logical.items():
-        assert sample is not None
+    policy: dict[str, Any] = {}
+    if sample is not None:  # every role's trust: the sample's, its audience read from the mapping
         ((key, _),) = sample.policy["Statement"][0]["Condition"]["StringEquals"].items()
         statement = {**sample.policy["Statement"][0], "Principal": {"Federated": provider_arn},
                      "Condition": {"StringEquals": {key: _in_map("Audience")}}}
+        policy = {**sample.policy, "Statement": [statement]}
+    for lower, lid in logical.items():
         conditions[f"Has{lid}"] = _is(lid)
         conditions[f"{lid}WithPolicies"] = {"Fn::And": [{"Condition": f"Has{lid}"}, _is(f"{lid}HasPolicies")]}
         resources[lid] = _retained({
@@ -141,8 +143,8 @@ def template(trusts: Sequence[AccountTrust]) -> dict[str, Any]:
                 "RoleName": names[lower],
                 "Path": _in_map(f"{lid}Path"),
                 "MaxSessionDuration": _in_map(f"{lid}MaxSession"),
-                "AssumeRolePolicyDocument": {**sample.policy, "Statement": [statement]},
-                "Description": "Assumed through the federation broker",
+                "AssumeRolePolicyDocument": policy,
+                "Description": ROLE_DESCRIPTION,
                 "ManagedPolicyArns": {"Fn::If": [f"{lid}WithPolicies", _in_map(f"{lid}Policies"),
                                                  {"Ref": "AWS::NoValue"}]},
             },

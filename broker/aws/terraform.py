@@ -31,12 +31,11 @@ from __future__ import annotations
 import re
 
 from broker.aws.hcl import Attribute, Block, Call, Expr, File, Value
-from broker.aws.trust import AccountTrust, OidcProvider, RoleTrust, SamlProvider
+from broker.aws.trust import ROLE_DESCRIPTION, AccountTrust, OidcProvider, RoleTrust, SamlProvider
 
 AWS_PROVIDER_VERSION = ">= 5.81"
 TERRAFORM_VERSION = ">= 1.3"
 PROVIDER_NAME = "broker"
-ROLE_DESCRIPTION = "Assumed through the federation broker"
 
 
 def _resource_name(role: str, taken: set[str]) -> str:

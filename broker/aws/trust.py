@@ -39,6 +39,8 @@ SAML_ACTIONS = ("sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdenti
 """TagSession: the broker sends session tags; SetSourceIdentity: it always sends SourceIdentity."""
 WEB_IDENTITY_ACTIONS = ("sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity")
 POLICY_VERSION = "2012-10-17"
+ROLE_DESCRIPTION = "Assumed through the federation broker"
+"""The Description every generated role gets (CloudFormation, StackSet and Terraform alike)."""
 
 
 def _provider_id(grant: RoleGrant) -> str | None:
