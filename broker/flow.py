@@ -49,7 +49,7 @@ from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
-from broker.minting.names import role_session_name
+from broker.minting.names import sts_names
 from broker.oauth.device import DeviceAuthorization, DeviceFlow, PendingDevice
 from broker.ratelimit import RateLimiter
 
@@ -341,7 +341,10 @@ class Flow:
         audience = grant.audience or partition(grant.partition).oidc_audience
         token = self.minting.oidc.id_token(identity=identity, audience=audience, now=now)
         return self.aws.sts.assume_with_web_identity(
-            grant=grant, token=token, session_name=role_session_name(identity.username), duration=duration
+            grant=grant,
+            token=token,
+            session_name=sts_names(username=identity.username, immutable_id=identity.id).role_session_name,
+            duration=duration,
         )
 
     def _decide(
@@ -375,13 +378,18 @@ class Flow:
         return result
 
     @staticmethod
-    def _describe(grant: RoleGrant, duration: int) -> dict[str, Any]:
+    def _describe(identity: Identity, grant: RoleGrant, duration: int) -> dict[str, Any]:
+        """An issuance's audit details, with the RoleSessionName and SourceIdentity sent to STS
+        (what CloudTrail records for the session: the README's correlation queries join on them)."""
+        names = sts_names(username=identity.username, immutable_id=identity.id)
         return {
             "account_id": grant.account_id,
             "role_arn": grant.role_arn,
             "federation_path": grant.federation_path,
             "granted_by": [r._asdict() for r in grant.reasons],
             "duration": duration,
+            "role_session_name": names.role_session_name,
+            "source_identity": names.source_identity,
         }
 
     # -- the decisions --
@@ -400,7 +408,7 @@ class Flow:
         def step(current: Identity, details: dict[str, Any]) -> Issued:
             grant = self._grant(self.grants_for(current.groups), account, role)
             seconds = clamp_duration(grant=grant, channel="cli", requested=duration)
-            details |= self._describe(grant, seconds)
+            details |= self._describe(current, grant, seconds)
             creds = self._assume(current, grant, seconds, self.clock())
             details["access_key_id"] = creds.access_key_id
             return Issued(creds, grant, seconds)
@@ -429,7 +437,7 @@ class Flow:
             if region is not None:
                 partition(grant.partition).check_console_region(region, account_region=grant.region)
             seconds = clamp_duration(grant=grant, channel="console", requested=duration)
-            details |= self._describe(grant, seconds)
+            details |= self._describe(current, grant, seconds)
             now = self.clock()
             creds = self._assume(current, grant, seconds, now)
             details["access_key_id"] = creds.access_key_id

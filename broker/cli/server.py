@@ -22,6 +22,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for the SAML IdP
 app.add_typer(keys_app, name="keys")
 org_app = typer.Typer(no_args_is_help=True, help="AWS Organizations: the accounts it lists, against the mapping.")
 app.add_typer(org_app, name="org")
+report_app = typer.Typer(no_args_is_help=True, help="Reports computed from the directory and the mapping.")
+app.add_typer(report_app, name="report")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
@@ -440,6 +442,31 @@ def org_discover(
     typer.echo("\n".join(result.lines()))
     if not result.ok:
         raise typer.Exit(1)
+
+
+@report_app.command("access")
+def report_access(
+    config: ConfigOpt = None,
+    account: Annotated[str | None, typer.Option("--account", "-a", help="12-digit account id or alias")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="role name or role ARN")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="rows whose membership path passes through it")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="username or immutable id")] = None,
+    format: Annotated[Literal["csv", "json"], typer.Option("--format", "-f", help="csv or json")] = "csv",
+) -> None:
+    """Who can assume each role, through which group (nested path), granted by which mapping row or
+    naming rule, on which channels, with the session cap; read from the directory now."""
+    from broker.cli.report import access_report
+    from broker.reports.access import ReportFilter
+
+    cfg = _load(config)
+    flt = ReportFilter(account=account, role=role, group=group, user=user)
+    try:
+        note = access_report(cfg, flt, format=format, write=lambda chunk: typer.echo(chunk, nl=False))
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2 if exc.status < 500 else 3) from None
+    if note:
+        typer.echo(f"note: {note}", err=True)
 
 
 def main() -> None:

@@ -14,6 +14,11 @@ Every connector returns the same frozen ``broker.domain.Identity``.
 - ``InspectConnector.inspect(username)`` → what ``broker check-directory`` prints.
 - ``AttributeLookupConnector.find_by(attribute, value)`` → the one usable account whose
   ``attribute`` equals ``value`` (directory enrichment of an upstream sign-in), or ``None``.
+- ``MembersConnector.membership(deadline=)`` → ``broker.connectors.membership.Membership``: every
+  group (its name) and every usable account with its direct groups, read in a few paged searches
+  before ``deadline`` (``time.monotonic()``); ``members_of(groups)`` on it gives the people in
+  those groups, nested included, each group with its path (the access report). Disabled, locked
+  or expired accounts are left out by the rules ``lookup`` applies.
 
 Upstream identity providers (the broker as SAML SP / OIDC RP) follow a redirect and come back:
 
@@ -37,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from broker.connectors.membership import Membership
 from broker.domain import Identity
 from broker.errors import InvalidCredentials
 
@@ -92,6 +98,11 @@ class InspectConnector(Connector, Protocol):
 @runtime_checkable
 class AttributeLookupConnector(Connector, Protocol):
     def find_by(self, attribute: str, value: str) -> Identity | None: ...
+
+
+@runtime_checkable
+class MembersConnector(Connector, Protocol):
+    def membership(self, *, deadline: float) -> Membership: ...
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from broker.connectors.config import AdDirectoryConfig, LdapDirectoryConfig
 from broker.connectors.group_cache import GroupCache
 from broker.connectors.ldap_escape import any_of, dn_value
 from broker.connectors.ldap_groups import resolver_for
+from broker.connectors.ldap_membership import read_membership
 from broker.connectors.ldap_pool import BindResult, Entry, LdapPool, Stats
+from broker.connectors.membership import Membership
 from broker.domain import Identity
 from broker.errors import DirectoryUnavailable, InvalidCredentials
 from broker.groups import display_name, match_key
@@ -255,6 +257,27 @@ class LdapConnector:
         identity = self._identity(entry, group_names(dns), login or username)
         return Inspection(
             identity, dn=entry.dn, group_dns=tuple(dns), notes=tuple(problems), usable=not problems
+        )
+
+    def membership(self, *, deadline: float) -> Membership:
+        """Every group and every usable account (``broker.connectors.ldap_membership``): two paged
+        searches, none started after ``deadline``. An account ``lookup`` would refuse (disabled,
+        locked, expired, outside the user filter) is not in it; one without an id is skipped."""
+
+        def person(entry: Entry) -> Identity | None:
+            if self._problems(entry) or not self._user_id(entry):
+                return None
+            return self._identity(entry, (), entry.first(self._us.username_attribute))
+
+        return read_membership(
+            self._pool,
+            groups=self._config.groups,
+            default_base=dc_suffix(self._us.base),
+            user_base=self._us.base,
+            user_filter=self._us.filter,
+            user_attributes=self._attributes,
+            person=person,
+            deadline=deadline,
         )
 
     def probe(self) -> None:

@@ -19,6 +19,7 @@ import math
 import queue
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -329,16 +330,26 @@ class LdapPool:
         attributes: list[str] | tuple[str, ...] = (NO_ATTRIBUTES,),
         scope: str = "subtree",
         size_limit: int = 0,
+        deadline: float | None = None,
     ) -> list[Entry]:
-        """Every entry (all pages) under ``base``; [] when the base does not exist or is a referral."""
+        """Every entry (all pages) under ``base``; [] when the base does not exist or is a referral.
+        With ``deadline`` (``time.monotonic()``), no page is asked for after it: DirectoryUnavailable
+        (a search of many pages then takes at most the deadline plus one ``timeout``)."""
         return self._run(
             self._service,
-            lambda c: self._search(c, base, search_filter, list(attributes), scope, size_limit),
+            lambda c: self._search(c, base, search_filter, list(attributes), scope, size_limit, deadline),
             "search",
         )
 
     def _search(
-        self, conn: ldap3.Connection, base: str, flt: str, attributes: list[str], scope: str, size_limit: int
+        self,
+        conn: ldap3.Connection,
+        base: str,
+        flt: str,
+        attributes: list[str],
+        scope: str,
+        size_limit: int,
+        deadline: float | None = None,
     ) -> list[Entry]:
         entries: list[Entry] = []
         cookie: Any = None
@@ -346,6 +357,9 @@ class LdapPool:
         # no paged-results control to encode and decode then.
         paged = scope != "base" and not 0 < size_limit <= self._config.page_size
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                log.warning("directory_search_out_of_time", base=base, entries=len(entries))
+                raise DirectoryUnavailable("the directory did not answer within the time allowed")
             self.stats.count("searches")
             conn.search(
                 base,

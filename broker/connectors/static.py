@@ -6,14 +6,18 @@ same scheme, so it costs what a wrong password costs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from broker.connectors.base import Inspection, LoginResult, blank_password
 from broker.connectors.config import StaticDirectoryConfig, StaticUser
+from broker.connectors.membership import Membership, Person
 from broker.domain import Identity
 from broker.errors import InvalidCredentials
+from broker.groups import display_name, match_key
 
 # Hashes of a random string nobody knows, at the libraries' default costs; used for unknown users.
 _DUMMY_BCRYPT = b"$2b$12$28a6RxqUBHGqeQuTQT6usuNQ7uRTcVocqlLaH74iaueWVzk9LaR6a"
@@ -109,6 +113,21 @@ class StaticConnector:
             return None
         notes = ("account disabled in the configuration",) if user.disabled else ()
         return Inspection(self._identity(user), dn=None, notes=notes, usable=not user.disabled)
+
+    def membership(self, *, deadline: float) -> Membership:
+        """Every enabled user and their declared groups (no nesting: a static user lists every
+        group). ``deadline`` is not needed: nothing leaves the process."""
+        names: dict[str, str] = {}
+        people = []
+        for user in self._users.values():
+            keys = []
+            for group in user.groups:
+                key = match_key(display_name(group))
+                names.setdefault(key, display_name(group))
+                keys.append(key)
+            if not user.disabled:
+                people.append(Person(replace(self._identity(user), groups=()), tuple(dict.fromkeys(keys))))
+        return Membership(names=names, people=people)
 
     def probe(self) -> None:
         return None

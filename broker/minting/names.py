@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from typing import NamedTuple
 
 ALLOWED = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 _DISALLOWED = re.compile(r"[^A-Za-z0-9_+=,.@-]+")
@@ -40,3 +41,18 @@ def source_identity(value: str) -> str:
     if fitted.lower().startswith("aws:"):  # unreachable while ':' is outside the set; kept as the rule
         fitted = _fit("id-" + value)
     return fitted
+
+
+class StsNames(NamedTuple):
+    """What the broker sends STS for one person, on both federation paths: the RoleSessionName
+    (SAML attribute ``RoleSessionName`` / AssumeRoleWithWebIdentity's parameter) and the
+    SourceIdentity (SAML attribute ``SourceIdentity`` / the ID token's source_identity claim).
+    CloudTrail records them as ``requestParameters.roleSessionName`` and ``sourceIdentity``."""
+
+    role_session_name: str
+    source_identity: str
+
+
+def sts_names(*, username: str, immutable_id: str) -> StsNames:
+    """The RoleSessionName (from the username) and SourceIdentity (from the immutable id) of a person."""
+    return StsNames(role_session_name(username), source_identity(immutable_id))

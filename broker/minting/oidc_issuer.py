@@ -22,7 +22,7 @@ from joserfc import jwt
 from broker.domain import Identity
 from broker.errors import InvalidInput
 from broker.minting.keys import KeyRing
-from broker.minting.names import source_identity
+from broker.minting.names import sts_names
 from broker.minting.tags import AWS_TAGS_CLAIM, SessionTags, TagPolicy
 
 MAX_LIFETIME = 300
@@ -78,7 +78,7 @@ class OidcIssuer:
             "nbf": iat,
             "exp": iat + int(self.lifetime.total_seconds()),
             "jti": secrets.token_urlsafe(16),
-            AWS_SOURCE_IDENTITY_CLAIM: source_identity(identity.id),
+            AWS_SOURCE_IDENTITY_CLAIM: sts_names(username=identity.username, immutable_id=identity.id).source_identity,
         }
         if tags.tags:
             claims[AWS_TAGS_CLAIM] = tags.claim()

@@ -26,7 +26,7 @@ from broker.aws.partitions import partition
 from broker.domain import Identity, RoleGrant
 from broker.errors import InvalidInput
 from broker.minting.keys import KeyRing
-from broker.minting.names import role_session_name, source_identity
+from broker.minting.names import sts_names
 from broker.minting.saml_encryption import AssertionEncrypter
 from broker.minting.tags import SessionTags, TagPolicy
 
@@ -177,8 +177,7 @@ class SamlIdp:
         destination = self.recipient(grants[0], region)
         tags = self.tags.tags_for(identity) if tags is None else tags
         roles = tuple(dict.fromkeys(f"{g.role_arn},{g.saml_provider_arn}" for g in grants))
-        session_name = role_session_name(identity.username)
-        source_id = source_identity(identity.id)
+        session_name, source_id = sts_names(username=identity.username, immutable_id=identity.id)
         not_after = now + self.lifetime
 
         response_id, assertion_id = _new_id(), _new_id()

@@ -1,0 +1,1 @@
+"""Reports computed from the directory and the mapping (the access report)."""
