@@ -22,8 +22,12 @@ EVIL = '=HYPERLINK("x"),ops'
 DIRECTORY = {
     "type": "static",
     "users": [
-        {"username": "alice", "password_hash": HASH, "email": "alice@example.org",
-         "groups": ["ops", "AWS-111122223333-ReadOnly"]},
+        {
+            "username": "alice",
+            "password_hash": HASH,
+            "email": "alice@example.org",
+            "groups": ["ops", "AWS-111122223333-ReadOnly"],
+        },
         {"username": "bob", "password_hash": HASH, "groups": ["dev"]},
         {"username": "carol", "password_hash": HASH, "groups": ["ops"], "disabled": True},
         {"username": "erin", "password_hash": HASH, "id": "erin-uuid-1", "groups": [EVIL]},
@@ -31,8 +35,11 @@ DIRECTORY = {
 }
 MAPPING = {
     "accounts": [
-        {"id": "111122223333", "alias": "prod", "roles": [
-            {"name": "Admin", "max_session_duration": 43200}, {"name": "ReadOnly"}]},
+        {
+            "id": "111122223333",
+            "alias": "prod",
+            "roles": [{"name": "Admin", "max_session_duration": 43200}, {"name": "ReadOnly"}],
+        },
         {"id": "444455556666", "alias": "dev", "roles": [{"name": "Admin"}]},
     ],
     "mappings": [
@@ -68,8 +75,12 @@ def test_every_person_role_and_reason(api):
         ("alice", "prod", "ReadOnly", "rule", "AWS-111122223333-ReadOnly"),
         ("erin", "dev", "Admin", "mapping", EVIL),
     }
-    mapping_ids = {m["group"]: str(m["id"]) for m in api.client.get(
-        "/api/v1/admin/mappings", headers={"Authorization": "Bearer test-admin-token-0123456789"}).json()["items"]}
+    mapping_ids = {
+        m["group"]: str(m["id"])
+        for m in api.client.get(
+            "/api/v1/admin/mappings", headers={"Authorization": "Bearer test-admin-token-0123456789"}
+        ).json()["items"]
+    }
     assert got[("alice", "prod", "Admin", "mapping", "ops")]["ref"] == mapping_ids["ops"]
     assert got[("alice", "prod", "ReadOnly", "rule", "AWS-111122223333-ReadOnly")]["ref"] == "adfs"
     admin = next(r for r in got.values() if r["role_name"] == "Admin" and r["username"] == "alice")
@@ -114,7 +125,9 @@ def test_csv_columns_quoting_and_formula_cells(api):
     assert tuple(table[0]) == COLUMNS
     by_user = {row[COLUMNS.index("username")]: dict(zip(COLUMNS, row, strict=True)) for row in table[1:]}
     erin = by_user["erin"]
-    assert erin["group"] == "'" + EVIL and erin["path"] == "'" + EVIL  # comma and quotes survive, formula defused
+    assert (
+        erin["group"] == "'" + EVIL and erin["path"] == "'" + EVIL
+    )  # comma and quotes survive, formula defused
     assert erin["console"] == "true" and erin["account_id"] == "444455556666"
     assert '"\'=HYPERLINK(""x""),ops"' in response.text  # RFC 4180: the cell quoted, its quotes doubled
 
@@ -126,8 +139,11 @@ def test_csv_cells():
 
 def test_admin_only(api):
     assert api.client.get("/api/v1/admin/reports/access").status_code == 401
-    bad = api.client.get("/api/v1/admin/reports/access", params={"format": "xml"},
-                         headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    bad = api.client.get(
+        "/api/v1/admin/reports/access",
+        params={"format": "xml"},
+        headers={"Authorization": "Bearer test-admin-token-0123456789"},
+    )
     assert bad.status_code == 422 and bad.json()["error"]["code"]
     assert api().status_code == 200  # still serving
 
@@ -137,7 +153,9 @@ def test_issuance_audit_carries_sts_names(api):
     from broker.domain import Identity, RoleGrant
     from broker.flow import Flow
 
-    grant = RoleGrant("111122223333", "prod", "aws", "us-east-1", None, "saml", "broker", None, "Admin", "/", 3600)
+    grant = RoleGrant(
+        "111122223333", "prod", "aws", "us-east-1", None, "saml", "broker", None, "Admin", "/", 3600
+    )
     details = Flow._describe(Identity(id="static:alice", username="alice"), grant, 900)
     names = sts_names(username="alice", immutable_id="static:alice")
     assert details["role_session_name"] == names.role_session_name
@@ -146,17 +164,23 @@ def test_issuance_audit_carries_sts_names(api):
 
 def test_cli(tmp_path):
     path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
-        "directory": DIRECTORY,
-        "mapping": MAPPING,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
+                "directory": DIRECTORY,
+                "mapping": MAPPING,
+            }
+        )
+    )
     runner = CliRunner()
     done = runner.invoke(cli, ["report", "access", "--config", str(path), "--account", "dev"])
     assert done.exit_code == 0, done.output
     table = list(csv.reader(io.StringIO(done.stdout)))
     assert tuple(table[0]) == COLUMNS and [r[COLUMNS.index("username")] for r in table[1:]] == ["erin"]
-    done = runner.invoke(cli, ["report", "access", "--config", str(path), "--user", "alice", "--format", "json"])
+    done = runner.invoke(
+        cli, ["report", "access", "--config", str(path), "--user", "alice", "--format", "json"]
+    )
     assert done.exit_code == 0, done.output
     body = json.loads(done.stdout)
     assert {r["role_name"] for r in body["rows"]} == {"Admin", "ReadOnly"}
