@@ -148,20 +148,6 @@ def test_admin_only(api):
     assert api().status_code == 200  # still serving
 
 
-def test_issuance_audit_carries_sts_names(api):
-    # The issuance audit event's details are built by Flow._describe: checked without AWS here.
-    from broker.domain import Identity, RoleGrant
-    from broker.flow import Flow
-
-    grant = RoleGrant(
-        "111122223333", "prod", "aws", "us-east-1", None, "saml", "broker", None, "Admin", "/", 3600
-    )
-    details = Flow._describe(Identity(id="static:alice", username="alice"), grant, 900)
-    names = sts_names(username="alice", immutable_id="static:alice")
-    assert details["role_session_name"] == names.role_session_name
-    assert details["source_identity"] == names.source_identity
-
-
 def test_cli(tmp_path):
     path = tmp_path / "broker.yaml"
     path.write_text(

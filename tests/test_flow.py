@@ -75,6 +75,8 @@ def test_credentials_on_the_saml_path(client, admin_headers):
     assert d["access_key_id"] == creds["AccessKeyId"] and d["duration"] == 43200
     assert d["groups"] == ["aws-admins", "developers"]
     assert d["granted_by"][0]["kind"] == "mapping" and d["granted_by"][0]["group"] == "aws-admins"
+    # what STS was sent, for CloudTrail correlation (the access report's columns too)
+    assert d["role_session_name"] == "alice" and d["source_identity"] == "a1b2c3d4-0000-4000-8000-000000000001"
     assert creds["SecretAccessKey"] not in json.dumps(event) and creds["SessionToken"] not in json.dumps(event)
 
 
@@ -87,6 +89,7 @@ def test_credentials_on_the_web_identity_path_clamped(client, admin_headers):
     assert r.status_code == 200, r.text
     (event,) = audit(client, admin_headers, action="issue.credentials")
     assert event["details"]["federation_path"] == "web_identity"
+    assert event["details"]["role_session_name"] == "bob" and event["details"]["source_identity"]
     assert event["details"]["duration"] == 3600  # the mapping's cap, below the role's 7200
     expires = datetime.fromisoformat(r.json()["Expiration"])
     assert 3000 < (expires - datetime.now(UTC)).total_seconds() <= 3600
