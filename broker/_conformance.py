@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         CallbackConnector,
         InspectConnector,
         LookupConnector,
+        MembersConnector,
         PasswordConnector,
         ProbeConnector,
         SAMLConnector,
@@ -58,16 +59,19 @@ if TYPE_CHECKING:
     _static_lookup: type[LookupConnector] = StaticConnector
     _static_find_by: type[AttributeLookupConnector] = StaticConnector
     _static_inspect: type[InspectConnector] = StaticConnector
+    _static_members: type[MembersConnector] = StaticConnector
     _static_probe: type[ProbeConnector] = StaticConnector
     _ldap_password: type[PasswordConnector] = LdapConnector
     _ldap_lookup: type[LookupConnector] = LdapConnector
     _ldap_find_by: type[AttributeLookupConnector] = LdapConnector
     _ldap_inspect: type[InspectConnector] = LdapConnector
+    _ldap_members: type[MembersConnector] = LdapConnector
     _ldap_probe: type[ProbeConnector] = LdapConnector
     _ad_password: type[PasswordConnector] = AdConnector
     _ad_lookup: type[LookupConnector] = AdConnector
     _ad_find_by: type[AttributeLookupConnector] = AdConnector
     _ad_inspect: type[InspectConnector] = AdConnector
+    _ad_members: type[MembersConnector] = AdConnector
     _ad_probe: type[ProbeConnector] = AdConnector
 
     # ---- upstream identity providers (the broker as SAML SP / OIDC RP) ----
