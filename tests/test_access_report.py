@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from broker.cli.server import app as cli
 from broker.minting.names import sts_names
 from broker.reports.access import COLUMNS, safe_cell
+from broker.web.admin_reports import AccessReport
 
 HASH = "$2b$12$LYTJyrgmep47mVJhwtcAcO.ecIPdoQL7e0WhfAYEEqMhfUJ05YdhO"
 EVIL = '=HYPERLINK("x"),ops'
@@ -65,6 +66,7 @@ def rows(response: Any) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["columns"] == list(COLUMNS) and body["count"] == len(body["rows"])
+    AccessReport.model_validate(body)  # the shape the OpenAPI document declares
     return body["rows"]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from broker.reports.access import ReportFilter, batched, csv_lines, json_chunks, membership_of, rows
 from broker.web.admin_schema import COMMON
@@ -17,14 +18,45 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
 Name = Annotated[str | None, Query(min_length=1, max_length=1024)]
 
 
+class AccessReportRow(BaseModel):
+    """One (person, role, reason); the README's access report section explains each column."""
+
+    account_id: str
+    account_alias: str
+    environment: str
+    role_name: str
+    role_arn: str
+    username: str
+    user_id: str
+    display_name: str
+    email: str
+    group: str
+    path: list[str]
+    kind: Literal["mapping", "rule"]
+    ref: str
+    via: str
+    console: bool
+    cli: bool
+    session_cap: int
+    role_session_name: str
+    source_identity: str
+
+
+class AccessReport(BaseModel):
+    columns: list[str]
+    rows: list[AccessReportRow]
+    count: int
+
+
 @router.get(
     "/reports/access",
     summary="Who can assume each role, through which group (nested path), granted by which mapping or rule",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "the report (text/csv, or application/json with ?format=json)",
-            "content": {"text/csv": {}, "application/json": {}},
+            "model": AccessReport,
+            "description": "the report (application/json, or text/csv with ?format=csv: the same columns)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
         }
     },
 )
