@@ -61,7 +61,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "insecure_no_tls": True,
                 "start_tls": False,
                 "bind_dn": SERVICE_DN,
-                "bind_password": args.service_password,
+                "bind_password": os.environ["BENCH_SERVICE_PASSWORD"],
                 "user_search": {"base": f"ou=people,{SUFFIX}"},
                 "groups": {"strategy": "member_of", "base": f"ou=groups,{SUFFIX}"},
             }
@@ -104,7 +104,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--service-password", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -146,14 +145,17 @@ def main() -> None:
                         "--measure",
                         "--url",
                         slapd.url,
-                        f"--service-password={slapd.service_password}",
                         "--database",
                         database,
                     ],
                     capture_output=True,
                     text=True,
                     check=False,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    env={
+                        **os.environ,
+                        "PYTHONPATH": str(ROOT),
+                        "BENCH_SERVICE_PASSWORD": slapd.service_password,
+                    },
                 )
                 if child.returncode != 0:
                     raise SystemExit(f"measuring run failed: {child.stderr[-3000:]}")

@@ -174,3 +174,10 @@ def test_cli(tmp_path):
     assert {r["role_name"] for r in body["rows"]} == {"Admin", "ReadOnly"}
     done = runner.invoke(cli, ["report", "access", "--config", str(path), "--group", "nothing-like-it"])
     assert done.exit_code == 0 and len(list(csv.reader(io.StringIO(done.stdout)))) == 1
+
+
+def test_without_a_directory_a_clear_error(app_factory, admin_headers):
+    client = app_factory(mapping=MAPPING)
+    r = client.get("/api/v1/admin/reports/access", headers=admin_headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+    assert "directory" in r.json()["error"]["message"]
