@@ -76,7 +76,8 @@ def test_credentials_on_the_saml_path(client, admin_headers):
     assert d["groups"] == ["aws-admins", "developers"]
     assert d["granted_by"][0]["kind"] == "mapping" and d["granted_by"][0]["group"] == "aws-admins"
     # what STS was sent, for CloudTrail correlation (the access report's columns too)
-    assert d["role_session_name"] == "alice" and d["source_identity"] == "a1b2c3d4-0000-4000-8000-000000000001"
+    assert d["role_session_name"] == "alice"
+    assert d["source_identity"] == "a1b2c3d4-0000-4000-8000-000000000001"
     assert creds["SecretAccessKey"] not in json.dumps(event) and creds["SessionToken"] not in json.dumps(event)
 
 

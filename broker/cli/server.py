@@ -447,9 +447,13 @@ def org_discover(
 @report_app.command("access")
 def report_access(
     config: ConfigOpt = None,
-    account: Annotated[str | None, typer.Option("--account", "-a", help="12-digit account id or alias")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-a", help="12-digit account id or alias")
+    ] = None,
     role: Annotated[str | None, typer.Option("--role", help="role name or role ARN")] = None,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="rows whose membership path passes through it")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", "-g", help="rows whose membership path passes through it")
+    ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="username or immutable id")] = None,
     format: Annotated[Literal["csv", "json"], typer.Option("--format", "-f", help="csv or json")] = "csv",
 ) -> None:

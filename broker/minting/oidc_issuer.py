@@ -78,7 +78,9 @@ class OidcIssuer:
             "nbf": iat,
             "exp": iat + int(self.lifetime.total_seconds()),
             "jti": secrets.token_urlsafe(16),
-            AWS_SOURCE_IDENTITY_CLAIM: sts_names(username=identity.username, immutable_id=identity.id).source_identity,
+            AWS_SOURCE_IDENTITY_CLAIM: sts_names(
+                username=identity.username, immutable_id=identity.id
+            ).source_identity,
         }
         if tags.tags:
             claims[AWS_TAGS_CLAIM] = tags.claim()
