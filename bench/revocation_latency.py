@@ -225,6 +225,7 @@ def summary(results: list[dict[str, Any]], *, ttl: int, interval: float) -> dict
         "failed_trials": [r for r in results if "error" in r],
         "stale_s": figures(stale),
         "stale_mean_s": round(statistics.fmean(stale), 3) if stale else None,
+        "stale_each_s": sorted(round(x, 3) for x in stale),
         "refused_after_s": figures(refused_after),
         "target_s": target,
         "held": bool(done)
