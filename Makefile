@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Debian packages the tests' real components need (see DESIGN.md "Real components in tests").
 APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium nginx
 
-.PHONY: run test test-deps install bench bench-issuance lint clean screenshots
+.PHONY: run test test-deps install bench bench-issuance bench-revocation lint clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench: install
 BENCH_ARGS ?=
 bench-issuance: install test-deps
 	$(BIN)/python bench/issuance.py $(BENCH_ARGS)
+
+# How long a removed group / a disabled account still gets credentials, per group-cache TTL (0, 5, 30 s;
+# slapd, moto, 2 workers; ~10 min); BENCH_ARGS=--quick for 4 trials each.
+bench-revocation: install test-deps
+	$(BIN)/python bench/revocation_latency.py $(BENCH_ARGS)
 
 # ruff, then mypy --strict over broker/ and clients/awsbroker/src (the [tool.mypy] settings of pyproject.toml)
 lint: install

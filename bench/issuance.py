@@ -43,8 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +51,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx
-import yaml
 
+from bench.live_broker import (
+    Database,
+    database,
+    ldap_broker_config,
+    migrate,
+    percentile,
+    serve,
+    start_moto,
+)
 from tests.directory.servers import (
     SERVICE_DN,
     SUFFIX,
@@ -65,7 +71,6 @@ from tests.directory.servers import (
     stop,
 )
 
-BIN = Path(sys.executable).parent
 PASSWORD = "bench-" + secrets.token_urlsafe(12)
 EVERYONE = "aws-deployers"
 SAML_ACCOUNT, WI_ACCOUNT = "111111111111", "222222222222"
@@ -95,105 +100,16 @@ def mapping_document(groups: int, mapped_groups: int) -> dict[str, Any]:
     return {"accounts": accounts, "mappings": mappings}
 
 
-@dataclass
-class Database:
-    url: str
-    kind: str
-    drop: Callable[[], None] = lambda: None
-
-
-def database(tmp: Path, postgres: str | None) -> Database:
-    if not postgres:
-        return Database(f"sqlite:///{tmp / 'broker.db'}", "sqlite")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(postgres)
-    name = f"broker_bench_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return Database(base.set(database=name).render_as_string(hide_password=False), "postgresql", drop)
-
-
-# moto_server (werkzeug's development server) closes the connection after every answer; AWS
-# STS keeps connections alive and botocore reuses them. So moto's STS app is served here by
-# uvicorn (WSGI interface, HTTP/1.1 keep-alive), as STS would be met; and directly, not through
-# moto's all-services dispatcher, which works out the service of every request anew (it lists
-# moto's modules on disk each time: a sixth of moto's CPU, on the cores the broker shares).
-_MOTO_KEEPALIVE = (
-    "import sys, uvicorn; from moto.moto_server.werkzeug_app import create_backend_app; "
-    "uvicorn.run(create_backend_app('sts'), host=sys.argv[1], port=int(sys.argv[2]), "
-    "interface='wsgi', log_level='warning', access_log=False)"
-)
-
-
-def start_moto(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = (tmp / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _MOTO_KEEPALIVE, "127.0.0.1", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/moto-api/", proc, tmp / "moto.log")
-    return proc, url
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 def broker_config(tmp: Path, *, slapd: Slapd, db: Database, moto: str, port: int, args: argparse.Namespace) -> Path:
-    from broker.minting.keys import generate_keypair
-
-    key, cert, _ = generate_keypair(tmp / "keys")
-    config = {
-        "server": {"public_url": "https://broker.bench.invalid", "host": "127.0.0.1", "port": port, "workers": args.workers,
-                   "cpu_affinity": not args.no_affinity},
-        "database": {"url": db.url},
-        "logging": {"level": "info", "format": "json", "access_log": True},
-        "api": {"password_login": True},
-        "directory": {
-            "type": "ldap",
-            "name": "bench-ldap",
-            "servers": [slapd.url],
-            "start_tls": False,
-            "insecure_no_tls": True,  # loopback; the floor's ldap3 connections are plain too
-            "bind_dn": SERVICE_DN,
-            "bind_password": slapd.service_password,
+    return ldap_broker_config(
+        tmp, slapd=slapd, db=db, moto=moto, port=port, workers=args.workers, cpu_affinity=not args.no_affinity,
+        mapping=mapping_document(args.groups, args.mapped_groups),
+        directory={  # plain loopback LDAP: the floor's ldap3 connections are plain too
             "user_search": {"base": f"ou=people,{SUFFIX}", "login_attributes": ["uid"],
                             **({"dn_template": f"uid={{username}},ou=people,{SUFFIX}"} if args.login == "bind" else {})},
             "groups": {"strategy": "member_of", "nested": args.nested, "base": f"ou=groups,{SUFFIX}"},
         },
-        "keys": {"current": {"key": str(key), "cert": str(cert)}},
-        "sts": {"mode": "aws", "endpoint_url": moto},
-        "mapping": mapping_document(args.groups, args.mapped_groups),
-    }
-    from broker.config import Config
-
-    if "rate_limits" in Config.model_fields:  # every client signs in from 127.0.0.1: lift the per-address cap
-        config["rate_limits"] = {"window_seconds": 10, "login_failures_per_address": 100000}
-    path = tmp / "broker.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    )
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -225,13 +141,6 @@ def tree_cpu(root: int) -> tuple[float, list[int]]:
 
 
 # ---------------------------------------------------------------- load
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class KeepAliveClient:
@@ -540,17 +449,9 @@ def main() -> None:
         db = database(tmp, None if args.sqlite else args.postgres)
         port = free_port()
         config = broker_config(tmp, slapd=slapd, db=db, moto=moto_url, port=port, args=args)
-        env = {**os.environ, "BROKER_CONFIG": str(config)}
-        subprocess.run([str(BIN / "broker"), "migrate", "--config", str(config)], env=env, check=True,
-                       capture_output=True)
-        log = tmp / "broker.log"
-        server = subprocess.Popen(
-            [str(BIN / "broker"), "serve", "--config", str(config), "--workers", str(args.workers)],
-            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        migrate(config)
+        server, base_url = serve(config, port=port, workers=args.workers, log=tmp / "broker.log")
         procs.append(server)
-        base_url = f"http://127.0.0.1:{port}"
-        wait_http(base_url + "/readyz", server, log)
 
         # The floor's connections are opened while the broker idles (~0.5 % of a core); then,
         # per path, load windows and floor blocks alternate, so a drift in this machine's speed

@@ -25,15 +25,16 @@ from tests.conftest import component_missing, require_program
 from tests.directory.conformance import Directory, DirectoryFixture
 from tests.directory.servers import (
     AD_DOMAIN_DN,
+    LDAP_ENABLED_ONLY,
     ROOT_DN,
     SERVICE_DN,
     SUFFIX,
     Pki,
     Samba,
     Slapd,
-    ldapmodify_file,
     make_pki,
     openldap_seed,
+    person_dn,
     program,
 )
 
@@ -109,25 +110,6 @@ def slapd(
         yield server
     finally:
         server.stop()
-
-
-def ldap_modify(slapd: Slapd, ldif: str) -> None:
-    """A change made by the directory's administrator (rootdn), as an operator would."""
-    path = slapd.root / f"mod-{secrets.token_hex(4)}.ldif"
-    path.write_text(ldif)
-    ldapmodify_file(slapd, path)
-
-
-def group_member(slapd: Slapd, change: str, group: str, member_dn: str) -> None:
-    """Add (``change="add"``) or remove (``"delete"``) a member of ou=groups, as an operator would."""
-    ldap_modify(
-        slapd,
-        f"dn: cn={group},ou=groups,{SUFFIX}\nchangetype: modify\n{change}: member\nmember: {member_dn}\n",
-    )
-
-
-def person_dn(uid: str) -> str:
-    return f"uid={uid},ou=people,{SUFFIX}"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -397,10 +379,6 @@ def _static_directory(request: pytest.FixtureRequest, connectors: Callable[..., 
             "outage": "the users and their hashes are in the configuration, in the process: no server to lose",
         },
     )
-
-
-# generic LDAP has no account-status attribute: a site leaves disabled accounts out of the user search
-LDAP_ENABLED_ONLY = "(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))"
 
 
 def slapd_entry_uuid(slapd: Slapd, dn: str) -> str:

@@ -463,6 +463,29 @@ def ldapmodify_file(slapd: Slapd, path: Path) -> None:
         raise RuntimeError(f"ldapmodify failed: {done.stderr[-2000:]}")
 
 
+def ldap_modify(slapd: Slapd, ldif: str) -> None:
+    """A change made by the directory's administrator (rootdn), as an operator would."""
+    path = slapd.root / f"mod-{secrets.token_hex(4)}.ldif"
+    path.write_text(ldif)
+    ldapmodify_file(slapd, path)
+
+
+def group_member(slapd: Slapd, change: str, group: str, member_dn: str) -> None:
+    """Add (``change="add"``) or remove (``"delete"``) a member of ou=groups, as an operator would."""
+    ldap_modify(
+        slapd,
+        f"dn: cn={group},ou=groups,{SUFFIX}\nchangetype: modify\n{change}: member\nmember: {member_dn}\n",
+    )
+
+
+def person_dn(uid: str) -> str:
+    return f"uid={uid},ou=people,{SUFFIX}"
+
+
+# generic LDAP has no account-status attribute: a site leaves disabled accounts out of the user search
+LDAP_ENABLED_ONLY = "(&(objectClass=inetOrgPerson)(!(employeeType=disabled)))"
+
+
 # ---------------------------------------------------------------- Samba AD
 
 

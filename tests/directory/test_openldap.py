@@ -17,8 +17,7 @@ import pytest
 from broker.domain import Identity
 from broker.errors import DirectoryUnavailable, InvalidCredentials, Unauthenticated
 from broker.state.memory import MemoryState
-from tests.directory.conftest import group_member, ldap_modify, person_dn
-from tests.directory.servers import BULK_USERS, HEAVY_GROUPS, SUFFIX
+from tests.directory.servers import BULK_USERS, HEAVY_GROUPS, SUFFIX, group_member, ldap_modify, person_dn
 
 pytestmark = pytest.mark.ldap
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
