@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker.audit import rfc3339
-from broker.db.models import Account, Mapping, NamingRule, Role
-from broker.db.rows import account_spec, mapping_spec, role_spec, rule_spec
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, Role
+from broker.db.rows import account_spec, mapping_spec, org_mapping_spec, role_spec, rule_spec
 
 View = dict[str, Any]
 
@@ -21,7 +21,7 @@ def dump(spec: BaseModel) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
-def meta(row: Account | Role | Mapping | NamingRule) -> dict[str, Any]:
+def meta(row: Account | Role | Mapping | NamingRule | OrgMapping) -> dict[str, Any]:
     return {"source": row.source, "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at)}
 
 
@@ -39,6 +39,10 @@ def role_view(role: Role) -> View:
 
 def mapping_view(m: Mapping) -> View:
     return {"id": m.id, **dump(mapping_spec(m)), **meta(m)}
+
+
+def org_mapping_view(m: OrgMapping) -> View:
+    return {"id": m.id, **dump(org_mapping_spec(m)), **meta(m)}
 
 
 def rule_view(r: NamingRule) -> View:

@@ -403,15 +403,16 @@ class AccountSelector(Strict):
         assert target.tag is not None
         return cls.model_construct(ou=None, tag={target.tag[0]: target.tag[1]})
 
+    @classmethod
+    def of_dump(cls, data: dict[str, object]) -> AccountSelector:
+        """The selector of its own JSON dump (a plan's or an audit event's; not re-validated)."""
+        ou, tag = data.get("ou"), data.get("tag")
+        return cls.model_construct(ou=ou if isinstance(ou, str) else None,
+                                   tag={str(k): str(v) for k, v in tag.items()} if isinstance(tag, dict) else None)
+
     @model_serializer(mode="wrap")
     def _only_set(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, object]:
         return {k: v for k, v in handler(self).items() if v is not None}
-
-
-def _without_unset_target(data: dict[str, object], *names: str) -> dict[str, object]:
-    """A dump without the target fields it does not use (a plain mapping has no ``accounts``
-    key, a targeted one no ``account``): the shapes of before targets existed stay as they were."""
-    return {k: v for k, v in data.items() if not (k in names and v is None)}
 
 
 class MappingSpec(GrantOptions):
@@ -432,10 +433,6 @@ class MappingSpec(GrantOptions):
                 "a mapping names exactly one of account: (an id or alias) or accounts: ({{ou: ...}} or {{tag: ...}})",
             )
         return self
-
-    @model_serializer(mode="wrap")
-    def _drop_unused_target(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, object]:
-        return _without_unset_target(handler(self), "account", "accounts")
 
 
 class RuleSpec(GrantOptions):
@@ -460,10 +457,6 @@ class RuleSpec(GrantOptions):
                 type(self).__name__, [InitErrorDetails(type=error, loc=("pattern",), input=self.pattern)]
             )
         return self
-
-    @model_serializer(mode="wrap")
-    def _drop_unused_target(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, object]:
-        return _without_unset_target(handler(self), "accounts")
 
 
 class MappingDocument(Strict):

@@ -51,6 +51,22 @@ class MappingRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OrgMappingRecord:
+    """A mapping with ``accounts:``: the role in every account its target holds."""
+
+    id: str
+    group: str
+    group_key: str
+    target: str
+    """``broker.mapping.org_targets.Target.key``."""
+    role_name: str
+    session_duration: int | None
+    console: bool
+    cli: bool
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
 class RuleRecord:
     name: str
     pattern: str
@@ -58,6 +74,8 @@ class RuleRecord:
     console: bool
     cli: bool
     source: Source
+    target: str | None = None
+    """The rule's ``accounts:`` target key; none: any registered account its pattern names."""
 
 
 def rules_matcher(rules: Iterable[RuleRecord]) -> RuleMatcher:
@@ -75,6 +93,10 @@ class MappingSnapshot:
     aliases: dict[str, str] = field(default_factory=dict)
     matcher: RuleMatcher | None = None
     """The rules' patterns in RE2 (``broker.mapping.patterns``), in the order of ``rules``."""
+    org_mappings_by_group: dict[str, tuple[OrgMappingRecord, ...]] = field(default_factory=dict)
+    targeted: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Target key → the registered accounts discovery placed under it (of the targets this
+    snapshot's org mappings and rules name; a full snapshot: every target)."""
 
     @classmethod
     def build(
@@ -83,12 +105,21 @@ class MappingSnapshot:
         roles: Iterable[RoleRecord],
         mappings: Iterable[MappingRecord],
         rules: Iterable[RuleRecord] = (),
+        org_mappings: Iterable[OrgMappingRecord] = (),
+        placement_targets: Iterable[tuple[str, str]] = (),
     ) -> MappingSnapshot:
+        """``placement_targets``: (account id, target key) for each target an account is under."""
         accs = {a.id: a for a in accounts}
         rules = tuple(rules)
         by_group: dict[str, list[MappingRecord]] = {}
         for m in mappings:
             by_group.setdefault(m.group_key, []).append(m)
+        org_by_group: dict[str, list[OrgMappingRecord]] = {}
+        for om in org_mappings:
+            org_by_group.setdefault(om.group_key, []).append(om)
+        targeted: dict[str, set[str]] = {}
+        for account_id, target in placement_targets:
+            targeted.setdefault(target, set()).add(account_id)
         return cls(
             accounts=accs,
             roles={(r.account_id, r.name.lower()): r for r in roles},
@@ -96,6 +127,8 @@ class MappingSnapshot:
             rules=rules,
             aliases={a.alias.lower(): a.id for a in accs.values() if a.alias},
             matcher=rules_matcher(rules),
+            org_mappings_by_group={k: tuple(v) for k, v in org_by_group.items()},
+            targeted={k: frozenset(v) for k, v in targeted.items()},
         )
 
     def account(self, ref: str) -> AccountRecord | None:
@@ -105,6 +138,10 @@ class MappingSnapshot:
             acc_id = self.aliases.get(ref.lower())
             acc = self.accounts.get(acc_id) if acc_id else None
         return acc
+
+    def selected(self, target: str) -> list[AccountRecord]:
+        """The registered accounts discovery placed under ``target``, by id."""
+        return [self.accounts[a] for a in sorted(self.targeted.get(target, ())) if a in self.accounts]
 
     def role(self, account_id: str, name: str) -> RoleRecord | None:
         return self.roles.get((account_id, name.lower()))

@@ -11,7 +11,7 @@ from broker.audit import AuditContext
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
 from broker.mapping.snapshot import MappingSnapshot
 
-Kind = Literal["accounts", "roles", "mappings", "rules"]
+Kind = Literal["accounts", "roles", "mappings", "rules", "org_mappings"]
 """The mapping's kinds of object, in dependency order (a document's lists, a plan's parts)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
@@ -39,6 +39,8 @@ class ImportPlan:
     roles: KindPlan = field(default_factory=KindPlan)
     mappings: KindPlan = field(default_factory=KindPlan)
     rules: KindPlan = field(default_factory=KindPlan)
+    org_mappings: KindPlan = field(default_factory=KindPlan)
+    """Mappings with ``accounts:`` (an OU or a tag), their own objects (``/org-mappings``)."""
     conflicts: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     """Config sync only: what the sync left as it is and why (objects the API owns that the file
@@ -46,7 +48,8 @@ class ImportPlan:
     applied: bool = False
 
     def kinds(self) -> dict[Kind, KindPlan]:
-        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules,
+                "org_mappings": self.org_mappings}
 
     @property
     def changes(self) -> int:
