@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker.audit import rfc3339
-from broker.db.models import Account, Mapping, NamingRule, OrgMapping, Role
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, OrgPlacement, Role
 from broker.db.rows import account_spec, mapping_spec, org_mapping_spec, role_spec, rule_spec
 
 View = dict[str, Any]
@@ -47,3 +47,8 @@ def org_mapping_view(m: OrgMapping) -> View:
 
 def rule_view(r: NamingRule) -> View:
     return dump(rule_spec(r)) | meta(r)
+
+
+def placement_view(p: OrgPlacement) -> View:
+    return {"account": p.account_id, "ou_id": p.ou_id, "ou_path": list(p.ou_path), "tags": dict(p.tags),
+            "discovered_at": rfc3339(p.discovered_at)}
