@@ -217,3 +217,23 @@ def test_admin_api_org_mappings(app_factory: Any, admin_headers: dict[str, str])
     assert {"group": "ops", "accounts": {"tag": {"team": "shop"}}, "role": "Dev"}.items() <= next(
         m for m in exported["mappings"] if m["group"] == "ops").items()
     assert call("get", "/org-placements").json() == []
+
+
+def test_aws_setup_and_revoke_see_the_roles_org_mappings_grant(store: Any) -> None:
+    """aws-setup's trust plan (doctor checks the same) and revoke's targets list a role an OU
+    mapping grants in an account, even one the account does not declare."""
+    from broker.aws.trust import BrokerSide, account_trust
+    from broker.cli.revoke_targets import _account_targets
+
+    _seed(store)
+    store.create_org_mapping(MappingSpec(group="platform", accounts={"ou": PROD}, role="Admin"), CTX)
+    store.record_placements([Placement(A, (ROOT, PROD), {}), Placement(C, (ROOT, DEV), {})])
+    snapshot = store.full_snapshot()
+    broker = BrokerSide(issuer="https://broker.example.com", saml_metadata="<md/>")
+    trust = account_trust(snapshot, A, broker)
+    roles = {r.name: r for r in trust.roles}
+    assert set(roles) == {"Admin", "ReadOnly"} and roles["Admin"].mapped_by == ("platform",)
+    assert roles["Admin"].max_session_duration == 3600
+    assert [r.name for r in account_trust(snapshot, C, broker).roles] == []  # not under the OU
+    assert [t.role_arn for t in _account_targets(snapshot, A)] == [f"arn:aws:iam::{A}:role/Admin",
+                                                                    f"arn:aws:iam::{A}:role/ReadOnly"]

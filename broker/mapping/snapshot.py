@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from broker.aws.partitions import PartitionName
 from broker.domain import FederationPath, SamlEncryption, Source
+from broker.mapping.model import AWS_DEFAULT_MAX_SESSION
 from broker.mapping.patterns import RuleMatcher, rule_matcher
 
 
@@ -142,6 +143,32 @@ class MappingSnapshot:
     def selected(self, target: str) -> list[AccountRecord]:
         """The registered accounts discovery placed under ``target``, by id."""
         return [self.accounts[a] for a in sorted(self.targeted.get(target, ())) if a in self.accounts]
+
+    def account_roles(self, account_id: str) -> list[RoleRecord]:
+        """Every mapped role of an account, by name: those it declares, and those an org mapping
+        (``accounts:``) grants there without the account declaring them (AWS's default maximum
+        session, as resolution gives them). What aws-setup, doctor and revoke enumerate."""
+        roles = {k: r for (a, k), r in self.roles.items() if a == account_id}
+        for _, role_name in self._org_roles(account_id):
+            roles.setdefault(role_name.lower(), RoleRecord(account_id, role_name, "/", AWS_DEFAULT_MAX_SESSION))
+        return sorted(roles.values(), key=lambda r: r.name.lower())
+
+    def mapped_groups(self, account_id: str) -> dict[str, list[str]]:
+        """Role name (lower case) → the groups whose mappings name it in this account, named or
+        through an OU or a tag."""
+        mapped: dict[str, list[str]] = {}
+        for mappings in self.mappings_by_group.values():
+            for m in mappings:
+                if m.account_id == account_id:
+                    mapped.setdefault(m.role_name.lower(), []).append(m.group)
+        for group, role_name in self._org_roles(account_id):
+            mapped.setdefault(role_name.lower(), []).append(group)
+        return mapped
+
+    def _org_roles(self, account_id: str) -> list[tuple[str, str]]:
+        """(group, role name) of the org mappings whose target holds the account."""
+        return [(om.group, om.role_name) for oms in self.org_mappings_by_group.values() for om in oms
+                if account_id in self.targeted.get(om.target, ())]
 
     def role(self, account_id: str, name: str) -> RoleRecord | None:
         return self.roles.get((account_id, name.lower()))
