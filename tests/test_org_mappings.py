@@ -15,6 +15,7 @@ from broker.db.placements import Placement
 from broker.mapping.grants import grants_for
 from broker.mapping.model import MappingDocument, MappingSpec, RuleSpec
 from broker.mapping.org_targets import placement_targets
+from broker.mapping.plan_text import render
 from broker.mapping.rules import resolve
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, OrgMappingRecord, RoleRecord, RuleRecord
 
@@ -27,9 +28,14 @@ def _acc(account_id: str) -> AccountRecord:
     return AccountRecord(account_id, None, "aws", "us-east-1", None, "saml", "broker", None)
 
 
-def _snapshot(*, org: tuple[OrgMappingRecord, ...] = (), rules: tuple[RuleRecord, ...] = ()) -> MappingSnapshot:
-    placed = {A: ((ROOT, PROD), {"env": "prod"}), B: ((ROOT, PROD, PROD_EU), {"env": "Prod"}),
-              C: ((ROOT, DEV), {"Env": "prod"})}
+def _snapshot(
+    *, org: tuple[OrgMappingRecord, ...] = (), rules: tuple[RuleRecord, ...] = ()
+) -> MappingSnapshot:
+    placed = {
+        A: ((ROOT, PROD), {"env": "prod"}),
+        B: ((ROOT, PROD, PROD_EU), {"env": "Prod"}),
+        C: ((ROOT, DEV), {"Env": "prod"}),
+    }
     pairs = [(acc, t) for acc, (path, tags) in placed.items() for t in placement_targets(path, tags)]
     roles = [RoleRecord(A, "Admin", "/ops/", 7200)]
     return MappingSnapshot.build([_acc(A), _acc(B), _acc(C)], roles, [], rules, org, pairs)
@@ -51,7 +57,12 @@ def test_an_ou_mapping_reaches_the_accounts_of_the_ou_and_of_its_child_ous() -> 
     assert by_account[A].role_path == "/ops/" and by_account[A].role_max_session == 7200  # declared in A
     assert by_account[B].role_max_session == 3600  # undeclared in B: AWS's default maximum
     (reason,) = by_account[B].reasons
-    assert (reason.kind, reason.ref, reason.via, reason.group) == ("mapping", "org-7", f"OU {PROD}", "Platform")
+    assert (reason.kind, reason.ref, reason.via, reason.group) == (
+        "mapping",
+        "org-7",
+        f"OU {PROD}",
+        "Platform",
+    )
     assert by_account[B].to_dict()["reasons"][0]["via"] == f"OU {PROD}"
 
 
@@ -71,16 +82,30 @@ def test_a_tag_mapping_needs_the_exact_key_and_value() -> None:
 def test_a_named_reason_keeps_the_shape_it_had() -> None:
     from broker.mapping.snapshot import MappingRecord
 
-    snap = MappingSnapshot.build([_acc(A)], [RoleRecord(A, "Admin", "/", 3600)],
-                                 [MappingRecord("1", "ops", "ops", A, "Admin", None, True, True, "api")])
+    snap = MappingSnapshot.build(
+        [_acc(A)],
+        [RoleRecord(A, "Admin", "/", 3600)],
+        [MappingRecord("1", "ops", "ops", A, "Admin", None, True, True, "api")],
+    )
     (grant,) = resolve(["ops"], snap).grants
-    assert grant.to_dict()["reasons"] == [{"kind": "mapping", "ref": "1", "group": "ops", "console": True,
-                                           "cli": True, "session_duration": None, "source": "api"}]
+    assert grant.to_dict()["reasons"] == [
+        {
+            "kind": "mapping",
+            "ref": "1",
+            "group": "ops",
+            "console": True,
+            "cli": True,
+            "session_duration": None,
+            "source": "api",
+        }
+    ]
 
 
 def test_targeted_rules_grant_in_the_target_or_check_the_named_account_is_in_it() -> None:
     every = RuleRecord("prod", r"^prod-(?P<role>\w+)$", None, True, True, "api", _key({"ou": PROD}))
-    named = RuleRecord("adfs", r"^AWS-(?P<account>\d{12})-(?P<role>\w+)$", None, True, True, "api", _key({"ou": PROD}))
+    named = RuleRecord(
+        "adfs", r"^AWS-(?P<account>\d{12})-(?P<role>\w+)$", None, True, True, "api", _key({"ou": PROD})
+    )
     r = resolve(["prod-Deploy", f"AWS-{A}-Ops", f"AWS-{C}-Ops"], _snapshot(rules=(every, named)))
     assert {(g.account_id, g.role_name) for g in r.grants} == {(A, "Deploy"), (B, "Deploy"), (A, "Ops")}
     assert all(g.reasons[0].via == f"OU {PROD}" for g in r.grants)
@@ -88,20 +113,26 @@ def test_targeted_rules_grant_in_the_target_or_check_the_named_account_is_in_it(
     assert f"AWS-{C}-Ops" in r.unmatched
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"group": "g", "role": "Admin"}, "invalid_target"),
-    ({"group": "g", "account": "111122223333", "accounts": {"ou": PROD}, "role": "Admin"}, "invalid_target"),
-    ({"group": "g", "accounts": {}, "role": "Admin"}, "invalid_target"),
-    ({"group": "g", "accounts": {"ou": PROD, "tag": {"env": "prod"}}, "role": "Admin"}, "invalid_target"),
-    ({"group": "g", "accounts": {"ou": "ou-AB12-cdef3456"}, "role": "Admin"}, "invalid_ou_id"),
-    ({"group": "g", "accounts": {"ou": "ou-ab1-cdef3456"}, "role": "Admin"}, "invalid_ou_id"),
-    ({"group": "g", "accounts": {"ou": "r-"}, "role": "Admin"}, "invalid_ou_id"),
-    ({"group": "g", "accounts": {"tag": {}}, "role": "Admin"}, "invalid_tag"),
-    ({"group": "g", "accounts": {"tag": {" ": "x"}}, "role": "Admin"}, "invalid_tag"),
-    ({"group": "g", "accounts": {"tag": {"a": "1", "b": "2"}}, "role": "Admin"}, "invalid_tag"),
-    ({"group": "g", "accounts": {"tag": {"aws:createdBy": "x"}}, "role": "Admin"}, "invalid_tag"),
-    ({"group": "g", "accounts": {"ou": PROD}, "role": "AWSReservedSSO_Admin_1"}, "reserved_role"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"group": "g", "role": "Admin"}, "invalid_target"),
+        (
+            {"group": "g", "account": "111122223333", "accounts": {"ou": PROD}, "role": "Admin"},
+            "invalid_target",
+        ),
+        ({"group": "g", "accounts": {}, "role": "Admin"}, "invalid_target"),
+        ({"group": "g", "accounts": {"ou": PROD, "tag": {"env": "prod"}}, "role": "Admin"}, "invalid_target"),
+        ({"group": "g", "accounts": {"ou": "ou-AB12-cdef3456"}, "role": "Admin"}, "invalid_ou_id"),
+        ({"group": "g", "accounts": {"ou": "ou-ab1-cdef3456"}, "role": "Admin"}, "invalid_ou_id"),
+        ({"group": "g", "accounts": {"ou": "r-"}, "role": "Admin"}, "invalid_ou_id"),
+        ({"group": "g", "accounts": {"tag": {}}, "role": "Admin"}, "invalid_tag"),
+        ({"group": "g", "accounts": {"tag": {" ": "x"}}, "role": "Admin"}, "invalid_tag"),
+        ({"group": "g", "accounts": {"tag": {"a": "1", "b": "2"}}, "role": "Admin"}, "invalid_tag"),
+        ({"group": "g", "accounts": {"tag": {"aws:createdBy": "x"}}, "role": "Admin"}, "invalid_tag"),
+        ({"group": "g", "accounts": {"ou": PROD}, "role": "AWSReservedSSO_Admin_1"}, "reserved_role"),
+    ],
+)
 def test_bad_targets_have_stable_codes(body: dict[str, Any], code: str) -> None:
     with pytest.raises(ValidationError) as caught:
         MappingSpec.model_validate(body)
@@ -130,9 +161,14 @@ def test_store_resolves_org_mappings_from_the_recorded_placements(store: Any) ->
     m = store.create_org_mapping(MappingSpec(group="Platform", accounts={"ou": PROD}, role="ReadOnly"), CTX)
     assert m["accounts"] == {"ou": PROD} and m["account"] is None and m["source"] == "api"
     assert grants_for(store, ["platform"]).grants == ()  # nothing placed yet
-    changes = store.record_placements([Placement(A, (ROOT, PROD), {"env": "prod"}),
-                                       Placement(B, (ROOT, PROD, PROD_EU), {}),
-                                       Placement(C, (ROOT, DEV), {}), Placement("444444444444", (ROOT,), {})])
+    changes = store.record_placements(
+        [
+            Placement(A, (ROOT, PROD), {"env": "prod"}),
+            Placement(B, (ROOT, PROD, PROD_EU), {}),
+            Placement(C, (ROOT, DEV), {}),
+            Placement("444444444444", (ROOT,), {}),
+        ]
+    )
     assert changes.placed == [A, B, C] and changes.unregistered == ["444444444444"]
     issued = grants_for(store, ["platform"])
     full = resolve(["platform"], store.full_snapshot())
@@ -161,28 +197,37 @@ def test_store_org_mapping_writes_are_audited_and_duplicates_refused(store: Any)
     assert patched["accounts"] == {"ou": PROD} and patched["cli"] is False
     store.delete_org_mapping(created["id"], CTX)
     assert store.list_org_mappings() == []
-    actions = [e["action"] for e in store.audit_events(AuditFilter(action="org_mapping."), limit=10, before_id=None)]
+    actions = [
+        e["action"] for e in store.audit_events(AuditFilter(action="org_mapping."), limit=10, before_id=None)
+    ]
     assert actions == ["org_mapping.delete", "org_mapping.update", "org_mapping.create"]
 
 
 def test_config_sync_manages_config_org_mappings_and_never_api_ones(store: Any) -> None:
-    doc = MappingDocument.model_validate({
-        "mappings": [{"group": "auditors", "accounts": {"tag": {"env": "prod"}}, "role": "ReadOnly"}],
-        "rules": [{"name": "prod", "pattern": r"^prod-(?P<role>\w+)$", "accounts": {"ou": PROD}}],
-    })
+    doc = MappingDocument.model_validate(
+        {
+            "mappings": [{"group": "auditors", "accounts": {"tag": {"env": "prod"}}, "role": "ReadOnly"}],
+            "rules": [{"name": "prod", "pattern": r"^prod-(?P<role>\w+)$", "accounts": {"ou": PROD}}],
+        }
+    )
     plan = store.sync_config(doc)
     assert len(plan.org_mappings.create) == 1 and len(plan.rules.create) == 1
     api = store.create_org_mapping(MappingSpec(group="ops", accounts={"ou": PROD}, role="Admin"), CTX)
     assert store.sync_config(doc).changes == 0  # a restart: nothing changes
     assert store.sync_config(MappingDocument()).org_mappings.delete[0]["group"] == "auditors"
     assert [m["id"] for m in store.list_org_mappings()] == [api["id"]]  # the API's stays as it was
+    text = render(store.plan_config_sync(doc).to_dict())
+    assert '+ mapping "auditors" -> tag env=prod/ReadOnly (console+cli)' in text
+    assert f'+ rule "prod": ^prod-(?P<role>\\w+)$ (accounts via OU {PROD})' in text
 
 
 def test_export_then_import_round_trips_org_mappings_and_targeted_rules(store: Any, engine: Any) -> None:
     from broker.db.store import SqlMappingStore
 
     store.create_org_mapping(MappingSpec(group="ops", accounts={"ou": PROD}, role="Admin", cli=False), CTX)
-    store.create_rule(RuleSpec(name="prod", pattern=r"^prod-(?P<role>\w+)$", accounts={"tag": {"env": "prod"}}), CTX)
+    store.create_rule(
+        RuleSpec(name="prod", pattern=r"^prod-(?P<role>\w+)$", accounts={"tag": {"env": "prod"}}), CTX
+    )
     exported = store.export()
     doc = MappingDocument.model_validate(exported.model_dump(mode="json"))
     assert store.plan_import(doc).changes == 0
@@ -205,7 +250,9 @@ def test_admin_api_org_mappings(app_factory: Any, admin_headers: dict[str, str])
     (declared,) = call("get", "/org-mappings").json()
     assert declared["source"] == "config"
     assert call("delete", f"/org-mappings/{declared['id']}").json()["error"]["code"] == "read_only"
-    r = call("post", "/org-mappings", json={"group": "ops", "accounts": {"tag": {"team": "shop"}}, "role": "Dev"})
+    r = call(
+        "post", "/org-mappings", json={"group": "ops", "accounts": {"tag": {"team": "shop"}}, "role": "Dev"}
+    )
     assert r.status_code == 201, r.text
     bad = call("post", "/org-mappings", json={"group": "ops", "accounts": {"ou": "ou-nope"}, "role": "Dev"})
     assert bad.status_code == 422 and "invalid_ou_id" in bad.text
@@ -215,8 +262,23 @@ def test_admin_api_org_mappings(app_factory: Any, admin_headers: dict[str, str])
     assert call("get", "/mappings").json()["items"] == []  # named-account mappings only
     exported = yaml.safe_load(call("get", "/export").text)
     assert {"group": "ops", "accounts": {"tag": {"team": "shop"}}, "role": "Dev"}.items() <= next(
-        m for m in exported["mappings"] if m["group"] == "ops").items()
+        m for m in exported["mappings"] if m["group"] == "ops"
+    ).items()
     assert call("get", "/org-placements").json() == []
+
+    # explain over HTTP, once discovery has placed an account under the config mapping's OU
+    assert call("post", "/accounts", json={"id": A, "roles": [{"name": "Admin"}]}).status_code == 201
+    client.app.state.services.store.record_placements([Placement(A, (ROOT, PROD, PROD_EU), {"team": "shop"})])
+    assert call("get", "/org-placements").json()[0] | {"discovered_at": None} == {
+        "account": A,
+        "ou_id": PROD_EU,
+        "ou_path": [ROOT, PROD, PROD_EU],
+        "tags": {"team": "shop"},
+        "discovered_at": None,
+    }
+    body = call("post", "/explain", json={"username": "alice", "groups": ["cfg", "ops"]}).json()
+    vias = sorted((g["role_name"], r["via"]) for g in body["grants"] for r in g["reasons"])
+    assert vias == [("Admin", f"OU {PROD}"), ("Dev", "tag team=shop")]
 
 
 def test_aws_setup_and_revoke_see_the_roles_org_mappings_grant(store: Any) -> None:
@@ -235,5 +297,16 @@ def test_aws_setup_and_revoke_see_the_roles_org_mappings_grant(store: Any) -> No
     assert set(roles) == {"Admin", "ReadOnly"} and roles["Admin"].mapped_by == ("platform",)
     assert roles["Admin"].max_session_duration == 3600
     assert [r.name for r in account_trust(snapshot, C, broker).roles] == []  # not under the OU
-    assert [t.role_arn for t in _account_targets(snapshot, A)] == [f"arn:aws:iam::{A}:role/Admin",
-                                                                    f"arn:aws:iam::{A}:role/ReadOnly"]
+    assert [t.role_arn for t in _account_targets(snapshot, A)] == [
+        f"arn:aws:iam::{A}:role/Admin",
+        f"arn:aws:iam::{A}:role/ReadOnly",
+    ]
+
+
+def test_a_deleted_account_takes_its_placement_with_it(store: Any) -> None:
+    _seed(store)
+    store.create_org_mapping(MappingSpec(group="platform", accounts={"ou": ROOT}, role="Admin"), CTX)
+    store.record_placements([Placement(B, (ROOT,), {}), Placement(C, (ROOT,), {})])
+    store.delete_account(C, CTX)
+    assert [p["account"] for p in store.list_placements()] == [B]
+    assert [g.account_id for g in grants_for(store, ["platform"]).grants] == [B]

@@ -47,7 +47,10 @@ class PlacementChanges:
 def record_placements(s: Session, *, found: Sequence[Placement]) -> PlacementChanges:
     changes = PlacementChanges()
     registered = set(s.scalars(select(Account.id).where(Account.id.in_([p.account_id for p in found]))))
-    stored = {p.account_id: p for p in s.scalars(select(OrgPlacement).where(OrgPlacement.account_id.in_(registered)))}
+    stored = {
+        p.account_id: p
+        for p in s.scalars(select(OrgPlacement).where(OrgPlacement.account_id.in_(registered)))
+    }
     now = utcnow()
     for p in sorted(found, key=lambda p: p.account_id):
         if p.account_id not in registered:
@@ -67,7 +70,9 @@ def record_placements(s: Session, *, found: Sequence[Placement]) -> PlacementCha
         row.ou_id, row.ou_path, row.tags, row.discovered_at = parent, list(p.ou_path), dict(p.tags), now
         s.flush()
         s.execute(delete(OrgPlacementTarget).where(OrgPlacementTarget.account_id == p.account_id))
-        s.add_all(OrgPlacementTarget(account_id=p.account_id, target=t)
-                  for t in sorted(placement_targets(p.ou_path, p.tags)))
+        s.add_all(
+            OrgPlacementTarget(account_id=p.account_id, target=t)
+            for t in sorted(placement_targets(p.ou_path, p.tags))
+        )
     s.flush()
     return changes

@@ -25,7 +25,6 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
-from broker.mapping.org_targets import Target
 from broker.errors import (
     BrokerError,
     ForeignPolicy,
@@ -37,6 +36,7 @@ from broker.errors import (
     ReservedRole,
     WrongPartition,
 )
+from broker.mapping.org_targets import Target
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 # IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
@@ -430,7 +430,7 @@ class MappingSpec(GrantOptions):
         if (self.account is None) == (self.accounts is None):
             raise _fail(
                 "invalid_target",
-                "a mapping names exactly one of account: (an id or alias) or accounts: ({{ou: ...}} or {{tag: ...}})",
+                "a mapping names exactly one of account: (an id or alias) or accounts: (ou: OU id, or tag: KEY: VALUE)",
             )
         return self
 
@@ -448,10 +448,12 @@ class RuleSpec(GrantOptions):
         missing = missing_rule_groups(self.pattern, targeted=self.accounts is not None)
         if missing:
             needed = "(?P<role>...)" if self.accounts is not None else "(?P<account>...) and (?P<role>...)"
+            hint = "" if self.accounts is not None or "role" in missing else (
+                " (or give the rule accounts: to grant the role in every account of an OU or with a tag)")
             error = _fail(
                 InvalidRegex,
-                "the pattern needs the named groups {needed}; missing: {missing}",
-                needed=needed, missing=", ".join(sorted(missing)),
+                "the pattern needs the named groups {needed}; missing: {missing}{hint}",
+                needed=needed, missing=", ".join(sorted(missing)), hint=hint,
             )
             raise ValidationError.from_exception_data(
                 type(self).__name__, [InitErrorDetails(type=error, loc=("pattern",), input=self.pattern)]

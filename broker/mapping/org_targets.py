@@ -44,9 +44,9 @@ class Target:
     @classmethod
     def from_key(cls, key: str) -> Target:
         if key.startswith(OU_PREFIX):
-            return cls(ou=key[len(OU_PREFIX):])
+            return cls(ou=key[len(OU_PREFIX) :])
         if key.startswith(TAG_PREFIX):
-            k, v = json.loads(key[len(TAG_PREFIX):])
+            k, v = json.loads(key[len(TAG_PREFIX) :])
             return cls(tag=(str(k), str(v)))
         raise ValueError(f"not an account target key: {key!r}")
 

@@ -39,7 +39,9 @@ def upgrade() -> None:
     op.create_index("ix_org_mappings_group_key", "org_mappings", ["group_key"])
     op.create_table(
         "org_placements",
-        sa.Column("account_id", sa.String(12), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "account_id", sa.String(12), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("ou_id", sa.String(68), nullable=False),
         sa.Column("ou_path", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
@@ -47,8 +49,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "org_placement_targets",
-        sa.Column("account_id", sa.String(12), sa.ForeignKey("org_placements.account_id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "account_id",
+            sa.String(12),
+            sa.ForeignKey("org_placements.account_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("target", sa.String(400), primary_key=True),
     )
     op.create_index("ix_org_placement_targets_target", "org_placement_targets", ["target"])

@@ -27,8 +27,11 @@ _MANAGEMENT_IDS = itertools.count(762000000001)
 
 
 def _account(org: Any, name: str, parent: str, root: str, tags: dict[str, str] | None = None) -> str:
-    created = org.create_account(AccountName=name, Email=f"{name}@example.com",
-                                 Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()])
+    created = org.create_account(
+        AccountName=name,
+        Email=f"{name}@example.com",
+        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    )
     account_id: str = created["CreateAccountStatus"]["AccountId"]
     if parent != root:
         org.move_account(AccountId=account_id, SourceParentId=root, DestinationParentId=parent)
@@ -40,8 +43,11 @@ def world(tmp_path: Path, moto_sts: str, credentials: None) -> dict[str, Any]:
     """An organization (root > prod > prod-eu), a broker whose config maps groups to the prod OU
     and to the tag env=prod, and a naming rule limited to the prod OU."""
     management = f"{next(_MANAGEMENT_IDS):012d}"
-    config = OrganizationsConfig(management_account=management, endpoint_url=moto_sts,
-                                 assume_role="arn:aws:iam::{account}:role/BrokerOrgReader")
+    config = OrganizationsConfig(
+        management_account=management,
+        endpoint_url=moto_sts,
+        assume_role="arn:aws:iam::{account}:role/BrokerOrgReader",
+    )
     org = IamAccess(config, session_name="setup").client(management, "aws", "organizations")
     org.create_organization(FeatureSet="ALL")
     root = org.list_roots()["Roots"][0]["Id"]
@@ -49,41 +55,76 @@ def world(tmp_path: Path, moto_sts: str, credentials: None) -> dict[str, Any]:
     prod_eu = org.create_organizational_unit(ParentId=prod, Name="prod-eu")["OrganizationalUnit"]["Id"]
     shop = _account(org, "shop", prod, root)
     path = tmp_path / "broker.yaml"
-    path.write_text(yaml.safe_dump({
-        "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
-        "organizations": {
-            "management_account": management, "endpoint_url": moto_sts,
-            "assume_role": "arn:aws:iam::{account}:role/BrokerOrgReader",
-            "registration": {"federation": {"path": "saml", "saml_provider": "broker"},
-                             "roles": [{"name": "ReadOnly", "max_session_duration": 7200}]},
-        },
-        "mapping": {
-            "mappings": [
-                {"group": "platform-admins", "accounts": {"ou": prod}, "role": "Admin"},
-                {"group": "auditors", "accounts": {"tag": {"env": "prod"}}, "role": "ReadOnly", "console": False},
-            ],
-            "rules": [{"name": "prod-roles", "pattern": r"^prod-(?P<role>[\w+=,.@-]+)$", "accounts": {"ou": prod}}],
-        },
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
+                "organizations": {
+                    "management_account": management,
+                    "endpoint_url": moto_sts,
+                    "assume_role": "arn:aws:iam::{account}:role/BrokerOrgReader",
+                    "registration": {
+                        "federation": {"path": "saml", "saml_provider": "broker"},
+                        "roles": [{"name": "ReadOnly", "max_session_duration": 7200}],
+                    },
+                },
+                "mapping": {
+                    "mappings": [
+                        {"group": "platform-admins", "accounts": {"ou": prod}, "role": "Admin"},
+                        {
+                            "group": "auditors",
+                            "accounts": {"tag": {"env": "prod"}},
+                            "role": "ReadOnly",
+                            "console": False,
+                        },
+                    ],
+                    "rules": [
+                        {
+                            "name": "prod-roles",
+                            "pattern": r"^prod-(?P<role>[\w+=,.@-]+)$",
+                            "accounts": {"ou": prod},
+                        }
+                    ],
+                },
+            }
+        )
+    )
     services = build_services(load_config(path, env={}), env={})  # a deployed broker: migrated, synced
     services.engine.dispose()
-    return {"config": path, "org": org, "root": root, "prod": prod, "prod_eu": prod_eu, "shop": shop,
-            "store": lambda: SqlMappingStore(make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'b.db'}")))}
+    return {
+        "config": path,
+        "org": org,
+        "root": root,
+        "prod": prod,
+        "prod_eu": prod_eu,
+        "shop": shop,
+        "store": lambda: SqlMappingStore(make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'b.db'}"))),
+    }
 
 
 def _discover(world: dict[str, Any]) -> Any:
-    result = CliRunner().invoke(cli, ["org", "discover", "--config", str(world["config"]), "--actor", "t", "--apply"])
+    result = CliRunner().invoke(
+        cli, ["org", "discover", "--config", str(world["config"]), "--actor", "t", "--apply"]
+    )
     assert result.exit_code == 0, result.output
     return result
 
 
 def _roles(store: SqlMappingStore, group: str) -> dict[tuple[str, str], list[str | None]]:
     """(account, role) → each reason's ``via``, for a member of ``group``."""
-    return {(g.account_id, g.role_name): [r.via for r in g.reasons] for g in grants_for(store, [group]).grants}
+    return {
+        (g.account_id, g.role_name): [r.via for r in g.reasons] for g in grants_for(store, [group]).grants
+    }
 
 
 def test_an_account_created_under_the_ou_is_covered_at_the_next_discovery(world: dict[str, Any]) -> None:
-    org, root, prod, prod_eu, shop = world["org"], world["root"], world["prod"], world["prod_eu"], world["shop"]
+    org, root, prod, prod_eu, shop = (
+        world["org"],
+        world["root"],
+        world["prod"],
+        world["prod_eu"],
+        world["shop"],
+    )
     store = world["store"]()
     assert _roles(store, "platform-admins") == {}  # nothing discovered yet: no account is placed
     _discover(world)
@@ -94,14 +135,20 @@ def test_an_account_created_under_the_ou_is_covered_at_the_next_discovery(world:
     assert (eu, "Admin") not in _roles(store, "platform-admins")
     out = _discover(world).output
     assert f"@ {eu}: placed" in out
-    assert _roles(store, "platform-admins") == {(shop, "Admin"): [f"OU {prod}"], (eu, "Admin"): [f"OU {prod}"]}
+    assert _roles(store, "platform-admins") == {
+        (shop, "Admin"): [f"OU {prod}"],
+        (eu, "Admin"): [f"OU {prod}"],
+    }
 
     explained = Explanation("alice", grants_for(store, ["platform-admins"])).to_dict()
     by_account = {g["account_id"]: g for g in explained["grants"]}
     (reason,) = by_account[eu]["reasons"]
     assert reason["via"] == f"OU {prod}" and reason["ref"].startswith("org-") and reason["source"] == "config"
     # the registration template does not declare Admin: like a naming rule's undeclared role, 1 h
-    assert by_account[eu]["max_session_duration"] == {"console": AWS_DEFAULT_MAX_SESSION, "cli": AWS_DEFAULT_MAX_SESSION}
+    assert by_account[eu]["max_session_duration"] == {
+        "console": AWS_DEFAULT_MAX_SESSION,
+        "cli": AWS_DEFAULT_MAX_SESSION,
+    }
     grant = next(g for g in grants_for(store, ["platform-admins"]).grants if g.account_id == eu)
     assert grant.reasons[0].describe() == f"mapping {reason['ref']} via platform-admins via OU {prod}"
 
@@ -135,7 +182,9 @@ def test_a_tag_mapping_follows_the_tag(world: dict[str, Any]) -> None:
     assert _roles(store, "auditors") == {(other, "ReadOnly"): ["tag env=prod"]}
 
 
-def test_a_naming_rule_without_an_account_group_grants_in_every_account_of_its_ou(world: dict[str, Any]) -> None:
+def test_a_naming_rule_without_an_account_group_grants_in_every_account_of_its_ou(
+    world: dict[str, Any],
+) -> None:
     prod, shop, root = world["prod"], world["shop"], world["root"]
     outside = _account(world["org"], "outside", root, root)
     store = world["store"]()
