@@ -11,10 +11,9 @@ import yaml
 from pydantic import ValidationError
 
 from broker.audit import AuditContext, AuditFilter
-from broker.db.placements import Placement
 from broker.mapping.grants import grants_for
 from broker.mapping.model import MappingDocument, MappingSpec, RuleSpec
-from broker.mapping.org_targets import placement_targets
+from broker.mapping.org_targets import Placement, placement_targets
 from broker.mapping.plan_text import render
 from broker.mapping.rules import resolve
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, OrgMappingRecord, RoleRecord, RuleRecord
@@ -176,11 +175,24 @@ def test_store_resolves_org_mappings_from_the_recorded_placements(store: Any) ->
     assert issued.grants == full.grants  # the issuance snapshot reads what the full one holds
     assert grants_for(store, ["someone-else"]).grants == ()
 
-    moved = store.record_placements([Placement(A, (ROOT, DEV), {"env": "dev"})])
-    assert moved.moved == {A: {"from": PROD, "to": DEV}}
+    moved = store.record_placements(
+        [
+            Placement(A, (ROOT, DEV), {"env": "dev"}),
+            Placement(B, (ROOT, PROD, PROD_EU), {}),
+            Placement(C, (ROOT, DEV), {}),
+        ]
+    )
+    assert moved.moved == {A: {"from": PROD, "to": DEV}} and moved.placed == [] and moved.removed == []
     assert moved.retagged == {A: {"from": {"env": "prod"}, "to": {"env": "dev"}}}
     assert [g.account_id for g in grants_for(store, ["platform"]).grants] == [B]
     assert [p["account"] for p in store.list_placements()] == [A, B, C]
+
+    left = store.record_placements(
+        [Placement(A, (ROOT, DEV), {"env": "dev"})]
+    )  # B and C left the organization
+    assert left.removed == [B, C]
+    assert grants_for(store, ["platform"]).grants == ()
+    assert [a["id"] for a in store.list_accounts()] == [A, B, C]  # registrations stay as people left them
 
 
 def test_store_org_mapping_writes_are_audited_and_duplicates_refused(store: Any) -> None:
@@ -307,6 +319,6 @@ def test_a_deleted_account_takes_its_placement_with_it(store: Any) -> None:
     _seed(store)
     store.create_org_mapping(MappingSpec(group="platform", accounts={"ou": ROOT}, role="Admin"), CTX)
     store.record_placements([Placement(B, (ROOT,), {}), Placement(C, (ROOT,), {})])
-    store.delete_account(C, CTX)
+    store.delete_account(C, CTX)  # C declares no roles: it can go
     assert [p["account"] for p in store.list_placements()] == [B]
     assert [g.account_id for g in grants_for(store, ["platform"]).grants] == [B]

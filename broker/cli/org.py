@@ -21,8 +21,8 @@ from broker.aws.organizations import discover
 from broker.cli.aws_setup import mapping_snapshot
 from broker.cli.existing_database import existing_store
 from broker.config import Config
-from broker.db.placements import Placement, PlacementChanges
 from broker.errors import BrokerError
+from broker.mapping.org_targets import Placement, PlacementChanges
 
 ACTION = "organizations.discover"
 
@@ -66,6 +66,8 @@ class Discovery:
             out += [f"@ {account}: placed (OU and tag mappings now reach it)" for account in c.placed]
             out += [f"@ {account}: moved from {m['from']} to {m['to']}" for account, m in c.moved.items()]
             out += [f"@ {account}: tags {_tags(t['from'])} -> {_tags(t['to'])}" for account, t in c.retagged.items()]
+            out += [f"@ {account}: no longer in the organization: OU and tag mappings no longer reach it"
+                    for account in c.removed]
         return out
 
 

@@ -2,46 +2,24 @@
 registered account (its parent, the OU path from the root, its tags) and, derived from it, the
 targets it is under (``org_placement_targets``, what resolution looks up).
 
-Discovered data, rewritten by every discovery: an account that moved or was retagged is covered
-by the OU/tag mappings of where it is now, and the changes are listed for the audit event. A
-placement goes with its account (deleting an account deletes it); discovery never deletes an
-account, and keeps the placement of a registered account the organization no longer lists.
+Discovered data, rewritten by every discovery (``found`` is the whole organization: discovery
+never returns a partial inventory): an account that moved or was retagged is covered by the
+OU/tag mappings of where it is now; a registered account the organization no longer lists loses
+its placement (it is in none of its OUs), never its registration. The changes are listed for
+the audit event. A placement goes with its account (deleting an account deletes it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from broker.db.models import Account, OrgPlacement, OrgPlacementTarget, utcnow
-from broker.mapping.org_targets import placement_targets
+from broker.mapping.org_targets import Placement, PlacementChanges, placement_targets
 
-
-@dataclass(frozen=True)
-class Placement:
-    account_id: str
-    ou_path: tuple[str, ...]
-    """The root id, then each OU down to the account's parent."""
-    tags: dict[str, str]
-
-
-@dataclass
-class PlacementChanges:
-    placed: list[str] = field(default_factory=list)
-    """Accounts placed for the first time."""
-    moved: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Account → {"from": OU id, "to": OU id}."""
-    retagged: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
-    """Account → {"from": tags, "to": tags}."""
-    unregistered: list[str] = field(default_factory=list)
-    """Listed by the organization but not registered: nothing recorded."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"placed": self.placed, "moved": self.moved, "retagged": self.retagged}
+__all__ = ["Placement", "PlacementChanges", "record_placements"]
 
 
 def record_placements(s: Session, *, found: Sequence[Placement]) -> PlacementChanges:
@@ -74,5 +52,9 @@ def record_placements(s: Session, *, found: Sequence[Placement]) -> PlacementCha
             OrgPlacementTarget(account_id=p.account_id, target=t)
             for t in sorted(placement_targets(p.ou_path, p.tags))
         )
+    listed = {p.account_id for p in found}
+    for row in s.scalars(select(OrgPlacement).where(OrgPlacement.account_id.not_in(listed))):
+        changes.removed.append(row.account_id)  # left the organization: in none of its OUs any more
+        s.delete(row)
     s.flush()
     return changes

@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
 from broker.db import audit, placements, queries, sync, views, writes
-from broker.db.placements import Placement, PlacementChanges
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
 from broker.errors import BrokerError, Duplicate, StorageUnavailable
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.org_targets import Placement, PlacementChanges
 from broker.mapping.snapshot import MappingSnapshot
 from broker.mapping.store import ImportPlan
 
@@ -224,8 +224,10 @@ class SqlMappingStore:
             return [views.placement_view(p) for p in queries.placements(s)]
 
     def record_placements(self, found: Sequence[Placement]) -> PlacementChanges:
-        """Discovery's placements of registered accounts, written over the last ones (discovered
-        data: nothing a person made); accounts not registered are skipped. One transaction."""
+        """Discovery's placements of registered accounts (``found``: the whole organization),
+        written over the last ones (discovered data: nothing a person made); accounts not
+        registered are skipped, placed accounts no longer listed lose their placement (never their
+        registration). One transaction."""
         with self._tx() as s:
             return placements.record_placements(s, found=found)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 OU_PREFIX, TAG_PREFIX = "ou:", "tag:"
 MAX_TARGET_KEY = 400
@@ -57,3 +58,33 @@ def placement_targets(ou_path: Iterable[str], tags: Mapping[str, str]) -> set[st
     keys = {Target(ou=ou).key for ou in ou_path}
     keys |= {Target(tag=(k, v)).key for k, v in tags.items()}
     return {k for k in keys if len(k) <= MAX_TARGET_KEY}
+
+
+@dataclass(frozen=True)
+class Placement:
+    account_id: str
+    ou_path: tuple[str, ...]
+    """The root id, then each OU down to the account's parent."""
+    tags: dict[str, str]
+
+
+@dataclass
+class PlacementChanges:
+    placed: list[str] = field(default_factory=list)
+    """Accounts placed for the first time."""
+    moved: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Account → {"from": OU id, "to": OU id}."""
+    retagged: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """Account → {"from": tags, "to": tags}."""
+    removed: list[str] = field(default_factory=list)
+    """Placed before, no longer listed by the organization: the placement is removed (the account stays)."""
+    unregistered: list[str] = field(default_factory=list)
+    """Listed by the organization but not registered: nothing recorded."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "placed": self.placed,
+            "moved": self.moved,
+            "retagged": self.retagged,
+            "removed": self.removed,
+        }

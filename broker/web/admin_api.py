@@ -47,6 +47,7 @@ from broker.web.admin_schema import (
     Explanation,
     MappingPage,
     MappingView,
+    PlacementView,
     Responses,
     RoleView,
     RuleView,
@@ -230,7 +231,7 @@ def delete_org_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesD
 
 
 @router.get("/org-placements", summary="Where the last `broker org discover --apply` found each registered account "
-            "(what org mappings resolve against)", response_model=list[dict[str, Any]])
+            "(what org mappings resolve against)", response_model=list[PlacementView])
 def list_org_placements(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
     return services.store.list_placements()
 

@@ -152,6 +152,14 @@ class GrantReasonView(_View):
     )
 
 
+class PlacementView(_View):
+    account: str
+    ou_id: str = Field(description="the account's parent: an OU id, or the root id")
+    ou_path: list[str] = Field(description="the root id, then each OU down to the parent")
+    tags: dict[str, str]
+    discovered_at: str = Field(description="when `broker org discover --apply` recorded it (RFC 3339)")
+
+
 class Durations(_View):
     console: int
     cli: int

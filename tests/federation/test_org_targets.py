@@ -181,6 +181,13 @@ def test_a_tag_mapping_follows_the_tag(world: dict[str, Any]) -> None:
     assert f"@ {tagged}: tags env=prod -> none" in out
     assert _roles(store, "auditors") == {(other, "ReadOnly"): ["tag env=prod"]}
 
+    # an account that leaves the organization is in none of its OUs or tags any more
+    org.remove_account_from_organization(AccountId=other)
+    out = _discover(world).output
+    assert f"@ {other}: no longer in the organization" in out
+    assert _roles(store, "auditors") == {}
+    assert store.get_account(other)["id"] == other  # still registered, as people left it
+
 
 def test_a_naming_rule_without_an_account_group_grants_in_every_account_of_its_ou(
     world: dict[str, Any],
