@@ -49,7 +49,8 @@ class SamlEncryption:
 
 
 class GrantReason(NamedTuple):
-    """Why a grant exists: one mapping row or one naming rule, and the group that matched.
+    """Why a grant exists: one mapping row (``ref`` ``org-<id>`` for a mapping with ``accounts:``)
+    or one naming rule, and the group that matched.
     (A NamedTuple: built hundreds of times per resolution, and a tuple is cheap to build.)"""
 
     kind: ReasonKind
@@ -62,6 +63,21 @@ class GrantReason(NamedTuple):
     session_duration: int | None
     """This reason's own cap (seconds), if any."""
     source: Source = "api"
+    via: str | None = None
+    """How the account was reached when not named: ``OU ou-...``, ``root r-...`` or ``tag env=prod``
+    (a mapping or rule with ``accounts:``, against the placements discovery recorded)."""
+
+    def describe(self) -> str:
+        """One line a person reads: ``mapping 12 via ops``, ``mapping org-3 via platform-admins via OU ou-...``."""
+        return f"{self.kind} {self.ref} via {self.group}" + (f" via {self.via}" if self.via else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reason as JSON: ``via`` only when the account was reached through a target (the
+        reasons of named accounts keep the shape they always had)."""
+        out = self._asdict()
+        if self.via is None:
+            del out["via"]
+        return out
 
 
 class RoleGrant(NamedTuple):
@@ -119,7 +135,7 @@ class RoleGrant(NamedTuple):
             "console": self.allows("console"),
             "cli": self.allows("cli"),
             "max_session_duration": {"console": self.max_duration("console"), "cli": self.max_duration("cli")},
-            "reasons": [r._asdict() for r in self.reasons],
+            "reasons": [r.to_dict() for r in self.reasons],
         }
 
 

@@ -223,6 +223,7 @@ def test_explain_says_which_mapping_or_rule_and_why(api):
         "cli": True,
         "session_duration": None,
         "source": "config",
+        "via": None,  # a named account; "OU ou-..." / "tag k=v" for an accounts: target
     }
     assert body["unmatched_groups"] == ["AWS-123412341234-X", "other"]
     assert any("123412341234" in n for n in body["notes"])

@@ -206,12 +206,8 @@ def account_trust(snapshot: MappingSnapshot, account_id: str, broker: BrokerSide
     """The provider and the trust of every declared role of one account."""
     acc = snapshot.accounts[account_id]
     part = acc.partition
-    mapped: dict[str, list[str]] = {}
-    for mappings in snapshot.mappings_by_group.values():
-        for m in mappings:
-            if m.account_id == acc.id:
-                mapped.setdefault(m.role_name.lower(), []).append(m.group)
-    roles = sorted((r for (a, _), r in snapshot.roles.items() if a == acc.id), key=lambda r: r.name.lower())
+    mapped = snapshot.mapped_groups(acc.id)
+    roles = snapshot.account_roles(acc.id)
     notes = _rule_notes(snapshot)
     provider: SamlProvider | OidcProvider
     if acc.federation_path == "saml":

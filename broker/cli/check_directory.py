@@ -68,7 +68,7 @@ def _grant_lines(config: Config, groups: tuple[str, ...], report: Report) -> Non
         report.add("note", note)
     report.add("grants", f"({len(grants)})")
     for g in grants:
-        why = ", ".join(sorted({f"{r.kind} {r.ref} via {r.group}" for r in g.reasons}))
+        why = ", ".join(sorted({r.describe() for r in g.reasons}))
         channels = ",".join(c for c in _CHANNELS if g.allows(c))
         report.add(
             "", f"{g.account_alias or g.account_id}/{g.role_name}  {g.role_arn}  [{channels}]  ({why})"

@@ -54,7 +54,7 @@ class Plan:
 
 
 def _declared(snapshot: MappingSnapshot, account: AccountRecord) -> list[Target]:
-    roles = sorted((r for (a, _), r in snapshot.roles.items() if a == account.id), key=lambda r: r.name.lower())
+    roles = snapshot.account_roles(account.id)
     return [Target(account, r.name, role_grant(account, r).role_arn) for r in roles]
 
 

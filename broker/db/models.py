@@ -104,6 +104,8 @@ class NamingRule(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     pattern: Mapped[str] = mapped_column(String(1024))
+    target: Mapped[str | None] = mapped_column(String(400))
+    """The rule's ``accounts:`` (``broker.mapping.org_targets.Target.key``); none: any registered account."""
     session_duration: Mapped[int | None] = mapped_column(Integer)
     console: Mapped[bool] = mapped_column(Boolean, default=True)
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -111,6 +113,60 @@ class NamingRule(Base):
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OrgMapping(Base):
+    """A group's role in every account of an OU or with a tag (``accounts:``): resolved against
+    ``org_placement_targets`` at each resolution, so nothing is derived from it to keep in step."""
+
+    __tablename__ = "org_mappings"
+    __table_args__ = (
+        UniqueConstraint("group_key", "target", "role_key", name="uq_org_mappings_group_target_role"),
+        Index("ix_org_mappings_group_key", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(String(1024))
+    group_key: Mapped[str] = mapped_column(String(1024))
+    target: Mapped[str] = mapped_column(String(400))
+    """``broker.mapping.org_targets.Target.key``: ``ou:ou-...`` or ``tag:["key","value"]``."""
+    role_name: Mapped[str] = mapped_column(String(64))
+    role_key: Mapped[str] = mapped_column(String(64))
+    session_duration: Mapped[int | None] = mapped_column(Integer)
+    console: Mapped[bool] = mapped_column(Boolean, default=True)
+    cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(8), default="api")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class OrgPlacement(Base):
+    """Where AWS Organizations placed a registered account at the last discovery (discovered data:
+    each ``broker org discover --apply`` rewrites it; it goes with its account)."""
+
+    __tablename__ = "org_placements"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    ou_id: Mapped[str] = mapped_column(String(68))
+    """The account's parent: an OU id, or the root id."""
+    ou_path: Mapped[list[str]] = mapped_column(JSON)
+    """The root id, then each OU down to the parent."""
+    tags: Mapped[dict[str, str]] = mapped_column(JSON)
+    discovered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OrgPlacementTarget(Base):
+    """One target an account is under (each OU of its path, the root, each tag): what resolution
+    looks up, indexed by target."""
+
+    __tablename__ = "org_placement_targets"
+    __table_args__ = (Index("ix_org_placement_targets_target", "target"),)
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("org_placements.account_id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(400), primary_key=True)
 
 
 class AuditEvent(Base):

@@ -13,14 +13,21 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from broker.aws.partitions import partition
-from broker.db.models import Account, Mapping, NamingRule, Role
-from broker.db.rows import account_spec, mapping_spec, role_spec, rule_spec
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, OrgPlacement, OrgPlacementTarget, Role
+from broker.db.rows import account_spec, mapping_spec, org_mapping_spec, role_spec, rule_spec
 from broker.domain import SamlEncryption
 from broker.errors import NotFound
 from broker.groups import match_key
 from broker.mapping.model import MappingDocument
 from broker.mapping.rules import normalize_groups, rule_candidates
-from broker.mapping.snapshot import AccountRecord, MappingRecord, MappingSnapshot, RoleRecord, RuleRecord
+from broker.mapping.snapshot import (
+    AccountRecord,
+    MappingRecord,
+    MappingSnapshot,
+    OrgMappingRecord,
+    RoleRecord,
+    RuleRecord,
+)
 
 # ---- look-ups ----
 
@@ -39,6 +46,11 @@ def find_role(s: Session, account_id: str, name: str) -> Role | None:
 
 def find_mapping(s: Session, group: str, role: Role) -> Mapping | None:
     return s.scalar(select(Mapping).where(Mapping.group_key == match_key(group), Mapping.role_id == role.id))
+
+
+def find_org_mapping(s: Session, group: str, target: str, role_name: str) -> OrgMapping | None:
+    return s.scalar(select(OrgMapping).where(OrgMapping.group_key == match_key(group), OrgMapping.target == target,
+                                             OrgMapping.role_key == role_name.lower()))
 
 
 def count_roles(s: Session, account_id: str) -> int:
@@ -71,6 +83,13 @@ def get_mapping(s: Session, *, mapping_id: int) -> Mapping:
     m = s.get(Mapping, mapping_id)
     if m is None:
         raise NotFound(f"no mapping {mapping_id}")
+    return m
+
+
+def get_org_mapping(s: Session, *, mapping_id: int) -> OrgMapping:
+    m = s.get(OrgMapping, mapping_id)
+    if m is None:
+        raise NotFound(f"no org mapping {mapping_id}")
     return m
 
 
@@ -109,6 +128,17 @@ def mappings(
     if role:
         q = q.where(Role.name_key == role.lower())
     return list(s.scalars(q))
+
+
+def org_mappings(s: Session, *, group: str | None = None) -> list[OrgMapping]:
+    q = select(OrgMapping).order_by(OrgMapping.id)
+    if group:
+        q = q.where(OrgMapping.group_key == match_key(group))
+    return list(s.scalars(q))
+
+
+def placements(s: Session) -> list[OrgPlacement]:
+    return list(s.scalars(select(OrgPlacement).order_by(OrgPlacement.account_id)))
 
 
 def role_descriptions(s: Session, account_ids: list[str]) -> dict[str, str]:
@@ -202,6 +232,18 @@ def _mapping_record(r: Row[*tuple[Any, ...]]) -> MappingRecord:
     )
 
 
+_ORG_MAPPING_COLS = _record_columns(OrgMappingRecord, OrgMapping, id=OrgMapping.id, group=OrgMapping.group_name)
+_ORG_MAPPINGS_Q = select(*_ORG_MAPPING_COLS).where(OrgMapping.group_key.in_(bindparam("keys", expanding=True)))
+_TARGETED_Q = select(OrgPlacementTarget.account_id, OrgPlacementTarget.target).where(
+    OrgPlacementTarget.target.in_(bindparam("targets", expanding=True))
+)
+_ACCOUNTS_BY_ID_Q = select(*_ACCOUNT_COLS).where(Account.id.in_(bindparam("ids", expanding=True)))
+
+
+def _org_mapping_record(r: Row[*tuple[Any, ...]]) -> OrgMappingRecord:
+    return OrgMappingRecord(str(r.id), *tuple(r)[1:])
+
+
 def load_rules(s: Session | Connection) -> list[RuleRecord]:
     return [RuleRecord(*r) for r in s.execute(_RULES_Q)]
 
@@ -228,25 +270,46 @@ def snapshot_for_groups(s: Session | Connection, groups: Iterable[str]) -> Mappi
             mappings.append(_mapping_record(row))
     rules = load_rules(s)
     candidates = rule_candidates(normalized, rules) if rules else []
-    if candidates:
-        refs = {ref for _, _, ref, _ in candidates}
-        params = {"ids": sorted(refs), "aliases": sorted({r.lower() for r in refs})}
-        for acc in map(_account_record, s.execute(_ACCOUNTS_BY_REF_Q, params)):
+    org_mappings = [_org_mapping_record(r) for r in s.execute(_ORG_MAPPINGS_Q, {"keys": keys})] if keys else []
+    # (target, role name) of the org mappings and targeted rules that matched: their accounts come
+    # from the placements discovery recorded, their roles from those accounts'
+    target_roles = {(om.target, om.role_name.lower()) for om in org_mappings}
+    target_roles |= {(rule.target, name.lower()) for _, rule, _, name in candidates if rule.target is not None}
+    placement_targets: list[tuple[str, str]] = []
+    if target_roles:
+        placement_targets = [(r.account_id, r.target) for r in
+                             s.execute(_TARGETED_Q, {"targets": sorted({t for t, _ in target_roles})})]
+    role_names: dict[str, set[str]] = {}
+    for account_id, target in placement_targets:
+        role_names.setdefault(account_id, set()).update(n for t, n in target_roles if t == target)
+    missing = sorted(set(role_names) - set(accounts))
+    if missing:
+        for acc in map(_account_record, s.execute(_ACCOUNTS_BY_ID_Q, {"ids": missing})):
             accounts[acc.id] = acc
+    wanted = {(a, n) for a, names in role_names.items() for n in names}
+    if candidates:
+        refs = {ref for _, _, ref, _ in candidates if ref}
+        if refs:
+            params = {"ids": sorted(refs), "aliases": sorted({r.lower() for r in refs})}
+            for acc in map(_account_record, s.execute(_ACCOUNTS_BY_REF_Q, params)):
+                accounts[acc.id] = acc
         by_ref = {a.id: a.id for a in accounts.values()} | {a.alias: a.id for a in accounts.values() if a.alias}
-        wanted = {(by_ref[ref.lower()], name.lower()) for _, _, ref, name in candidates if ref.lower() in by_ref}
-        if wanted:
-            params = {"accounts": sorted({a for a, _ in wanted}), "names": sorted({n for _, n in wanted})}
-            for r in s.execute(_ROLES_Q, params):
-                roles[(r.account_id, r.name.lower())] = _role_record(r)
-    return MappingSnapshot.build(accounts.values(), roles.values(), mappings, rules)
+        wanted |= {(by_ref[ref.lower()], name.lower()) for _, _, ref, name in candidates if ref and ref.lower() in by_ref}
+    wanted -= set(roles)
+    if wanted:
+        params = {"accounts": sorted({a for a, _ in wanted}), "names": sorted({n for _, n in wanted})}
+        for r in s.execute(_ROLES_Q, params):
+            roles.setdefault((r.account_id, r.name.lower()), _role_record(r))
+    return MappingSnapshot.build(accounts.values(), roles.values(), mappings, rules, org_mappings, placement_targets)
 
 
 def full_snapshot(s: Session) -> MappingSnapshot:
     accounts = [_account_record(r) for r in s.execute(select(*_ACCOUNT_COLS))]
     roles = [_role_record(r) for r in s.execute(select(*_ROLE_COLS))]
     mappings = [_mapping_record(r) for r in s.execute(select(*_MAPPING_COLS).join(Role, Mapping.role_id == Role.id))]
-    return MappingSnapshot.build(accounts, roles, mappings, load_rules(s))
+    org_mappings = [_org_mapping_record(r) for r in s.execute(select(*_ORG_MAPPING_COLS))]
+    placement_targets = [(a, t) for a, t in s.execute(select(OrgPlacementTarget.account_id, OrgPlacementTarget.target))]
+    return MappingSnapshot.build(accounts, roles, mappings, load_rules(s), org_mappings, placement_targets)
 
 
 # ---- the whole document ----
@@ -264,7 +327,8 @@ def export_document(s: Session, *, source: str | None = None) -> MappingDocument
     return MappingDocument.model_construct(
         version=1,
         accounts=exported,
-        mappings=[mapping_spec(m) for m in s.scalars(map_q) if source is None or m.source == source],
+        mappings=[mapping_spec(m) for m in s.scalars(map_q) if source is None or m.source == source]
+        + [org_mapping_spec(m) for m in org_mappings(s) if source is None or m.source == source],
         rules=[rule_spec(r) for r in rules(s) if source is None or r.source == source],
     )
 

@@ -38,6 +38,7 @@ from broker.mapping.model import (
     RuleSpec,
     foreign_policies,
 )
+from broker.mapping.org_targets import Target
 from broker.mapping.store import KINDS, ImportPlan, Kind
 
 API: Source = "api"
@@ -46,6 +47,7 @@ CONFIG: Source = "config"
 Op = Literal["create", "update", "delete", "release"]
 RoleKey = tuple[str, str]  # (account id, role name key)
 MappingKey = tuple[str, str, str]  # (group key, account id, role name key)
+OrgMappingKey = tuple[str, str, str]  # (group key, target key, role name key)
 S = TypeVar("S", AccountSpec, RoleSpec, MappingSpec, RuleSpec)
 
 
@@ -67,9 +69,11 @@ class Current:
     roles: dict[RoleKey, Stored[RoleSpec]] = field(default_factory=dict)
     mappings: dict[MappingKey, Stored[MappingSpec]] = field(default_factory=dict)
     rules: dict[str, Stored[RuleSpec]] = field(default_factory=dict)
+    org_mappings: dict[OrgMappingKey, Stored[MappingSpec]] = field(default_factory=dict)
 
     def kinds(self) -> dict[Kind, dict[Any, Any]]:
-        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules,
+                "org_mappings": self.org_mappings}
 
 
 @dataclass
@@ -80,9 +84,11 @@ class Specs:
     roles: dict[RoleKey, RoleSpec] = field(default_factory=dict)
     mappings: dict[MappingKey, MappingSpec] = field(default_factory=dict)
     rules: dict[str, RuleSpec] = field(default_factory=dict)
+    org_mappings: dict[OrgMappingKey, MappingSpec] = field(default_factory=dict)
 
     def kinds(self) -> dict[Kind, dict[Any, Any]]:
-        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules,
+                "org_mappings": self.org_mappings}
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,8 @@ def _label(kind: Kind, key: Any, source: str | None = None) -> str:
         what = f"role {key[0]}/{key[1]}"
     elif kind == "mappings":
         what = f"mapping {key[0]!r} -> {key[1]}/{key[2]}"
+    elif kind == "org_mappings":
+        what = f"mapping {key[0]!r} -> {Target.from_key(key[1]).via}/{key[2]}"
     else:
         what = f"rule {key!r}"
     return f"{what} ({_source_name(source)})" if source else what
@@ -137,6 +145,9 @@ def _stored_label(kind: Kind, key: Any, stored: Stored[Any]) -> str:
     if kind == "mappings":
         m = stored.spec
         return f"mapping {stored.id} ({m.group!r} -> {m.account}/{m.role}, {_source_name(stored.source)})"
+    if kind == "org_mappings":
+        m = stored.spec
+        return f"org mapping {stored.id} ({m.group!r} -> {m.accounts.target().via}/{m.role}, {_source_name(stored.source)})"
     return _label(kind, key, stored.source)
 
 
@@ -172,6 +183,13 @@ def desired(doc: MappingDocument, current: Current) -> tuple[Specs, list[str]]:
             want.roles[role_key] = role
     by_ref |= doc_refs
     for i, m in enumerate(doc.mappings):
+        if m.accounts is not None:  # an OU or a tag: no account or role to resolve here
+            org_key = (match_key(m.group), m.accounts.target().key, m.role.lower())
+            if org_key in want.org_mappings:
+                problems.append(f"mapping {m.group!r} -> {m.accounts.target().via}/{m.role} is listed twice")
+            want.org_mappings[org_key] = m
+            continue
+        assert m.account is not None
         found = by_ref.get(m.account) or by_ref.get(m.account.lower())
         if found is None:
             problems.append(f"mappings[{i}] (group {m.group!r}): unknown account {m.account!r}")
@@ -286,7 +304,7 @@ def _removals(
             ]
         return []
 
-    for kind in ("mappings", "rules", "roles", "accounts"):
+    for kind in ("org_mappings", "mappings", "rules", "roles", "accounts"):
         stored_objects: dict[Any, Stored[Any]] = current.kinds()[kind]
         for key, stored in stored_objects.items():
             if stored.source != managed or key in want.kinds()[kind]:

@@ -2,7 +2,8 @@
 
 The fields are the pydantic models' (``broker.mapping.model``); only what a table stores
 differently is spelled out here: an account's federation (six columns), a role's and a
-mapping's lower-case keys, and a mapping's account and role (its role row).
+mapping's lower-case keys, a mapping's account and role (its role row), and the ``accounts:``
+target of org mappings and rules (one ``target`` key column, ``broker.mapping.org_targets``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from broker.db.models import Account, Mapping, NamingRule, Role
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, Role
 from broker.groups import match_key
 from broker.mapping.model import (
+    AccountSelector,
     AccountSpec,
     AssertionEncryption,
     MappingSpec,
@@ -22,6 +24,7 @@ from broker.mapping.model import (
     SamlFederation,
     WebIdentityFederation,
 )
+from broker.mapping.org_targets import Target
 
 
 def _same_named(model: type[BaseModel], *, but: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -31,8 +34,8 @@ def _same_named(model: type[BaseModel], *, but: tuple[str, ...] = ()) -> tuple[s
 
 ACCOUNT_COLUMNS = _same_named(AccountSpec, but=("id", "federation", "roles"))  # the id: the primary key
 ROLE_COLUMNS = _same_named(RoleSpec)
-MAPPING_COLUMNS = _same_named(MappingSpec, but=("group", "account", "role"))
-RULE_COLUMNS = _same_named(RuleSpec)
+MAPPING_COLUMNS = _same_named(MappingSpec, but=("group", "account", "accounts", "role"))
+RULE_COLUMNS = _same_named(RuleSpec, but=("accounts",))  # accounts: the target column
 
 
 def _columns(row: object, names: tuple[str, ...]) -> dict[str, Any]:
@@ -75,9 +78,18 @@ def mapping_spec(m: Mapping) -> MappingSpec:
     return MappingSpec(**_columns(m, MAPPING_COLUMNS), group=m.group_name, account=m.role.account_id, role=m.role.name)
 
 
+def org_mapping_spec(m: OrgMapping) -> MappingSpec:
+    return MappingSpec(**_columns(m, MAPPING_COLUMNS), group=m.group_name, accounts=_selector(m.target),
+                       role=m.role_name)
+
+
+def _selector(target: str | None) -> AccountSelector | None:
+    return None if target is None else AccountSelector.of(Target.from_key(target))
+
+
 def rule_spec(r: NamingRule) -> RuleSpec:
     # not re-validated: a rule stored before patterns had to be RE2 is still listed, exported and deletable
-    return RuleSpec.model_construct(**_columns(r, RULE_COLUMNS))
+    return RuleSpec.model_construct(**_columns(r, RULE_COLUMNS), accounts=_selector(r.target))
 
 
 # ---- specs → rows ----
@@ -107,5 +119,16 @@ def apply_mapping_fields(m: Mapping, spec: MappingSpec, role: Role) -> None:
     m.role = role
 
 
+def apply_org_mapping_fields(m: OrgMapping, spec: MappingSpec) -> None:
+    assert spec.accounts is not None
+    _fill(m, spec, MAPPING_COLUMNS)
+    m.group_name = spec.group
+    m.group_key = match_key(spec.group)
+    m.target = spec.accounts.target().key
+    m.role_name = spec.role
+    m.role_key = spec.role.lower()
+
+
 def apply_rule_fields(r: NamingRule, spec: RuleSpec) -> None:
     _fill(r, spec, RULE_COLUMNS)
+    r.target = spec.accounts.target().key if spec.accounts is not None else None

@@ -22,12 +22,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
-from broker.db import audit, queries, sync, views, writes
+from broker.db import audit, placements, queries, sync, views, writes
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
 from broker.errors import BrokerError, Duplicate, StorageUnavailable
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.org_targets import Placement, PlacementChanges
 from broker.mapping.snapshot import MappingSnapshot
 from broker.mapping.store import ImportPlan
 
@@ -188,6 +189,47 @@ class SqlMappingStore:
     def delete_mapping(self, mapping_id: int, ctx: AuditContext) -> None:
         with self._tx() as s:
             writes.delete_mapping(s, m=queries.get_mapping(s, mapping_id=mapping_id), ctx=ctx)
+
+    # ---- org mappings (accounts: an OU or a tag) and the placements discovery records ----
+
+    def list_org_mappings(self, *, group: str | None = None) -> list[View]:
+        with self._tx() as s:
+            return [views.org_mapping_view(m) for m in queries.org_mappings(s, group=group)]
+
+    def get_org_mapping(self, mapping_id: int) -> View:
+        with self._tx() as s:
+            return views.org_mapping_view(queries.get_org_mapping(s, mapping_id=mapping_id))
+
+    def create_org_mapping(self, spec: MappingSpec, ctx: AuditContext) -> View:
+        with self._tx() as s:
+            return writes.create_org_mapping(s, spec=spec, ctx=ctx)
+
+    def update_org_mapping(self, mapping_id: int, spec: MappingSpec, ctx: AuditContext) -> View:
+        with self._write_tx() as s:
+            m = writes.locked(s, queries.get_org_mapping(s, mapping_id=mapping_id))
+            return writes.update_org_mapping(s, m=m, spec=spec, ctx=ctx)
+
+    def patch_org_mapping(self, mapping_id: int, changes: dict[str, Any], ctx: AuditContext) -> View:
+        """PATCH in one transaction (see patch_account)."""
+        with self._write_tx() as s:
+            m = writes.locked(s, queries.get_org_mapping(s, mapping_id=mapping_id))
+            return writes.patch_org_mapping(s, m=m, changes=changes, ctx=ctx)
+
+    def delete_org_mapping(self, mapping_id: int, ctx: AuditContext) -> None:
+        with self._tx() as s:
+            writes.delete_org_mapping(s, m=queries.get_org_mapping(s, mapping_id=mapping_id), ctx=ctx)
+
+    def list_placements(self) -> list[View]:
+        with self._tx() as s:
+            return [views.placement_view(p) for p in queries.placements(s)]
+
+    def record_placements(self, found: Sequence[Placement]) -> PlacementChanges:
+        """Discovery's placements of registered accounts (``found``: the whole organization),
+        written over the last ones (discovered data: nothing a person made); accounts not
+        registered are skipped, placed accounts no longer listed lose their placement (never their
+        registration). One transaction."""
+        with self._tx() as s:
+            return placements.record_placements(s, found=found)
 
     # ---- naming rules ----
 

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from broker.audit import AuditContext
 from broker.db import rows
 from broker.db.audit import record
-from broker.db.models import Account, ConfigSync, Mapping, NamingRule, Role, utcnow
+from broker.db.models import Account, ConfigSync, Mapping, NamingRule, OrgMapping, Role, utcnow
 from broker.db.reconcile import (
     API,
     CONFIG,
     Current,
     MappingKey,
     Op,
+    OrgMappingKey,
     Reconciliation,
     RoleKey,
     Stored,
@@ -46,6 +47,7 @@ class Rows:
     roles: dict[RoleKey, Role]
     mappings: dict[MappingKey, Mapping]
     rules: dict[str, NamingRule]
+    org_mappings: dict[OrgMappingKey, OrgMapping]
 
     def current(self) -> Current:
         """The rows as values, for the pure planner."""
@@ -54,6 +56,9 @@ class Rows:
             roles={k: Stored(rows.role_spec(r), _source(r.source)) for k, r in self.roles.items()},
             mappings={k: Stored(rows.mapping_spec(m), _source(m.source), m.id) for k, m in self.mappings.items()},
             rules={k: Stored(rows.rule_spec(r), _source(r.source)) for k, r in self.rules.items()},
+            org_mappings={
+                k: Stored(rows.org_mapping_spec(m), _source(m.source), m.id) for k, m in self.org_mappings.items()
+            },
         )
 
 
@@ -68,6 +73,7 @@ def load_rows(s: Session) -> Rows:
         roles=roles,
         mappings={(m.group_key, m.role.account_id, m.role.name_key): m for m in s.scalars(select(Mapping).join(Role))},
         rules={r.name: r for r in s.scalars(select(NamingRule))},
+        org_mappings={(m.group_key, m.target, m.role_key): m for m in s.scalars(select(OrgMapping))},
     )
 
 
@@ -151,24 +157,27 @@ def sync_config(s: Session, *, doc: MappingDocument) -> ImportPlan:
 # ---- applying a plan ----
 
 
-def _target(row: Account | Role | Mapping | NamingRule) -> str:
+def _target(row: Account | Role | Mapping | NamingRule | OrgMapping) -> str:
     if isinstance(row, Role):
         return f"{row.account_id}/{row.name}"
-    if isinstance(row, Mapping):
+    if isinstance(row, Mapping | OrgMapping):
         return str(row.id)
     if isinstance(row, Account):
         return row.id
     return row.name
 
 
-_TARGET_TYPE: dict[Kind, str] = {"accounts": "account", "roles": "role", "mappings": "mapping", "rules": "rule"}
+_TARGET_TYPE: dict[Kind, str] = {
+    "accounts": "account", "roles": "role", "mappings": "mapping", "rules": "rule", "org_mappings": "org_mapping"
+}
 
 
 def apply(s: Session, stored: Rows, rec: Reconciliation, *, managed: Source, ctx: AuditContext) -> None:
     """Write the steps in dependency order, each with its audit event."""
     via = {"via": "config-sync" if managed == CONFIG else "import"}
     by_kind: dict[Kind, dict[Any, Any]] = {
-        "accounts": stored.accounts, "roles": stored.roles, "mappings": stored.mappings, "rules": stored.rules
+        "accounts": stored.accounts, "roles": stored.roles, "mappings": stored.mappings, "rules": stored.rules,
+        "org_mappings": stored.org_mappings,
     }
 
     def note(kind: Kind, op: Op, row: Any, before: Any = None, after: Any = None, **extra: Any) -> None:
@@ -222,12 +231,14 @@ def apply(s: Session, stored: Rows, rec: Reconciliation, *, managed: Source, ctx
     )
     upsert("rules", lambda key: NamingRule(source=managed), lambda row, st: rows.apply_rule_fields(row, st.spec))
     release_and_delete("rules")
+    release_and_delete("org_mappings")
     release_and_delete("mappings")
     s.flush()
     upsert(
         "mappings", lambda key: Mapping(source=managed),
         lambda row, st: rows.apply_mapping_fields(row, st.spec, stored.roles[(st.key[1], st.key[2])]),
     )
+    upsert("org_mappings", lambda key: OrgMapping(source=managed), lambda row, st: rows.apply_org_mapping_fields(row, st.spec))
     release_and_delete("roles")
     release_and_delete("accounts")
     rec.plan.applied = True

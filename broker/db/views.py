@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker.audit import rfc3339
-from broker.db.models import Account, Mapping, NamingRule, Role
-from broker.db.rows import account_spec, mapping_spec, role_spec, rule_spec
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, OrgPlacement, Role
+from broker.db.rows import account_spec, mapping_spec, org_mapping_spec, role_spec, rule_spec
 
 View = dict[str, Any]
 
@@ -21,7 +21,7 @@ def dump(spec: BaseModel) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
-def meta(row: Account | Role | Mapping | NamingRule) -> dict[str, Any]:
+def meta(row: Account | Role | Mapping | NamingRule | OrgMapping) -> dict[str, Any]:
     return {"source": row.source, "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at)}
 
 
@@ -41,5 +41,14 @@ def mapping_view(m: Mapping) -> View:
     return {"id": m.id, **dump(mapping_spec(m)), **meta(m)}
 
 
+def org_mapping_view(m: OrgMapping) -> View:
+    return {"id": m.id, **dump(org_mapping_spec(m)), **meta(m)}
+
+
 def rule_view(r: NamingRule) -> View:
     return dump(rule_spec(r)) | meta(r)
+
+
+def placement_view(p: OrgPlacement) -> View:
+    return {"account": p.account_id, "ou_id": p.ou_id, "ou_path": list(p.ou_path), "tags": dict(p.tags),
+            "discovered_at": rfc3339(p.discovered_at)}

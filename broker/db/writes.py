@@ -17,23 +17,25 @@ from sqlalchemy.orm import Session
 from broker.audit import AuditContext
 from broker.db import queries
 from broker.db.audit import record
-from broker.db.models import Account, Mapping, NamingRule, Role
+from broker.db.models import Account, Mapping, NamingRule, OrgMapping, Role
 from broker.db.rows import (
     account_spec,
     apply_account_fields,
     apply_mapping_fields,
+    apply_org_mapping_fields,
     apply_role_fields,
     apply_rule_fields,
     mapping_spec,
+    org_mapping_spec,
     role_spec,
     rule_spec,
 )
-from broker.db.views import View, account_view, dump, mapping_view, role_view, rule_view
-from broker.errors import Conflict, Duplicate, InUse, ReadOnly, UnknownAccount, UnknownRole
+from broker.db.views import View, account_view, dump, mapping_view, org_mapping_view, role_view, rule_view
+from broker.errors import Conflict, Duplicate, InUse, InvalidInput, ReadOnly, UnknownAccount, UnknownRole
 from broker.mapping.model import AccountFields, AccountSpec, MappingSpec, RoleSpec, RuleSpec, foreign_policies
 
 _Spec = TypeVar("_Spec", bound=BaseModel)
-_Row = TypeVar("_Row", Account, Role, Mapping, NamingRule)
+_Row = TypeVar("_Row", Account, Role, Mapping, NamingRule, OrgMapping)
 
 
 # ---- shared ----
@@ -46,7 +48,7 @@ def merged(current: dict[str, Any], changes: dict[str, Any], model: type[_Spec],
     return model.model_validate(base | changes)
 
 
-def writable(row: Account | Role | Mapping | NamingRule, what: str) -> None:
+def writable(row: Account | Role | Mapping | NamingRule | OrgMapping, what: str) -> None:
     if row.source == "config":
         raise ReadOnly(f"{what} is declared in the configuration file; change it there (it is read-only through the API)")
 
@@ -175,7 +177,17 @@ def delete_role(s: Session, *, role: Role, ctx: AuditContext) -> None:
 # ---- mappings ----
 
 
+def _wrong_target(spec: MappingSpec, *, targeted: bool) -> None:
+    """/mappings take ``account:``, /org-mappings ``accounts:`` (each its own id space)."""
+    if (spec.accounts is not None) != targeted:
+        where, field = ("/org-mappings", "accounts") if spec.accounts is not None else ("/mappings", "account")
+        message = f"a mapping with {field}: is managed at {where}"
+        raise InvalidInput(message, details=[{"field": field, "code": "invalid_target", "message": message}])
+
+
 def _target_role(s: Session, spec: MappingSpec) -> Role:
+    _wrong_target(spec, targeted=False)
+    assert spec.account is not None
     acc = queries.find_account(s, spec.account)
     if acc is None:
         raise UnknownAccount(f"no account {spec.account!r} is registered")
@@ -220,6 +232,53 @@ def patch_mapping(s: Session, *, m: Mapping, changes: dict[str, Any], ctx: Audit
 def delete_mapping(s: Session, *, m: Mapping, ctx: AuditContext) -> None:
     writable(m, f"mapping {m.id}")
     record(s, ctx, "mapping.delete", target_type="mapping", target_id=str(m.id), before=mapping_view(m))
+    s.delete(m)
+
+
+# ---- org mappings (accounts: an OU or a tag) ----
+
+
+def _same_org_mapping(s: Session, spec: MappingSpec) -> OrgMapping | None:
+    assert spec.accounts is not None
+    return queries.find_org_mapping(s, spec.group, spec.accounts.target().key, spec.role)
+
+
+def create_org_mapping(s: Session, *, spec: MappingSpec, ctx: AuditContext) -> View:
+    _wrong_target(spec, targeted=True)
+    assert spec.accounts is not None
+    if _same_org_mapping(s, spec) is not None:
+        raise Duplicate(f"group {spec.group!r} is already mapped to {spec.role} via {spec.accounts.target().via}")
+    m = OrgMapping(source="api")
+    apply_org_mapping_fields(m, spec)
+    s.add(m)
+    s.flush()
+    view = org_mapping_view(m)
+    record(s, ctx, "org_mapping.create", target_type="org_mapping", target_id=str(m.id), after=view)
+    return view
+
+
+def update_org_mapping(s: Session, *, m: OrgMapping, spec: MappingSpec, ctx: AuditContext) -> View:
+    writable(m, f"org mapping {m.id}")
+    _wrong_target(spec, targeted=True)
+    other = _same_org_mapping(s, spec)
+    if other is not None and other.id != m.id:
+        raise Duplicate(f"group {spec.group!r} is already mapped to {spec.role} there (org mapping {other.id})")
+    before = org_mapping_view(m)
+    apply_org_mapping_fields(m, spec)
+    s.flush()
+    after = org_mapping_view(m)
+    record(s, ctx, "org_mapping.update", target_type="org_mapping", target_id=str(m.id), before=before, after=after)
+    return after
+
+
+def patch_org_mapping(s: Session, *, m: OrgMapping, changes: dict[str, Any], ctx: AuditContext) -> View:
+    writable(m, f"org mapping {m.id}")
+    return update_org_mapping(s, m=m, spec=merged(dump(org_mapping_spec(m)), changes, MappingSpec), ctx=ctx)
+
+
+def delete_org_mapping(s: Session, *, m: OrgMapping, ctx: AuditContext) -> None:
+    writable(m, f"org mapping {m.id}")
+    record(s, ctx, "org_mapping.delete", target_type="org_mapping", target_id=str(m.id), before=org_mapping_view(m))
     s.delete(m)
 
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
@@ -26,6 +36,7 @@ from broker.errors import (
     ReservedRole,
     WrongPartition,
 )
+from broker.mapping.org_targets import Target
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 # IAM: role names are 1-64 of [\w+=,.@-]; ASCII only.
@@ -37,6 +48,9 @@ REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 SAML_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # IAM GetSAMLProvider SAMLProviderUUID (botocore's iam model, privateKeyIdType): 22-64 of [A-Z0-9].
 SAML_PROVIDER_UUID = re.compile(r"^[A-Z0-9]{22,64}$")
+# AWS Organizations: an OU id, and the root's id (an OU target may name the root: every account).
+OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$")
+ROOT_ID = re.compile(r"^r-[0-9a-z]{4,32}$")
 RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # IAM: a managed policy ARN is arn:<partition>:iam::<12-digit account | aws>:policy<path><name>, the
 # path "/" or "/a/b/" (printable ASCII, at most 512), the name 1-128 of [\w+=,.@-]; 20-2048 characters.
@@ -149,12 +163,13 @@ def check_region(value: str) -> str:
 
 
 def check_rule_pattern(value: str) -> str:
-    """A naming rule is RE2 syntax (linear-time matching, ``broker.mapping.patterns``) with the
-    named groups ``account`` and ``role``."""
+    """A naming rule is RE2 syntax (linear-time matching, ``broker.mapping.patterns``); the named
+    groups it needs (``role``, and ``account`` unless the rule has an ``accounts:`` target) are
+    checked by ``RuleSpec``, which sees both."""
     from broker.mapping.patterns import PatternError, compile_pattern
 
     try:
-        compiled = compile_pattern(value)
+        compile_pattern(value)
     except PatternError as exc:
         raise _fail(
             InvalidRegex,
@@ -162,14 +177,16 @@ def check_rule_pattern(value: str) -> str:
             "look-around, no back-references): {reason}",
             reason=str(exc),
         ) from None
-    missing = {"account", "role"} - set(compiled.groupindex)
-    if missing:
-        raise _fail(
-            InvalidRegex,
-            "the pattern needs the named groups (?P<account>...) and (?P<role>...); missing: {missing}",
-            missing=", ".join(sorted(missing)),
-        )
     return value
+
+
+def missing_rule_groups(pattern: str, *, targeted: bool) -> set[str]:
+    """The named groups a rule's pattern lacks: ``role`` always, ``account`` unless the rule
+    targets accounts (``accounts:``; then an ``account`` group, if any, must also be selected)."""
+    from broker.mapping.patterns import compile_pattern
+
+    needed = {"role"} if targeted else {"account", "role"}
+    return needed - set(compile_pattern(pattern).groupindex)
 
 
 def check_certificate(value: str) -> str:
@@ -339,17 +356,109 @@ class GrantOptions(Strict):
         return self
 
 
+class AccountSelector(Strict):
+    """Accounts by their place in AWS Organizations, as the last ``broker org discover --apply``
+    recorded it: ``{ou: ou-...}`` (the accounts of that OU and of its child OUs; the root id
+    ``r-...``: every account) or ``{tag: {KEY: VALUE}}`` (one tag, key and value equal, the key
+    case-sensitive as in AWS)."""
+
+    ou: Annotated[str, Field(max_length=68)] | None = None
+    tag: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AccountSelector:
+        if (self.ou is None) == (self.tag is None):
+            raise _fail("invalid_target", "accounts: names exactly one of ou: or tag:")
+        if self.ou is not None and not (OU_ID.match(self.ou) or ROOT_ID.match(self.ou)):
+            raise _fail(
+                "invalid_ou_id",
+                "not an AWS Organizations OU id (ou-<4-32 of a-z 0-9>-<8-32 of a-z 0-9>) or root id (r-...): "
+                "'{value}'",
+                value=self.ou[:80],
+            )
+        if self.tag is not None:
+            if len(self.tag) != 1:
+                raise _fail("invalid_tag", "tag: names exactly one KEY: VALUE pair, got {count}", count=len(self.tag))
+            ((key, value),) = self.tag.items()
+            if not key.strip() or len(key) > 128 or len(value) > 256 or key.lower().startswith("aws:"):
+                raise _fail(
+                    "invalid_tag",
+                    "an account tag's key is 1-128 characters (not aws:...) and its value at most 256; got '{key}'",
+                    key=key[:130],
+                )
+        return self
+
+    def target(self) -> Target:
+        if self.ou is not None:
+            return Target(ou=self.ou)
+        assert self.tag is not None
+        ((key, value),) = self.tag.items()
+        return Target(tag=(key, value))
+
+    @classmethod
+    def of(cls, target: Target) -> AccountSelector:
+        """The selector of a stored target key (not re-validated: it was when it was stored)."""
+        if target.ou is not None:
+            return cls.model_construct(ou=target.ou, tag=None)
+        assert target.tag is not None
+        return cls.model_construct(ou=None, tag={target.tag[0]: target.tag[1]})
+
+    @classmethod
+    def of_dump(cls, data: dict[str, object]) -> AccountSelector:
+        """The selector of its own JSON dump (a plan's or an audit event's; not re-validated)."""
+        ou, tag = data.get("ou"), data.get("tag")
+        return cls.model_construct(ou=ou if isinstance(ou, str) else None,
+                                   tag={str(k): str(v) for k, v in tag.items()} if isinstance(tag, dict) else None)
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, object]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class MappingSpec(GrantOptions):
+    """A group's role in one account (``account:``), or in every account of an OU or with a tag
+    (``accounts:``, resolved against the placements discovery recorded)."""
+
     group: GroupName
-    account: AccountRef
+    account: AccountRef | None = None
+    accounts: AccountSelector | None = None
     role: RoleName
     description: Text = ""
+
+    @model_validator(mode="after")
+    def _one_account_target(self) -> MappingSpec:
+        if (self.account is None) == (self.accounts is None):
+            raise _fail(
+                "invalid_target",
+                "a mapping names exactly one of account: (an id or alias) or accounts: (ou: OU id, or tag: KEY: VALUE)",
+            )
+        return self
 
 
 class RuleSpec(GrantOptions):
     name: Annotated[str, Field(pattern=RULE_NAME.pattern)]
     pattern: RulePattern
+    accounts: AccountSelector | None = None
+    """Optional: the rule grants only in these accounts; a pattern without an ``account`` group
+    grants its ``role`` in every one of them."""
     description: Text = ""
+
+    @model_validator(mode="after")
+    def _named_groups(self) -> RuleSpec:
+        missing = missing_rule_groups(self.pattern, targeted=self.accounts is not None)
+        if missing:
+            needed = "(?P<role>...)" if self.accounts is not None else "(?P<account>...) and (?P<role>...)"
+            hint = "" if self.accounts is not None or "role" in missing else (
+                " (or give the rule accounts: to grant the role in every account of an OU or with a tag)")
+            error = _fail(
+                InvalidRegex,
+                "the pattern needs the named groups {needed}; missing: {missing}{hint}",
+                needed=needed, missing=", ".join(sorted(missing)), hint=hint,
+            )
+            raise ValidationError.from_exception_data(
+                type(self).__name__, [InitErrorDetails(type=error, loc=("pattern",), input=self.pattern)]
+            )
+        return self
 
 
 class MappingDocument(Strict):
@@ -393,6 +502,13 @@ def reference_issues(doc: MappingDocument) -> list[tuple[str, str]]:
     for i, m in enumerate(doc.mappings):
         if m is None:
             continue
+        if m.accounts is not None:  # accounts of an OU or a tag: whichever discovery placed there
+            target_key = (match_key(m.group), m.accounts.target().key, m.role.lower())
+            if target_key in seen:
+                problems.append((f"mappings[{i}]", f"mapping {m.group!r} -> {m.accounts.target().via}/{m.role} is listed twice"))
+            seen.add(target_key)
+            continue
+        assert m.account is not None
         account_id = m.account if m.account in ids else aliases.get(m.account.lower())
         if account_id is None:
             declared = sorted(aliases) + sorted(ids)

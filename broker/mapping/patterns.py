@@ -80,7 +80,8 @@ class RuleMatcher:
         self.matches = functools.lru_cache(maxsize=MATCH_CACHE)(self._matches)
 
     def _matches(self, name: str) -> tuple[tuple[int, str, str], ...]:
-        """(rule position, account, role) for every rule whose pattern matches all of ``name``."""
+        """(rule position, account, role) for every rule whose pattern matches all of ``name``
+        (account "": the pattern has no ``account`` group; only a rule with ``accounts:`` has none)."""
         if not self._index or len(name) > MAX_GROUP_LENGTH:
             return ()
         try:
@@ -98,8 +99,9 @@ class RuleMatcher:
         for i in candidates:
             compiled = self._compiled[i]  # in the index, so it compiled
             m = compiled.fullmatch(data) if compiled is not None else None
-            if m is not None:
-                account, role = m.group("account"), m.group("role")
+            if m is not None and compiled is not None:
+                account = m.group("account") if "account" in compiled.groupindex else b""
+                role = m.group("role") if "role" in compiled.groupindex else None
                 if account is not None and role is not None:
                     out.append((i, account.decode("utf-8"), role.decode("utf-8")))
         return tuple(out)

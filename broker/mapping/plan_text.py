@@ -1,6 +1,7 @@
 """An import plan (``ImportPlan.to_dict()``) as lines a reviewer reads, one per change:
 
     + mapping "aws-admins" -> 111122223333/Admin
+    + mapping "platform-admins" -> OU ou-ab12-cdef3456/Admin
     ~ role 111122223333/Admin: max_session_duration 3600 -> 7200
     - rule "old-adfs"
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from broker.mapping.model import AccountSelector
 from broker.mapping.store import KINDS
 
 
@@ -30,7 +32,14 @@ def _name(kind: str, d: dict[str, Any], key: str = "") -> str:
         return f"role {account}/{d['name']}"
     if kind == "mappings":
         return f"mapping {_v(d['group'])} -> {d['account']}/{d['role']}"
+    if kind == "org_mappings":
+        return f"mapping {_v(d['group'])} -> {_via(d['accounts'])}/{d['role']}"
     return f"rule {_v(d['name'])}"
+
+
+def _via(accounts: dict[str, Any]) -> str:
+    """An ``accounts:`` target as explain names it (``OU ou-...``, ``tag env=prod``)."""
+    return AccountSelector.of_dump(accounts).target().via
 
 
 def _created(kind: str, d: dict[str, Any]) -> str:
@@ -38,8 +47,8 @@ def _created(kind: str, d: dict[str, Any]) -> str:
         policies = f", managed_policy_arns {_v(d['managed_policy_arns'])}" if d.get("managed_policy_arns") else ""
         return f" (path {d['path']}, max_session_duration {d['max_session_duration']}{policies})"
     if kind == "rules":
-        return f": {d['pattern']}"
-    if kind == "mappings":
+        return f": {d['pattern']}" + (f" (accounts via {_via(d['accounts'])})" if d.get("accounts") else "")
+    if kind in ("mappings", "org_mappings"):
         channels = [c for c in ("console", "cli") if d.get(c)]
         cap = f", session_duration {d['session_duration']}" if d.get("session_duration") else ""
         return f" ({'+'.join(channels)}{cap})"

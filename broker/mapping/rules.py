@@ -10,6 +10,13 @@ group name (``fullmatch``). Patterns are RE2 syntax, matched in linear time
 (``broker.mapping.patterns``); a group name longer than ``MAX_GROUP_LENGTH`` is not tried. A rule never creates an account: the account must be registered.
 A role the rule names but that is not registered gets AWS's default maximum session (1 h),
 the shortest any IAM role allows, so the broker never asks for more than the role permits.
+
+Mappings and rules with ``accounts:`` (an OU or a tag, ``broker.mapping.org_targets``) reach the
+registered accounts the snapshot's ``targeted`` lists for their target (what discovery recorded):
+a mapping grants its role in each; a rule whose pattern has no ``account`` group grants the
+matched role in each, and one with an ``account`` group only if that account is among them. A
+role such a target names that an account does not declare is treated like a rule's (1 h).
+Their reasons say how the account was reached (``via``: ``OU ou-...``, ``tag env=prod``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import NamedTuple
 from broker.domain import GrantReason, RoleGrant
 from broker.groups import normalize
 from broker.mapping.model import AWS_DEFAULT_MAX_SESSION, ROLE_NAME
+from broker.mapping.org_targets import Target
 from broker.mapping.patterns import MAX_GROUP_LENGTH, RuleMatcher
 from broker.mapping.snapshot import AccountRecord, MappingSnapshot, RoleRecord, RuleRecord, rules_matcher
 
@@ -80,6 +88,35 @@ def rule_notes(groups: Iterable[NormalizedGroup], rules: tuple[RuleRecord, ...],
     return notes
 
 
+def org_mapping_ref(mapping_id: str | int) -> str:
+    """A mapping with ``accounts:`` in a grant's reasons (its own id space: /org-mappings/<id>)."""
+    return f"org-{mapping_id}"
+
+
+def _rule_accounts(
+    g: NormalizedGroup, rule: RuleRecord, account_ref: str, data: MappingSnapshot, notes: list[str]
+) -> list[tuple[AccountRecord, str | None]]:
+    """The accounts a rule's match grants in, each with how it was reached (``via``): the account
+    its pattern names (which its ``accounts:`` target, if any, must hold), or, for a targeted
+    pattern without an ``account`` group, every account of the target."""
+    via = Target.from_key(rule.target).via if rule.target is not None else None
+    selected = data.selected(rule.target) if rule.target is not None else []
+    if not account_ref:
+        if rule.target is None:  # stored before patterns were checked: never matches
+            return []
+        if not selected:
+            notes.append(f"rule {rule.name!r} matched {g.name!r} but no registered account is under {via}")
+        return [(acc, via) for acc in selected]
+    acc = data.account(account_ref)
+    if acc is None:
+        notes.append(f"rule {rule.name!r} matched {g.name!r} but account {account_ref!r} is not registered")
+        return []
+    if rule.target is not None and acc.id not in {a.id for a in selected}:
+        notes.append(f"rule {rule.name!r} matched {g.name!r} but account {acc.id} is not under {via}")
+        return []
+    return [(acc, via)]
+
+
 def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
     normalized = normalize_groups(groups)
     reasons: dict[tuple[str, str], list[GrantReason]] = {}
@@ -101,19 +138,31 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                 continue
             add(acc, role, GrantReason("mapping", m.id, g.given, m.console, m.cli, m.session_duration, m.source), g.key)
 
+    for g in normalized:
+        for om in data.org_mappings_by_group.get(g.key, ()):
+            via = Target.from_key(om.target).via
+            selected = data.selected(om.target)
+            if not selected:
+                notes.append(f"mapping {org_mapping_ref(om.id)} for {g.name!r}: no registered account is under {via} "
+                             "(as the last `broker org discover --apply` recorded)")
+            for acc in selected:
+                role = data.role(acc.id, om.role_name) or RoleRecord(acc.id, om.role_name, "/", AWS_DEFAULT_MAX_SESSION)
+                reason = GrantReason("mapping", org_mapping_ref(om.id), g.given, om.console, om.cli,
+                                     om.session_duration, om.source, via)
+                add(acc, role, reason, g.key)
+
     matcher = data.matcher or rules_matcher(data.rules)
     if data.rules:
         notes.extend(rule_notes(normalized, data.rules, matcher))
     for g, rule, account_ref, role_name in rule_candidates(normalized, data.rules, matcher):
-        acc = data.account(account_ref)
-        if acc is None:
-            notes.append(f"rule {rule.name!r} matched {g.name!r} but account {account_ref!r} is not registered")
-            continue
-        if not ROLE_NAME.match(role_name) or role_name.lower().startswith("awsreservedsso_"):
-            notes.append(f"rule {rule.name!r} matched {g.name!r} but {role_name!r} is not an assumable role name")
-            continue
-        role = data.role(acc.id, role_name) or RoleRecord(acc.id, role_name, "/", AWS_DEFAULT_MAX_SESSION)
-        add(acc, role, GrantReason("rule", rule.name, g.given, rule.console, rule.cli, rule.session_duration, rule.source), g.key)
+        for acc, rule_via in _rule_accounts(g, rule, account_ref, data, notes):
+            if not ROLE_NAME.match(role_name) or role_name.lower().startswith("awsreservedsso_"):
+                notes.append(f"rule {rule.name!r} matched {g.name!r} but {role_name!r} is not an assumable role name")
+                break
+            role = data.role(acc.id, role_name) or RoleRecord(acc.id, role_name, "/", AWS_DEFAULT_MAX_SESSION)
+            reason = GrantReason("rule", rule.name, g.given, rule.console, rule.cli, rule.session_duration, rule.source,
+                                 rule_via)
+            add(acc, role, reason, g.key)
 
     grants = []
     for key in sorted(targets, key=lambda k: ((targets[k][0].alias or "").lower(), k[0], k[1])):

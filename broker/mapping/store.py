@@ -3,15 +3,16 @@ and PostgreSQL; the conformance suite in tests/ runs the same tests against each
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
 from broker.audit import AuditContext
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.org_targets import Placement, PlacementChanges
 from broker.mapping.snapshot import MappingSnapshot
 
-Kind = Literal["accounts", "roles", "mappings", "rules"]
+Kind = Literal["accounts", "roles", "mappings", "rules", "org_mappings"]
 """The mapping's kinds of object, in dependency order (a document's lists, a plan's parts)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
@@ -39,6 +40,8 @@ class ImportPlan:
     roles: KindPlan = field(default_factory=KindPlan)
     mappings: KindPlan = field(default_factory=KindPlan)
     rules: KindPlan = field(default_factory=KindPlan)
+    org_mappings: KindPlan = field(default_factory=KindPlan)
+    """Mappings with ``accounts:`` (an OU or a tag), their own objects (``/org-mappings``)."""
     conflicts: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     """Config sync only: what the sync left as it is and why (objects the API owns that the file
@@ -46,7 +49,8 @@ class ImportPlan:
     applied: bool = False
 
     def kinds(self) -> dict[Kind, KindPlan]:
-        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules}
+        return {"accounts": self.accounts, "roles": self.roles, "mappings": self.mappings, "rules": self.rules,
+                "org_mappings": self.org_mappings}
 
     @property
     def changes(self) -> int:
@@ -107,6 +111,16 @@ class MappingStore(Protocol):
     def update_rule(self, name: str, spec: RuleSpec, ctx: AuditContext) -> dict[str, Any]: ...
     def patch_rule(self, name: str, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]: ...
     def delete_rule(self, name: str, ctx: AuditContext) -> None: ...
+
+    # mappings with accounts: (an OU or a tag), and the placements discovery records
+    def list_org_mappings(self, *, group: str | None = None) -> list[dict[str, Any]]: ...
+    def get_org_mapping(self, mapping_id: int) -> dict[str, Any]: ...
+    def create_org_mapping(self, spec: MappingSpec, ctx: AuditContext) -> dict[str, Any]: ...
+    def update_org_mapping(self, mapping_id: int, spec: MappingSpec, ctx: AuditContext) -> dict[str, Any]: ...
+    def patch_org_mapping(self, mapping_id: int, changes: dict[str, Any], ctx: AuditContext) -> dict[str, Any]: ...
+    def delete_org_mapping(self, mapping_id: int, ctx: AuditContext) -> None: ...
+    def list_placements(self) -> list[dict[str, Any]]: ...
+    def record_placements(self, found: Sequence[Placement]) -> PlacementChanges: ...
     def plan_import(self, doc: MappingDocument) -> ImportPlan: ...
     def apply_import(
         self, doc: MappingDocument, ctx: AuditContext, *, check: Callable[[ImportPlan], None] | None = None

@@ -47,6 +47,7 @@ from broker.web.admin_schema import (
     Explanation,
     MappingPage,
     MappingView,
+    PlacementView,
     Responses,
     RoleView,
     RuleView,
@@ -186,6 +187,53 @@ def patch_mapping(mapping_id: MappingId, patch: PatchBody, ctx: AuditCtx, servic
 def delete_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesDep) -> Response:
     services.store.delete_mapping(mapping_id, ctx)
     return Response(status_code=204)
+
+
+# ---- org mappings: accounts: an OU or a tag (their own id space) ----
+
+
+@router.get("/org-mappings", summary="Mappings that target an OU or an account tag (accounts:)",
+            response_model=list[MappingView])
+def list_org_mappings(_: AdminDep, services: ServicesDep, group: str | None = None) -> list[dict[str, Any]]:
+    return services.store.list_org_mappings(group=group)
+
+
+@router.post("/org-mappings", status_code=201, summary="Map a directory group to a role in every account of an OU or "
+             "with a tag", response_model=MappingView, responses={**CONFLICT, **WRITE_422})
+def create_org_mapping(spec: MappingSpec, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.create_org_mapping(spec, ctx)
+
+
+@router.get("/org-mappings/{mapping_id}", summary="One org mapping", response_model=MappingView, responses=READ)
+def get_org_mapping(mapping_id: MappingId, _: AdminDep, services: ServicesDep) -> dict[str, Any]:
+    return services.store.get_org_mapping(mapping_id)
+
+
+@router.put("/org-mappings/{mapping_id}", summary="Replace an org mapping", response_model=MappingView,
+            responses=WRITE)
+def replace_org_mapping(
+    mapping_id: MappingId, spec: MappingSpec, ctx: AuditCtx, services: ServicesDep
+) -> dict[str, Any]:
+    return services.store.update_org_mapping(mapping_id, spec, ctx)
+
+
+@router.patch("/org-mappings/{mapping_id}", summary="Change some of an org mapping's fields (one transaction)",
+              response_model=MappingView, responses=WRITE)
+def patch_org_mapping(mapping_id: MappingId, patch: PatchBody, ctx: AuditCtx, services: ServicesDep) -> dict[str, Any]:
+    return services.store.patch_org_mapping(mapping_id, patch, ctx)
+
+
+@router.delete("/org-mappings/{mapping_id}", status_code=204, summary="Remove an org mapping", response_class=Response,
+               responses={**NO_CONTENT, **NOT_FOUND, **CONFLICT})
+def delete_org_mapping(mapping_id: MappingId, ctx: AuditCtx, services: ServicesDep) -> Response:
+    services.store.delete_org_mapping(mapping_id, ctx)
+    return Response(status_code=204)
+
+
+@router.get("/org-placements", summary="Where the last `broker org discover --apply` found each registered account "
+            "(what org mappings resolve against)", response_model=list[PlacementView])
+def list_org_placements(_: AdminDep, services: ServicesDep) -> list[dict[str, Any]]:
+    return services.store.list_placements()
 
 
 # ---- naming rules ----

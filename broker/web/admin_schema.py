@@ -139,12 +139,25 @@ class AuditPage(_View):
 
 class GrantReasonView(_View):
     kind: ReasonKind
-    ref: str = Field(description="the mapping id or the rule name")
+    ref: str = Field(description="the mapping id (org-<id>: a mapping with accounts:, /org-mappings) or the rule name")
     group: str
     console: bool
     cli: bool
     session_duration: int | None
     source: Source
+    via: str | None = Field(
+        default=None,
+        description="how the account was reached when the mapping or rule targets accounts: 'OU ou-...', "
+        "'root r-...' or 'tag env=prod' (as the last discovery placed it); null: the account is named",
+    )
+
+
+class PlacementView(_View):
+    account: str
+    ou_id: str = Field(description="the account's parent: an OU id, or the root id")
+    ou_path: list[str] = Field(description="the root id, then each OU down to the parent")
+    tags: dict[str, str]
+    discovered_at: str = Field(description="when `broker org discover --apply` recorded it (RFC 3339)")
 
 
 class Durations(_View):
