@@ -181,3 +181,23 @@ def test_without_a_directory_a_clear_error(app_factory, admin_headers):
     r = client.get("/api/v1/admin/reports/access", headers=admin_headers)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
     assert "directory" in r.json()["error"]["message"]
+
+
+def test_a_role_reached_through_an_ou_says_so(app_factory, admin_headers):
+    """An OU-targeted mapping reaches an account discovery placed under the OU: the report row
+    names the org mapping and the OU it came through."""
+    from broker.mapping.org_targets import Placement
+
+    mapping = {
+        "accounts": [{"id": "111122223333", "alias": "prod", "roles": [{"name": "Admin"}]}],
+        "mappings": [{"group": "ops", "accounts": {"ou": "ou-ab12-cdef3456"}, "role": "Admin"}],
+    }
+    client = app_factory(directory=DIRECTORY, mapping=mapping)
+    report = "/api/v1/admin/reports/access"
+    assert client.get(report, headers=admin_headers).json()["rows"] == []  # not placed yet
+    client.app.state.services.store.record_placements(
+        [Placement("111122223333", ("r-ab12", "ou-ab12-cdef3456"), {})]
+    )
+    (row,) = rows(client.get(report, headers=admin_headers))
+    assert (row["username"], row["account_alias"], row["role_name"]) == ("alice", "prod", "Admin")
+    assert row["via"] == "OU ou-ab12-cdef3456" and row["ref"].startswith("org-")

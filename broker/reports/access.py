@@ -144,7 +144,7 @@ def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter) -
                     "path": list(path),
                     "kind": reason.kind,
                     "ref": reason.ref,
-                    "via": getattr(reason, "via", None) or "",
+                    "via": reason.via or "",
                     "console": reason.console,
                     "cli": reason.cli,
                     "session_cap": _cap(grant, reason),
