@@ -46,10 +46,18 @@ def entry_of(row: Row) -> tuple[str, str, Entry]:
         return "accounts", versions.account_key(row.id), spec | {"source": row.source}
     if isinstance(row, Role):
         spec = rows.role_spec(row).model_dump(mode="json")
-        return "roles", versions.role_key(row.account_id, row.name), spec | {"account": row.account_id, "source": row.source}
+        return (
+            "roles",
+            versions.role_key(row.account_id, row.name),
+            spec | {"account": row.account_id, "source": row.source},
+        )
     if isinstance(row, Mapping):
         m = rows.mapping_spec(row).model_dump(mode="json")
-        return "mappings", versions.mapping_key(m["group"], m["account"], m["role"]), m | {"source": row.source}
+        return (
+            "mappings",
+            versions.mapping_key(m["group"], m["account"], m["role"]),
+            m | {"source": row.source},
+        )
     spec = rows.rule_spec(row).model_dump(mode="json")
     return "rules", versions.rule_key(row.name), spec | {"source": row.source}
 
@@ -57,12 +65,14 @@ def entry_of(row: Row) -> tuple[str, str, Entry]:
 def read_state(s: Session) -> State:
     """The mapping in the database now, as a state."""
     state = versions.empty()
-    for model in (Account, Role, NamingRule):
-        for row in s.scalars(select(model)):
-            kind, key, entry = entry_of(row)
-            state[kind][key] = entry
-    for m in s.scalars(select(Mapping).join(Role)):
-        kind, key, entry = entry_of(m)
+    found: list[Row] = [
+        *s.scalars(select(Account)),
+        *s.scalars(select(Role)),
+        *s.scalars(select(NamingRule)),
+        *s.scalars(select(Mapping).join(Role)),
+    ]
+    for row in found:
+        kind, key, entry = entry_of(row)
         state[kind][key] = entry
     return state
 
@@ -132,15 +142,24 @@ def begin(s: Session) -> None:
     state = read_state(s)
     d = versions.diff(versions.empty(), state)
     if versions.count(d):
-        _write(s, number=1, ctx=BASELINE_ACTOR, via="baseline", d=d, checkpoint=state,
-               details={"note": "the mapping as found when its history began"})
+        _write(
+            s,
+            number=1,
+            ctx=BASELINE_ACTOR,
+            via="baseline",
+            d=d,
+            checkpoint=state,
+            details={"note": "the mapping as found when its history began"},
+        )
 
 
 def commit(s: Session, *, ctx: AuditContext, via: str, details: dict[str, Any] | None = None) -> int | None:
     """The transaction's version, if it changed anything (its number; None: no change)."""
     pending = s.info.pop(_PENDING, {})
     s.info.pop(_TRACKED, None)
-    d = versions.changes_of({kind: {k: (b, a) for k, (b, a) in objs.items()} for kind, objs in pending.items()})
+    d = versions.changes_of(
+        {kind: {k: (b, a) for k, (b, a) in objs.items()} for kind, objs in pending.items()}
+    )
     if not versions.count(d):
         return None
     last = _last(s)
@@ -153,14 +172,27 @@ def commit(s: Session, *, ctx: AuditContext, via: str, details: dict[str, Any] |
 
 
 def _write(
-    s: Session, *, number: int, ctx: AuditContext, via: str, d: Diff, checkpoint: State | None,
+    s: Session,
+    *,
+    number: int,
+    ctx: AuditContext,
+    via: str,
+    d: Diff,
+    checkpoint: State | None,
     details: dict[str, Any] | None,
 ) -> None:
-    s.add(MappingVersion(
-        number=number, actor=ctx.actor, via=via, request_id=ctx.request_id, details=details,
-        summary=versions.summary(d), diff=versions.pack(d),
-        checkpoint=versions.pack(checkpoint) if checkpoint is not None else None,
-    ))
+    s.add(
+        MappingVersion(
+            number=number,
+            actor=ctx.actor,
+            via=via,
+            request_id=ctx.request_id,
+            details=details,
+            summary=versions.summary(d),
+            diff=versions.pack(d),
+            checkpoint=versions.pack(checkpoint) if checkpoint is not None else None,
+        )
+    )
     s.flush()
 
 
@@ -179,12 +211,14 @@ def state_at(s: Session, number: int) -> State:
     cp = s.execute(
         select(MappingVersion.number, MappingVersion.checkpoint)
         .where(MappingVersion.number <= number, MappingVersion.checkpoint.is_not(None))
-        .order_by(MappingVersion.number.desc()).limit(1)
+        .order_by(MappingVersion.number.desc())
+        .limit(1)
     ).first()
     state, start = (versions.unpack(cp.checkpoint), cp.number) if cp is not None else (versions.empty(), 0)
     diffs = s.scalars(
         select(MappingVersion.diff)
-        .where(MappingVersion.number > start, MappingVersion.number <= number).order_by(MappingVersion.number)
+        .where(MappingVersion.number > start, MappingVersion.number <= number)
+        .order_by(MappingVersion.number)
     )
     for blob in diffs:
         state = versions.apply(state, versions.unpack(blob))
@@ -193,8 +227,13 @@ def state_at(s: Session, number: int) -> State:
 
 def meta(row: MappingVersion) -> dict[str, Any]:
     return {
-        "number": row.number, "at": rfc3339(row.at), "actor": row.actor, "via": row.via,
-        "request_id": row.request_id, "details": row.details, "summary": row.summary,
+        "number": row.number,
+        "at": rfc3339(row.at),
+        "actor": row.actor,
+        "via": row.via,
+        "request_id": row.request_id,
+        "details": row.details,
+        "summary": row.summary,
         "changes": sum(sum(ops.values()) for ops in row.summary.values()),
     }
 

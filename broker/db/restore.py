@@ -20,22 +20,37 @@ from broker.mapping.store import ImportPlan
 
 def document(s: Session, *, number: int) -> tuple[MappingDocument, list[str]]:
     """The import document that restores version ``number``, and what the restore leaves as it is."""
-    data, notices, removed = versions.restore_document(history.state_at(s, number), history.read_state(s), number)
+    data, notices, removed = versions.restore_document(
+        history.state_at(s, number), history.read_state(s), number
+    )
     if removed:
         names = ", ".join(versions.label("accounts", a) for a in removed)
         raise RestoreAccountRemoved(
             f"version {number} names {names}, removed since; a restore does not register an AWS account again: "
             "register it again (POST /accounts, or the configuration file) if it is meant to come back, then restore",
-            details=[{"field": "account", "value": a["id"], "source": a["source"],
-                      "message": f"{versions.label('accounts', a)} is not registered any more"} for a in removed],
+            details=[
+                {
+                    "field": "account",
+                    "value": a["id"],
+                    "message": f"{versions.label('accounts', a)} "
+                    f"({'configuration file' if a['source'] == versions.CONFIG else 'API'}) is not registered any more",
+                }
+                for a in removed
+            ],
         )
     try:
         return MappingDocument.model_validate(data), notices
     except ValidationError as exc:
         raise InvalidImport(
             f"version {number}'s document does not pass today's validation; nothing was changed",
-            details=[{"loc": ["version", number, *e["loc"]], "code": e["type"], "message": e["msg"]}
-                     for e in exc.errors(include_input=False, include_context=False)[:100]],
+            details=[
+                {
+                    "field": ".".join(str(p) for p in ("document", *e["loc"])),
+                    "code": e["type"],
+                    "message": e["msg"],
+                }
+                for e in exc.errors(include_input=False, include_context=False)[:100]
+            ],
         ) from None
 
 

@@ -65,7 +65,9 @@ def label(kind: str, entry: Entry) -> str:
     if kind == "roles":
         return f"role {entry['account']}/{entry['name']}"
     if kind == "mappings":
-        return f"mapping {json.dumps(entry['group'], ensure_ascii=False)} -> {entry['account']}/{entry['role']}"
+        return (
+            f"mapping {json.dumps(entry['group'], ensure_ascii=False)} -> {entry['account']}/{entry['role']}"
+        )
     if kind == "rules":
         return f"rule {json.dumps(entry['name'], ensure_ascii=False)}"
     return f"{kind} {entry.get('name') or entry.get('id') or ''}".rstrip()
@@ -99,7 +101,12 @@ def changes_of(pairs: dict[str, dict[str, tuple[Entry | None, Entry | None]]]) -
                 part["deleted"].append({"key": key, "label": label(kind, before), "before": before})
             else:
                 part["updated"].append(
-                    {"key": key, "label": label(kind, after), "changes": field_changes(before, after), "after": after}
+                    {
+                        "key": key,
+                        "label": label(kind, after),
+                        "changes": field_changes(before, after),
+                        "after": after,
+                    }
                 )
         if any(part.values()):
             out[kind] = part
@@ -169,10 +176,15 @@ def canonical(doc: dict[str, Any]) -> dict[str, Any]:
     """An exported document (``MappingDocument`` JSON) in ``document``'s order."""
     out = dict(doc)
     out["accounts"] = sorted(
-        ({**a, "roles": sorted(a.get("roles", []), key=lambda r: r["name"].lower())} for a in doc.get("accounts", [])),
+        (
+            {**a, "roles": sorted(a.get("roles", []), key=lambda r: r["name"].lower())}
+            for a in doc.get("accounts", [])
+        ),
         key=lambda a: a["id"],
     )
-    out["mappings"] = sorted(doc.get("mappings", []), key=lambda m: _order(mapping_key(m["group"], m["account"], m["role"])))
+    out["mappings"] = sorted(
+        doc.get("mappings", []), key=lambda m: _order(mapping_key(m["group"], m["account"], m["role"]))
+    )
     out["rules"] = sorted(doc.get("rules", []), key=lambda r: r["name"])
     return out
 
@@ -180,7 +192,9 @@ def canonical(doc: dict[str, Any]) -> dict[str, Any]:
 # ---- restoring a version: an import of its document ----
 
 
-def restore_document(version: State, current: State, number: int) -> tuple[dict[str, Any], list[str], list[Entry]]:
+def restore_document(
+    version: State, current: State, number: int
+) -> tuple[dict[str, Any], list[str], list[Entry]]:
     """The import document that brings the API's objects back to ``version``, without fighting
     the configuration file: (document, notices, the version's accounts that no longer exist).
 
@@ -195,7 +209,11 @@ def restore_document(version: State, current: State, number: int) -> tuple[dict[
       refused (``removed``), as an account stands for an AWS account someone took away.
     """
     notices: list[str] = []
-    removed = [entry for key, entry in sorted(version.get("accounts", {}).items()) if key not in current.get("accounts", {})]
+    removed = [
+        entry
+        for key, entry in sorted(version.get("accounts", {}).items())
+        if key not in current.get("accounts", {})
+    ]
     restored = empty()
     for kind in _kinds(version, current):
         then, now = version.get(kind, {}), current.get(kind, {})

@@ -45,7 +45,8 @@ def apply_check(*, expected_hash: str | None, allow_deletes: bool) -> Callable[[
         answer = plan_answer(planned.to_dict(), "json")
         if expected_hash is not None and expected_hash != answer["plan_hash"]:
             raise Conflict(
-                "the mapping changed since that dry run; review a new dry run", details={"plan_hash": answer["plan_hash"]}
+                "the mapping changed since that dry run; review a new dry run",
+                details={"plan_hash": answer["plan_hash"]},
             )
         if answer["deletes"] and not allow_deletes:
             raise DeletesNotAllowed(

@@ -20,7 +20,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "mapping_versions",
-        sa.Column("number", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False),
+        sa.Column(
+            "number",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(256), nullable=False),
         sa.Column("via", sa.String(16), nullable=False),
