@@ -409,3 +409,50 @@ def test_http_bad_input_is_refused_with_a_stable_code(http):
     assert api("GET", "/history/diff", params={"from": 1, "to": 99}).status_code == 404
     assert api("GET", "/history/versions/0").status_code == 422
     assert api("GET", "/history/versions").status_code == 200  # still serving
+
+
+# ---- the command line ----
+
+
+def test_cli_lists_shows_diffs_and_restores(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from broker.app import open_store
+    from broker.cli.server import app as cli
+    from broker.config import load_config
+
+    path = tmp_path / "broker.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'b.db'}", "auto_migrate": True},
+                "mapping": HTTP_MAPPING,
+            }
+        )
+    )
+    engine, store = open_store(
+        load_config(path)
+    )  # the start: migrated, the file's mapping synced (version 1)
+    store.create_account(AccountSpec(id=TEAM, alias="team", roles=[RoleSpec(name="Dev")]), ALICE)
+    engine.dispose()
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["history", *args, "--config", str(path)])
+
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[0].split()[2:4] == ["alice", "(api)"]
+    assert "config-file  (config-sync)" in listed.output.splitlines()[1]
+    shown = run("show", "2")
+    assert f"+ account {TEAM} (team)" in shown.output and f"+ role {TEAM}/Dev" in shown.output
+    assert run("diff", "2", "1").output.splitlines()[1:] == [f"- account {TEAM} (team)", f"- role {TEAM}/Dev"]
+    dry = run("restore", "1")
+    assert "dry run, nothing changed" in dry.output and f"- account {TEAM} (team)" in dry.output
+    refused = run("restore", "1", "--apply")
+    assert refused.exit_code == 1 and "deletes_not_allowed" in refused.output
+    done = run("restore", "1", "--apply", "--allow-deletes", "--actor", "carol")
+    assert done.exit_code == 0 and "(applied)" in done.output
+    assert "carol  (restore)" in run("list", "-n", "1").output
+    missing = run("show", "9")
+    assert missing.exit_code == 1 and "not_found" in missing.output

@@ -148,6 +148,23 @@ def _kinds(*states: State) -> list[str]:
     return [*KINDS, *extra]
 
 
+def diff_lines(d: Diff) -> list[str]:
+    """A diff as lines a reviewer reads (the import plan's signs): ``+`` created, ``~`` updated
+    (each field before -> after), ``-`` deleted."""
+    lines: list[str] = []
+    for kind in [*KINDS, *sorted(set(d) - set(KINDS))]:
+        part = d.get(kind, {})
+        lines += [f"+ {item['label']}" for item in part.get("created", ())]
+        for item in part.get("updated", ()):
+            fields = ", ".join(
+                f"{name} {json.dumps(c['before'], ensure_ascii=False)} -> {json.dumps(c['after'], ensure_ascii=False)}"
+                for name, c in item["changes"].items()
+            )
+            lines.append(f"~ {item['label']}: {fields}")
+        lines += [f"- {item['label']}" for item in part.get("deleted", ())]
+    return lines
+
+
 # ---- documents ----
 
 

@@ -28,6 +28,7 @@ from broker.errors import (
 )
 from broker.mapping.document_parse import parse_document
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
+from broker.mapping.plans import apply_check
 from broker.web.admin_schema import (
     COMMON,
     CONFLICT,
@@ -47,7 +48,7 @@ from broker.web.admin_schema import (
 )
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
 from broker.web.errors import validation_response
-from broker.web.import_plans import apply_check, plan_response
+from broker.web.import_plans import plan_response
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
 

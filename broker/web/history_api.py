@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from broker.mapping.model import MappingDocument
+from broker.mapping.plans import apply_check
 from broker.web.admin_schema import COMMON, NOT_FOUND, Timestamp, documented_error
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
-from broker.web.import_plans import apply_check, plan_response
+from broker.web.import_plans import plan_response
 
 router = APIRouter(prefix="/api/v1/admin/history", tags=["admin", "history"], responses=COMMON)
 
