@@ -30,7 +30,18 @@ from broker.metrics import Metrics
 from broker.minting.factory import build_minting
 from broker.services import Services
 from broker.state import open_state
-from broker.web import admin_api, admin_reports, api_docs, device, federation, ops, portal, upstream, user_api
+from broker.web import (
+    admin_api,
+    admin_reports,
+    api_docs,
+    device,
+    federation,
+    history_api,
+    ops,
+    portal,
+    upstream,
+    user_api,
+)
 from broker.web import errors as web_errors
 from broker.web.access import Access
 from broker.web.client_address import TrustedProxies
@@ -174,6 +185,7 @@ def create_app(
     app.include_router(upstream.router)
     app.include_router(admin_api.router)
     app.include_router(admin_reports.router)
+    app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
     if config.server.docs:

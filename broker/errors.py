@@ -44,7 +44,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── Duplicate                duplicate
     │   ├── ReadOnly                 read_only
     │   ├── InUse                    in_use
-    │   └── DeletesNotAllowed        deletes_not_allowed  (an import that deletes objects, without allow_deletes=true)
+    │   ├── DeletesNotAllowed        deletes_not_allowed  (an import that deletes objects, without allow_deletes=true)
+    │   └── RestoreAccountRemoved    restore_account_removed (a mapping version names an account removed since)
     ├── PayloadTooLarge (413)        body_too_large
     ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
@@ -260,6 +261,11 @@ class InUse(Conflict):
 class DeletesNotAllowed(Conflict):
     code = "deletes_not_allowed"
     message = "the import would delete objects the document does not mention; apply it with allow_deletes=true"
+
+
+class RestoreAccountRemoved(Conflict):
+    code = "restore_account_removed"
+    message = "the version names an account that was removed since; register it again first"
 
 
 class PayloadTooLarge(BrokerError):

@@ -98,6 +98,7 @@ ROUTERS = (
     "broker.web.api_docs",
     "broker.web.device",
     "broker.web.federation",
+    "broker.web.history_api",
     "broker.web.ops",
     "broker.web.portal",
     "broker.web.upstream",

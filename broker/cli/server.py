@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -24,6 +25,8 @@ org_app = typer.Typer(no_args_is_help=True, help="AWS Organizations: the account
 app.add_typer(org_app, name="org")
 report_app = typer.Typer(no_args_is_help=True, help="Reports computed from the directory and the mapping.")
 app.add_typer(report_app, name="report")
+history_app = typer.Typer(no_args_is_help=True, help="The mapping's numbered versions: list, show, diff, restore.")
+app.add_typer(history_app, name="history")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
@@ -392,6 +395,74 @@ def revoke(
     typer.echo("\n".join(lines(result)))
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _history(run: Callable[[], str]) -> None:
+    try:
+        typer.echo(run())
+    except BrokerError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        for detail in exc.details if isinstance(exc.details, list) else []:
+            typer.echo(f"  - {detail.get('message', detail) if isinstance(detail, dict) else detail}", err=True)
+        raise typer.Exit(1 if exc.status < 500 else 3) from None
+
+
+@history_app.command("list")
+def history_list(
+    config: ConfigOpt = None, limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many, newest first")] = 20
+) -> None:
+    """The mapping's latest versions: number, time, actor, how (api, import, restore, config-sync), counts."""
+    from broker.cli.history import list_lines
+
+    cfg = _load(config)
+    _history(lambda: "\n".join(list_lines(cfg, limit=limit)))
+
+
+@history_app.command("show")
+def history_show(
+    number: Annotated[int, typer.Argument(min=1, help="the version number")],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the version as the admin API answers it")] = False,
+    document: Annotated[bool, typer.Option("--document", help="only the whole mapping document then (JSON)")] = False,
+) -> None:
+    """One version: who, when, and what it changed (or, with --document, the whole mapping then)."""
+    from broker.cli.history import show
+
+    cfg = _load(config)
+    _history(lambda: show(cfg, number=number, as_json=as_json, document=document))
+
+
+@history_app.command("diff")
+def history_diff(
+    old: Annotated[int, typer.Argument(min=0, help="from this version (0: the empty mapping)")],
+    new: Annotated[int, typer.Argument(min=0, help="to this version")],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="as the admin API answers it")] = False,
+) -> None:
+    """What changed from one version to another, field by field."""
+    from broker.cli.history import diff
+
+    cfg = _load(config)
+    _history(lambda: diff(cfg, old=old, new=new, as_json=as_json))
+
+
+@history_app.command("restore")
+def history_restore(
+    number: Annotated[int, typer.Argument(min=1, help="the version to restore")],
+    config: ConfigOpt = None,
+    apply: Annotated[bool, typer.Option("--apply", help="apply it (default: the dry-run plan only)")] = False,
+    plan_hash: Annotated[str | None, typer.Option("--plan-hash", help="apply only if the plan is still this dry run's")] = None,
+    allow_deletes: Annotated[bool, typer.Option("--allow-deletes", help="let it delete API objects the version lacks")] = False,
+    actor: Annotated[str | None, typer.Option("--actor", help="who runs it, for the version and audit (default: the OS user)")] = None,
+) -> None:
+    """Restore a version: an import of its document (the configuration file's objects stay as the file says)."""
+    import getpass
+
+    from broker.cli.history import restore
+
+    cfg = _load(config)
+    _history(lambda: restore(cfg, number=number, apply=apply, plan_hash=plan_hash, allow_deletes=allow_deletes,
+                             actor=actor or getpass.getuser()))
 
 
 @app.command("check-directory")

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -205,3 +206,24 @@ class ConfigSync(Base):
     """SHA-256 of the last synchronised document (canonical JSON)."""
     synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     changes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MappingVersion(Base):
+    """One numbered version of the mapping: written in the transaction that changed the mapping
+    (``broker.db.history``), under the mapping lock, so numbers are dense and unique. ``diff``: the
+    change from the version before (zlib JSON, ``broker.mapping.versions``); ``checkpoint``: on
+    some versions, the whole state then (zlib JSON), so a version is rebuilt cheaply."""
+
+    __tablename__ = "mapping_versions"
+
+    number: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    via: Mapped[str] = mapped_column(String(16))
+    """api | import | restore | config-sync | baseline"""
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Per kind, how many objects were created, updated and deleted."""
+    diff: Mapped[bytes] = mapped_column(LargeBinary)
+    checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -8,7 +8,9 @@ after their reason to change, each a set of functions taking the session explici
 - ``writes`` — the admin writes, each with its audit event (config-declared objects read-only);
 - ``views`` — the JSON shapes the admin API answers;
 - ``reconcile`` (pure) and ``sync`` — the import and the config-file sync: a plan, then applied;
-- ``audit`` — audit rows (the admin writes' events, the flow's decisions, the log's pages).
+- ``audit`` — audit rows (the admin writes' events, the flow's decisions, the log's pages);
+- ``history`` and ``restore`` — the mapping's numbered versions (each write's transaction adds
+  one), and a version brought back as an import.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
-from broker.db import audit, placements, queries, sync, views, writes
+from broker.db import audit, history, placements, queries, restore, sync, views, writes
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
@@ -61,14 +63,19 @@ class SqlMappingStore:
             yield conn
 
     @contextmanager
-    def _write_tx(self) -> Iterator[Session]:
-        """A transaction that writes what it has read (PUT, PATCH): on SQLite it takes the write
-        lock up front (BEGIN IMMEDIATE: pysqlite would begin only at the first write, after the
-        read); on PostgreSQL ``writes.locked`` locks the row it read until the commit."""
+    def _mapping_tx(
+        self, ctx: AuditContext, *, via: str = "api", details: dict[str, Any] | None = None
+    ) -> Iterator[Session]:
+        """A transaction that changes the mapping: it takes the mapping lock before its first
+        read (writes, imports and syncs run one at a time; on SQLite the write lock up front,
+        BEGIN IMMEDIATE), and ends by writing the mapping version of what it changed."""
         with self._tx() as s:
             if self.engine.dialect.name == "sqlite":
                 s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            sync.lock_mapping(s)
+            history.begin(s)
             yield s
+            history.commit(s, ctx=ctx, via=via, details=details)
 
     def ping(self) -> None:
         with self._tx() as s:
@@ -95,23 +102,23 @@ class SqlMappingStore:
             return views.account_view(queries.get_account(s, ref=ref))
 
     def create_account(self, spec: AccountSpec, ctx: AuditContext, *, source: str = "api") -> View:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             return writes.create_account(s, spec=spec, ctx=ctx, source=source)
 
     def update_account(self, ref: str, fields: AccountFields, ctx: AuditContext) -> View:
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             acc = writes.locked(s, queries.get_account(s, ref=ref))
             return writes.update_account(s, acc=acc, fields=fields, ctx=ctx)
 
     def patch_account(self, ref: str, changes: dict[str, Any], ctx: AuditContext) -> View:
         """PATCH: the current fields with ``changes`` laid over them, validated as a whole and
         written in the one transaction that read them (a concurrent write is never undone)."""
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             acc = writes.locked(s, queries.get_account(s, ref=ref))
             return writes.patch_account(s, acc=acc, changes=changes, ctx=ctx)
 
     def delete_account(self, ref: str, ctx: AuditContext) -> None:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             writes.delete_account(s, acc=queries.get_account(s, ref=ref), ctx=ctx)
 
     # ---- roles ----
@@ -134,22 +141,22 @@ class SqlMappingStore:
             return views.role_view(queries.get_role(s, account=account, name=name))
 
     def create_role(self, account: str, spec: RoleSpec, ctx: AuditContext) -> View:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             return writes.create_role(s, account=account, spec=spec, ctx=ctx)
 
     def update_role(self, account: str, name: str, spec: RoleSpec, ctx: AuditContext) -> View:
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             role = writes.locked(s, queries.get_role(s, account=account, name=name))
             return writes.update_role(s, role=role, spec=spec, ctx=ctx)
 
     def patch_role(self, account: str, name: str, changes: dict[str, Any], ctx: AuditContext) -> View:
         """PATCH in one transaction (see patch_account)."""
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             role = writes.locked(s, queries.get_role(s, account=account, name=name))
             return writes.patch_role(s, role=role, changes=changes, ctx=ctx)
 
     def delete_role(self, account: str, name: str, ctx: AuditContext) -> None:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             writes.delete_role(s, role=queries.get_role(s, account=account, name=name), ctx=ctx)
 
     # ---- mappings ----
@@ -172,22 +179,22 @@ class SqlMappingStore:
             return views.mapping_view(queries.get_mapping(s, mapping_id=mapping_id))
 
     def create_mapping(self, spec: MappingSpec, ctx: AuditContext) -> View:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             return writes.create_mapping(s, spec=spec, ctx=ctx)
 
     def update_mapping(self, mapping_id: int, spec: MappingSpec, ctx: AuditContext) -> View:
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             m = writes.locked(s, queries.get_mapping(s, mapping_id=mapping_id))
             return writes.update_mapping(s, m=m, spec=spec, ctx=ctx)
 
     def patch_mapping(self, mapping_id: int, changes: dict[str, Any], ctx: AuditContext) -> View:
         """PATCH in one transaction (see patch_account)."""
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             m = writes.locked(s, queries.get_mapping(s, mapping_id=mapping_id))
             return writes.patch_mapping(s, m=m, changes=changes, ctx=ctx)
 
     def delete_mapping(self, mapping_id: int, ctx: AuditContext) -> None:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             writes.delete_mapping(s, m=queries.get_mapping(s, mapping_id=mapping_id), ctx=ctx)
 
     # ---- org mappings (accounts: an OU or a tag) and the placements discovery records ----
@@ -201,22 +208,22 @@ class SqlMappingStore:
             return views.org_mapping_view(queries.get_org_mapping(s, mapping_id=mapping_id))
 
     def create_org_mapping(self, spec: MappingSpec, ctx: AuditContext) -> View:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             return writes.create_org_mapping(s, spec=spec, ctx=ctx)
 
     def update_org_mapping(self, mapping_id: int, spec: MappingSpec, ctx: AuditContext) -> View:
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             m = writes.locked(s, queries.get_org_mapping(s, mapping_id=mapping_id))
             return writes.update_org_mapping(s, m=m, spec=spec, ctx=ctx)
 
     def patch_org_mapping(self, mapping_id: int, changes: dict[str, Any], ctx: AuditContext) -> View:
         """PATCH in one transaction (see patch_account)."""
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             m = writes.locked(s, queries.get_org_mapping(s, mapping_id=mapping_id))
             return writes.patch_org_mapping(s, m=m, changes=changes, ctx=ctx)
 
     def delete_org_mapping(self, mapping_id: int, ctx: AuditContext) -> None:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             writes.delete_org_mapping(s, m=queries.get_org_mapping(s, mapping_id=mapping_id), ctx=ctx)
 
     def list_placements(self) -> list[View]:
@@ -242,22 +249,22 @@ class SqlMappingStore:
             return views.rule_view(queries.get_rule(s, name=name))
 
     def create_rule(self, spec: RuleSpec, ctx: AuditContext) -> View:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             return writes.create_rule(s, spec=spec, ctx=ctx)
 
     def update_rule(self, name: str, spec: RuleSpec, ctx: AuditContext) -> View:
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             r = writes.locked(s, queries.get_rule(s, name=name))
             return writes.update_rule(s, r=r, spec=spec, ctx=ctx)
 
     def patch_rule(self, name: str, changes: dict[str, Any], ctx: AuditContext) -> View:
         """PATCH in one transaction (see patch_account)."""
-        with self._write_tx() as s:
+        with self._mapping_tx(ctx) as s:
             r = writes.locked(s, queries.get_rule(s, name=name))
             return writes.patch_rule(s, r=r, changes=changes, ctx=ctx)
 
     def delete_rule(self, name: str, ctx: AuditContext) -> None:
-        with self._tx() as s:
+        with self._mapping_tx(ctx) as s:
             writes.delete_rule(s, r=queries.get_rule(s, name=name), ctx=ctx)
 
     # ---- export / import / config sync ----
@@ -276,7 +283,7 @@ class SqlMappingStore:
         """Apply the import atomically. ``check`` sees the plan inside the transaction, before any
         write, and may refuse it (the dry run's plan hash, deletions without allow_deletes): the
         mapping lock is held from the plan to the writes, so nothing slips in between."""
-        with self._tx() as s:
+        with self._mapping_tx(ctx, via="import") as s:
             return sync.apply_import(s, doc=doc, ctx=ctx, check=check)
 
     def plan_config_sync(self, doc: MappingDocument) -> ImportPlan:
@@ -289,8 +296,39 @@ class SqlMappingStore:
 
         Runs under the config_sync row's lock, so workers and replicas starting together sync one
         after the other (the later ones find nothing to do). See broker.db.reconcile."""
-        with self._tx() as s:
+        with self._mapping_tx(CONFIG_ACTOR, via="config-sync") as s:
             return sync.sync_config(s, doc=doc)
+
+    # ---- the mapping's history ----
+
+    def list_versions(self, *, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+        with self._tx() as s:
+            return history.list_versions(s, limit=limit, before_number=before)
+
+    def get_version(self, number: int) -> dict[str, Any]:
+        with self._tx() as s:
+            return history.get_version(s, number=number)
+
+    def version_document(self, number: int) -> dict[str, Any]:
+        with self._tx() as s:
+            return history.document_at(s, number=number)
+
+    def diff_versions(self, old: int, new: int) -> dict[str, Any]:
+        with self._tx() as s:
+            return history.diff_versions(s, old=old, new=new)
+
+    def plan_restore(self, number: int) -> ImportPlan:
+        """Restoring version ``number``: the import plan of its document (nothing is written)."""
+        with self._tx() as s:
+            return restore.plan(s, number=number)
+
+    def apply_restore(
+        self, number: int, ctx: AuditContext, *, check: Callable[[ImportPlan], None] | None = None
+    ) -> ImportPlan:
+        """Restore version ``number``: its document imported atomically (``check`` as for
+        apply_import); the new version says which one it restored."""
+        with self._mapping_tx(ctx, via="restore", details={"restored_from": number}) as s:
+            return restore.apply(s, number=number, ctx=ctx, check=check)
 
     # ---- the audit log ----
 

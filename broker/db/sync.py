@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext
-from broker.db import rows
+from broker.db import history, rows
 from broker.db.audit import record
 from broker.db.models import Account, ConfigSync, Mapping, NamingRule, OrgMapping, Role, utcnow
 from broker.db.reconcile import (
@@ -84,10 +84,10 @@ def lock_mapping(s: Session) -> None:
     dialect = s.get_bind().dialect.name
     if dialect == "postgresql":
         pg = pg_insert(ConfigSync).values(name="mapping", changes=0)
-        s.execute(pg.on_conflict_do_update(index_elements=["name"], set_={"changes": pg.excluded.changes}))
+        s.execute(pg.on_conflict_do_update(index_elements=["name"], set_={"name": pg.excluded.name}))
     elif dialect == "sqlite":
         lite = sqlite_insert(ConfigSync).values(name="mapping", changes=0)
-        s.execute(lite.on_conflict_do_update(index_elements=["name"], set_={"changes": lite.excluded.changes}))
+        s.execute(lite.on_conflict_do_update(index_elements=["name"], set_={"name": lite.excluded.name}))
     elif s.get(ConfigSync, "mapping", with_for_update=True) is None:
         s.add(ConfigSync(name="mapping", changes=0))
         s.flush()
@@ -196,6 +196,7 @@ def apply(s: Session, stored: Rows, rec: Reconciliation, *, managed: Source, ctx
         and (st.op == "delete" or (st.op == "update" and st.spec.alias != st.before.alias))
     ]
     for row in freed:
+        history.before(s, row)
         row.alias = None
     if freed:
         s.flush()
@@ -206,21 +207,28 @@ def apply(s: Session, stored: Rows, rec: Reconciliation, *, managed: Source, ctx
             fill(row, st)
             s.add(row)
             s.flush()
+            history.after(s, row)
             by_kind[kind][st.key] = row
             note(kind, "create", row, after=dumped(st.spec))
         for st in rec.of(kind, "update"):
             row = by_kind[kind][st.key]
+            history.before(s, row)
             fill(row, st)
+            s.flush()
+            history.after(s, row)
             note(kind, "update", row, before=dumped(st.before), after=dumped(st.spec))
 
     def release_and_delete(kind: Kind) -> None:
         for st in rec.of(kind, "release"):
             row = by_kind[kind][st.key]
+            history.before(s, row)
             row.source = API
+            history.after(s, row)
             note(kind, "release", row, before=dumped(st.before), after=dumped(st.before), held_by=list(st.held_by))
         for st in rec.of(kind, "delete"):
             row = by_kind[kind][st.key]
             note(kind, "delete", row, before=dumped(st.before))
+            history.gone(s, row)
             s.delete(row)
         s.flush()
 

@@ -4,7 +4,8 @@ Keyword-only functions that take the session explicitly; ``SqlMappingStore`` ope
 transaction (one per write) and translates the database's exceptions. Objects declared in the
 configuration file (source "config") are read-only here: writes to them answer ReadOnly.
 A PATCH lays its changes over the current fields and validates the whole, in the transaction
-that read them (a concurrent write is never undone).
+that read them (a concurrent write is never undone). Each write tells ``broker.db.history`` what
+it changes, for the transaction's mapping version.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext
-from broker.db import queries
+from broker.db import history, queries
 from broker.db.audit import record
 from broker.db.models import Account, Mapping, NamingRule, OrgMapping, Role
 from broker.db.rows import (
@@ -83,6 +84,7 @@ def create_account(s: Session, *, spec: AccountSpec, ctx: AuditContext, source: 
     apply_account_fields(acc, spec)
     s.add(acc)
     s.flush()
+    history.after(s, acc)
     view = account_view(acc)
     record(s, ctx, "account.create", target_type="account", target_id=acc.id, after=view)
     for role in spec.roles:
@@ -96,8 +98,10 @@ def update_account(s: Session, *, acc: Account, fields: AccountFields, ctx: Audi
         raise Duplicate(f"alias {fields.alias!r} is already used by account {other.id}")
     attachable(acc.id, fields.partition, [role_spec(r) for r in acc.roles])
     before = account_view(acc)
+    history.before(s, acc)
     apply_account_fields(acc, AccountSpec(id=acc.id, **fields.model_dump()))
     s.flush()
+    history.after(s, acc)
     after = account_view(acc)
     record(s, ctx, "account.update", target_type="account", target_id=acc.id, before=before, after=after)
     return after
@@ -118,6 +122,7 @@ def delete_account(s: Session, *, acc: Account, ctx: AuditContext) -> None:
             details=[{"field": "roles", "value": n, "message": f"{n} role(s) registered in the account"}],
         )
     record(s, ctx, "account.delete", target_type="account", target_id=acc.id, before=account_view(acc))
+    history.gone(s, acc)
     s.delete(acc)
 
 
@@ -139,6 +144,7 @@ def _create_role(s: Session, *, acc: Account, spec: RoleSpec, ctx: AuditContext,
     apply_role_fields(role, spec)
     s.add(role)
     s.flush()
+    history.after(s, role)
     view = role_view(role)
     record(s, ctx, "role.create", target_type="role", target_id=f"{acc.id}/{role.name}", after=view)
     return view
@@ -150,8 +156,10 @@ def update_role(s: Session, *, role: Role, spec: RoleSpec, ctx: AuditContext) ->
         raise Duplicate(f"account {role.account_id} already has a role named {spec.name!r}")
     attachable(role.account_id, role.account.partition, [spec], field="managed_policy_arns.{j}")
     before = role_view(role)
+    history.before(s, role)
     apply_role_fields(role, spec)
     s.flush()
+    history.after(s, role)
     after = role_view(role)
     record(s, ctx, "role.update", target_type="role", target_id=f"{role.account_id}/{role.name}", before=before, after=after)
     return after
@@ -171,6 +179,7 @@ def delete_role(s: Session, *, role: Role, ctx: AuditContext) -> None:
             details=[{"field": "mappings", "value": n, "message": f"{n} mapping(s) use the role"}],
         )
     record(s, ctx, "role.delete", target_type="role", target_id=f"{role.account_id}/{role.name}", before=role_view(role))
+    history.gone(s, role)
     s.delete(role)
 
 
@@ -205,6 +214,7 @@ def create_mapping(s: Session, *, spec: MappingSpec, ctx: AuditContext) -> View:
     apply_mapping_fields(m, spec, role)
     s.add(m)
     s.flush()
+    history.after(s, m)
     view = mapping_view(m)
     record(s, ctx, "mapping.create", target_type="mapping", target_id=str(m.id), after=view)
     return view
@@ -217,8 +227,10 @@ def update_mapping(s: Session, *, m: Mapping, spec: MappingSpec, ctx: AuditConte
     if other is not None and other.id != m.id:
         raise Duplicate(f"group {spec.group!r} is already mapped to {role.account_id}/{role.name} (mapping {other.id})")
     before = mapping_view(m)
+    history.before(s, m)
     apply_mapping_fields(m, spec, role)
     s.flush()
+    history.after(s, m)
     after = mapping_view(m)
     record(s, ctx, "mapping.update", target_type="mapping", target_id=str(m.id), before=before, after=after)
     return after
@@ -232,6 +244,7 @@ def patch_mapping(s: Session, *, m: Mapping, changes: dict[str, Any], ctx: Audit
 def delete_mapping(s: Session, *, m: Mapping, ctx: AuditContext) -> None:
     writable(m, f"mapping {m.id}")
     record(s, ctx, "mapping.delete", target_type="mapping", target_id=str(m.id), before=mapping_view(m))
+    history.gone(s, m)
     s.delete(m)
 
 
@@ -252,6 +265,7 @@ def create_org_mapping(s: Session, *, spec: MappingSpec, ctx: AuditContext) -> V
     apply_org_mapping_fields(m, spec)
     s.add(m)
     s.flush()
+    history.after(s, m)
     view = org_mapping_view(m)
     record(s, ctx, "org_mapping.create", target_type="org_mapping", target_id=str(m.id), after=view)
     return view
@@ -264,8 +278,10 @@ def update_org_mapping(s: Session, *, m: OrgMapping, spec: MappingSpec, ctx: Aud
     if other is not None and other.id != m.id:
         raise Duplicate(f"group {spec.group!r} is already mapped to {spec.role} there (org mapping {other.id})")
     before = org_mapping_view(m)
+    history.before(s, m)
     apply_org_mapping_fields(m, spec)
     s.flush()
+    history.after(s, m)
     after = org_mapping_view(m)
     record(s, ctx, "org_mapping.update", target_type="org_mapping", target_id=str(m.id), before=before, after=after)
     return after
@@ -279,6 +295,7 @@ def patch_org_mapping(s: Session, *, m: OrgMapping, changes: dict[str, Any], ctx
 def delete_org_mapping(s: Session, *, m: OrgMapping, ctx: AuditContext) -> None:
     writable(m, f"org mapping {m.id}")
     record(s, ctx, "org_mapping.delete", target_type="org_mapping", target_id=str(m.id), before=org_mapping_view(m))
+    history.gone(s, m)
     s.delete(m)
 
 
@@ -292,6 +309,7 @@ def create_rule(s: Session, *, spec: RuleSpec, ctx: AuditContext) -> View:
     apply_rule_fields(r, spec)
     s.add(r)
     s.flush()
+    history.after(s, r)
     view = rule_view(r)
     record(s, ctx, "rule.create", target_type="rule", target_id=r.name, after=view)
     return view
@@ -302,8 +320,10 @@ def update_rule(s: Session, *, r: NamingRule, spec: RuleSpec, ctx: AuditContext)
     if spec.name != r.name:
         raise Conflict("a naming rule cannot be renamed; create a new one and delete this one")
     before = rule_view(r)
+    history.before(s, r)
     apply_rule_fields(r, spec)
     s.flush()
+    history.after(s, r)
     after = rule_view(r)
     record(s, ctx, "rule.update", target_type="rule", target_id=r.name, before=before, after=after)
     return after
@@ -317,4 +337,5 @@ def patch_rule(s: Session, *, r: NamingRule, changes: dict[str, Any], ctx: Audit
 def delete_rule(s: Session, *, r: NamingRule, ctx: AuditContext) -> None:
     writable(r, f"naming rule {r.name!r}")
     record(s, ctx, "rule.delete", target_type="rule", target_id=r.name, before=rule_view(r))
+    history.gone(s, r)
     s.delete(r)

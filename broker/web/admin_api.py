@@ -5,7 +5,6 @@ declares its response model and the error statuses it can answer (broker.web.adm
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from email.message import Message
@@ -13,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,16 +23,12 @@ from broker.aws.stackset import groups as stackset_groups
 from broker.aws.stackset import template as stackset_template
 from broker.aws.trust import BrokerSide, plan
 from broker.errors import (
-    Conflict,
-    DeletesNotAllowed,
     InvalidInput,
     UnsupportedMediaType,
 )
-from broker.mapping import plan_text
 from broker.mapping.document_parse import parse_document
 from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, MappingSpec, RoleSpec, RuleSpec
-from broker.mapping.plan_text import deletions
-from broker.mapping.store import ImportPlan
+from broker.mapping.plans import apply_check
 from broker.web.admin_schema import (
     COMMON,
     CONFLICT,
@@ -55,6 +49,7 @@ from broker.web.admin_schema import (
 )
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
 from broker.web.errors import validation_response
+from broker.web.import_plans import plan_response
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
 
@@ -383,26 +378,6 @@ def _import_schema() -> dict[str, Any]:
     return inlined
 
 
-def _plan_hash(plan: dict[str, Any]) -> str:
-    body = {k: v for k, v in plan.items() if k not in ("applied", "plan_hash")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _plan_answer(plan: dict[str, Any], format: str) -> Any:
-    plan["deletes"] = deletions(plan)
-    plan["plan_hash"] = _plan_hash(plan)
-    if format == "text":
-        return PlainTextResponse(plan_text.render(plan))
-    return plan
-
-
-def _plan_response(plan: ImportPlan, format: str) -> Response:
-    """The plan's answer, built whole (hash, text or JSON encoding) in the caller's worker thread:
-    a large plan costs its encoding off the event loop."""
-    answer = _plan_answer(plan.to_dict(), format)
-    return answer if isinstance(answer, Response) else JSONResponse(answer)
-
-
 _IMPORT_SCHEMA = _import_schema()
 
 
@@ -447,23 +422,10 @@ async def import_mapping(
         return validation_response(request, doc)
 
     if not apply:
-        return await run_in_threadpool(lambda: _plan_response(services.store.plan_import(doc), format))
+        return await run_in_threadpool(lambda: plan_response(services.store.plan_import(doc), format))
 
-    def check(planned: ImportPlan) -> None:
-        """Inside the apply's transaction, under the mapping lock: the plan about to be written."""
-        answer = _plan_answer(planned.to_dict(), "json")
-        if plan_hash is not None and plan_hash != answer["plan_hash"]:
-            raise Conflict(
-                "the mapping changed since that dry run; review a new dry run", details={"plan_hash": answer["plan_hash"]}
-            )
-        if answer["deletes"] and not allow_deletes:
-            raise DeletesNotAllowed(
-                f"the import would delete {answer['deletes']} object(s) the document does not mention "
-                "(see the dry run); nothing was changed. Apply with allow_deletes=true to delete them",
-                details={"deletes": answer["deletes"], "plan_hash": answer["plan_hash"]},
-            )
-
-    return await run_in_threadpool(lambda: _plan_response(services.store.apply_import(doc, ctx, check=check), format))
+    check = apply_check(expected_hash=plan_hash, allow_deletes=allow_deletes)
+    return await run_in_threadpool(lambda: plan_response(services.store.apply_import(doc, ctx, check=check), format))
 
 
 # ---- the AWS side of the trust ----
