@@ -456,3 +456,35 @@ def test_cli_lists_shows_diffs_and_restores(tmp_path):
     assert "carol  (restore)" in run("list", "-n", "1").output
     missing = run("show", "9")
     assert missing.exit_code == 1 and "not_found" in missing.output
+
+
+def test_ou_and_tag_targeted_mappings_are_versioned_and_restored(store):
+    """A mapping that targets an OU or a tag is part of the mapping: its writes are versions, a
+    version's document has it under ``mappings:`` (``accounts:``) as the export does, and a
+    restore brings it back."""
+    store.sync_config(FILE)
+    ou = MappingSpec.model_validate(
+        {"group": "platform", "accounts": {"ou": "ou-ab12-cdef3456"}, "role": "Admin"}
+    )
+    tag = MappingSpec.model_validate(
+        {"group": "auditors", "accounts": {"tag": {"env": "prod"}}, "role": "ReadOnly"}
+    )
+    created = store.create_org_mapping(ou, ALICE)
+    store.create_org_mapping(tag, ALICE)
+    two = numbers(store)[0]
+    assert store.version_document(two) == exported(store)
+    assert sum(1 for m in exported(store)["mappings"] if m.get("accounts")) == 2
+
+    store.patch_org_mapping(created["id"], {"session_duration": 1800}, BOB)
+    (changed,) = store.get_version(numbers(store)[0])["diff"]["org_mappings"]["updated"]
+    assert changed["changes"]["session_duration"] == {"before": None, "after": 1800}
+    store.delete_org_mapping(store.list_org_mappings(group="auditors")[0]["id"], BOB)
+    assert numbers(store)[:3] == [two + 2, two + 1, two]
+    assert store.get_version(two + 2)["actor"] == "bob"
+
+    store.apply_restore(two, AuditContext(actor="carol"))
+    assert exported(store) == store.version_document(two)
+    assert sorted((m["group"], m["role"]) for m in store.list_org_mappings()) == [
+        ("auditors", "ReadOnly"),
+        ("platform", "Admin"),
+    ]

@@ -144,6 +144,8 @@ def test_restarts_leave_the_whole_mapping_as_it_was(broker: Broker) -> None:
     broker.start()
     made_through_the_api(broker.api)
     before = broker.whole_mapping()
+    history = items(broker.api.get("/history/versions"))
+    assert history[-1]["actor"] == "config-file" and len(history) == 8  # the start's sync, then the 7 API writes
     assert {m["group"]: m["source"] for m in before["mappings"]} == {
         "core-admins": "config", "finance": "api", "ops": "api", "devs": "api", "imported": "api"
     }
@@ -151,6 +153,7 @@ def test_restarts_leave_the_whole_mapping_as_it_was(broker: Broker) -> None:
         broker.stop()
         broker.start()
         assert broker.whole_mapping() == before
+        assert items(broker.api.get("/history/versions")) == history  # a restart makes no version
     events = items(broker.api.get("/audit", params={"actor": "config-file", "limit": 200}))
     assert all(e["action"].endswith(".create") for e in events), [e["action"] for e in events]
 
