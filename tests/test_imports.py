@@ -59,6 +59,7 @@ CORE = (
     "broker.logs",
     "broker.metrics",
     "broker.redirects",
+    "broker.reports",
     "broker.xml_safety",
 )
 """The core: what the decisions are made of. It knows no HTTP framework and no database."""
@@ -95,6 +96,7 @@ FORBIDDEN: tuple[Rule, ...] = (
 
 ROUTERS = (
     "broker.web.admin_api",
+    "broker.web.admin_reports",
     "broker.web.api_docs",
     "broker.web.device",
     "broker.web.federation",

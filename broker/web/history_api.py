@@ -91,6 +91,7 @@ class RestorePlan(_View):
     roles: KindChanges
     mappings: KindChanges
     rules: KindChanges
+    org_mappings: KindChanges
     deletes: int
     plan_hash: str = Field(description="apply with ?apply=true&plan_hash=... to apply exactly this plan")
 
