@@ -33,6 +33,7 @@ from broker.state import open_state
 from broker.web import (
     admin_api,
     admin_reports,
+    admin_reviews,
     api_docs,
     device,
     federation,
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(upstream.router)
     app.include_router(admin_api.router)
     app.include_router(admin_reports.router)
+    app.include_router(admin_reviews.router)
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)

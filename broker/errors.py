@@ -39,7 +39,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── ChannelNotAllowed        channel_not_allowed
     │   └── RoleNotGranted           role_not_granted
     ├── NotFound (404)               not_found
-    │   └── UnknownIdentityProvider  unknown_identity_provider
+    │   ├── UnknownIdentityProvider  unknown_identity_provider
+    │   └── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
     │   ├── ReadOnly                 read_only
@@ -239,6 +240,10 @@ class NotFound(BrokerError):
 
 class UnknownIdentityProvider(NotFound):
     code, message = "unknown_identity_provider", "no identity provider of that name is configured"
+
+
+class UnknownSnapshot(NotFound):
+    code, message = "unknown_snapshot", "no access-review snapshot of that number"
 
 
 class Conflict(BrokerError):

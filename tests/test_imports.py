@@ -97,6 +97,7 @@ FORBIDDEN: tuple[Rule, ...] = (
 ROUTERS = (
     "broker.web.admin_api",
     "broker.web.admin_reports",
+    "broker.web.admin_reviews",
     "broker.web.api_docs",
     "broker.web.device",
     "broker.web.federation",

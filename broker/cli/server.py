@@ -27,6 +27,8 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports computed from the d
 app.add_typer(report_app, name="report")
 history_app = typer.Typer(no_args_is_help=True, help="The mapping's numbered versions: list, show, diff, restore.")
 app.add_typer(history_app, name="history")
+review_app = typer.Typer(no_args_is_help=True, help="Access reviews: snapshots of the access report, changes since, attestations.")
+app.add_typer(review_app, name="review")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
@@ -399,7 +401,9 @@ def revoke(
 
 def _history(run: Callable[[], str]) -> None:
     try:
-        typer.echo(run())
+        out = run()
+        if out:
+            typer.echo(out)
     except BrokerError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         for detail in exc.details if isinstance(exc.details, list) else []:
@@ -554,3 +558,90 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@review_app.command("snapshot")
+def review_snapshot(
+    config: ConfigOpt = None,
+    account: Annotated[str | None, typer.Option("--account", "-a", help="12-digit account id or alias")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="role name or role ARN")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="rows whose membership path passes through it")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="username or immutable id")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="e.g. 'Q4 2026, production'")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="who takes it, for the audit trail (default: the OS user)")] = None,
+) -> None:
+    """Save the access report now (with these filters) as a review snapshot; prints its number and SHA-256."""
+    import getpass
+
+    from broker.cli.review import snapshot
+    from broker.reports.access import ReportFilter
+
+    cfg = _load(config)
+    flt = ReportFilter(account=account, role=role, group=group, user=user)
+    _history(lambda: snapshot(cfg, flt, title=title, actor=actor or getpass.getuser()))
+
+
+@review_app.command("list")
+def review_list(
+    config: ConfigOpt = None, limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="how many, newest first")] = 20
+) -> None:
+    """The latest snapshots: number, time, actor, rows, attestations, hash (start), title, filter."""
+    from broker.cli.review import list_lines
+
+    cfg = _load(config)
+    _history(lambda: "\n".join(list_lines(cfg, limit=limit)))
+
+
+@review_app.command("show")
+def review_show(
+    number: Annotated[int, typer.Argument(min=1, help="the snapshot number")],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="as the admin API answers it")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="its rows: the CSV whose SHA-256 is its hash, byte for byte")] = False,
+) -> None:
+    """A snapshot: who took it, when, its hash and attestations (or, with --csv, its rows)."""
+    from broker.cli.review import show
+
+    cfg = _load(config)
+    if as_csv:
+        out = sys.stdout.buffer
+        _history(lambda: show(cfg, number=number, as_json=False, write=out.write))  # the bytes, no line added
+        return
+    _history(lambda: show(cfg, number=number, as_json=as_json))
+
+
+@review_app.command("changes")
+def review_changes(
+    number: Annotated[int, typer.Argument(min=1, help="the snapshot number")],
+    config: ConfigOpt = None,
+    against: Annotated[str, typer.Option("--against", help="now (the directory and mapping now), or a snapshot number")] = "now",
+    as_json: Annotated[bool, typer.Option("--json", help="as the admin API answers it")] = False,
+) -> None:
+    """Who gained or lost each role since the snapshot, and why (directory, mapping, or both)."""
+    from broker.cli.review import changes
+
+    cfg = _load(config)
+    if against != "now" and not against.isdigit():
+        typer.echo("error: --against is now or a snapshot number", err=True)
+        raise typer.Exit(2)
+    other = None if against == "now" else int(against)
+    _history(lambda: changes(cfg, number=number, against=other, as_json=as_json))
+
+
+@review_app.command("attest")
+def review_attest(
+    number: Annotated[int, typer.Argument(min=1, help="the snapshot number")],
+    config: ConfigOpt = None,
+    decision: Annotated[
+        str | None, typer.Option("--decision", help="approved, changes_requested, rejected or noted")
+    ] = None,
+    comment: Annotated[str, typer.Option("--comment", help="what the reviewer says (at most 4,000 characters)")] = "",
+    actor: Annotated[str | None, typer.Option("--actor", help="who reviewed it (default: the OS user)")] = None,
+) -> None:
+    """Attest a snapshot: who reviewed it, when, a decision and a comment (audited)."""
+    import getpass
+
+    from broker.cli.review import attest
+
+    cfg = _load(config)
+    _history(lambda: attest(cfg, number=number, decision=decision, comment=comment, actor=actor or getpass.getuser()))

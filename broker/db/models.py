@@ -227,3 +227,43 @@ class MappingVersion(Base):
     """Per kind, how many objects were created, updated and deleted."""
     diff: Mapped[bytes] = mapped_column(LargeBinary)
     checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ReviewSnapshot(Base):
+    """An access report saved for a review (``broker.db.reviews``): its rows and CSV (zlib, see
+    ``broker.reports.review_snapshot``), the SHA-256 of that CSV, the directory membership it was
+    computed from, and the mapping version then. Written once, never changed."""
+
+    __tablename__ = "review_snapshots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(200))
+    filter: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The report's filters (account, role, group, user) that were set."""
+    mapping_version: Mapped[int | None] = mapped_column(BigInteger)
+    """The mapping version current then (None: the mapping had no version yet)."""
+    row_count: Mapped[int] = mapped_column(Integer)
+    people_count: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    csv_size: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[bytes] = mapped_column(LargeBinary)
+    csv: Mapped[bytes] = mapped_column(LargeBinary)
+    people: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReviewAttestation(Base):
+    """A reviewer's attestation of a snapshot (several per snapshot), audited as ``review.attest``."""
+
+    __tablename__ = "review_attestations"
+    __table_args__ = (Index("ix_review_attestations_snapshot", "snapshot_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(BigId, ForeignKey("review_snapshots.id", ondelete="RESTRICT"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")

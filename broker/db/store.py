@@ -10,7 +10,8 @@ after their reason to change, each a set of functions taking the session explici
 - ``reconcile`` (pure) and ``sync`` — the import and the config-file sync: a plan, then applied;
 - ``audit`` — audit rows (the admin writes' events, the flow's decisions, the log's pages);
 - ``history`` and ``restore`` — the mapping's numbered versions (each write's transaction adds
-  one), and a version brought back as an import.
+  one), and a version brought back as an import;
+- ``reviews`` — access-review snapshots of the access report, their diffs and attestations.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
-from broker.db import audit, history, placements, queries, restore, sync, views, writes
+from broker.connectors.membership import Membership
+from broker.db import audit, history, placements, queries, restore, reviews, sync, views, writes
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
@@ -33,6 +35,7 @@ from broker.mapping.model import AccountFields, AccountSpec, MappingDocument, Ma
 from broker.mapping.org_targets import Placement, PlacementChanges
 from broker.mapping.snapshot import MappingSnapshot
 from broker.mapping.store import ImportPlan
+from broker.reports.access import ReportFilter
 
 __all__ = ["CONFIG_ACTOR", "SqlMappingStore", "document_hash"]
 
@@ -329,6 +332,46 @@ class SqlMappingStore:
         apply_import); the new version says which one it restored."""
         with self._mapping_tx(ctx, via="restore", details={"restored_from": number}) as s:
             return restore.apply(s, number=number, ctx=ctx, check=check)
+
+    # ---- access reviews (broker.db.reviews) ----
+
+    def create_review_snapshot(
+        self, membership: Membership, flt: ReportFilter, ctx: AuditContext, *, title: str | None = None
+    ) -> dict[str, Any]:
+        """Save the access report now (from ``membership``, read by the caller) as a snapshot; audited."""
+        with self._tx() as s:
+            return reviews.create_snapshot(s, membership=membership, flt=flt, ctx=ctx, title=title)
+
+    def list_review_snapshots(self, *, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+        with self._tx() as s:
+            return reviews.list_snapshots(s, limit=limit, before=before)
+
+    def get_review_snapshot(self, number: int) -> dict[str, Any]:
+        with self._tx() as s:
+            return reviews.get_snapshot(s, number=number)
+
+    def review_snapshot_csv(self, number: int) -> bytes:
+        """The snapshot's CSV, compressed (``broker.reports.review_snapshot.csv_bytes`` streams it)."""
+        with self._tx() as s:
+            return reviews.snapshot_csv(s, number=number)
+
+    def review_snapshot_rows(self, number: int) -> bytes:
+        """The snapshot's rows, compressed (``broker.reports.review_snapshot.unpack_rows`` reads them)."""
+        with self._tx() as s:
+            return reviews.snapshot_rows(s, number=number)
+
+    def review_changes(
+        self, number: int, *, against: int | None = None, membership: Membership | None = None
+    ) -> dict[str, Any]:
+        """Snapshot ``number`` against snapshot ``against``, or against now (``membership`` needed)."""
+        with self._tx() as s:
+            return reviews.changes(s, number=number, against=against, membership=membership)
+
+    def attest_review_snapshot(
+        self, number: int, ctx: AuditContext, *, decision: str | None = None, comment: str = ""
+    ) -> dict[str, Any]:
+        with self._tx() as s:
+            return reviews.attest(s, number=number, ctx=ctx, decision=decision, comment=comment)
 
     # ---- the audit log ----
 
