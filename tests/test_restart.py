@@ -192,3 +192,27 @@ def test_a_start_that_cannot_sync_names_the_object_and_exits(two_workers: Broker
     assert "alias 'edge' would name two accounts: account 555566667777 (configuration file) and account 999988887777 (API)" in (
         started.stderr + started.stdout
     )
+
+
+def test_restarts_keep_review_snapshots_and_attestations(two_workers: Broker) -> None:
+    """An access review's snapshot, its CSV (and so its hash) and its attestations survive restarts."""
+    import hashlib
+
+    broker = two_workers
+    broker.config["directory"] = {"type": "static", "users": [
+        {"username": "alice", "password_hash": "$2b$12$LYTJyrgmep47mVJhwtcAcO.ecIPdoQL7e0WhfAYEEqMhfUJ05YdhO",
+         "groups": ["core-admins"]}]}
+    broker.write()
+    broker.start()
+    made = broker.api.post("/reviews/snapshots", json={"title": "Q4"})
+    assert made.status_code == 201, made.text
+    number = made.json()["id"]
+    assert broker.api.post(f"/reviews/snapshots/{number}/attestations", json={"decision": "approved"}).status_code == 201
+    before = broker.api.get(f"/reviews/snapshots/{number}").json()
+    csv = broker.api.get(f"/reviews/snapshots/{number}", params={"format": "csv"}).content
+    assert hashlib.sha256(csv).hexdigest() == before["hash"] and before["rows"] == 1
+    broker.stop()
+    broker.start()
+    assert broker.api.get(f"/reviews/snapshots/{number}").json() == before
+    assert broker.api.get(f"/reviews/snapshots/{number}", params={"format": "csv"}).content == csv
+    assert broker.api.get(f"/reviews/snapshots/{number}/changes").json()["changes"] == []
