@@ -55,14 +55,15 @@ class Side:
     mapping: State
 
 
-@dataclass
+@dataclass(slots=True)
 class _Grant:
     username: str
     account_id: str
     account_alias: str
     role_name: str
     role_arn: str
-    reasons: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
+    reasons: dict[tuple[str, str, str, str], tuple[Any, ...]] = field(default_factory=dict)
+    """(kind, ref, group's match key, via) → (kind, ref, group, via, path): tuples, as 150,000 rows are held."""
 
 
 GrantKey = tuple[str, str, str]
@@ -70,14 +71,32 @@ GrantKey = tuple[str, str, str]
 
 def _grants(rows: Iterable[dict[str, Any]]) -> dict[GrantKey, _Grant]:
     out: dict[GrantKey, _Grant] = {}
+    shared: dict[Any, Any] = {}  # one object per distinct value (accounts, roles, groups repeat): memory
+    keys: dict[str, str] = {}
+
+    def one(value: Any) -> Any:
+        return shared.setdefault(value, value)
+
     for r in rows:
-        key = (r["user_id"], r["account_id"], r["role_name"].lower())
+        role = one(r["role_name"])
+        key = (r["user_id"], one(r["account_id"]), role.lower())
         grant = out.get(key)
         if grant is None:
-            grant = out[key] = _Grant(r["username"], r["account_id"], r["account_alias"], r["role_name"], r["role_arn"])
-        reason = {"kind": r["kind"], "ref": r["ref"], "group": r["group"], "via": r.get("via") or "", "path": list(r["path"])}
-        grant.reasons[(r["kind"], r["ref"], match_key(r["group"]), reason["via"])] = reason
+            grant = out[key] = _Grant(
+                r["username"], key[1], one(r["account_alias"]), role, one(r["role_arn"])
+            )
+        group, via = one(r["group"]), one(r.get("via") or "")
+        gkey = keys.get(group)
+        if gkey is None:
+            gkey = keys[group] = match_key(group)
+        kind, ref = one(r["kind"]), one(r["ref"])
+        grant.reasons[(kind, ref, gkey, via)] = (kind, ref, group, via, one(tuple(r["path"])))
     return out
+
+
+def _reason(t: tuple[Any, ...]) -> dict[str, Any]:
+    kind, ref, group, via, path = t
+    return {"kind": kind, "ref": ref, "group": group, "via": via, "path": list(path)}
 
 
 class _Index:
@@ -167,10 +186,6 @@ def _explain(
     return directory + _mapping_events(reason, grant, oi, ni, touched)
 
 
-def _reason_view(reason: dict[str, Any]) -> dict[str, Any]:
-    return dict(reason)
-
-
 def changes(old: Side, new: Side, *, touched: Touched | None = None) -> dict[str, Any]:
     """``{"counts": {...}, "changes": [...]}``: every grant gained, lost or given for another reason,
     person by person (username), account, role; each with the reasons before and after, its
@@ -184,8 +199,8 @@ def changes(old: Side, new: Side, *, touched: Touched | None = None) -> dict[str
             continue
         grant = b or a
         assert grant is not None
-        gone = [r for k, r in (a.reasons.items() if a else ()) if not b or k not in b.reasons]
-        came = [r for k, r in (b.reasons.items() if b else ()) if not a or k not in a.reasons]
+        gone = [_reason(r) for k, r in (a.reasons.items() if a else ()) if not b or k not in b.reasons]
+        came = [_reason(r) for k, r in (b.reasons.items() if b else ()) if not a or k not in a.reasons]
         explanations: list[dict[str, Any]] = []
         for reason in gone:
             explanations += _explain(reason, key[0], a or grant, old, new, oi, ni, touched, gained=False)
@@ -207,8 +222,8 @@ def changes(old: Side, new: Side, *, touched: Touched | None = None) -> dict[str
                 "role_name": grant.role_name,
                 "role_arn": grant.role_arn,
                 "why": sorted({e["cause"] for e in explanations}),
-                "before": [_reason_view(r) for r in (a.reasons.values() if a else ())],
-                "after": [_reason_view(r) for r in (b.reasons.values() if b else ())],
+                "before": [_reason(r) for r in (a.reasons.values() if a else ())],
+                "after": [_reason(r) for r in (b.reasons.values() if b else ())],
                 "explanations": explanations,
             }
         )

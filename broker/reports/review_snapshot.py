@@ -7,7 +7,7 @@ answers and ``broker review show N --csv`` prints. A reviewer who keeps the CSV 
 review checks it with ``sha256sum``. The CSV is stored as produced (zlib), so the bytes, and
 their hash, never depend on a later version of the report's code.
 
-The rows are also stored as JSON lines (zlib), one row object per line, for the JSON download
+The rows are also stored as JSON lines (zlib; the columns, then each row's values), for the JSON download
 and for the diff (``broker.reports.review_diff``). The membership is every usable person's
 effective groups (nested included), so a diff can say that someone who had no role before
 joined a group. Everything is produced and read in a stream: memory stays flat with the size.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.connectors.membership import Membership
-from broker.reports.access import ReportFilter, csv_lines
+from broker.reports.access import COLUMNS, ReportFilter, csv_lines
 
 People = dict[str, dict[str, Any]]
 """Immutable id → ``{"username", "groups": [names]}``: each usable person and their effective groups."""
@@ -37,7 +37,7 @@ MAX_COMMENT = 4000
 @dataclass(frozen=True)
 class PackedRows:
     rows: bytes
-    """zlib of the JSON lines (one row object per line)."""
+    """zlib of JSON lines: the columns, then one list of values per row."""
     csv: bytes
     """zlib of the CSV bytes the hash covers."""
     sha256: str
@@ -56,29 +56,54 @@ def filter_of(stored: dict[str, Any] | None) -> ReportFilter:
     return ReportFilter(**{k: stored.get(k) for k in ("account", "role", "group", "user")})
 
 
+class _Deflate:
+    """zlib in large steps: a compress call per row costs more than the compression itself."""
+
+    def __init__(self) -> None:
+        self._z = zlib.compressobj(6)
+        self._pending: list[bytes] = []
+        self._size = 0
+        self.out: list[bytes] = []
+
+    def add(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= _CHUNK * 4:
+            self._step()
+
+    def _step(self) -> None:
+        self.out.append(self._z.compress(b"".join(self._pending)))
+        self._pending.clear()
+        self._size = 0
+
+    def done(self) -> bytes:
+        self._step()
+        self.out.append(self._z.flush())
+        return b"".join(self.out)
+
+
 def pack_rows(report: Iterable[dict[str, Any]]) -> PackedRows:
-    """The rows (as ``broker.reports.access.rows`` yields them) packed, hashed and counted, in one pass."""
+    """The rows (as ``broker.reports.access.rows`` yields them) packed, hashed and counted, in one
+    pass. The rows are stored as JSON lines: the columns first, then each row's values in that order."""
     digest = hashlib.sha256()
-    csv_z, rows_z = zlib.compressobj(6), zlib.compressobj(6)
-    csv_out: list[bytes] = []
-    rows_out: list[bytes] = []
+    csv_z, rows_z = _Deflate(), _Deflate()
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    rows_z.add(encode(list(COLUMNS)).encode() + b"\n")
     count = size = 0
 
     def counted(rs: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         nonlocal count
         for row in rs:
             count += 1
-            rows_out.append(rows_z.compress(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"))
+            rows_z.add(encode([row[c] for c in COLUMNS]).encode() + b"\n")
             yield row
 
     for line in csv_lines(counted(report)):
         data = line.encode()
         size += len(data)
         digest.update(data)
-        csv_out.append(csv_z.compress(data))
-    csv_out.append(csv_z.flush())
-    rows_out.append(rows_z.flush())
-    return PackedRows(b"".join(rows_out), b"".join(csv_out), digest.hexdigest(), count, size)
+        csv_z.add(data)
+    return PackedRows(rows_z.done(), csv_z.done(), digest.hexdigest(), count, size)
 
 
 def _inflate(blob: bytes) -> Iterator[bytes]:
@@ -98,16 +123,18 @@ def csv_bytes(blob: bytes) -> Iterator[bytes]:
 
 
 def unpack_rows(blob: bytes) -> Iterator[dict[str, Any]]:
-    """The stored rows, one by one."""
+    """The stored rows, one by one (objects with the columns they were stored with)."""
     pending = b""
+    columns: list[str] | None = None
     for chunk in _inflate(blob):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line:
-                yield json.loads(line)
-    if pending.strip():
-        yield json.loads(pending)
+        *lines, pending = (pending + chunk).split(b"\n")
+        if not lines:
+            continue
+        batch = json.loads(b"[" + b",".join(line for line in lines if line) + b"]")  # one parse per chunk
+        if columns is None and batch:
+            columns, batch = batch[0], batch[1:]
+        for values in batch:
+            yield dict(zip(columns or (), values, strict=True))
 
 
 def people_of(membership: Membership) -> People:
