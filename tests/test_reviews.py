@@ -183,6 +183,7 @@ def test_attestations_are_kept_and_audited(reviews):
         lambda c: c.get(f"{BASE}/999", params={"format": "json"}),
         lambda c: c.get(f"{BASE}/999/changes"),
         lambda c: c.get(f"{BASE}/1/changes", params={"against": "999"}),
+        lambda c: c.get(f"{BASE}/1/changes", params={"against": "9999999999999999999"}),  # beyond BIGINT
         lambda c: c.post(f"{BASE}/999/attestations", json={"decision": "approved"}),
     ],
 )

@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+from broker.errors import UnknownSnapshot
 from broker.reports.access import ReportFilter, batched, json_chunks, membership_of
 from broker.reports.review_snapshot import MAX_COMMENT, csv_bytes, unpack_rows
 from broker.web.admin_schema import COMMON, Timestamp, documented_error
@@ -88,6 +89,10 @@ class SnapshotRows(_View):
     columns: list[str]
     rows: list[dict[str, Any]] = Field(description="the access report's rows as saved (GET /reports/access's row shape)")
     count: int
+
+
+class SnapshotAnswer(RootModel[SnapshotView | SnapshotRows]):
+    """GET /reviews/snapshots/{n}: the metadata (no format), or the rows (format=json)."""
 
 
 class Reason(_View):
@@ -179,7 +184,7 @@ def list_snapshots(
     responses={
         **UNKNOWN,
         200: {
-            "model": SnapshotView | SnapshotRows,
+            "model": SnapshotAnswer,
             "description": "no format: the metadata (SnapshotView); format=json: the rows (SnapshotRows); "
             "format=csv: the CSV whose SHA-256 is the snapshot's hash",
             "content": {"text/csv": {"schema": {"type": "string"}}},
@@ -227,7 +232,10 @@ def snapshot_changes(
         services.store.get_review_snapshot(number)  # an unknown snapshot is a 404 before the directory is read
         membership = membership_of(services.directory)
         return services.store.review_changes(number, membership=membership)
-    return services.store.review_changes(number, against=int(against))
+    other = int(against)
+    if other > MAX_NUMBER:
+        raise UnknownSnapshot(f"no access-review snapshot {other}")
+    return services.store.review_changes(number, against=other)
 
 
 @router.post(
