@@ -186,3 +186,18 @@ def test_people_and_filters_round_trip():
     flt = ReportFilter(account="prod", user="alice")
     assert filter_dict(flt) == {"account": "prod", "user": "alice"} and filter_of(filter_dict(flt)) == flt
     assert filter_of(None) == ReportFilter()
+
+
+def test_a_loss_is_never_explained_by_what_was_created_nor_a_gain_by_what_was_deleted():
+    """ops' OU mapping moved from one OU to another: alice (her account under the first) loses
+    Admin by the deletion alone; bob (under the second) gains it by the creation alone."""
+    first, second = "ou:ou-ab12-aaaaaaaa/admin/ops", "ou:ou-ab12-bbbbbbbb/admin/ops"
+    entry = {"group": "ops", "role": "Admin", "source": "api"}
+    old_state, new_state = state(), state()
+    old_state["org_mappings"][first] = entry | {"accounts": {"ou": "ou-ab12-aaaaaaaa"}}
+    new_state["org_mappings"][second] = entry | {"accounts": {"ou": "ou-ab12-bbbbbbbb"}}
+    old = Side([row("alice", "Admin", ref="org-1", via="OU ou-ab12-aaaaaaaa")], people(alice=["ops"], bob=["ops"]), old_state)
+    new = Side([row("bob", "Admin", ref="org-2", via="OU ou-ab12-bbbbbbbb")], people(alice=["ops"], bob=["ops"]), new_state)
+    got = by_user(changes(old, new))
+    assert [(e["event"], e["key"]) for e in got[("alice", "Admin")]["explanations"]] == [("deleted", first)]
+    assert [(e["event"], e["key"]) for e in got[("bob", "Admin")]["explanations"]] == [("created", second)]

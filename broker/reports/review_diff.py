@@ -127,8 +127,10 @@ class _Index:
 
 
 def _mapping_events(
-    reason: dict[str, Any], grant: _Grant, old: _Index, new: _Index, touched: Touched | None
+    reason: dict[str, Any], grant: _Grant, old: _Index, new: _Index, touched: Touched | None, *, gained: bool
 ) -> list[dict[str, Any]]:
+    """What changed in the objects behind the reason: for a reason that came, what was created or
+    updated; for one that went, what was deleted or updated."""
     a = old.behind(reason, grant.account_id, grant.role_name)
     b = new.behind(reason, grant.account_id, grant.role_name)
     events = []
@@ -136,8 +138,12 @@ def _mapping_events(
         before, after = a.get((kind, key)), b.get((kind, key))
         refs = list((touched or {}).get((kind, key), ()))
         if before is None and after is not None:
+            if not gained:
+                continue  # something new cannot take a role away
             event, label = "created", versions.label(kind, after)
         elif after is None and before is not None:
+            if gained:
+                continue  # something gone cannot give one
             event, label = "deleted", versions.label(kind, before)
         else:
             assert before is not None and after is not None
@@ -183,7 +189,7 @@ def _explain(
         directory = _directory_events(reason, user_id, grant.username, old.people, new.people, gained=True)
     else:  # the person had it: what the new side lacks
         directory = _directory_events(reason, user_id, grant.username, new.people, old.people, gained=False)
-    return directory + _mapping_events(reason, grant, oi, ni, touched)
+    return directory + _mapping_events(reason, grant, oi, ni, touched, gained=gained)
 
 
 def changes(old: Side, new: Side, *, touched: Touched | None = None) -> dict[str, Any]:
