@@ -268,6 +268,8 @@ def test_cli(tmp_path: Path):
     assert "- alice  prod/Admin  (directory)" in out and "left group ops" in out
     assert "+ dave  prod/Admin  (directory)" in out
     assert json.loads(run("changes", "1", "--json"))["counts"]["lost"] == 1
+    assert run("changes", "1", "--against", "1").startswith("from snapshot 1 to snapshot 1: 0 gained, 0 lost")
+    assert runner.invoke(cli, ["review", "changes", "1", "--against", "last", "--config", str(path)]).exit_code == 2
     assert "attestation 1" in run("attest", "1", "--decision", "approved", "--comment", "ok", "--actor", "rita")
     assert json.loads(run("show", "1", "--json"))["attestations"][0]["actor"] == "rita"
     missing = runner.invoke(cli, ["review", "show", "9", "--config", str(path)])
