@@ -11,6 +11,7 @@ file are shown read-only. Every POST carries the session's CSRF token.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -19,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from broker.errors import BrokerError, NotFound
-from broker.mapping.model import MappingSpec, RuleSpec
+from broker.mapping.model import RULE_NAME, MappingSpec, RuleSpec
 from broker.web.admin_forms import MappingForm, Problems, RuleForm, problems_of
 from broker.web.admin_session import AdminVisit, admin_visit
 from broker.web.deps import services_of
@@ -33,6 +34,8 @@ Ref = Annotated[str, Path(max_length=40)]
 RuleName = Annotated[str, Path(max_length=64)]
 PAGE = 100
 MAX_ID = 2**63 - 1
+_MAPPING_REF = re.compile(r"^(?:org-)?[0-9]{1,19}$")
+"""What the notice after a delete may name (the redirect's query): a mapping ref, nothing else."""
 READ_ONLY = "Declared in the config file; change it there. It is read-only here and through the API."
 
 
@@ -90,7 +93,7 @@ def mappings(request: Request, group: Filter = "", account: Filter = "", role: F
     visit = admin_visit(request)
     if not isinstance(visit, AdminVisit):
         return visit
-    notice = f"Mapping {deleted} was deleted." if deleted else ""
+    notice = f"Mapping {deleted} was deleted." if _MAPPING_REF.match(deleted) else ""
     return _mapping_list(visit, group=group, account=account, role=role, cursor=cursor, form=MappingForm(),
                          problems=Problems(), notice=notice)
 
@@ -223,7 +226,8 @@ def rules(request: Request, deleted: Annotated[str, Query(max_length=64)] = "") 
     visit = admin_visit(request)
     if not isinstance(visit, AdminVisit):
         return visit
-    return _rule_list(visit, RuleForm(), Problems(), notice=f"Rule {deleted} was deleted." if deleted else "")
+    notice = f"Rule {deleted} was deleted." if RULE_NAME.match(deleted) else ""
+    return _rule_list(visit, RuleForm(), Problems(), notice=notice)
 
 
 def _rule_form(name: str, pattern: str, target: str, ou: str, tag: str, session_duration: str, console: str,

@@ -339,3 +339,6 @@ def test_bad_input_is_a_page_never_a_500(admin: Any) -> None:
     assert admin.get("/admin", params={"group": "x" * 5000}).status_code == 422
     r = new_mapping(admin, group="x" * 2000)
     assert r.status_code == 422
+    # the notice after a delete names only a mapping ref or rule name, never text a link brought
+    for path in ("/admin/mappings?deleted=all+your+accounts", "/admin/rules?deleted=every+rule%21"):
+        assert "was deleted" not in admin.get(path).text
