@@ -342,3 +342,35 @@ def test_bad_input_is_a_page_never_a_500(admin: Any) -> None:
     # the notice after a delete names only a mapping ref or rule name, never text a link brought
     for path in ("/admin/mappings?deleted=all+your+accounts", "/admin/rules?deleted=every+rule%21"):
         assert "was deleted" not in admin.get(path).text
+
+
+# ---- the demo ----
+
+
+@pytest.mark.sts
+def test_the_demo_makes_alice_an_admin_of_the_pages(tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from broker.app import create_app
+    from broker.cli.server import ensure_demo_keys
+    from broker.config import load_config
+    from tests.conftest import ROOT, require_module
+
+    require_module("moto")
+    ensure_demo_keys(tmp_path)
+    config = load_config(ROOT / "config" / "demo.yaml", env={"BROKER_DEMO_DIR": str(tmp_path), "BROKER_DEMO_PORT": "8124",
+                                                                "BROKER_DEMO_STS_PORT": "0"})
+    app = create_app(config, env={}, configure_logging=False)
+    try:
+        alice, bob = TestClient(app, follow_redirects=False), TestClient(app, follow_redirects=False)
+        sign_in(alice, "alice", "alice-demo-pw")
+        sign_in(bob, "bob", "bob-demo-pw")
+        assert 'href="/admin"' in alice.get("/").text and 'href="/admin"' not in bob.get("/").text
+        page = alice.get("/admin")
+        assert page.status_code == 200 and "sandbox-prod" in page.text
+        assert 'href="/admin/rules/adfs-style"' in alice.get("/admin", params={"group": "AWS-sandbox-dev-ReadOnly"}).text
+        assert "Declared in the config file" in alice.get("/admin/rules/adfs-style").text
+        assert bob.get("/admin").status_code == 403
+    finally:
+        app.state.services.aws.close()
+        app.state.services.engine.dispose()
