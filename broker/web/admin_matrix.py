@@ -22,11 +22,11 @@ ROWS_PER_PAGE = 50
 MAX_COLUMNS = 25
 
 
-def reason_href(reason: GrantReason) -> str:
-    """The page of the mapping row (``12``, ``org-3``) or naming rule behind a grant."""
-    if reason.kind == "rule":
-        return "/admin/rules/" + quote(reason.ref, safe="")
-    return "/admin/mappings/" + quote(reason.ref, safe="")
+def reason_href(kind: str, ref: str) -> str:
+    """The page of the mapping row (``12``, ``org-3``) or naming rule behind a grant's reason."""
+    if kind == "rule":
+        return "/admin/rules/" + quote(ref, safe="")
+    return "/admin/mappings/" + quote(ref, safe="")
 
 
 def reason_label(reason: GrantReason) -> str:

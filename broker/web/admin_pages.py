@@ -18,7 +18,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from broker.audit import AuditFilter, Outcome
-from broker.domain import GrantReason
 from broker.errors import BadRequest, BrokerError, NotFound
 from broker.reports.access import COLUMNS, ReportFilter, batched, csv_lines, membership_of, rows
 from broker.web import admin_matrix
@@ -122,12 +121,7 @@ def explain(request: Request, user: Short = "") -> Response:
         except BrokerError as exc:
             return visit.error(exc)
     return visit.render("admin_explain.html", status=status, title="Explain", nav="explain", user_q=user,
-                        result=result, problem=problem, reason_href=_reason_href)
-
-
-def _reason_href(reason: dict[str, Any]) -> str:
-    kind, ref = reason["kind"], str(reason["ref"])
-    return admin_matrix.reason_href(GrantReason(kind, ref, reason["group"], True, True, None))
+                        result=result, problem=problem, reason_href=admin_matrix.reason_href)
 
 
 # ---- the access report ----
@@ -163,7 +157,8 @@ def report(request: Request, account: Name = "", role: Name = "", group: Name = 
         return visit.error(exc)
     csv_href = "/admin/report.csv" + (f"?{urlencode(given)}" if given else "")
     return visit.render("admin_report.html", title="Access report", nav="report", f=filters, rows=shown, more=more,
-                        limit=REPORT_ROWS, csv_href=csv_href, problem="", columns=COLUMNS)
+                        limit=REPORT_ROWS, csv_href=csv_href, problem="", columns=COLUMNS,
+                        reason_href=admin_matrix.reason_href)
 
 
 @router.get("/report.csv")

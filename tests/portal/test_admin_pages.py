@@ -321,6 +321,7 @@ def test_report_table_and_the_same_csv_as_the_api(admin: Any, admin_headers: dic
     page = admin.get("/admin/report", params={"account": "sandbox-prod"})
     assert page.status_code == 200 and "alice" in page.text and "bob" in page.text
     assert 'href="/admin/report.csv?account=sandbox-prod"' in page.text
+    assert re.search(r'href="/admin/mappings/\d+">mapping \d+</a>', page.text)  # each row links to its grant
     csv = admin.get("/admin/report.csv", params={"account": "sandbox-prod"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert csv.headers["cache-control"] == "no-store"
