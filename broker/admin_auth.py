@@ -71,9 +71,13 @@ class AdminTokens:
         """True when directory admin groups are configured (HTTP Basic is accepted)."""
         return self._directory is not None
 
+    def is_admin(self, identity: Identity) -> bool:
+        """Whether ``identity`` is in an admin group (the portal shows its admin pages to them)."""
+        return any(normalize(g)[1] in self._admin_groups for g in identity.groups)
+
     def admit(self, identity: Identity) -> AdminPrincipal:
         """A signed-in directory identity as an admin; Forbidden (403) when it is in no admin group."""
-        if not any(normalize(g)[1] in self._admin_groups for g in identity.groups):
+        if not self.is_admin(identity):
             log.warning("admin_sign_in_not_admin", username=identity.username)
             raise Forbidden("you are not in a directory group that may use the admin API")
         return AdminPrincipal(identity.username, "directory")

@@ -32,6 +32,8 @@ from broker.services import Services
 from broker.state import open_state
 from broker.web import (
     admin_api,
+    admin_pages,
+    admin_pages_edit,
     admin_reports,
     admin_reviews,
     api_docs,
@@ -190,6 +192,8 @@ def create_app(
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
+        app.include_router(admin_pages.router)
+        app.include_router(admin_pages_edit.router)
     if config.server.docs:
         app.include_router(api_docs.router)
     # Added innermost first: the client address is decided before anything reads it, the request id

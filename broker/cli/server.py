@@ -172,6 +172,7 @@ def demo(
                 f"  cli       awsbroker login --url {url}   then: awsbroker credentials -a sandbox-dev -r Admin",
                 "  aws cli   awsbroker configure   then: aws sts get-caller-identity --profile sandbox-dev-Admin",
                 f"  sts       http://127.0.0.1:{sts_port}   the SANDBOX STS (moto) the profiles use as endpoint_url",
+                f"  admin ui  {url}/admin     the admin pages (alice: matrix, mappings, rules, audit, report)",
                 f"  open      {url}/docs      the API, try it in the browser",
                 f"  admin     Authorization: Bearer {token}",
                 f"  try       curl -H 'Authorization: Bearer {token}' {url}/api/v1/admin/accounts",

@@ -118,8 +118,14 @@ def _error_code(err: Mapping[str, Any]) -> str:
     return kind  # one of the broker's own codes (PydanticCustomError)
 
 
+def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic errors as the API's ``details``: ``{"field", "code", "message"}`` each (the admin
+    pages show the same messages beside their fields)."""
+    return [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
+
+
 def validation_response(request: Request, errors: Sequence[Mapping[str, Any]]) -> JSONResponse:
-    details = [{"field": _loc(tuple(e.get("loc", ()))), "code": _error_code(e), "message": e.get("msg", "")} for e in errors]
+    details = validation_details(errors)
     codes = {d["code"] for d in details}
     if MalformedJSON.code in codes:
         return error_response(request, MalformedJSON.status, {"code": MalformedJSON.code, "message": MalformedJSON.message, "details": details})

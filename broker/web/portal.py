@@ -291,6 +291,7 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         favorites=[by_key[k] for k in _once(prefs.favorites) if k in by_key],
         recents=[by_key[k] for k in _once(prefs.recents) if k in by_key],
         groups=list(current.groups), services=CONSOLE_SERVICES,
+        admin_link=services.admin_tokens.is_admin(current),
     )
 
 
