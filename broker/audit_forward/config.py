@@ -44,7 +44,7 @@ class _Delivery(_Section):
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None = None
     """Stable name of the destination (outbox rows and metrics carry it). Default: derived from
-    the address (``syslog:HOST:PORT``, ``webhook:HOST/PATH``)."""
+    the address (``syslog:HOST:PORT``, ``webhook:HOST[:PORT]``, never the URL's path)."""
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 100
     """Events sent at most in one delivery (one TCP connection, one POST)."""
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
@@ -80,13 +80,22 @@ class SyslogDestination(_Delivery):
     type: Literal["syslog"]
     address: str
     """``host:port`` (``[v6]:port``) of the receiver."""
-    tls: SyslogTls | Literal["none"]
-    """A TLS section, or ``none`` for plain TCP (say so explicitly: the events are not encrypted)."""
+    tls: SyslogTls | None
+    """A TLS section, or ``none`` for plain TCP (said explicitly: the events are not encrypted)."""
     app_name: Annotated[str, Field(min_length=1, max_length=48, pattern=rf"^{_PRINTUSASCII}+$")] = "broker"
     facility: Facility = "authpriv"
     sd_id: Annotated[str, Field(pattern=r"^[\x21-\x3c\x3e-\x5c\x5e-\x7e]{1,32}$")] = "broker@32473"
     """The STRUCTURED-DATA element's id (``name@<private enterprise number>``; 32473 is the
     documentation PEN of RFC 5612: put your organisation's number here if it has one)."""
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _plain(cls, value: object) -> object:
+        if value == "none":
+            return None
+        if value is None or isinstance(value, str):
+            raise ValueError("a TLS section (ca_file, cert_file, key_file, server_name), or none for plain TCP")
+        return value
 
     @field_validator("address")
     @classmethod
@@ -142,8 +151,8 @@ class WebhookDestination(_Delivery):
     def key(self) -> str:
         if self.name:
             return self.name
-        parts = urlsplit(self.url)
-        return f"webhook:{parts.netloc}{parts.path}"[:128]
+        # not the path: webhook URLs often carry their secret there, and the name is logged
+        return f"webhook:{urlsplit(self.url).netloc}"[:128]
 
 
 AuditDestination = Annotated[SyslogDestination | WebhookDestination, Field(discriminator="type")]

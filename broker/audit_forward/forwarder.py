@@ -153,7 +153,7 @@ class Forwarder:
         if thread is None:
             return
         self._stop.set()
-        thread.join(timeout=max((r.lease.total_seconds() for r in self.routes), default=10))
+        thread.join(timeout=3 * max((r.timeout for r in self.routes), default=1) + 1)
 
     def close(self) -> None:
         self.stop()

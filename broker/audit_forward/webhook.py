@@ -21,10 +21,15 @@ from broker.audit_forward.errors import DeliveryFailed
 from broker.errors import ConfigError
 
 
+def missing_headers(dest: WebhookDestination, env: Mapping[str, str], *, path: str) -> list[str]:
+    """A problem per ``headers_env`` variable that is not set (``broker check-config`` and start-up)."""
+    return [f"{path}.headers_env.{h}: environment variable {v} is not set" for h, v in dest.headers_env.items()
+            if not env.get(v)]
+
+
 def header_values(dest: WebhookDestination, env: Mapping[str, str], *, path: str) -> dict[str, str]:
     """The headers named by ``headers_env``, their values from ``env`` (ConfigError names a missing one)."""
-    missing = [f"{path}.headers_env.{h}: environment variable {v} is not set" for h, v in dest.headers_env.items()
-               if not env.get(v)]
+    missing = missing_headers(dest, env, path=path)
     if missing:
         raise ConfigError(missing)
     return {header: env[var] for header, var in dest.headers_env.items()}
