@@ -16,10 +16,8 @@ from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
 from broker.db import outbox
 from broker.db.models import AuditEvent, Base, utcnow
 
-# The issuance path's audit rows: a Core INSERT built once (no ORM unit of work per decision),
-# answering the new ids in the rows' order (the outbox rows need them).
-_AUDIT_TABLE = Base.metadata.tables[AuditEvent.__tablename__]
-_AUDIT_INSERT = insert(_AUDIT_TABLE).returning(_AUDIT_TABLE.c.id, sort_by_parameter_order=True)
+# The issuance path's audit rows: a Core INSERT built once (no ORM unit of work per decision).
+_AUDIT_INSERT = insert(Base.metadata.tables[AuditEvent.__tablename__])
 
 
 def record(
@@ -69,8 +67,10 @@ def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
         }
         for e in events
     ]
-    ids = conn.execute(_AUDIT_INSERT, rows).scalars().all()
-    outbox.enqueue_ids(conn, ids)  # forwarding: the events' outbox rows, in this transaction
+    if outbox.destinations(conn):  # forwarding: the events' outbox rows too, in this transaction
+        outbox.enqueue_ids(conn, conn.execute(_AUDIT_INSERT.returning(AuditEvent.id), rows).scalars().all())
+    else:
+        conn.execute(_AUDIT_INSERT, rows)
 
 
 def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:

@@ -50,7 +50,8 @@ def enqueue_event(s: Session, event: AuditEvent) -> None:
 
 
 def enqueue_ids(conn: Connection, event_ids: Sequence[int]) -> None:
-    """The issuance path (``audit.record_decisions``): the rows of these events in one executemany."""
+    """The issuance path (``audit.record_decisions``): the rows of these events in one executemany,
+    in id order (one INSERT's ids grow in the order of its rows; RETURNING may answer them in any)."""
     names = destinations(conn)
     if not names or not event_ids:
         return
@@ -59,7 +60,7 @@ def enqueue_ids(conn: Connection, event_ids: Sequence[int]) -> None:
         _INSERT,
         [
             {"event_id": i, "destination": d, "created_at": now, "next_attempt_at": now, "attempts": 0}
-            for i in event_ids
+            for i in sorted(event_ids)
             for d in names
         ],
     )

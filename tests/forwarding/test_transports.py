@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from broker import logs
 from broker.audit_forward.config import SyslogDestination
 from broker.audit_forward.syslog import BOM, SyslogSender, format_message, frame, sd_escape
 from broker.db import outbox
@@ -96,6 +97,7 @@ def webhook(pki):
 
 
 def test_webhook_batches_arrive_with_headers_from_the_environment(engine, pki, webhook, capfd):
+    logs.configure("debug", "json")  # to this test's stdout, at the most talkative level
     dest = webhook_dest(webhook.url, ca_file=str(pki.ca), headers_env={"Authorization": "HOOK_AUTH"}, batch_size=2)
     store = forwarding_store(engine, dest)
     store.record_events(decisions(3))
@@ -113,6 +115,7 @@ def test_webhook_batches_arrive_with_headers_from_the_environment(engine, pki, w
 
 
 def test_a_webhook_that_answers_an_error_is_retried_never_dropped(engine, pki, webhook, capfd):
+    logs.configure("debug", "json")
     webhook.statuses = [503, 400]  # down for a while, then misconfigured for a while, then fine
     dest = webhook_dest(webhook.url, ca_file=str(pki.ca), headers_env={"X-Api-Key": "HOOK_KEY"})
     store = forwarding_store(engine, dest)
@@ -126,8 +129,8 @@ def test_a_webhook_that_answers_an_error_is_retried_never_dropped(engine, pki, w
     assert fw.run_once(now=t + timedelta(hours=2)) == 2
     assert webhook.event_ids() == [e["id"] for e in all_events(store)]
     assert outbox.pending_rows(engine) == []
-    logs = "".join(capfd.readouterr())
-    assert "HTTP 503" in logs and "HTTP 400" in logs and "key-secret-5678" not in logs
+    out = "".join(capfd.readouterr())
+    assert "HTTP 503" in out and "HTTP 400" in out and "key-secret-5678" not in out
 
 
 def test_a_webhook_with_an_unknown_ca_gets_nothing(engine, pki, webhook):
