@@ -125,3 +125,20 @@ def test_without_forwarding_there_is_no_forwarder_and_no_outbox_row(app_factory)
     _issue(client)
     assert client.app.state.forwarder is None
     assert outbox.pending_rows(client.app.state.services.engine) == []
+
+
+def test_the_operator_commands_events_are_forwarded_too(tmp_path):
+    from broker.cli.existing_database import existing_store
+    from tests.forwarding.conftest import admin_writes
+
+    config = make_config(tmp_path, audit={"forward": [{"type": "syslog", "address": "127.0.0.1:9", "tls": "none"}]})
+    app = create_app(config, env={})  # migrates the database
+    app.state.services.close()
+    with existing_store(config) as store:
+        assert not isinstance(store, str)
+        admin_writes(store)  # as `broker org discover --apply` registers accounts
+        events = store.audit_events(AuditFilter(actor="admin:test"), limit=10, before_id=None)
+        engine = store.engine
+        rows = outbox.pending_rows(engine)
+    assert {e["id"] for e in events} <= {r["event_id"] for r in rows}
+    assert {r["destination"] for r in rows} == {"syslog:127.0.0.1:9"}
