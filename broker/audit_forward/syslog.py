@@ -12,8 +12,9 @@ One message per event::
   outcome, target and request id, values escaped per §6.3.3 (``"``, ``\\``, ``]``).
 - MSG the whole event as JSON, UTF-8 with the BOM (§6.4).
 
-A delivery is one connection: every message of the batch, then close. TCP has no
-acknowledgement above it: a batch counts as delivered once the kernel took all its bytes.
+A delivery is one connection: every message of the batch, then our end of the stream, then the
+receiver's (it closes once it has read everything; a reset or a TLS alert instead fails the batch).
+Syslog has no acknowledgement of its own: that close is the nearest thing to one.
 """
 
 from __future__ import annotations
@@ -108,9 +109,12 @@ class SyslogSender:
             with socket.create_connection((self.host, self.port), timeout=self.dest.timeout_seconds) as raw:
                 if self._tls is None:
                     raw.sendall(payload)
+                    raw.shutdown(socket.SHUT_WR)
+                    _until_closed(raw)
                     return
                 with self._tls.wrap_socket(raw, server_hostname=self._server_name) as conn:
                     conn.sendall(payload)
+                    _tls_close(conn)
         except ssl.SSLCertVerificationError as exc:
             raise DeliveryFailed(f"TLS certificate not accepted: {exc.verify_message}") from None
         except (OSError, ssl.SSLError) as exc:
@@ -118,3 +122,31 @@ class SyslogSender:
 
     def close(self) -> None:
         pass
+
+
+def _until_closed(sock: socket.socket) -> None:
+    """After our end of the stream: wait for the receiver's. A receiver that read everything and
+    closed gives EOF; one that closed (or died) with our bytes unread resets the connection — an
+    OSError, so the batch is retried. One that keeps the connection open past the timeout: delivered,
+    as far as TCP can tell."""
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return
+
+
+def _tls_close(conn: ssl.SSLSocket) -> None:
+    """TLS's end of the stream (close_notify), then the receiver's end as for plain TCP. A receiver
+    that refused us after the handshake (a client certificate refused: TLS 1.3 says so only then)
+    has closed with our bytes unread: a reset, so the batch is retried."""
+    try:
+        raw = conn.unwrap()
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        # closed without its close_notify: our bytes unread would have reset the connection
+        if conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            raise ConnectionResetError("connection reset by the receiver") from None
+        return
+    except TimeoutError:
+        return
+    _until_closed(raw)

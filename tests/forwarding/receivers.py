@@ -82,9 +82,11 @@ def read_frames(data: bytes) -> list[bytes]:
 class SyslogReceiver:
     """Accepts connections on 127.0.0.1:port, keeps what each one sent (until it closed)."""
 
-    def __init__(self, *, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, port: int | None = None, tls: ssl.SSLContext | None = None, rude: bool = False) -> None:
         self.port = port or free_port()
         self.tls = tls
+        self.rude = rude
+        """Reads a few bytes, then closes with the rest unread (a receiver that crashes mid-batch)."""
         self.connections: list[bytes] = []
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
@@ -98,6 +100,10 @@ class SyslogReceiver:
                 try:
                     if receiver.tls is not None:
                         sock = receiver.tls.wrap_socket(sock, server_side=True)
+                    if receiver.rude:
+                        sock.recv(10)
+                        sock.close()
+                        return
                     chunks = []
                     while chunk := sock.recv(65536):
                         chunks.append(chunk)
@@ -127,10 +133,57 @@ class SyslogReceiver:
         return [int(m.sd["broker@32473"]["id"]) for m in self.messages()]
 
 
-def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+def server_tls(cert: Path, key: Path, *, client_ca: Path | None = None) -> ssl.SSLContext:
+    """The receiver's TLS; with ``client_ca``, a client certificate it signed is required."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(client_ca))
     return ctx
+
+
+@dataclass(frozen=True)
+class ClientPki:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_client_pki(directory: Path) -> ClientPki:
+    """A CA for clients and a client certificate (clientAuth) it signed, made with cryptography."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("client CA")).issuer_name(name("client CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("broker")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out = ClientPki(directory / "client-ca.pem", directory / "client.pem", directory / "client.key")
+    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return out
 
 
 # ---------------------------------------------------------------- HTTPS webhook

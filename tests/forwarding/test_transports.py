@@ -23,7 +23,14 @@ from tests.forwarding.conftest import (
     wait_for,
     webhook_dest,
 )
-from tests.forwarding.receivers import SyslogReceiver, WebhookReceiver, parse_rfc5424, read_frames, server_tls
+from tests.forwarding.receivers import (
+    SyslogReceiver,
+    WebhookReceiver,
+    make_client_pki,
+    parse_rfc5424,
+    read_frames,
+    server_tls,
+)
 
 EVENT = {
     "id": 42, "at": "2026-12-03T11:00:00.123456Z", "actor": 'al"ice]\\', "action": "issue.credentials",
@@ -87,6 +94,41 @@ def test_the_certificate_must_name_the_receiver(pki):
             sender.send([EVENT])
     finally:
         rx.stop()
+
+
+def test_syslog_with_a_client_certificate(engine, pki, tmp_path):
+    client = make_client_pki(tmp_path / "client")
+    rx = SyslogReceiver(tls=server_tls(pki.cert, pki.key, client_ca=client.ca)).start()
+    try:
+        tls = {"ca_file": str(pki.ca), "server_name": "localhost"}
+        without = syslog_dest(rx.port, tls=tls, name="mtls")
+        store = forwarding_store(engine, without)
+        store.record_events(decisions(2))
+        # refused by the receiver (TLS 1.3 says so only after the handshake): not delivered, kept
+        assert forwarder(engine, without).run_once() == 0
+        assert [r["attempts"] for r in outbox.pending_rows(engine)] == [1, 1]
+        assert rx.event_ids() == []
+
+        with_cert = syslog_dest(rx.port, tls={**tls, "cert_file": str(client.cert), "key_file": str(client.key)},
+                                name="mtls")
+        assert forwarder(engine, with_cert).run_once(now=utcnow() + timedelta(hours=1)) == 2
+        wait_for(lambda: len(rx.event_ids()) == 2, "two messages over mutual TLS")
+        assert rx.event_ids() == [e["id"] for e in all_events(store)]
+    finally:
+        rx.stop()
+
+
+def test_a_receiver_that_drops_the_connection_mid_batch_gets_the_batch_again(engine):
+    rude = SyslogReceiver(rude=True).start()
+    try:
+        dest = syslog_dest(rude.port)
+        store = forwarding_store(engine, dest)
+        store.record_events(decisions(20))
+        assert forwarder(engine, dest).run_once() == 0  # reset with our bytes unread: not delivered
+        rows = outbox.pending_rows(engine)
+        assert len(rows) == 20 and {r["attempts"] for r in rows} == {1}
+    finally:
+        rude.stop()
 
 
 @pytest.fixture
