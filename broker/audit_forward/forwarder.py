@@ -46,7 +46,8 @@ class Sender(Protocol):
 
 def retry_delay(attempts: int, *, cap: float, rand: Callable[[], float] = random.random) -> float:
     """Seconds before the next try after ``attempts`` failed ones (1 → about 1 s, then 2, 4, …):
-    2^(attempts-1), at most ``cap``, times a jitter in [0.5, 1) so workers do not retry in step."""
+    2^(attempts-1), at most ``cap``, times a jitter in [0.5, 1) so workers do not retry in step.
+    (No retry library is a dependency of the broker; this is all the policy there is.)"""
     base = min(cap, 2.0 ** min(max(attempts - 1, 0), 32))
     return base * (0.5 + rand() / 2)
 

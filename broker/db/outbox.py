@@ -84,9 +84,13 @@ def claim(engine: Engine, destination: str, *, limit: int, now: datetime, lease:
     )
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    else:  # SQLite: the write lock before the read (one claimer at a time), only when there is work
+        with engine.connect() as conn:
+            if not list(conn.scalars(due)):
+                return []
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock before the read: one claimer at a time
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         ids = list(conn.scalars(due))
         if not ids:
             return []
