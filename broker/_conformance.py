@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from awsbroker.delivery import Credentials, ParsedCredentials
+    from broker.audit_forward.forwarder import Sender
+    from broker.audit_forward.syslog import SyslogSender
+    from broker.audit_forward.webhook import WebhookSender
     from broker.aws import ConsoleSignin, CredentialsIssuer
     from broker.aws.sandbox import SandboxConsole
     from broker.aws.signin import FederationSignin
@@ -102,3 +105,7 @@ if TYPE_CHECKING:
     # ---- what the credential formats render (awsbroker/delivery.py): the server's and the client's ----
     _issued_credentials: type[Credentials] = TemporaryCredentials
     _parsed_credentials: type[Credentials] = ParsedCredentials
+
+    # ---- audit forwarding's destinations (audit_forward/forwarder.py) ----
+    _syslog_sender: type[Sender] = SyslogSender
+    _webhook_sender: type[Sender] = WebhookSender

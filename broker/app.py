@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from broker import __version__, logs
 from broker.admin_auth import AdminTokens
+from broker.audit_forward.forwarder import Forwarder, build_forwarder
 from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
 from broker.aws.factory import build_aws
 from broker.aws.iam_access import IamAccess
@@ -22,6 +26,7 @@ from broker.aws.trust import BrokerSide
 from broker.config import Config, load_config
 from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
+from broker.db import outbox
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
@@ -83,7 +88,8 @@ def open_store(config: Config, *, sync_mapping: bool = True) -> tuple[Engine, Sq
         if config.database.auto_migrate:
             migrate(engine)
         _check_schema(engine)
-        store = SqlMappingStore(engine)
+        # with audit.forward, every audit row also gets its outbox rows (broker.db.outbox)
+        store = SqlMappingStore(outbox.with_destinations(engine, [d.key for d in config.audit.forward]))
         if sync_mapping:
             _sync_config(store, config)
     except BaseException:
@@ -166,6 +172,13 @@ def create_app(
     if configure_logging:
         logs.configure(config.logging.level, config.logging.format)
     services = build_services(config, env=env, sync_mapping=sync_mapping)
+    try:
+        forwarder = build_forwarder(config.audit.forward, engine=services.engine, metrics=services.metrics,
+                                    env=os.environ if env is None else env,
+                                    interval=config.audit.forward_interval_seconds)
+    except BaseException:
+        services.close()
+        raise
     if not services.admin_tokens.configured:
         log.warning("no_admin_tokens", hint="set BROKER_ADMIN_TOKEN or admin.tokens to use the admin API")
     app = FastAPI(
@@ -175,8 +188,10 @@ def create_app(
         # /docs is broker.web.api_docs (no CDN); no ReDoc. No slash redirects: they echo the Host header.
         docs_url=None, redoc_url=None, openapi_url=api_docs.OPENAPI_PATH if config.server.docs else None,
         redirect_slashes=False,
+        lifespan=_forwarding(forwarder),
     )
     app.state.services = services
+    app.state.forwarder = forwarder
     app.state.metrics = services.metrics
     web_errors.install(app)
     # Routes are matched one by one in this order: the per-issuance user API first, the
@@ -203,6 +218,22 @@ def create_app(
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)
     app.add_middleware(ClientAddress, trusted=TrustedProxies(config.server.trusted_proxies))  # before all else
     return app
+
+
+def _forwarding(forwarder: Forwarder | None) -> Callable[[FastAPI], Any]:
+    """The lifespan: the audit forwarder's thread runs while the app serves (in every worker)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if forwarder is not None:
+            forwarder.start()
+        try:
+            yield
+        finally:
+            if forwarder is not None:
+                await anyio.to_thread.run_sync(forwarder.close)
+
+    return lifespan
 
 
 def app_from_env() -> FastAPI:

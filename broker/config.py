@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
+from broker.audit_forward.config import AuditDestination, unique_names
 from broker.aws.config import DoctorConfig, IamAccessConfig, OrganizationsConfig, StsConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
@@ -119,12 +120,28 @@ class LoggingConfig(Section):
     access_log: bool = True
 
 
+class AuditConfig(Section):
+    forward: list[AuditDestination] = Field(default_factory=list, max_length=16)
+    """Destinations every audit event is also sent to (syslog, webhook), through the outbox
+    (broker.audit_forward). Empty (the default): nothing is forwarded and no outbox row is written."""
+    forward_interval_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    """How often the forwarder of each worker looks for pending events."""
+
+    @field_validator("forward")
+    @classmethod
+    def _unique(cls, value: list[Any]) -> list[Any]:
+        unique_names(value)
+        return value
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    """The audit trail's forwarding (``audit.forward``)."""
     api: ApiConfig = Field(default_factory=ApiConfig)
     portal: PortalConfig = Field(default_factory=PortalConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
@@ -201,7 +218,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
             part in ("saml", "oidc") and out.startswith("upstream[") and out.endswith("]")
         ):
             continue  # discriminated-union tag, not a key the user wrote
-        elif (part in ("static", "ldap", "ad") and out == "directory") or (
+        elif part in ("syslog", "webhook") and out.startswith("audit.forward[") and out.endswith("]") or (part in ("static", "ldap", "ad") and out == "directory") or (
             part in ("member_of", "group_search", "in_chain", "token_groups") and out.endswith("directory.groups")
         ):
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -22,6 +22,22 @@ class Metrics:
             "broker_admin_writes_total", "Admin API writes", ["action", "outcome"], registry=self.registry
         )
         self.errors = Counter("broker_errors_total", "Errors answered, by stable code", ["code"], registry=self.registry)
+        # audit forwarding (broker.audit_forward): a receiver that is down shows as a growing outbox
+        self.audit_outbox_pending = Gauge(
+            "broker_audit_outbox_pending", "Audit events waiting to be forwarded", ["destination"], registry=self.registry
+        )
+        self.audit_outbox_oldest = Gauge(
+            "broker_audit_outbox_oldest_seconds", "Age of the oldest audit event waiting to be forwarded",
+            ["destination"], registry=self.registry,
+        )
+        self.audit_forward_failures = Counter(
+            "broker_audit_forward_failures_total", "Failed deliveries of an audit batch", ["destination"],
+            registry=self.registry,
+        )
+        self.audit_forwarded = Counter(
+            "broker_audit_forwarded_total", "Audit events delivered to a destination", ["destination"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -42,6 +42,8 @@ CORE = (
     "broker.domain",
     "broker.errors",
     "broker.audit",
+    "broker.audit_forward.config",
+    "broker.audit_forward.errors",
     "broker.flow",
     "broker.groups",
     "broker.mapping",
@@ -79,6 +81,10 @@ FORBIDDEN: tuple[Rule, ...] = (
          "the core is called by the web layer and the database layer, never the other way round"),
     Rule(("broker.db",), ("broker.web", "broker.app", "broker.services", "broker.cli"),
          "the database layer serves the web layer and the CLIs; it knows neither"),
+    Rule(("broker.audit_forward",), ("broker.web", "broker.app", "broker.services", "broker.cli"),
+         "the audit forwarder works the outbox (broker.db) for the composition root; it knows no router or CLI"),
+    Rule(("broker.db",), ("broker.audit_forward",),
+         "the outbox rows are the database's; sending them is the forwarder's, which uses db/, not the reverse"),
     Rule(("broker.state",), ("broker.config",),
          "state/ takes what it needs as arguments or its own StateConfig; broker.config composes it"),
     Rule(("broker.aws",), ("broker.connectors",),
@@ -306,7 +312,7 @@ def _describe(circle: Circle) -> str:
 def test_every_module_has_a_layer() -> None:
     """A module no rule covers can import anything unseen: each belongs to the core, a layer
     above it, or the root (a new top-level module gets its place in CORE or here)."""
-    placed = (*CORE, "broker.web", "broker.db", "broker.cli", "broker.app", "broker.services",
+    placed = (*CORE, "broker.web", "broker.db", "broker.audit_forward", "broker.cli", "broker.app", "broker.services",
               "broker._conformance", "broker.__main__", "awsbroker")
     unplaced = [m for m in graph() if m != "broker" and not _under(m, placed)]
     assert not unplaced, f"modules in no layer of tests/test_imports.py: {unplaced}"

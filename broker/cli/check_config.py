@@ -9,6 +9,7 @@ checks append to either list; the command prints both and fails only on problems
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +44,23 @@ class ConfigCheck:
 def config_warnings(config: Config) -> list[str]:
     """What a valid file probably did not mean."""
     warnings: list[str] = []
+    for i, dest in enumerate(config.audit.forward):
+        if dest.type == "syslog" and dest.tls is None and not dest.host_port()[0].startswith("127."):
+            warnings.append(f"audit.forward[{i}]: tls: none — the audit events cross the network unencrypted")
     if config.directory is None and not config.upstream:
         warnings.append(
             "no directory: and no upstream: section: nobody can sign in (only admin tokens reach the admin API)"
         )
     return warnings
+
+
+def forward_problems(config: Config, env: Mapping[str, str]) -> list[str]:
+    """``audit.forward``: the webhook headers' environment variables the start would miss."""
+    from broker.audit_forward.config import WebhookDestination
+    from broker.audit_forward.webhook import missing_headers
+
+    return [p for i, d in enumerate(config.audit.forward) if isinstance(d, WebhookDestination)
+            for p in missing_headers(d, env, path=f"audit.forward[{i}]")]
 
 
 def check_config_file(
@@ -64,6 +77,7 @@ def check_config_file(
         check.problems.extend(exc.problems)
         return check
     check.warnings.extend(config_warnings(check.config))
+    check.problems.extend(forward_problems(check.config, os.environ if env is None else env))
     if database:
         against_db = preview_sync(check.config)
         check.problems.extend(against_db.problems)

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from broker.config import Config
+from broker.db import outbox
 from broker.db.session import current_revision, head_revision, make_engine
 from broker.db.store import SqlMappingStore
 
@@ -38,6 +39,7 @@ def existing_store(config: Config) -> Iterator[SqlMappingStore | str]:
         if have != head_revision():
             yield f"the database schema is at {have or 'nothing'}, not {head_revision()} (run `broker migrate`)"
             return
-        yield SqlMappingStore(engine)
+        # its audit events (revoke, org discover, restore) are forwarded like the server's
+        yield SqlMappingStore(outbox.with_destinations(engine, [d.key for d in config.audit.forward]))
     finally:
         engine.dispose()

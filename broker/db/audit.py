@@ -13,6 +13,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
+from broker.db import outbox
 from broker.db.models import AuditEvent, Base, utcnow
 
 # The issuance path's audit rows: a Core INSERT built once (no ORM unit of work per decision).
@@ -32,20 +33,20 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     """One event in the session's transaction (an admin write, a sync step)."""
-    s.add(
-        AuditEvent(
-            actor=ctx.actor,
-            action=action,
-            outcome=outcome,
-            target_type=target_type,
-            target_id=target_id,
-            request_id=ctx.request_id,
-            source_ip=ctx.source_ip,
-            before=before,
-            after=after,
-            details=details,
-        )
+    event = AuditEvent(
+        actor=ctx.actor,
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=target_id,
+        request_id=ctx.request_id,
+        source_ip=ctx.source_ip,
+        before=before,
+        after=after,
+        details=details,
     )
+    s.add(event)
+    outbox.enqueue_event(s, event)  # forwarding: its outbox rows, in this transaction
 
 
 def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
@@ -66,7 +67,10 @@ def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
         }
         for e in events
     ]
-    conn.execute(_AUDIT_INSERT, rows)
+    if outbox.destinations(conn):  # forwarding: the events' outbox rows too, in this transaction
+        outbox.enqueue_ids(conn, conn.execute(_AUDIT_INSERT.returning(AuditEvent.id), rows).scalars().all())
+    else:
+        conn.execute(_AUDIT_INSERT, rows)
 
 
 def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:

@@ -267,3 +267,22 @@ class ReviewAttestation(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[str | None] = mapped_column(String(32))
     comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditOutbox(Base):
+    """One row per (audit event, forwarding destination) not yet delivered (``broker.db.outbox``):
+    written in the transaction of its audit row, deleted once the destination took the event.
+    ``next_attempt_at``: when it may be sent (a claimed row's lease, a failed one's back-off)."""
+
+    __tablename__ = "audit_outbox"
+    __table_args__ = (Index("ix_audit_outbox_due", "destination", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("audit_events.id"))
+    destination: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+    event: Mapped[AuditEvent] = relationship()

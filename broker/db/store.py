@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
 from broker.connectors.membership import Membership
-from broker.db import audit, history, placements, queries, restore, reviews, sync, views, writes
+from broker.db import audit, history, outbox, placements, queries, restore, reviews, sync, views, writes
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
@@ -47,10 +47,10 @@ class SqlMappingStore:
         # PostgreSQL: the issuance path's statements run in autocommit, without BEGIN and COMMIT
         # round trips around them (each statement is atomic by itself; the mapping read's two
         # selects need no common snapshot, the audit rows are separate facts). SQLite has no
-        # round trips to save, and pysqlite's autocommit switch costs more than it saves.
-        self._issuance_engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
-        )
+        # round trips to save, and pysqlite's autocommit switch costs more than it saves. With audit
+        # forwarding, a decision's audit row and its outbox rows must commit together: a transaction.
+        autocommit = engine.dialect.name == "postgresql" and not outbox.destinations(engine)
+        self._issuance_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
 
     # ---- plumbing ----
 
