@@ -42,6 +42,7 @@ CORE = (
     "broker.domain",
     "broker.errors",
     "broker.audit",
+    "broker.audit_chain",
     "broker.flow",
     "broker.groups",
     "broker.mapping",
