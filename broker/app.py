@@ -34,6 +34,7 @@ from broker.web import (
     admin_api,
     admin_reports,
     api_docs,
+    audit_api,
     device,
     federation,
     history_api,
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(upstream.router)
     app.include_router(admin_api.router)
     app.include_router(admin_reports.router)
+    app.include_router(audit_api.router)
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)

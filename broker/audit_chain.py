@@ -20,6 +20,8 @@ starts from it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -51,7 +53,8 @@ JSON_FIELDS = ("before", "after", "details")
 
 BreakKind = Literal["edited", "deleted", "reordered", "inserted", "anchor"]
 """How a chain is broken: ``edited`` (a row's hash is not that of its content), ``deleted`` (ids
-missing: the next row's ``prev_hash`` or the chain head names what is gone), ``reordered`` (a row
+missing, the break's id is the first of them: the next row's ``prev_hash`` or the chain head names
+what is gone), ``reordered`` (a row
 whose hash is right but linked to another predecessor), ``inserted`` (a row past the chain's
 recorded head), ``anchor`` (the purge anchor is not the one the last purge event recorded)."""
 
@@ -74,6 +77,11 @@ def canonical(event: Mapping[str, Any]) -> bytes:
 
 def event_hash(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def export_line(event: Mapping[str, Any]) -> str:
+    """One line of the JSON Lines export (the event with ``prev_hash`` and ``hash``)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,28 @@ class Report:
 
 PURGE_ACTION = "audit.purge"
 
+_CURSOR_PREFIX = "ac1."
+MAX_ID = 2**63 - 1
+
+
+def encode_cursor(last_id: int) -> str:
+    """The export's opaque cursor: where the next page starts (after ``last_id``)."""
+    return _CURSOR_PREFIX + base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The id a cursor continues after; None: not a cursor ``encode_cursor`` made."""
+    if not cursor.startswith(_CURSOR_PREFIX) or len(cursor) > 64:
+        return None
+    body = cursor[len(_CURSOR_PREFIX):]
+    try:
+        text = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return None
+    if not text.isdigit() or not text.isascii() or encode_cursor(int(text)) != cursor or int(text) > MAX_ID:
+        return None
+    return int(text)
+
 
 def verify(rows: Iterable[Mapping[str, Any]], anchor: Anchor) -> Report:
     """Walk ``rows`` (id order, each with ``prev_hash`` and ``hash``) from ``anchor``; stop at the
@@ -138,7 +168,7 @@ def verify(rows: Iterable[Mapping[str, Any]], anchor: Anchor) -> Report:
             return report
         if row_id != prev_id + 1:
             gap = f"{prev_id + 1}" if row_id == prev_id + 2 else f"{prev_id + 1}..{row_id - 1}"
-            report.broken = Break(row_id, "deleted", prev_hash, row["prev_hash"],
+            report.broken = Break(prev_id + 1, "deleted", prev_hash, row["prev_hash"],
                                   f"row(s) {gap} deleted: row {row_id} follows row {prev_id}")
             return report
         if row["prev_hash"] != prev_hash:

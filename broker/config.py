@@ -119,6 +119,13 @@ class LoggingConfig(Section):
     access_log: bool = True
 
 
+class AuditConfig(Section):
+    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    """Audit rows older than this many days are deleted by a purge (`broker audit purge`,
+    POST /api/v1/admin/audit/purge), oldest first, behind a chain anchor. None (the default):
+    kept forever, and a purge refuses to run."""
+
+
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -126,6 +133,8 @@ class Config(Section):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    """The audit trail: how long it is kept."""
     portal: PortalConfig = Field(default_factory=PortalConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     oauth: OAuthConfig = Field(default_factory=OAuthConfig)

@@ -99,6 +99,7 @@ ROUTERS = (
     "broker.web.admin_api",
     "broker.web.admin_reports",
     "broker.web.api_docs",
+    "broker.web.audit_api",
     "broker.web.device",
     "broker.web.federation",
     "broker.web.history_api",
