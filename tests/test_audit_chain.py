@@ -357,3 +357,28 @@ def test_cli_verify_names_the_broken_row_and_exits_1(tmp_path):
     as_json = json.loads(run("verify", "--json").output)
     assert as_json["broken"]["id"] == 2 and as_json["checked"] == 1
     engine.dispose()
+
+
+def test_the_readme_recipe_checks_an_export_and_catches_an_edit(store, tmp_path):
+    """The stand-alone script of README "Audit trail", run as an auditor would, on an export."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Audit trail"):]
+    script = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert script is not None
+    path = tmp_path / "check_audit.py"
+    path.write_text(script.group(1))
+    some_history(store)
+    _, rows = store.export_audit(after_id=0, limit=100, since=None)
+    from broker.audit_chain import export_line
+
+    exported = "".join(export_line(r) for r in rows)
+    ok = subprocess.run([sys.executable, str(path)], input=exported, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "6 lines intact" in ok.stdout, ok.stderr
+    tampered = exported.replace('"why":"no grant"', '"why":"granted"')
+    bad = subprocess.run([sys.executable, str(path)], input=tampered, capture_output=True, text=True, check=False)
+    assert bad.returncode != 0 and "(id 5): edited" in bad.stderr
