@@ -3,7 +3,7 @@ read back in id order in pages, and the oldest rows purged behind an anchor.
 
 An append takes the chain lock as its first statement (an UPDATE of the one ``audit_chain_head``
 row that allocates the ids: its row lock on PostgreSQL, the write lock on SQLite), computes the
-hashes, inserts the rows in one executemany and records the new head; the lock is released by
+hashes, then inserts the rows and records the new head (one statement on PostgreSQL); the lock is released by
 the writer's COMMIT. Writers therefore extend the chain one at a time, ids are dense and in chain
 order, and a rolled-back writer leaves no trace (its ids and head update roll back with it).
 The canonical form and the hash are ``broker.audit_chain``'s.
@@ -11,17 +11,19 @@ The canonical form and the hash are ``broker.audit_chain``'s.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import Executable
 
 from broker.audit_chain import GENESIS, JSON_FIELDS, Anchor, as_stored, event_hash
 from broker.db.models import AuditChainHead, AuditEvent, Base
 
 _EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
 _HEAD = Base.metadata.tables[AuditChainHead.__tablename__]
-_INSERT = insert(_EVENTS)
 HEAD_ID = 1
 
 
@@ -44,9 +46,35 @@ def append(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
             row[name] = as_stored(row[name])
         row["prev_hash"] = prev_hash
         row["hash"] = prev_hash = event_hash(row)
-    conn.execute(_INSERT, rows)
-    conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=prev_hash))
+    if conn.dialect.name == "postgresql" and len(rows) <= _MAX_ONE_STATEMENT:
+        # one round trip: the rows and the new head together (a statement built once per row count)
+        params = {f"r{i}_{name}": row[name] for i, row in enumerate(rows) for name in _COLUMNS}
+        conn.execute(_insert_and_head(len(rows), conn.dialect), {**params, "new_hash": prev_hash})
+    else:
+        conn.execute(insert(_EVENTS), rows)
+        conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=prev_hash))
     return rows
+
+
+_COLUMNS = tuple(c.name for c in _EVENTS.columns)
+_MAX_ONE_STATEMENT = 16
+
+
+@functools.cache
+def _insert_and_head(n: int, dialect: Dialect) -> Executable:
+    """PostgreSQL: ``WITH chained AS (INSERT ... n rows) UPDATE audit_chain_head SET last_hash``,
+    as text with typed parameters (a multi-row INSERT construct is not in SQLAlchemy's statement
+    cache, and compiling one costs more than the round trip it saves)."""
+    rows = ", ".join(
+        "(" + ", ".join(f"CAST(:r{i}_{c.name} AS {c.type.compile(dialect=dialect)})" for c in _EVENTS.columns) + ")"
+        for i in range(n)
+    )
+    sql = (
+        f"WITH chained AS (INSERT INTO {_EVENTS.name} ({', '.join(_COLUMNS)}) VALUES {rows}) "
+        f"UPDATE {_HEAD.name} SET last_hash = :new_hash WHERE id = {HEAD_ID}"
+    )
+    typed = [bindparam(f"r{i}_{c.name}", type_=c.type) for i in range(n) for c in _EVENTS.columns]
+    return text(sql).bindparams(*typed, bindparam("new_hash", type_=_HEAD.c.last_hash.type))
 
 
 def _utc(t: datetime) -> datetime:
