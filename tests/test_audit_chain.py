@@ -88,6 +88,21 @@ def test_the_hash_is_of_what_the_database_gives_back(store):
     assert store.verify_audit().ok
 
 
+def test_a_large_batch_and_a_large_import_are_chained_too(store):
+    """More rows at once than PostgreSQL's one-statement append takes: the same chain."""
+    store.record_events([Decision(ALICE, "login", "allow", details={"i": i}) for i in range(40)])
+    from broker.mapping.model import MappingDocument
+
+    doc = MappingDocument.model_validate({
+        "accounts": [{"id": CORE, "alias": "core", "roles": [{"name": f"R{i}"} for i in range(20)]}],
+    })
+    store.sync_config(doc)
+    lines = export_all(store)
+    assert [line["id"] for line in lines] == list(range(1, 62))
+    assert [recomputed(line) for line in lines] == [line["hash"] for line in lines]
+    assert store.verify_audit().checked == 61
+
+
 def test_a_rolled_back_write_leaves_no_row_and_no_gap(store):
     some_history(store)
     with pytest.raises(Duplicate):
