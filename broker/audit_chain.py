@@ -25,7 +25,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from broker.audit import rfc3339
@@ -109,8 +109,9 @@ class Report:
     checked: int = 0
     first_id: int | None = None
     last_id: int | None = None
+    last_hash: str | None = None
+    """The hash of the last row checked: keep it elsewhere, and a rewrite of the whole chain shows."""
     broken: Break | None = None
-    purges: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,7 +119,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "checked": self.checked, "first_id": self.first_id,
-                               "last_id": self.last_id, "broken": None}
+                               "last_id": self.last_id, "last_hash": self.last_hash, "broken": None}
         if self.broken is not None:
             b = self.broken
             out["broken"] = {"id": b.id, "kind": b.kind, "expected": b.expected, "found": b.found, "message": b.message}
@@ -179,7 +180,7 @@ def verify(rows: Iterable[Mapping[str, Any]], anchor: Anchor) -> Report:
             last_purge = row["details"] or {}
         report.checked += 1
         report.first_id = report.first_id or row_id
-        report.last_id = row_id
+        report.last_id, report.last_hash = row_id, found
         prev_id, prev_hash = row_id, found
     if prev_id < anchor.head_id:
         gap = f"{prev_id + 1}" if anchor.head_id == prev_id + 1 else f"{prev_id + 1}..{anchor.head_id}"

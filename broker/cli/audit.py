@@ -35,7 +35,7 @@ def verify_text(report: Report, *, as_json: bool) -> str:
         return json.dumps(report.as_dict(), indent=2)
     span = f" (ids {report.first_id}..{report.last_id})" if report.checked else ""
     if report.broken is None:
-        return f"audit chain intact: {report.checked} row(s) checked{span}"
+        return f"audit chain intact: {report.checked} row(s) checked{span}; last hash {report.last_hash}"
     b = report.broken
     return "\n".join([
         f"audit chain BROKEN at id {b.id} ({b.kind}): {b.message}",

@@ -76,7 +76,7 @@ def _drop_pending(s: Session, transaction: SessionTransaction) -> None:
 
 
 def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
-    """Decisions as rows, in one executemany on the caller's connection."""
+    """Decisions as rows, chained and inserted in one batch on the caller's connection (its transaction)."""
     rows = [
         {
             "at": e.at or utcnow(),

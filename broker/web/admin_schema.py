@@ -158,6 +158,7 @@ class ChainReport(_View):
     checked: int = Field(description="rows checked")
     first_id: int | None
     last_id: int | None
+    last_hash: str | None = Field(description="the hash of the last row checked: keep a copy elsewhere to compare")
     broken: ChainBreak | None = Field(description="the first broken link; null when ok")
 
 
