@@ -66,6 +66,7 @@ def record(
 def _write_pending(s: Session) -> None:
     rows = s.info.pop(_PENDING, None)
     if rows:
+        s.flush()  # the session's own writes first: the chain lock is the transaction's last
         _write(s.connection(), rows)
 
 
