@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from broker.audit_chain import decode_cursor, encode_cursor, export_line
 from broker.errors import InvalidCursor, RetentionNotConfigured
-from broker.web.admin_schema import COMMON, AuditPurge, ChainReport, documented_error
+from broker.web.admin_schema import COMMON, AuditLine, AuditPurge, ChainReport, documented_error
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=COMMON)
@@ -26,11 +26,12 @@ NEXT_CURSOR = "X-Next-Cursor"
     response_class=StreamingResponse,
     responses={
         200: {
+            "model": AuditLine,
             "description": (
-                "one JSON object per line (application/x-ndjson), ascending id; the `X-Next-Cursor` header "
+                "application/x-ndjson: one AuditLine per line, ascending id; the `X-Next-Cursor` header "
                 "continues after the last line (fewer lines than `limit`: caught up; poll again with it later)"
             ),
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/AuditLine"}}},
             "headers": {NEXT_CURSOR: {"description": "pass as ?cursor= for the next page", "schema": {"type": "string"}}},
         },
         422: documented_error("invalid_cursor: not a cursor this broker gave; invalid_type, invalid_value"),
