@@ -42,6 +42,7 @@ from broker.web import (
     admin_reports,
     admin_reviews,
     api_docs,
+    audit_api,
     device,
     federation,
     history_api,
@@ -204,6 +205,7 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(admin_reports.router)
     app.include_router(admin_reviews.router)
+    app.include_router(audit_api.router)
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)

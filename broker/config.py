@@ -132,6 +132,10 @@ class AuditConfig(Section):
     def _unique(cls, value: list[Any]) -> list[Any]:
         unique_names(value)
         return value
+    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    """Audit rows older than this many days are deleted by a purge (`broker audit purge`,
+    POST /api/v1/admin/audit/purge), oldest first, behind a chain anchor. None (the default):
+    kept forever, and a purge refuses to run."""
 
 
 class Config(Section):
@@ -140,9 +144,9 @@ class Config(Section):
     state: StateConfig = Field(default_factory=StateConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    audit: AuditConfig = Field(default_factory=AuditConfig)
-    """The audit trail's forwarding (``audit.forward``)."""
     api: ApiConfig = Field(default_factory=ApiConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    """The audit trail: how long it is kept (``retention_days``), where it is forwarded (``forward``)."""
     portal: PortalConfig = Field(default_factory=PortalConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     oauth: OAuthConfig = Field(default_factory=OAuthConfig)

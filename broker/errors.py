@@ -26,7 +26,8 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── UnknownRole          unknown_role
     │   │   ├── InvalidImport        invalid_import
     │   │   ├── SessionTagInvalid    session_tag_invalid
-    │   │   └── RevocationTooLarge   revocation_too_large (a role's revocation policy over IAM's inline-policy limit)
+    │   │   ├── RevocationTooLarge   revocation_too_large (a role's revocation policy over IAM's inline-policy limit)
+    │   │   └── InvalidCursor        invalid_cursor       (an audit export cursor that this broker did not give)
     │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
@@ -46,7 +47,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── ReadOnly                 read_only
     │   ├── InUse                    in_use
     │   ├── DeletesNotAllowed        deletes_not_allowed  (an import that deletes objects, without allow_deletes=true)
-    │   └── RestoreAccountRemoved    restore_account_removed (a mapping version names an account removed since)
+    │   ├── RestoreAccountRemoved    restore_account_removed (a mapping version names an account removed since)
+    │   └── RetentionNotConfigured   retention_not_configured (an audit purge without audit.retention_days)
     ├── PayloadTooLarge (413)        body_too_large
     ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
@@ -167,6 +169,10 @@ class RevocationTooLarge(InvalidInput):
     code, message = "revocation_too_large", "the revocation policy would exceed IAM's limit for a role's inline policies"
 
 
+class InvalidCursor(InvalidInput):
+    code, message = "invalid_cursor", "not a cursor this broker gave (pass the X-Next-Cursor of the previous page)"
+
+
 class SsoRequestInvalid(BadRequest):
     """A sign-in callback that matches no pending sign-in of this browser: missing, unknown,
     expired or already used ``state`` / ``InResponseTo``, or another browser's. ``reason`` is
@@ -271,6 +277,11 @@ class DeletesNotAllowed(Conflict):
 class RestoreAccountRemoved(Conflict):
     code = "restore_account_removed"
     message = "the version names an account that was removed since; register it again first"
+
+
+class RetentionNotConfigured(Conflict):
+    code = "retention_not_configured"
+    message = "audit.retention_days is not set: the audit trail is kept forever, nothing to purge"
 
 
 class PayloadTooLarge(BrokerError):

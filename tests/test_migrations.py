@@ -51,3 +51,44 @@ def test_models_match_the_migrations(database_url):
         assert diff == []
     finally:
         engine.dispose()
+
+
+def test_the_audit_chain_migration_chains_existing_rows_so_they_verify(database_url):
+    """A database with audit rows from before the chain (ids with gaps, as a PostgreSQL sequence
+    leaves them after rollbacks): upgraded, every row is chained in its order, ids are dense, the
+    chain verifies clean and new rows extend it."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from broker.audit import AuditContext, Decision
+
+    engine = make_engine(DatabaseConfig(url=database_url))
+    try:
+        migrate(engine, "0006")
+        t0 = datetime(2026, 11, 1, 8, 0, 0, 250000, tzinfo=UTC)
+        with engine.begin() as conn:
+            for i, old_id in enumerate((3, 4, 9)):
+                conn.execute(
+                    text("INSERT INTO audit_events (id, at, actor, action, outcome, details) "
+                         "VALUES (:id, :at, 'alice', 'login', 'allow', :d)"),
+                    {"id": old_id, "at": t0 + timedelta(minutes=i), "d": json.dumps({"n": i, "name": "Zoë"})},
+                )
+        migrate(engine)
+        store = SqlMappingStore(engine)
+        report = store.verify_audit()
+        assert (report.ok, report.checked, report.first_id, report.last_id) == (True, 3, 1, 3)
+        store.record_events([Decision(AuditContext(actor="bob"), "login", "allow")])
+        _, rows = store.export_audit(after_id=0, limit=10, since=None)
+        lines = list(rows)
+        assert [(x["id"], x["actor"], (x["details"] or {}).get("n")) for x in lines] == [
+            (1, "alice", 0), (2, "alice", 1), (3, "alice", 2), (4, "bob", None)
+        ]
+        assert lines[0]["at"] == "2026-11-01T08:00:00.250000Z"
+        assert store.verify_audit().ok
+        downgrade(engine, "0006")
+        migrate(engine)
+        assert store.verify_audit().checked == 4
+    finally:
+        engine.dispose()

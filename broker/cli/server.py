@@ -6,6 +6,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -29,6 +30,8 @@ history_app = typer.Typer(no_args_is_help=True, help="The mapping's numbered ver
 app.add_typer(history_app, name="history")
 review_app = typer.Typer(no_args_is_help=True, help="Access reviews: snapshots of the access report, changes since, attestations.")
 app.add_typer(review_app, name="review")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: verify its hash chain, export it, purge by retention.")
+app.add_typer(audit_app, name="audit")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file (default: $BROKER_CONFIG)")
@@ -400,11 +403,11 @@ def revoke(
         raise typer.Exit(1)
 
 
-def _history(run: Callable[[], str]) -> None:
+def _history(run: Callable[[], str], *, err: bool = False) -> None:
     try:
         out = run()
         if out:
-            typer.echo(out)
+            typer.echo(out, err=err)
     except BrokerError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         for detail in exc.details if isinstance(exc.details, list) else []:
@@ -468,6 +471,57 @@ def history_restore(
     cfg = _load(config)
     _history(lambda: restore(cfg, number=number, apply=apply, plan_hash=plan_hash, allow_deletes=allow_deletes,
                              actor=actor or getpass.getuser()))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as the admin API answers it")] = False,
+) -> None:
+    """Walk the audit chain from its anchor in id order; exit 1 at the first broken link (named)."""
+    from broker.cli.audit import verify, verify_text
+
+    cfg = _load(config)
+    report = None
+
+    def run() -> str:
+        nonlocal report
+        report = verify(cfg)
+        return verify_text(report, as_json=as_json)
+
+    _history(run)
+    if report is not None and not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    config: ConfigOpt = None,
+    since: Annotated[datetime | None, typer.Option(help="only events at or after this time (ISO 8601, UTC when no offset)",
+                                                   formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])] = None,
+    cursor: Annotated[str | None, typer.Option(help="continue after a previous export (its next cursor)")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="lines at most")] = 100_000,
+) -> None:
+    """The audit trail as JSON Lines on stdout, oldest first; the next cursor on stderr."""
+    from broker.cli.audit import export
+
+    cfg = _load(config)
+    _history(lambda: "next cursor: " + export(cfg, out=sys.stdout, since=since, cursor=cursor, limit=limit), err=True)
+
+
+@audit_app.command("purge")
+def audit_purge(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only say what would be deleted")] = False,
+    actor: Annotated[str | None, typer.Option("--actor", help="who runs it, for the audit trail (default: the OS user)")] = None,
+) -> None:
+    """Delete the audit rows older than audit.retention_days, oldest first, behind a chain anchor (audited)."""
+    import getpass
+
+    from broker.cli.audit import purge
+
+    cfg = _load(config)
+    _history(lambda: purge(cfg, dry_run=dry_run, actor=actor or getpass.getuser()))
 
 
 @app.command("check-directory")

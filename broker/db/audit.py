@@ -1,6 +1,11 @@
 """Audit rows: written in the transaction of the change they describe (so a change without
 its event, or the reverse, cannot exist), decisions in batches, and the log read back in pages.
 
+Every row is written by ``_write``, chained (``broker.db.chain``: ids, ``prev_hash``, ``hash``)
+in the same transaction: the decisions at once, in one batch; an ORM session's events
+(``record``) together at its COMMIT (a ``before_commit`` hook, so the chain lock is taken last
+and held only for the insert). A rolled-back session writes none of them.
+
 The value types (AuditContext, Decision, AuditFilter) are ``broker.audit``'s."""
 
 from __future__ import annotations
@@ -9,15 +14,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, event, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
-from broker.db import outbox
-from broker.db.models import AuditEvent, Base, utcnow
+from broker.db import chain, outbox
+from broker.db.models import AuditEvent, utcnow
 
-# The issuance path's audit rows: a Core INSERT built once (no ORM unit of work per decision).
-_AUDIT_INSERT = insert(Base.metadata.tables[AuditEvent.__tablename__])
+_PENDING = "audit.pending"
+"""``Session.info`` key: the session's events not written yet (written at its COMMIT)."""
+
+
+def _write(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The one place audit rows are written: chained and inserted on ``conn``'s transaction;
+    returns them as written (with ``id``, ``prev_hash``, ``hash``)."""
+    written = chain.append(conn, rows)
+    outbox.enqueue_ids(conn, [r["id"] for r in written])  # forwarding: their outbox rows, same transaction
+    return written
 
 
 def record(
@@ -32,25 +45,41 @@ def record(
     outcome: str = "allow",
     details: dict[str, Any] | None = None,
 ) -> None:
-    """One event in the session's transaction (an admin write, a sync step)."""
-    event = AuditEvent(
-        actor=ctx.actor,
-        action=action,
-        outcome=outcome,
-        target_type=target_type,
-        target_id=target_id,
-        request_id=ctx.request_id,
-        source_ip=ctx.source_ip,
-        before=before,
-        after=after,
-        details=details,
+    """One event in the session's transaction (an admin write, a sync step), written when the
+    session commits."""
+    s.info.setdefault(_PENDING, []).append(
+        {
+            "at": utcnow(),
+            "actor": ctx.actor,
+            "action": action,
+            "outcome": outcome,
+            "target_type": target_type,
+            "target_id": target_id,
+            "request_id": ctx.request_id,
+            "source_ip": ctx.source_ip,
+            "before": before,
+            "after": after,
+            "details": details,
+        }
     )
-    s.add(event)
-    outbox.enqueue_event(s, event)  # forwarding: its outbox rows, in this transaction
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(s: Session) -> None:
+    rows = s.info.pop(_PENDING, None)
+    if rows:
+        s.flush()  # the session's own writes first: the chain lock is the transaction's last
+        _write(s.connection(), rows)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(s: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the session's transaction ended: a rollback drops its events
+        s.info.pop(_PENDING, None)
 
 
 def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
-    """Decisions as rows, in one executemany on the caller's connection."""
+    """Decisions as rows, chained and inserted in one batch on the caller's connection (its transaction)."""
     rows = [
         {
             "at": e.at or utcnow(),
@@ -67,10 +96,7 @@ def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
         }
         for e in events
     ]
-    if outbox.destinations(conn):  # forwarding: the events' outbox rows too, in this transaction
-        outbox.enqueue_ids(conn, conn.execute(_AUDIT_INSERT.returning(AuditEvent.id), rows).scalars().all())
-    else:
-        conn.execute(_AUDIT_INSERT, rows)
+    _write(conn, rows)
 
 
 def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:
@@ -119,3 +145,10 @@ def event_dict(e: AuditEvent) -> dict[str, Any]:
         "after": e.after,
         "details": e.details,
     }
+
+
+def chained_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the export answers it: the event, ``prev_hash`` and ``hash``."""
+    out = {name: row[name] for name in ("id", "actor", "action", "outcome", "target_type", "target_id",
+                                       "request_id", "source_ip", "before", "after", "details")}
+    return {"id": out.pop("id"), "at": rfc3339(row["at"]), **out, "prev_hash": row["prev_hash"], "hash": row["hash"]}

@@ -191,6 +191,25 @@ class AuditEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    """The hash of the row before (``broker.audit_chain``; the first row: GENESIS)."""
+    hash: Mapped[str] = mapped_column(String(64))
+    """Hex SHA-256 of this row's canonical form with ``prev_hash`` (``broker.audit_chain``)."""
+
+
+class AuditChainHead(Base):
+    """The audit chain's one row (id 1): its last id and hash, and the purge anchor (the id and
+    hash of the last purged row; 0 and GENESIS before any purge). Every append updates it first,
+    so appends run one at a time (its row lock on PostgreSQL, the write lock on SQLite) and ids
+    are dense (``broker.db.chain``)."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    anchor_id: Mapped[int] = mapped_column(BigInteger)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
 
 
 class ConfigSync(Base):

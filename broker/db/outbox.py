@@ -40,17 +40,8 @@ def destinations(bind: Engine | Connection) -> tuple[str, ...]:
     return value
 
 
-def enqueue_event(s: Session, event: AuditEvent) -> None:
-    """The ORM path (``audit.record``): one outbox row per destination, inserted after the event
-    by the unit of work (the relationship gives it the event's id)."""
-    bind = s.get_bind()
-    names = destinations(bind) if isinstance(bind, Engine | Connection) else ()
-    for name in names:
-        s.add(AuditOutbox(event=event, destination=name))
-
-
 def enqueue_ids(conn: Connection, event_ids: Sequence[int]) -> None:
-    """The issuance path (``audit.record_decisions``): the rows of these events in one executemany,
+    """The rows of these just-chained events (``broker.db.audit._write``, both paths) in one executemany,
     in id order (one INSERT's ids grow in the order of its rows; RETURNING may answer them in any)."""
     names = destinations(conn)
     if not names or not event_ids:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -25,8 +26,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.audit import AuditContext, AuditFilter, Decision
+from broker.audit_chain import Report
 from broker.connectors.membership import Membership
-from broker.db import audit, history, outbox, placements, queries, restore, reviews, sync, views, writes
+from broker.db import audit, audit_trail, history, placements, queries, restore, reviews, sync, views, writes
+from broker.db.models import utcnow
 from broker.db.session import session_factory
 from broker.db.sync import CONFIG_ACTOR, document_hash
 from broker.db.views import View
@@ -46,11 +49,12 @@ class SqlMappingStore:
         self._sessions = session_factory(engine)
         # PostgreSQL: the issuance path's statements run in autocommit, without BEGIN and COMMIT
         # round trips around them (each statement is atomic by itself; the mapping read's two
-        # selects need no common snapshot, the audit rows are separate facts). SQLite has no
-        # round trips to save, and pysqlite's autocommit switch costs more than it saves. With audit
-        # forwarding, a decision's audit row and its outbox rows must commit together: a transaction.
-        autocommit = engine.dialect.name == "postgresql" and not outbox.destinations(engine)
-        self._issuance_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
+        # selects need no common snapshot). The audit rows are not on it: the chain needs its
+        # transaction (record_events). SQLite has no
+        # round trips to save, and pysqlite's autocommit switch costs more than it saves.
+        self._issuance_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
+        )
 
     # ---- plumbing ----
 
@@ -377,16 +381,44 @@ class SqlMappingStore:
 
     def record_events(self, events: Sequence[Decision]) -> None:
         """The flow's ``DecisionLog``: several decisions of one request (a password sign-in and
-        the issuance it led to) in one write: one transaction on SQLite, one pipelined batch of
-        autocommit inserts on PostgreSQL."""
+        the issuance it led to) in one write: one transaction that extends the audit chain
+        (``broker.db.chain``: a transaction on PostgreSQL too, not the issuance path's autocommit)."""
         if not events:
             return
-        with self._core_tx() as conn:
+        with _translated(), self.engine.begin() as conn:
             audit.record_decisions(conn, events)
 
     def audit_events(self, f: AuditFilter, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
         with self._tx() as s:
             return [audit.event_dict(e) for e in audit.query(s, f, limit=limit, before_id=before_id)]
+
+    # ---- the audit trail: chain, export, retention (broker.db.audit_trail) ----
+
+    def verify_audit(self) -> Report:
+        """The audit chain checked from its anchor, on one snapshot of the database."""
+        with _translated(), self.engine.connect() as conn:
+            audit_trail.snapshot(conn)
+            return audit_trail.check(conn)
+
+    def export_audit(self, *, after_id: int, limit: int, since: datetime | None) -> tuple[int, Iterator[dict[str, Any]]]:
+        """An export page: its last id (the next cursor) at once, and its rows in id order as
+        they are read, ``audit_trail.PAGE`` at a time (the iterator opens its own connection)."""
+        with self._tx() as s:
+            end = audit_trail.export_end(s.connection(), after_id=after_id, limit=limit, since=since)
+
+        def rows() -> Iterator[dict[str, Any]]:
+            if end == after_id:
+                return
+            with _translated(), self.engine.connect() as conn:
+                yield from audit_trail.export_page(conn, after_id=after_id, through_id=end, since=since)
+
+        return end, rows()
+
+    def purge_audit(self, *, retention_days: int, ctx: AuditContext, dry_run: bool,
+                    now: datetime | None = None) -> dict[str, Any]:
+        with _translated(), self.engine.begin() as conn:
+            return audit_trail.purge(conn, retention_days=retention_days, ctx=ctx, now=now or utcnow(),
+                                     dry_run=dry_run)
 
 
 @contextmanager

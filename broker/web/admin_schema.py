@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from broker.audit import Outcome
+from broker.audit_chain import BreakKind
 from broker.domain import FederationPath, ReasonKind, Source
 from broker.mapping.model import (
     AccountSpec,
@@ -135,6 +136,39 @@ class AuditEventView(_View):
 class AuditPage(_View):
     items: list[AuditEventView]
     next_cursor: int | None = Field(description="pass as ?cursor= for the next (older) page; null on the last page")
+
+
+class AuditLine(AuditEventView):
+    """One line of the export: the event, and its place in the chain."""
+
+    prev_hash: str = Field(description="the hash of the row before it (the first row: 64 zeros)")
+    hash: str = Field(description="hex SHA-256 of this line's canonical JSON without `hash` (README: Audit trail)")
+
+
+class ChainBreak(_View):
+    id: int = Field(description="the row where the chain breaks (for deleted rows: the first missing id)")
+    kind: BreakKind
+    expected: str | None = Field(description="the hash the chain expects there")
+    found: str | None = Field(description="the hash found there")
+    message: str
+
+
+class ChainReport(_View):
+    ok: bool = Field(description="true: every row from the anchor to the head is as written")
+    checked: int = Field(description="rows checked")
+    first_id: int | None
+    last_id: int | None
+    last_hash: str | None = Field(description="the hash of the last row checked: keep a copy elsewhere to compare")
+    broken: ChainBreak | None = Field(description="the first broken link; null when ok")
+
+
+class AuditPurge(_View):
+    dry_run: bool
+    retention_days: int
+    before: str = Field(description="rows older than this (RFC 3339, UTC) are purged, oldest first")
+    rows: int = Field(description="how many rows were (dry run: would be) deleted")
+    through_id: int = Field(description="the last purged id: the chain's anchor (0: none yet)")
+    anchor_hash: str = Field(description="that row's hash, where verification starts")
 
 
 class GrantReasonView(_View):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
+from broker.audit import Decision
 from broker.audit_forward.syslog import SEVERITY
 from broker.config import DatabaseConfig
 from broker.db import outbox
@@ -19,6 +20,7 @@ from broker.errors import Duplicate
 from broker.metrics import Metrics
 from tests.conftest import free_port
 from tests.forwarding.conftest import (
+    CTX,
     SD_ID,
     admin_writes,
     all_events,
@@ -209,3 +211,23 @@ def test_metrics_show_a_receiver_that_is_down(engine):
     page = metrics.render().decode()
     assert f"broker_audit_outbox_pending{{{label}}} 0.0" in page
     assert f"broker_audit_forwarded_total{{{label}}} 4.0" in page
+
+
+
+def test_a_retention_purge_never_deletes_an_event_still_waiting_to_be_forwarded(engine):
+    """Old events, one of them still in the outbox (its receiver is down): the purge stops before
+    it, the rest of the chain still verifies, and the event is still there to be sent."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    old = now - timedelta(days=40)
+    plain = forwarding_store(engine)
+    forwarded = forwarding_store(engine, syslog_dest(free_port()))
+    plain.record_events([Decision(CTX, "login", "allow", at=old + timedelta(seconds=i)) for i in range(2)])
+    forwarded.record_events([Decision(CTX, "login", "allow", at=old + timedelta(seconds=5))])
+    plain.record_events([Decision(CTX, "login", "allow", at=old + timedelta(seconds=6))])
+    assert [r["event_id"] for r in outbox.pending_rows(engine)] == [3]
+
+    done = plain.purge_audit(retention_days=30, ctx=CTX, dry_run=False, now=now)
+    assert (done["rows"], done["through_id"]) == (2, 2)  # not 4: event 3 is still to be forwarded
+    assert [e["id"] for e in all_events(plain)][:2] == [3, 4]
+    assert [r["event_id"] for r in outbox.pending_rows(engine)] == [3]
+    assert plain.verify_audit().ok
