@@ -3,7 +3,7 @@ to take one), a snapshot (/admin/reviews/{n}: its metadata and full hash, its CS
 stored, its attestations and a form to attest it) and what changed since (against now, or another
 snapshot of the same filter), each change with its reasons and why.
 
-Thin, like the admin API's ``broker.web.admin_reviews``: the same request models validate the
+Thin, like the admin API's ``broker.web.admin_reviews``: the same request models (``broker.web.review_requests``) validate the
 forms, the same store calls do the work (audited ``review.snapshot`` / ``review.attest``, actor
 ``directory:<username>``), the directory is read here before the store's transaction. Session
 auth for the admin groups and CSRF on every POST (``broker.web.admin_session``).
@@ -22,11 +22,11 @@ from broker.errors import BrokerError, InvalidInput, UnknownSnapshot
 from broker.reports.access import ReportFilter, membership_of
 from broker.reports.review_snapshot import DECISIONS, MAX_COMMENT, csv_bytes
 from broker.web.admin_forms import Problems, problems_of
-from broker.web.admin_reviews import AttestRequest, SnapshotRequest
 from broker.web.admin_session import AdminVisit, admin_visit
 from broker.web.deps import services_of
 from broker.web.errors import validation_details
 from broker.web.pages import PAGE_HEADERS
+from broker.web.review_requests import AttestRequest, SnapshotRequest
 
 router = APIRouter(prefix="/admin", include_in_schema=False, tags=["admin pages"])
 
