@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from broker.errors import BrokerError, InvalidInput, UnknownSnapshot
+from broker.errors import BrokerError, UnknownSnapshot
 from broker.reports.access import ReportFilter, membership_of
 from broker.reports.review_snapshot import DECISIONS, MAX_COMMENT, csv_bytes
 from broker.web.admin_forms import Problems, problems_of
@@ -33,6 +33,8 @@ router = APIRouter(prefix="/admin", include_in_schema=False, tags=["admin pages"
 MAX_NUMBER = 2**63 - 1
 PAGE = 50
 AGAINST_CHOICES = 100
+CHANGES_SHOWN = 500
+"""The changes a page lists (the counts are of all of them; the API and ``broker review`` give every one)."""
 """How many recent snapshots the "changes since … up to" select offers."""
 FILTERS = ("account", "role", "group", "user")
 Text = Annotated[str, Form(max_length=1024)]
@@ -140,7 +142,7 @@ def _changes(visit: AdminVisit, number: int, against: str) -> tuple[dict[str, An
         if against in ("", "now"):
             return services.store.review_changes(number, membership=membership_of(services.directory)), "", 200
         return services.store.review_changes(number, against=_number(against)), "", 200
-    except (InvalidInput, UnknownSnapshot) as exc:
+    except BrokerError as exc:  # another filter, an unknown snapshot, the directory down: said above the changes
         return None, f"{exc.message} ({exc.code})", exc.status
 
 
@@ -153,17 +155,14 @@ def _snapshot_page(visit: AdminVisit, number: int, *, against: str, form: dict[s
     except BrokerError as exc:
         return visit.error(exc)
     others = [r for r in recent if r["id"] != number and (r["filter"] or {}) == (view["filter"] or {})]
-    try:
-        diff, problem, status = _changes(visit, number, against)
-    except BrokerError as exc:
-        return visit.error(exc)
+    diff, problem, status = _changes(visit, number, against)
     if problems:
         status = problems.status
     return visit.render(
         "admin_review.html", status=status, title=f"Review snapshot {number}", nav="reviews", view=view,
         others=others, against=against if against not in ("", "now") else "now", diff=diff, problem=problem,
         form=form, problems=problems, notice=notice, decisions=DECISIONS, decision_labels=DECISION_LABELS,
-        change_labels=CHANGE_LABELS, cause_labels=CAUSE_LABELS, max_comment=MAX_COMMENT,
+        change_labels=CHANGE_LABELS, cause_labels=CAUSE_LABELS, max_comment=MAX_COMMENT, shown=CHANGES_SHOWN,
     )
 
 

@@ -182,3 +182,17 @@ def test_unknown_snapshot_is_a_404_page(admin: Any) -> None:
         assert "no access-review snapshot" in html.unescape(r.text)
     token = csrf_of(admin.get("/admin/reviews").text)
     assert admin.post("/admin/reviews/7/attestations", data={"csrf_token": token, "decision": "approved"}).status_code == 404
+
+
+def test_a_long_list_of_changes_is_cut_and_says_where_the_rest_is(admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.web import admin_review_pages
+
+    made = new_mapping(admin, group="developers", account="sandbox-dev", role="Admin")
+    n = number_of(take(admin))
+    ref = made.headers["location"].split("/")[-1].split("?")[0]
+    confirm = admin.get(f"/admin/mappings/{ref}/delete")
+    admin.post(f"/admin/mappings/{ref}/delete", data={"csrf_token": csrf_of(confirm.text)})
+    monkeypatch.setattr(admin_review_pages, "CHANGES_SHOWN", 1)
+    page = admin.get(f"/admin/reviews/{n}").text
+    assert len(change_rows(page)) == 1 and "1 lost, 1 with another reason" in text_of(page)
+    assert f"GET /api/v1/admin/reviews/snapshots/{n}/changes" in page
