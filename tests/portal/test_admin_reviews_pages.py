@@ -56,7 +56,7 @@ def test_take_a_snapshot_through_the_page_audited_as_the_directory_admin(admin: 
     assert page.status_code == 200 and "Snapshot taken." in page.text
     assert f'<code class="hash" id="snapshot-hash">{api["hash"]}</code>' in page.text
     listing = admin.get("/admin/reviews").text
-    assert f'title="{api["hash"]}">{api["hash"][:12]}…</code>' in listing
+    assert f'<code class="hash-short" title="{api["hash"]}">{api["hash"][:12]}…</code>' in listing
     row = text_of(listing.split(f'<tr id="snapshot-{n}">')[1].split("</tr>")[0])
     assert "Q4 2026, production" in row and "directory:alice" in row and "account: sandbox-prod" in row
     assert 'href="/admin/reviews" aria-current="page"' in listing

@@ -198,7 +198,7 @@ def test_review_snapshot_loss_and_attestation_with_the_keyboard(browser: Any, li
 
     page.get_by_role("link", name="Reviews").click()
     row = page.locator(f"#snapshot-{number}")
-    assert full[:12] in row.inner_text() and row.locator("code.hash").get_attribute("title") == full
+    assert full[:12] in row.inner_text() and row.locator("code.hash-short").get_attribute("title") == full
     row.get_by_role("link").click()
     lost = page.locator("table.changes tr.change-lost")
     assert lost.count() == 1
