@@ -196,3 +196,16 @@ def test_a_long_list_of_changes_is_cut_and_says_where_the_rest_is(admin: Any, mo
     page = admin.get(f"/admin/reviews/{n}").text
     assert len(change_rows(page)) == 1 and "1 lost, 1 with another reason" in text_of(page)
     assert f"GET /api/v1/admin/reviews/snapshots/{n}/changes" in page
+
+
+def test_the_list_pages_by_keyset_like_the_api(admin: Any, admin_headers: dict[str, str]) -> None:
+    for i in range(51):
+        assert admin.post("/api/v1/admin/reviews/snapshots", json={"title": f"s{i}"}, headers=admin_headers).status_code == 201
+    first = admin.get("/admin/reviews").text
+    assert first.count('<tr id="snapshot-') == 50 and '<tr id="snapshot-51">' in first and '<tr id="snapshot-1">' not in first
+    older = re.search(r'<a href="(/admin/reviews\?cursor=\d+)" rel="next">Older snapshots</a>', first)
+    assert older and older.group(1) == "/admin/reviews?cursor=2"
+    last = admin.get(older.group(1)).text
+    assert last.count('<tr id="snapshot-') == 1 and '<tr id="snapshot-1">' in last
+    assert "Older snapshots" not in last and '<a href="/admin/reviews">Newest</a>' in last
+    assert admin.get("/admin/reviews", params={"cursor": "-1"}).status_code == 422
