@@ -209,3 +209,14 @@ def test_the_list_pages_by_keyset_like_the_api(admin: Any, admin_headers: dict[s
     assert last.count('<tr id="snapshot-') == 1 and '<tr id="snapshot-1">' in last
     assert "Older snapshots" not in last and '<a href="/admin/reviews">Newest</a>' in last
     assert admin.get("/admin/reviews", params={"cursor": "-1"}).status_code == 422
+
+
+def test_review_pages_are_never_cached_nor_framed_and_run_no_inline_code(admin: Any) -> None:
+    n = number_of(take(admin))
+    for path in ("/admin/reviews", f"/admin/reviews/{n}", f"/admin/reviews/{n}?against=now"):
+        r = admin.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["cache-control"] == "no-store" and r.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert "<script>" not in r.text and "style=" not in r.text and "<style" not in r.text
+        assert r.text.count('name="csrf_token"') == r.text.count('method="post"') >= 1
