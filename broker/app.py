@@ -40,6 +40,7 @@ from broker.web import (
     admin_pages,
     admin_pages_edit,
     admin_reports,
+    admin_review_pages,
     admin_reviews,
     api_docs,
     audit_api,
@@ -211,6 +212,7 @@ def create_app(
         app.include_router(portal.router)
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
+        app.include_router(admin_review_pages.router)
     if config.server.docs:
         app.include_router(api_docs.router)
     # Added innermost first: the client address is decided before anything reads it, the request id

@@ -105,6 +105,7 @@ ROUTERS = (
     "broker.web.admin_api",
     "broker.web.admin_pages",
     "broker.web.admin_pages_edit",
+    "broker.web.admin_review_pages",
     "broker.web.admin_reports",
     "broker.web.admin_reviews",
     "broker.web.api_docs",

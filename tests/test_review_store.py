@@ -54,6 +54,9 @@ def test_snapshots_pages_and_attestations(store):
     assert [e["action"] for e in events] == ["review.attest", "review.attest", *["review.snapshot"] * 4]
     assert events[1]["request_id"] == "req-1" and events[1]["details"]["decision"] == "approved"
     assert store.list_review_snapshots(limit=1, before=first["id"] + 1)[0]["attestations"] == 2
+    latest = store.latest_review_attestations([first["id"], later[0]["id"]])  # the list page's "latest decision"
+    assert list(latest) == [first["id"]] and (latest[first["id"]]["id"], latest[first["id"]]["actor"]) == (b["id"], "admin:sam")
+    assert store.latest_review_attestations([]) == {}
 
 
 def test_unknown_snapshots_and_refused_attestations_write_nothing(store):

@@ -147,6 +147,19 @@ def _attestation(a: ReviewAttestation) -> dict[str, Any]:
     }
 
 
+def latest_attestations(s: Session, *, numbers: list[int]) -> dict[int, dict[str, Any]]:
+    """Snapshot number → its newest attestation, for the snapshots of ``numbers`` that have one."""
+    if not numbers:
+        return {}
+    newest = (
+        select(func.max(ReviewAttestation.id))
+        .where(ReviewAttestation.snapshot_id.in_(numbers))
+        .group_by(ReviewAttestation.snapshot_id)
+    )
+    found = s.scalars(select(ReviewAttestation).where(ReviewAttestation.id.in_(newest)))
+    return {a.snapshot_id: _attestation(a) for a in found}
+
+
 def get_snapshot(s: Session, *, number: int) -> dict[str, Any]:
     """A snapshot's metadata and every attestation of it (oldest first)."""
     row = _snapshot(s, number)

@@ -350,6 +350,11 @@ class SqlMappingStore:
         with self._tx() as s:
             return reviews.list_snapshots(s, limit=limit, before=before)
 
+    def latest_review_attestations(self, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        """Snapshot number → its newest attestation (the snapshots of ``numbers`` that have one)."""
+        with self._tx() as s:
+            return reviews.latest_attestations(s, numbers=numbers)
+
     def get_review_snapshot(self, number: int) -> dict[str, Any]:
         with self._tx() as s:
             return reviews.get_snapshot(s, number=number)

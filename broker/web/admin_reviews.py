@@ -13,39 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from broker.errors import UnknownSnapshot
 from broker.reports.access import ReportFilter, batched, json_chunks, membership_of
-from broker.reports.review_snapshot import MAX_COMMENT, csv_bytes, unpack_rows
+from broker.reports.review_snapshot import csv_bytes, unpack_rows
 from broker.web.admin_schema import COMMON, Timestamp, documented_error
 from broker.web.deps import AdminDep, AuditCtx, ServicesDep
+from broker.web.review_requests import AttestRequest, Decision, SnapshotRequest
 
 router = APIRouter(prefix="/api/v1/admin/reviews", tags=["admin", "reviews"], responses=COMMON)
 
 MAX_NUMBER = 2**63 - 1
 Number = Annotated[int, Path(ge=1, le=MAX_NUMBER, description="the snapshot number")]
 UNKNOWN: dict[int | str, dict[str, Any]] = {404: documented_error("unknown_snapshot: no snapshot of that number")}
-Decision = Literal["approved", "changes_requested", "rejected", "noted"]
-"""``broker.reports.review_snapshot.DECISIONS``."""
 
 
 class _View(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-Name = Annotated[str | None, Field(min_length=1, max_length=1024)]
-
-
-class ReviewFilter(_View):
-    """The access report's filters (each optional; one that names nothing gives an empty snapshot)."""
-
-    account: Name = Field(default=None, description="12-digit account id or alias")
-    role: Name = Field(default=None, description="role name or role ARN")
-    group: Name = Field(default=None, description="rows whose membership path passes through this group")
-    user: Name = Field(default=None, description="username or immutable id")
-
-
-class SnapshotRequest(_View):
-    filter: ReviewFilter = Field(default_factory=ReviewFilter)
-    title: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="e.g. 'Q4 2026 review, production'")
 
 
 class SnapshotMeta(_View):
@@ -146,11 +127,6 @@ class Changes(_View):
     filter: dict[str, str]
     counts: dict[str, int] = Field(description="gained, lost, reason_changed")
     changes: list[Change]
-
-
-class AttestRequest(_View):
-    decision: Decision | None = None
-    comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
 
 
 @router.post(

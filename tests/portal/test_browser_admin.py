@@ -1,7 +1,8 @@
 """The admin pages in real headless Chromium (Debian's, driven by Playwright): the matrix's cell
 leads to its mapping, a mapping refused then created, the audit log filtered, the access report's
 CSV downloaded with the session, a mapping created with the keyboard alone, and a 375 px screen
-with no sideways scrolling of the page (only the matrix scrolls, inside its own box)."""
+with no sideways scrolling of the page (only the matrix scrolls, inside its own box); a review snapshot
+taken, a deleted mapping seen as a loss with its reason, and the snapshot attested, with the keyboard."""
 
 from __future__ import annotations
 
@@ -167,6 +168,60 @@ def test_narrow_screen_never_scrolls_sideways(browser: Any, live: Any) -> None:
     assert matrix.evaluate("e => e.scrollWidth > e.clientWidth")  # the matrix scrolls inside its own box
     for path in ("/admin/mappings", "/admin/rules", "/admin/audit", "/admin/explain?user=alice", "/admin/report",
                  "/admin/mappings/1", "/admin/mappings/1/delete", "/"):
+        page.goto(server.url + path)
+        assert page.evaluate(fits), path
+    ctx.close()
+
+
+def test_review_snapshot_loss_and_attestation_with_the_keyboard(browser: Any, live: Any) -> None:
+    server = live(admin=ADMINS)
+    made = httpx.post(server.url + "/api/v1/admin/mappings", auth=("alice", ALICE_PW),
+                      json={"group": "developers", "account": "sandbox-dev", "role": "Admin"})
+    assert made.status_code == 201
+    ctx, page = signed_in(browser, server)
+    page.locator("body").focus()
+    _tab_to(page, "Reviews")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Access reviews").wait_for()
+    _tab_to(page, "Title (optional)")
+    page.keyboard.type("Q4 review")
+    _tab_to(page, "Take snapshot")
+    page.keyboard.press("Enter")
+    page.get_by_text("Snapshot taken.").wait_for()
+    number = page.url.split("/admin/reviews/")[1].split("?")[0]
+    full = page.locator("#snapshot-hash").inner_text()
+    assert len(full) == 64
+
+    page.goto(f"{server.url}/admin/mappings/{made.json()['id']}/delete")
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_text("was deleted").wait_for()
+
+    page.get_by_role("link", name="Reviews").click()
+    row = page.locator(f"#snapshot-{number}")
+    assert full[:12] in row.inner_text() and row.locator("code.hash-short").get_attribute("title") == full
+    row.get_by_role("link").click()
+    lost = page.locator("table.changes tr.change-lost")
+    assert lost.count() == 1
+    text = lost.inner_text()
+    assert "bob" in text and "Admin" in text
+    assert 'mapping "developers" -> 111111111111/Admin deleted in version' in text and "by directory:alice" in text
+
+    page.locator("body").focus()
+    _tab_to(page, "Decision")
+    page.keyboard.press("ArrowDown")
+    assert page.get_by_label("Decision").input_value() == "approved"
+    _tab_to(page, "Comment")
+    page.keyboard.type("bob's loss is intended")
+    _tab_to(page, "Attest")
+    page.keyboard.press("Enter")
+    page.get_by_text("Attestation saved.").wait_for()
+    attestations = page.locator("table.attestations tbody tr")
+    assert attestations.count() == 1
+    assert "Approved" in attestations.inner_text() and "bob's loss is intended" in attestations.inner_text()
+
+    page.set_viewport_size({"width": 375, "height": 740})
+    fits = "document.documentElement.scrollWidth <= window.innerWidth + 1"
+    for path in ("/admin/reviews", f"/admin/reviews/{number}", f"/admin/reviews/{number}?against=now"):
         page.goto(server.url + path)
         assert page.evaluate(fits), path
     ctx.close()
