@@ -155,19 +155,20 @@ def _snapshot_page(visit: AdminVisit, number: int, *, against: str, form: dict[s
     except BrokerError as exc:
         return visit.error(exc)
     others = [r for r in recent if r["id"] != number and (r["filter"] or {}) == (view["filter"] or {})]
-    diff, problem, status = _changes(visit, number, against)
+    # a comparison only when asked for: against now reads the whole directory and recomputes the report
+    diff, problem, status = _changes(visit, number, against) if against else (None, "", 200)
     if problems:
         status = problems.status
     return visit.render(
         "admin_review.html", status=status, title=f"Review snapshot {number}", nav="reviews", view=view,
-        others=others, against=against if against not in ("", "now") else "now", diff=diff, problem=problem,
+        others=others, against=against or "now", compared=bool(against), diff=diff, problem=problem,
         form=form, problems=problems, notice=notice, decisions=DECISIONS, decision_labels=DECISION_LABELS,
         change_labels=CHANGE_LABELS, cause_labels=CAUSE_LABELS, max_comment=MAX_COMMENT, shown=CHANGES_SHOWN,
     )
 
 
 @router.get("/reviews/{ref}")
-def snapshot(request: Request, ref: Ref, against: Against = "now",
+def snapshot(request: Request, ref: Ref, against: Against = "",
              taken: Annotated[str, Query(max_length=8)] = "",
              attested: Annotated[str, Query(max_length=8)] = "") -> Response:
     visit = admin_visit(request)
@@ -198,5 +199,5 @@ def attest(request: Request, ref: Ref, csrf_token: Text = "", decision: Text = "
         body = AttestRequest.model_validate({"decision": decision or None, "comment": comment})
         store.attest_review_snapshot(number, visit.ctx, decision=body.decision, comment=body.comment)
     except (ValidationError, BrokerError) as exc:
-        return _snapshot_page(visit, number, against="now", form=form, problems=problems_of(exc, {"decision", "comment"}))
+        return _snapshot_page(visit, number, against="", form=form, problems=problems_of(exc, {"decision", "comment"}))
     return _see(f"/admin/reviews/{number}?attested=1#attestations")

@@ -200,6 +200,7 @@ def test_review_snapshot_loss_and_attestation_with_the_keyboard(browser: Any, li
     row = page.locator(f"#snapshot-{number}")
     assert full[:12] in row.inner_text() and row.locator("code.hash-short").get_attribute("title") == full
     row.get_by_role("link").click()
+    page.get_by_role("button", name="Compare").click()  # up to: now, the first choice
     lost = page.locator("table.changes tr.change-lost")
     assert lost.count() == 1
     text = lost.inner_text()
