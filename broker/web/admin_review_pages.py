@@ -33,9 +33,9 @@ router = APIRouter(prefix="/admin", include_in_schema=False, tags=["admin pages"
 MAX_NUMBER = 2**63 - 1
 PAGE = 50
 AGAINST_CHOICES = 100
+"""How many recent snapshots the "changes since … up to" select offers."""
 CHANGES_SHOWN = 500
 """The changes a page lists (the counts are of all of them; the API and ``broker review`` give every one)."""
-"""How many recent snapshots the "changes since … up to" select offers."""
 FILTERS = ("account", "role", "group", "user")
 Text = Annotated[str, Form(max_length=1024)]
 Comment = Annotated[str, Form(max_length=4 * MAX_COMMENT)]  # longer than the model allows: refused beside the field
@@ -139,7 +139,7 @@ def _changes(visit: AdminVisit, number: int, against: str) -> tuple[dict[str, An
     """(the changes, a problem to show, its status): against "now" or another snapshot's number."""
     services = services_of(visit.request)
     try:
-        if against in ("", "now"):
+        if against == "now":
             return services.store.review_changes(number, membership=membership_of(services.directory)), "", 200
         return services.store.review_changes(number, against=_number(against)), "", 200
     except BrokerError as exc:  # another filter, an unknown snapshot, the directory down: said above the changes
