@@ -4,29 +4,18 @@ trail"). Only a database that exists and is migrated is looked at (``broker.cli.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import IO
 
 from broker.audit import AuditContext
 from broker.audit_chain import Report, decode_cursor, encode_cursor, export_line
-from broker.cli.existing_database import existing_store
+from broker.cli.existing_database import usable_store
 from broker.config import Config
-from broker.db.store import SqlMappingStore
-from broker.errors import InvalidCursor, RetentionNotConfigured, StorageUnavailable
-
-
-@contextmanager
-def _store(config: Config) -> Iterator[SqlMappingStore]:
-    with existing_store(config) as store:
-        if isinstance(store, str):
-            raise StorageUnavailable(store)
-        yield store
+from broker.errors import InvalidCursor, RetentionNotConfigured
 
 
 def verify(config: Config) -> Report:
-    with _store(config) as store:
+    with usable_store(config) as store:
         return store.verify_audit()
 
 
@@ -53,7 +42,7 @@ def export(config: Config, *, out: IO[str], since: datetime | None, cursor: str 
         if decoded is None:
             raise InvalidCursor()
         after_id = decoded
-    with _store(config) as store:
+    with usable_store(config) as store:
         end, rows = store.export_audit(after_id=after_id, limit=limit, since=since)
         for row in rows:
             out.write(export_line(row))
@@ -64,7 +53,7 @@ def purge(config: Config, *, dry_run: bool, actor: str) -> str:
     days = config.audit.retention_days
     if days is None:
         raise RetentionNotConfigured()
-    with _store(config) as store:
+    with usable_store(config) as store:
         result = store.purge_audit(retention_days=days, ctx=AuditContext(actor=actor), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     return (f"{verb} {result['rows']} audit row(s) older than {result['before']} ({days} days); "

@@ -14,6 +14,7 @@ from broker.config import Config
 from broker.db import outbox
 from broker.db.session import current_revision, head_revision, make_engine
 from broker.db.store import SqlMappingStore
+from broker.errors import StorageUnavailable
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -43,3 +44,13 @@ def existing_store(config: Config) -> Iterator[SqlMappingStore | str]:
         yield SqlMappingStore(outbox.with_destinations(engine, [d.key for d in config.audit.forward]))
     finally:
         engine.dispose()
+
+
+@contextmanager
+def usable_store(config: Config) -> Iterator[SqlMappingStore]:
+    """``existing_store`` for the commands that need it (audit, history, review): the reason it
+    cannot be used is a ``StorageUnavailable`` (``storage_unavailable``)."""
+    with existing_store(config) as store:
+        if isinstance(store, str):
+            raise StorageUnavailable(store)
+        yield store

@@ -5,24 +5,13 @@ as text (or JSON). Only a database that exists and is migrated is looked at
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from broker.audit import AuditContext
-from broker.cli.existing_database import existing_store
+from broker.cli.existing_database import usable_store
 from broker.config import Config
-from broker.db.store import SqlMappingStore
-from broker.errors import StorageUnavailable
 from broker.mapping import plan_text, plans, versions
-
-
-@contextmanager
-def _store(config: Config) -> Iterator[SqlMappingStore]:
-    with existing_store(config) as store:
-        if isinstance(store, str):
-            raise StorageUnavailable(store)
-        yield store
 
 
 def _counts(summary: dict[str, dict[str, int]]) -> str:
@@ -34,7 +23,7 @@ def _counts(summary: dict[str, dict[str, int]]) -> str:
 
 
 def list_lines(config: Config, *, limit: int) -> list[str]:
-    with _store(config) as store:
+    with usable_store(config) as store:
         items = store.list_versions(limit=limit)
     if not items:
         return ["no versions yet: the mapping has not changed since its history began"]
@@ -44,7 +33,7 @@ def list_lines(config: Config, *, limit: int) -> list[str]:
 
 
 def show(config: Config, *, number: int, as_json: bool, document: bool) -> str:
-    with _store(config) as store:
+    with usable_store(config) as store:
         version = store.get_version(number)
     if document:
         return json.dumps(version["document"], indent=2)
@@ -57,7 +46,7 @@ def show(config: Config, *, number: int, as_json: bool, document: bool) -> str:
 
 
 def diff(config: Config, *, old: int, new: int, as_json: bool) -> str:
-    with _store(config) as store:
+    with usable_store(config) as store:
         d = store.diff_versions(old, new)
     if as_json:
         return json.dumps(d, indent=2)
@@ -70,7 +59,7 @@ def restore(
     config: Config, *, number: int, apply: bool, plan_hash: str | None, allow_deletes: bool, actor: str
 ) -> str:
     """The restore's plan (dry run), or applied (with --apply: exactly the plan of ``plan_hash`` when given)."""
-    with _store(config) as store:
+    with usable_store(config) as store:
         if not apply:
             return plan_text.render(plans.answer(store.plan_restore(number)))
         check: Callable[[Any], None] = plans.apply_check(expected_hash=plan_hash, allow_deletes=allow_deletes)

@@ -5,27 +5,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from broker.audit import AuditContext
-from broker.cli.existing_database import existing_store
+from broker.cli.existing_database import usable_store
 from broker.config import Config
 from broker.connectors.membership import Membership
 from broker.connectors.registry import build_connector
-from broker.db.store import SqlMappingStore
-from broker.errors import BadRequest, StorageUnavailable
+from broker.errors import BadRequest
 from broker.reports import review_diff
 from broker.reports.access import ReportFilter, membership_of
 from broker.reports.review_snapshot import csv_bytes
-
-
-@contextmanager
-def _store(config: Config) -> Iterator[SqlMappingStore]:
-    with existing_store(config) as store:
-        if isinstance(store, str):
-            raise StorageUnavailable(store)
-        yield store
 
 
 def _membership(config: Config) -> Membership:
@@ -40,7 +30,7 @@ def _membership(config: Config) -> Membership:
 
 def snapshot(config: Config, flt: ReportFilter, *, title: str | None, actor: str) -> str:
     membership = _membership(config)
-    with _store(config) as store:
+    with usable_store(config) as store:
         meta = store.create_review_snapshot(membership, flt, AuditContext(actor=actor), title=title)
     return (
         f"snapshot {meta['id']}: {meta['rows']} row(s), {meta['people']} people, mapping version "
@@ -49,7 +39,7 @@ def snapshot(config: Config, flt: ReportFilter, *, title: str | None, actor: str
 
 
 def list_lines(config: Config, *, limit: int) -> list[str]:
-    with _store(config) as store:
+    with usable_store(config) as store:
         items = store.list_review_snapshots(limit=limit)
     if not items:
         return ["no snapshots yet: `broker review snapshot` takes one"]
@@ -62,7 +52,7 @@ def list_lines(config: Config, *, limit: int) -> list[str]:
 
 def show(config: Config, *, number: int, as_json: bool, write: Callable[[bytes], object] | None = None) -> str:
     """The snapshot's metadata and attestations; with ``write``, its CSV bytes written through it."""
-    with _store(config) as store:
+    with usable_store(config) as store:
         if write is not None:
             for chunk in csv_bytes(store.review_snapshot_csv(number)):
                 write(chunk)
@@ -82,7 +72,7 @@ def show(config: Config, *, number: int, as_json: bool, write: Callable[[bytes],
 
 
 def changes(config: Config, *, number: int, against: int | None, as_json: bool) -> str:
-    with _store(config) as store:
+    with usable_store(config) as store:
         store.get_review_snapshot(number)  # an unknown snapshot is said before the directory is read
         membership = _membership(config) if against is None else None
         result = store.review_changes(number, against=against, membership=membership)
@@ -97,6 +87,6 @@ def changes(config: Config, *, number: int, against: int | None, as_json: bool) 
 
 
 def attest(config: Config, *, number: int, decision: str | None, comment: str, actor: str) -> str:
-    with _store(config) as store:
+    with usable_store(config) as store:
         a = store.attest_review_snapshot(number, AuditContext(actor=actor), decision=decision, comment=comment)
     return f"attestation {a['id']} of snapshot {number} by {a['actor']} at {a['at']}: {a['decision'] or '-'}"

@@ -138,9 +138,8 @@ def test_two_forwarders_never_send_the_same_event(database_url, engine, receiver
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SKIP LOCKED is PostgreSQL's
 def test_a_claim_skips_rows_another_forwarder_has_locked(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SKIP LOCKED is PostgreSQL's")
     dest = syslog_dest(free_port())
     store = forwarding_store(engine, dest)
     store.record_events(decisions(10))
