@@ -164,7 +164,8 @@ def test_rendered_config_loads_with_the_brokers_model(case: tuple[str, Any, Rend
         shutdown["drainSeconds"], shutdown["graceSeconds"])
     wanted = (values or {}).get("trustedProxies", [])
     assert config.server.trusted_proxies == [ipaddress.ip_network(n) for n in wanted]
-    assert config.state.backend == "redis" and config.state.redis_url == "redis://redis:6379/0"
+    assert config.state.backend == "redis" and config.state.redis_url is not None \
+        and config.state.redis_url.get_secret_value() == "redis://redis:6379/0"
     assert config.database.password is not None and config.database.password.get_secret_value() == "db-pw"
     assert config.keys is not None and str(config.keys.current.key) == "/etc/broker/keys/signing.key.pem"
     if name == "production":
