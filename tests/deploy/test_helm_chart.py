@@ -295,6 +295,18 @@ def test_production_scales_on_cpu_and_keeps_two_pods_through_disruptions() -> No
     assert "cpu" in pod_spec(rendered.one("Deployment"))["containers"][0]["resources"]["requests"]
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    ({"replicas": 3}, "additional properties 'replicas' not allowed"),
+    ({"shutdown": {"drainSeconds": "5"}}, "/shutdown/drainSeconds': got string, want integer"),
+    ({"trustedProxies": "10.0.0.0/8"}, "/trustedProxies': got string, want array"),
+])
+def test_values_schema_refuses_a_misspelt_or_mistyped_value(values: dict[str, Any], message: str) -> None:
+    """values.schema.json: helm install/upgrade/template stop with the value's path."""
+    sdk = helm()
+    with pytest.raises(sdk.HelmValuesError, match=re.escape(message)):
+        render(values)
+
+
 def test_the_disruption_budget_refuses_both_settings() -> None:
     sdk = helm()
     with pytest.raises(sdk.HelmRenderError, match="minAvailable or maxUnavailable, not both"):
