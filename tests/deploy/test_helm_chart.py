@@ -229,6 +229,20 @@ def test_redis_url_may_come_from_a_secret_of_its_own() -> None:
     assert env_of(container)["BROKER_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "redis-sentinel", "key": "url"}
 
 
+def test_extra_files_are_mounted_read_only_in_the_pods_and_the_migration() -> None:
+    """A CA bundle broker.yaml names (directory.ca_file...) must exist for the Job too: the model checks it."""
+    rendered = render({"extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+                       "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/broker/ca", "readOnly": True}]})
+    for workload in workloads(rendered):
+        spec = pod_spec(workload)
+        assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in spec["volumes"]
+        mounts = spec["containers"][0]["volumeMounts"]
+        assert {"name": "corp-ca", "mountPath": "/etc/broker/ca", "readOnly": True} in mounts
+    sdk = helm()
+    with pytest.raises(sdk.HelmValuesError, match="readOnly"):
+        render({"extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/broker/ca", "readOnly": False}]})
+
+
 # ---- the migration ----
 
 def test_migration_runs_as_a_pre_install_and_pre_upgrade_hook(case: tuple[str, Any, Rendered]) -> None:
