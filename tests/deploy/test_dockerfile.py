@@ -8,6 +8,7 @@ missing, also in CI (the brief: "built in CI when a container engine is availabl
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -58,6 +59,18 @@ def test_the_image_runs_as_the_charts_non_root_user() -> None:
     """The chart's runAsUser/fsGroup (10001) is the image's USER: runAsNonRoot needs a numeric one."""
     users = [line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("USER ")]
     assert users == ["10001:10001"]
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_no_local_state() -> None:
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    copied = [word for line in DOCKERFILE.read_text().splitlines()
+              if line.startswith("COPY ") and "--from=" not in line for word in line.split()[1:-1]]
+    assert copied == ["pyproject.toml", "README.md", "broker", "clients/awsbroker", "migrations", "config"]
+    for path in copied:
+        assert not any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in ignored), path
+    for local_state in (".git", ".venv", ".demo", "keys", "*.db", "tests"):
+        assert local_state in ignored
 
 
 def engine() -> str | None:
