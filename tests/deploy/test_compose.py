@@ -10,6 +10,7 @@ skipped without one, like the image build.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from broker.config import Config, load_config
 from broker.connectors.registry import build_connector
 from broker.domain import Identity
 from broker.state.memory import MemoryState
-from tests.conftest import ROOT, free_port, require_program
+from tests.conftest import ROOT, free_port, require_module, require_program
 from tests.deploy.test_dockerfile import engine, lint
 
 COMPOSE_DIR = ROOT / "deploy" / "compose"
@@ -65,6 +66,17 @@ def mounted(service: dict[str, Any], target: str) -> Path:
 def broker_config(service: dict[str, Any]) -> Config:
     path = mounted(service, service["environment"]["BROKER_CONFIG"])
     return load_config(path, env=environment(service))
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    """The Compose Specification's own JSON schema (tests/deploy/schemas/README.md says which)."""
+    jsonschema = require_module("jsonschema")
+    schema = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    data = compose()
+    assert [e.message for e in validator.iter_errors(data)] == []
+    data["services"]["nginx"]["healthcheck"]["intervall"] = "5s"  # and a misspelt key is caught
+    assert any("intervall" in e.message for e in validator.iter_errors(data))
 
 
 def test_the_stack_has_its_services() -> None:
