@@ -9,11 +9,13 @@ skipped without one, like the image build.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -196,7 +198,7 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
 
 @pytest.fixture
 def seeded_slapd(tmp_path: Path) -> Iterator[str]:
-    require_program("/usr/sbin/slapd", "ldapadd", "ldapsearch", "slappasswd")
+    require_program("/usr/sbin/slapd", "/usr/sbin/slappasswd", "ldapadd", "ldapsearch", "ldapwhoami")
     port = free_port()
     env = {**os.environ, "PATH": f"/usr/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}",
            "SLAPD_RUN_DIR": str(tmp_path / "run"), "SLAPD_URL": f"ldap://127.0.0.1:{port}/"}
@@ -213,6 +215,13 @@ def seeded_slapd(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()  # the entrypoint's trap stops slapd
         proc.wait(timeout=15)
+        pidfile = tmp_path / "run" / "slapd.pid"
+        deadline = time.monotonic() + 10
+        while pidfile.exists() and time.monotonic() < deadline:  # slapd removes it when it has stopped
+            time.sleep(0.05)
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
     assert "seeded from seed.ldif" in log.read_text()
 
 
