@@ -66,10 +66,12 @@ bench-issuance: install test-deps
 bench-revocation: install test-deps
 	$(BIN)/python bench/revocation_latency.py $(BENCH_ARGS)
 
-# ruff, then mypy --strict over broker/ and clients/awsbroker/src (the [tool.mypy] settings of pyproject.toml)
+# ruff, then mypy --strict over broker/ and clients/awsbroker/src (the [tool.mypy] settings of pyproject.toml),
+# then hadolint over the Dockerfiles (.hadolint.yaml: a warning fails)
 lint: install
 	$(BIN)/ruff check broker tests bench clients
 	$(BIN)/mypy
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile deploy/compose/slapd/Dockerfile
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache
