@@ -210,6 +210,12 @@ def test_secrets_are_referenced_never_inlined() -> None:
     assert int(env_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
 
 
+def test_install_notes_warn_when_the_chart_made_secret_lacks_what_the_pods_need() -> None:
+    assert "has no db-password, redis-url" in render().notes
+    assert "WARNING" not in render({"secrets": {"values": SECRET_VALUES}}).notes
+    assert "WARNING" not in render(values_file(PRODUCTION)).notes
+
+
 def test_production_uses_the_secrets_it_names_and_makes_none() -> None:
     rendered = render(values_file(PRODUCTION))
     assert rendered.all("Secret") == []
