@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from typing import cast as cast_type
 
-from sqlalchemy import Connection, Engine, and_, case, cast, delete, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, case, cast, delete, func, literal, or_, select, update
 from sqlalchemy import Integer as SqlInteger
 from sqlalchemy import Text as SqlText
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,10 +28,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from broker.db.models import DurableState
 from broker.errors import StorageUnavailable
 from broker.logs import get_logger
+from broker.state import StateConfig, StateStore
 
 log = get_logger("broker.db.durable_state")
 
-T = DurableState.__table__
+T: Table = cast_type(Table, DurableState.__table__)
 
 
 def _ms(ttl: float) -> int:
@@ -165,3 +167,8 @@ class DatabaseState:
     def __len__(self) -> int:
         with self._tx(write=False) as conn:
             return int(conn.execute(select(func.count()).select_from(T)).scalar_one())
+
+
+def open_durable_state(config: StateConfig, engine: Engine, state: StateStore) -> StateStore:
+    """The store of CLI logins ``state.durable`` names: the database (``engine``), or ``state``."""
+    return DatabaseState(engine) if config.durable == "database" else state

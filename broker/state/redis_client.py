@@ -125,9 +125,11 @@ def _sentinel(url: str, config: StateConfig, kwargs: dict[str, Any]) -> redis.Re
         "password": None if config.sentinel_password is None else config.sentinel_password.get_secret_value(),
         **tls,
     }
-    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(service, redis_class=redis.Redis, db=int(db), username=parsed.username,
-                               password=parsed.password, **kwargs, **tls)
+    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service, redis_class=redis.Redis, db=int(db), username=parsed.username, password=parsed.password,
+        **kwargs, **tls)
+    return client
 
 
 def _cluster(url: str, config: StateConfig, kwargs: dict[str, Any]) -> RedisCluster:
@@ -136,5 +138,5 @@ def _cluster(url: str, config: StateConfig, kwargs: dict[str, Any]) -> RedisClus
         raise ValueError("a Redis Cluster has database 0 only: a cluster URL names no other")
     kwargs.pop("health_check_interval")
     tls = _tls_kwargs(config.tls) if parsed.tls else {}
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed.hosts], username=parsed.username,
-                        password=parsed.password, **kwargs, **tls)
+    nodes = [ClusterNode(h, p) for h, p in parsed.hosts]  # type: ignore[no-untyped-call]
+    return RedisCluster(startup_nodes=nodes, username=parsed.username, password=parsed.password, **kwargs, **tls)
