@@ -99,10 +99,11 @@ class RedisState:
     @classmethod
     def from_config(cls, url: str, config: Any, *, prefix: str = "broker:") -> RedisState:
         """The store for ``url`` with ``config``'s timeouts, retries and TLS (a ``StateConfig``)."""
-        from broker.state.redis_client import build_client
+        from broker.state.redis_client import build_client, parse_cluster_url
 
         cluster = url.startswith(("redis+cluster://", "rediss+cluster://"))
         if cluster:
+            parse_cluster_url(url)  # a malformed URL fails now; the client connects on first use
             return cls(lambda: build_client(url, config), prefix=prefix, retries=config.retries, cluster=True)
         return cls(build_client(url, config), prefix=prefix, retries=config.retries)
 

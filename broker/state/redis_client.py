@@ -22,7 +22,7 @@ from redis.sentinel import Sentinel
 
 from broker.state.config import RedisTlsConfig, StateConfig
 
-__all__ = ["ParsedUrl", "build_client", "parse_multi_host_url"]
+__all__ = ["ParsedUrl", "build_client", "parse_cluster_url", "parse_multi_host_url"]
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,16 @@ def _sentinel(url: str, config: StateConfig, kwargs: dict[str, Any]) -> redis.Re
     return client
 
 
-def _cluster(url: str, config: StateConfig, kwargs: dict[str, Any]) -> RedisCluster:
+def parse_cluster_url(url: str) -> ParsedUrl:
+    """A ``redis+cluster://`` URL taken apart; ValueError when malformed (checked before connecting)."""
     parsed = parse_multi_host_url(url, default_port=6379)
     if parsed.path not in ((), ("0",)):
         raise ValueError("a Redis Cluster has database 0 only: a cluster URL names no other")
+    return parsed
+
+
+def _cluster(url: str, config: StateConfig, kwargs: dict[str, Any]) -> RedisCluster:
+    parsed = parse_cluster_url(url)
     kwargs.pop("health_check_interval")
     tls = _tls_kwargs(config.tls) if parsed.tls else {}
     nodes = [ClusterNode(h, p) for h, p in parsed.hosts]  # type: ignore[no-untyped-call]

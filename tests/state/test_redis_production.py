@@ -164,6 +164,6 @@ def test_a_broker_on_sentinel_keeps_portal_sessions_across_a_failover(own_sentin
     servers.wait_for_new_master(old)
     deadline = time.monotonic() + 30
     while (r := client.get("/")).status_code == 503 and time.monotonic() < deadline:
-        assert r.json()["error"]["code"] == "state_unavailable" if "json" in r.headers["content-type"] else True
+        assert "unavailable" in r.text.lower()  # the 503 page or body, never a 500
         time.sleep(0.1)
     assert r.status_code == 200 and "alice" in r.text.lower()  # still signed in, on the promoted replica
