@@ -168,15 +168,19 @@ class RedisSentinelSet:
 
 
 class RedisTls:
-    """redis-server on a TLS port only; ``pki.ca`` signed its certificate, ``pki.other_ca`` did not."""
+    """redis-server on a TLS port only; ``pki.ca`` signed its certificate, ``pki.other_ca`` did not.
+    ``clients``: a client PKI (tests/forwarding/receivers.make_client_pki) whose CA the server
+    requires client certificates from (``tls-auth-clients yes``)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, clients: Any = None) -> None:
         self.pki: Pki = make_pki(workdir / "pki", names=("localhost",))
+        self.clients = clients
         self.server = RedisServer(workdir / "server")
         self.port = self.server.port
+        trusted = self.pki.ca if clients is None else clients.ca
         self.server.args = ("--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.pki.cert),
-                            "--tls-key-file", str(self.pki.key), "--tls-ca-cert-file", str(self.pki.ca),
-                            "--tls-auth-clients", "no")
+                            "--tls-key-file", str(self.pki.key), "--tls-ca-cert-file", str(trusted),
+                            "--tls-auth-clients", "no" if clients is None else "yes")
         self.server.ready = self._ready  # type: ignore[method-assign]
 
     @property
@@ -187,7 +191,9 @@ class RedisTls:
         proc = self.server.proc
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"redis-server (TLS) exited: {self.server.log_tail()}")
-        with redis.Redis(port=self.port, ssl=True, ssl_ca_certs=str(self.pki.ca), socket_timeout=1) as r:
+        cert = {} if self.clients is None else {"ssl_certfile": str(self.clients.cert),
+                                                 "ssl_keyfile": str(self.clients.key)}
+        with redis.Redis(port=self.port, ssl=True, ssl_ca_certs=str(self.pki.ca), socket_timeout=1, **cert) as r:
             return bool(r.ping())
 
     def start(self) -> RedisTls:
@@ -196,23 +202,6 @@ class RedisTls:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (the port + 10000) is free too."""
-    import socket
-
-    for _ in range(100):
-        port = free_port()
-        if port + 10000 >= 65536:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisClusterSet:

@@ -84,6 +84,25 @@ def test_plain_redis_to_a_tls_port_is_refused(redis_tls):
         state.ping()
 
 
+def test_tls_with_a_client_certificate_when_the_server_requires_one(tmp_path):
+    require_program("redis-server")
+    from tests.forwarding.receivers import make_client_pki
+    from tests.state.servers import RedisTls
+
+    clients = make_client_pki(tmp_path / "clients")
+    server = RedisTls(tmp_path / "mtls", clients=clients).start()
+    try:
+        tls = {"ca_file": str(server.pki.ca), "cert_file": str(clients.cert), "key_file": str(clients.key)}
+        state = open_state(_config(server.url, tls=tls))
+        state.set("mtls:k", "v", ttl=10)
+        assert state.get("mtls:k") == "v"
+        without = open_state(_config(server.url, tls={"ca_file": str(server.pki.ca)}, retries=0))
+        with pytest.raises(StateUnavailable):
+            without.ping()  # no client certificate: the server hangs up
+    finally:
+        server.stop()
+
+
 # ---------------------------------------------------------------- Sentinel failover
 
 
