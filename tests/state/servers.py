@@ -204,6 +204,23 @@ class RedisTls:
         self.server.stop()
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free too."""
+    import socket
+
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisClusterSet:
     """Three cluster-enabled masters, no replicas, every slot covered."""
 
