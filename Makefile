@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 # Debian packages the tests' real components need (see DESIGN.md "Real components in tests").
-APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium nginx
+APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium nginx redis-server redis-tools
 
 .PHONY: run test test-deps install bench bench-issuance bench-revocation lint clean screenshots
 

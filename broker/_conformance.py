@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from broker.connectors.oidc_rp import OidcRelyingParty
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
+    from broker.db.durable_state import DatabaseState
     from broker.db.store import SqlMappingStore
     from broker.domain import TemporaryCredentials
     from broker.flow import DecisionLog
@@ -90,6 +91,7 @@ if TYPE_CHECKING:
     # ---- shared state (state/base.py) ----
     _memory_state: type[StateStore] = MemoryState
     _redis_state: type[StateStore] = RedisState
+    _database_state: type[StateStore] = DatabaseState
 
     # ---- the mapping and the audit log (mapping/store.py, flow.py) over the database ----
     _sql_mapping: type[MappingStore] = SqlMappingStore

@@ -27,6 +27,7 @@ from broker.config import Config, load_config
 from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
+from broker.db.durable_state import open_durable_state
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
@@ -142,7 +143,7 @@ def build_services(
         _check_schema(engine)
 
     readiness["database"] = database
-    access = Access(config, state)
+    access = Access(config, state, durable=open_durable_state(config.state, engine, state))
     return Services(
         config=config,
         engine=engine,

@@ -6,6 +6,9 @@ collected (``broker.oauth.device``) is written with ``StateStore.set_indexed`` u
 
 Ending a family ends its access and refresh tokens too: both are valid only while their family's
 record exists. Keys expire by themselves as before; the index follows its longest-lived key.
+
+CLI logins live in the durable store (``state.durable: database``, ``broker.db.durable_state``)
+and sessions and device codes in the shared state: the same index name in each, both ended.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ def login_index(username: str) -> str:
     return f"logins:{secret_hash(username.casefold())}"
 
 
-def end_logins(state: StateStore, username: str) -> int:
-    """End every portal session, CLI login and approved device code of ``username``; how many there were."""
-    return state.delete_indexed(login_index(username))
+def end_logins(state: StateStore, username: str, *, durable: StateStore | None = None) -> int:
+    """End every portal session, CLI login and approved device code of ``username``; how many there
+    were. ``durable``: the store of CLI logins when it is not ``state``."""
+    index = login_index(username)
+    ended = state.delete_indexed(index)
+    if durable is not None and durable is not state:
+        ended += durable.delete_indexed(index)
+    return ended

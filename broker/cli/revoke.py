@@ -29,6 +29,7 @@ from broker.aws.revoke import POLICY_NAME, merge, revocation_time
 from broker.cli.existing_database import existing_store
 from broker.cli.revoke_targets import Plan, Target
 from broker.config import Config
+from broker.db.durable_state import DatabaseState
 from broker.errors import BrokerError
 from broker.logins import end_logins
 from broker.mapping.snapshot import AccountRecord
@@ -182,14 +183,25 @@ def _audit(config: Config, result: Result, actor: str) -> str | None:
 
 
 def _end_logins(config: Config, username: str, result: Result) -> None:
+    ended = 0
+    if config.state.durable == "database":  # the CLI logins (broker.db.durable_state)
+        with existing_store(config) as store:
+            if isinstance(store, str):
+                result.errors.append(f"the CLI logins were not ended: {store}")
+            else:
+                try:
+                    ended += end_logins(DatabaseState(store.engine), username)
+                except BrokerError as exc:
+                    result.errors.append(f"the CLI logins were not ended: {exc.message}")
     if config.state.backend == "memory":
-        result.errors.append("state.backend is memory: the portal sessions and CLI logins live inside the running "
-                             "server, out of this command's reach; restart it to end every login")
-        return
-    try:
-        result.logins_ended = end_logins(open_state(config.state), username)
-    except BrokerError as exc:
-        result.errors.append(f"the portal sessions and CLI logins were not ended: {exc.message}")
+        result.errors.append("state.backend is memory: the portal sessions and approved device codes live inside "
+                             "the running server, out of this command's reach; restart it to end them")
+    else:
+        try:
+            ended += end_logins(open_state(config.state), username)
+        except BrokerError as exc:
+            result.errors.append(f"the portal sessions and device codes were not ended: {exc.message}")
+    result.logins_ended = ended
 
 
 def revoke(config: Config, plan: Plan, *, apply: bool, actor: str) -> Result:

@@ -305,3 +305,17 @@ class AuditOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(String(256))
 
     event: Mapped[AuditEvent] = relationship()
+
+
+class DurableState(Base):
+    """The shared state that must outlive a Redis restart: CLI logins (``broker.db.durable_state``).
+    ``expires_at``: epoch milliseconds (None: never); ``index_name``: the ``set_indexed`` index."""
+
+    __tablename__ = "durable_state"
+    __table_args__ = (Index("ix_durable_state_index_name", "index_name"),
+                      Index("ix_durable_state_expires_at", "expires_at"))
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    index_name: Mapped[str | None] = mapped_column(String(255))

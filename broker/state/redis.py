@@ -1,23 +1,38 @@
 """Redis state (redis-py), so replicas share sessions, replay caches, rate limits and caches.
 
 Every key is prefixed (``broker:`` by default). Redis exceptions become ``StateUnavailable``
-here, in ``_translate``, and nowhere else.
+here, in ``_call``, and nowhere else. A call that meets a connection error or a timeout is tried
+again (``retries`` times, exponential backoff 50 ms → 500 ms, redis-py's ``Retry``), so one call
+takes at most (retries + 1) attempts, each bounded by the client's socket timeouts
+(``broker.state.redis_client``). A retried write may have landed the first time: an increment
+may count twice, a replay-cache entry may answer "seen" — both err on the safe side.
+
+Redis Cluster (``cluster=True``): the index of ``set_indexed`` lives in another hash slot than
+its keys (a key is found by its own name — a session id, a device code — never by its person),
+so there the key and its index entry are written one after the other, key first, and
+``delete_indexed`` deletes the keys it read from the index and then only those members: a key
+written meanwhile stays indexed, and a later ``delete_indexed`` finds it.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import redis
-from redis.exceptions import RedisError
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from broker.errors import StateUnavailable
 from broker.logs import get_logger
 
 log = get_logger("broker.state")
+
+T = TypeVar("T")
 
 # INCRBY, and start the window on the first increment only (also for a key left without expiry).
 _INCREMENT = """
@@ -45,6 +60,16 @@ for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do n = n + redis.call
 redis.call('DEL', KEYS[1])
 return n
 """
+# Cluster: the index half of _SET_INDEXED alone (one key, so one slot).
+_INDEX_ADD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(last[2]) - tonumber(ARGV[1])))
+return 1
+"""
+
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 
 
 def _ms(ttl: float) -> int:
@@ -53,77 +78,120 @@ def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-@contextmanager
-def _translate() -> Iterator[None]:
-    try:
-        yield
-    except RedisError as exc:
-        log.warning("state_unavailable", error_type=type(exc).__name__)
-        raise StateUnavailable() from None
-
-
 class RedisState:
-    def __init__(self, client: redis.Redis, *, prefix: str = "broker:") -> None:
-        self._r = client
+    def __init__(self, client: Any, *, prefix: str = "broker:", retries: int = 0, cluster: bool = False) -> None:
+        """``client``: a ``redis.Redis`` (or ``redis.cluster.RedisCluster`` with ``cluster``), or a
+        function that makes one on first use (a cluster client connects as it is made)."""
+        self._make: Callable[[], Any] | None = client if callable(client) and not hasattr(client, "execute_command") else None
+        self._r: Any = None if self._make is not None else client
         self._prefix = prefix
-        self._increment = client.register_script(_INCREMENT)
-        self._set_indexed = client.register_script(_SET_INDEXED)
-        self._delete_indexed = client.register_script(_DELETE_INDEXED)
+        self._cluster = cluster
+        self._retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries, supported_errors=_TRANSIENT)
+        self._scripts: dict[str, Any] = {}
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "broker:", timeout: float = 2.0) -> RedisState:
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-        return cls(client, prefix=prefix)
+        from broker.state.config import StateConfig
+
+        config = StateConfig(timeout_seconds=timeout, retries=0)
+        return cls.from_config(url, config, prefix=prefix)
+
+    @classmethod
+    def from_config(cls, url: str, config: Any, *, prefix: str = "broker:") -> RedisState:
+        """The store for ``url`` with ``config``'s timeouts, retries and TLS (a ``StateConfig``)."""
+        from broker.state.redis_client import build_client, parse_cluster_url
+
+        cluster = url.startswith(("redis+cluster://", "rediss+cluster://"))
+        if cluster:
+            parse_cluster_url(url)  # a malformed URL fails now; the client connects on first use
+            return cls(lambda: build_client(url, config), prefix=prefix, retries=config.retries, cluster=True)
+        return cls(build_client(url, config), prefix=prefix, retries=config.retries)
+
+    # -- plumbing --
+
+    def _client(self) -> Any:
+        if self._r is None:
+            assert self._make is not None
+            self._r = self._make()
+        return self._r
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client().register_script(source)
+        return script
+
+    def _call(self, do: Callable[[], T]) -> T:
+        """``do`` with bounded retries; any Redis failure becomes ``StateUnavailable``."""
+        try:
+            return self._retry.call_with_retry(do, lambda _error: None)
+        except (RedisError, RedisClusterException) as exc:
+            log.warning("state_unavailable", error_type=type(exc).__name__)
+            raise StateUnavailable() from None
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    # -- StateStore --
+
     def get(self, key: str) -> str | None:
-        with _translate():
-            value = self._r.get(self._k(key))
+        value = self._call(lambda: self._client().get(self._k(key)))
         return value.decode("utf-8") if isinstance(value, bytes) else value  # bytes: a client without decode_responses
 
     def set(self, key: str, value: str, *, ttl: float | None) -> None:
-        with _translate():
-            self._r.set(self._k(key), value, px=None if ttl is None else _ms(ttl))
+        px = None if ttl is None else _ms(ttl)
+        self._call(lambda: self._client().set(self._k(key), value, px=px))
 
     def set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
-        with _translate():
-            return bool(self._r.set(self._k(key), value, px=_ms(ttl), nx=True))
+        px = _ms(ttl)
+        return bool(self._call(lambda: self._client().set(self._k(key), value, px=px, nx=True)))
 
     def increment(self, key: str, *, ttl: float, amount: int = 1) -> int:
-        with _translate():
-            return int(self._increment(keys=[self._k(key)], args=[amount, _ms(ttl)]))
+        px = _ms(ttl)
+        return int(self._call(lambda: self._script(_INCREMENT)(keys=[self._k(key)], args=[amount, px])))
 
     def delete(self, key: str) -> bool:
-        with _translate():
-            return bool(self._r.delete(self._k(key)))
+        return bool(self._call(lambda: self._client().delete(self._k(key))))
 
     def set_indexed(self, key: str, value: str, *, ttl: float, index: str, existing_only: bool = False) -> bool:
-        """One script: the key and its index entry are written together. ``delete_indexed`` reads
-        the keys an index names inside its script, so a Redis Cluster would need them in one slot."""
-        with _translate():
-            return bool(self._set_indexed(keys=[self._k(key), self._k(index)],
-                                          args=[value, _ms(ttl), int(time.time() * 1000), key, int(existing_only)]))
+        """One script: the key and its index entry are written together (on a cluster: key first)."""
+        px = _ms(ttl)
+
+        def single() -> bool:
+            now = int(time.time() * 1000)
+            return bool(self._script(_SET_INDEXED)(keys=[self._k(key), self._k(index)],
+                                                   args=[value, px, now, key, int(existing_only)]))
+
+        def cluster() -> bool:
+            if not self._client().set(self._k(key), value, px=px, xx=existing_only or None):
+                return False
+            self._script(_INDEX_ADD)(keys=[self._k(index)], args=[int(time.time() * 1000), px, key])
+            return True
+
+        return self._call(cluster if self._cluster else single)
 
     def delete_indexed(self, index: str) -> int:
-        with _translate():
-            return int(self._delete_indexed(keys=[self._k(index)], args=[self._prefix]))
+        def single() -> int:
+            return int(self._script(_DELETE_INDEXED)(keys=[self._k(index)], args=[self._prefix]))
+
+        def cluster() -> int:
+            r = self._client()
+            members = r.zrange(self._k(index), 0, -1)
+            if not members:
+                return 0
+            ended = sum(int(r.delete(self._k(m))) for m in members)
+            r.zrem(self._k(index), *members)
+            return ended
+
+        return self._call(cluster if self._cluster else single)
 
     def ttl(self, key: str) -> float | None:
-        with _translate():
-            ms = self._r.pttl(self._k(key))
+        ms = self._call(lambda: self._client().pttl(self._k(key)))
         return None if ms < 0 else ms / 1000  # -2: no such key, -1: no expiry
 
     def ping(self) -> None:
-        with _translate():
-            self._r.ping()
+        self._call(lambda: self._client().ping())
 
     def close(self) -> None:
-        self._r.close()
+        if self._r is not None:
+            self._r.close()

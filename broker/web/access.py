@@ -1,6 +1,8 @@
 """How people reach the broker over the web, built once by create_app: portal sessions, CLI
 tokens (RFC 8628 device login, rotating refresh tokens), rate limits and the portal's per-person
-preferences — all on the shared state store, so replicas are interchangeable. It lives in the
+preferences — all on the shared state store, so replicas are interchangeable; the CLI tokens on
+the durable one with the portal preferences (``state.durable``: the database by default, so a
+Redis restart keeps them). It lives in the
 web layer because its sessions are the web's (cookies, CSRF: ``broker.web.sessions``).
 
 The password sign-in with its rate limits is ``broker.flow.Flow.sign_in``.
@@ -78,14 +80,17 @@ class PreferenceStore:
 
 
 class Access:
-    def __init__(self, config: Config, state: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, state: StateStore, *, durable: StateStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``durable``: where CLI logins (token families) live (``state.durable``); default ``state``."""
         self.config = config
         self.state = state
+        self.durable = state if durable is None else durable
         self.sessions = SessionStore(state, config.sessions, public_url=config.server.public_url, clock=clock)
-        self.tokens = TokenService(state, config.oauth, clock=clock)
+        self.tokens = TokenService(self.durable, config.oauth, clock=clock)
         self.devices = DeviceFlow(state, config.oauth, clock=clock)
         self.limits = RateLimiter(state, config.rate_limits)
-        self.prefs = PreferenceStore(state, max_recents=config.portal.max_recents)
+        self.prefs = PreferenceStore(self.durable, max_recents=config.portal.max_recents)  # kept 400 days
 
     def set_clock(self, clock: Callable[[], float]) -> None:
         """Tests own time: one clock for sessions, tokens and device codes."""
