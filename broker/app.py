@@ -27,6 +27,7 @@ from broker.config import Config, load_config
 from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
+from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
@@ -49,6 +50,7 @@ from broker.web import (
     history_api,
     ops,
     portal,
+    requests_api,
     upstream,
     user_api,
 )
@@ -148,7 +150,7 @@ def build_services(
         engine=engine,
         store=store,
         flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                  devices=access.devices),
+                  devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies),
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -199,6 +201,7 @@ def create_app(
     # Routes are matched one by one in this order: the per-issuance user API first, the
     # admin API (many routes, seldom called) after the rest.
     app.include_router(user_api.router)
+    app.include_router(requests_api.router)
     app.include_router(ops.router)
     app.include_router(federation.router)
     app.include_router(device.router)
