@@ -340,7 +340,8 @@ class Flow:
         identity = self._lookup_directory.lookup(username)
         if identity is None:
             raise NotFound("no active account of that name in the directory")
-        return Explanation(username, self.grants_for(identity.groups), identity)
+        active = {(a, r): ends for (person, a, r), ends in self.active_grants().items() if person == identity.id}
+        return Explanation(username, self.grants_for(identity.groups), identity, active)
 
     # -- the steps --
 
@@ -676,6 +677,16 @@ class Flow:
             return end(req, current.username, details)
 
         return self._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request")
+
+    def active_grants(self) -> dict[tuple[str, str, str], str]:
+        """The just-in-time grants active now, for the access report and explain:
+        (person's immutable id, account id, lower-cased role name) → end (RFC 3339)."""
+        if self.requests is None:
+            return {}
+        out: dict[tuple[str, str, str], str] = {}
+        for r in self.requests.active_grants(self.clock()):  # ordered by end: the latest wins
+            out[(r.requester_id, r.account_id, r.role_name.lower())] = rfc3339(r.ends_at) or ""
+        return out
 
     def list_requests(self, *, identity: Identity, ctx: DecisionContext) -> dict[str, list[dict[str, Any]]]:
         """The person's own requests, and the open ones they may decide or end (approver groups

@@ -218,6 +218,9 @@ class GrantView(_View):
     reasons: list[GrantReasonView]
     access: Literal["standing", "eligible"] = Field(
         description="eligible: issued only while an approved request's time-bound grant is active")
+    grant_ends_at: str | None = Field(
+        default=None, description="eligible roles, groups read from the directory: the end of the person's "
+        "active grant (RFC 3339); null: none is active")
 
 
 class GroupView(_View):

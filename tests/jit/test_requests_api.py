@@ -191,3 +191,29 @@ def test_outside_business_hours_a_request_waits_for_an_approver(jit):
     assert j.request().json()["state"] == "pending"
     j.clock.now = datetime.fromisoformat("2026-12-07T08:00:30+00:00")  # Monday 09:00:30 in Berlin (UTC+1)
     assert j.request(account="sandbox-prod").status_code == 409  # one pending request per role
+
+
+def test_explain_and_the_access_report_say_eligible_then_active_with_its_end(jit, admin_headers):
+    j: Jit = jit()
+
+    def bob_readonly() -> tuple[dict, dict]:
+        explained = j.client.post("/api/v1/admin/explain", json={"username": "bob"}, headers=admin_headers).json()
+        grant = next(g for g in explained["grants"] if g["role_name"] == "ReadOnly")
+        report = j.client.get("/api/v1/admin/reports/access", params={"user": "bob", "role": "ReadOnly"},
+                              headers=admin_headers).json()
+        (row,) = report["rows"]
+        return grant, row
+
+    grant, row = bob_readonly()
+    assert grant["access"] == "eligible" and grant["grant_ends_at"] is None
+    assert grant["reasons"][0]["policy"] == "prod-readonly"
+    assert row["access"] == "eligible" and row["grant_ends_at"] == ""
+    rid = j.request().json()["id"]
+    ends = j.decide("alice", rid, "approve").json()["ends_at"]
+    grant, row = bob_readonly()
+    assert grant["grant_ends_at"] == ends and row["access"] == "active" and row["grant_ends_at"] == ends
+    csv = j.client.get("/api/v1/admin/reports/access", params={"format": "csv"}, headers=admin_headers).text
+    assert csv.splitlines()[0].endswith(",access,grant_ends_at")
+    dev = j.client.post("/api/v1/admin/explain", json={"username": "alice"}, headers=admin_headers).json()
+    access = {(g["account_alias"], g["role_name"]): g["access"] for g in dev["grants"]}
+    assert access[("sandbox-dev", "Admin")] == "standing" and access[("sandbox-prod", "ReadOnly")] == "eligible"
