@@ -688,6 +688,21 @@ class Flow:
             out[(r.requester_id, r.account_id, r.role_name.lower())] = rfc3339(r.ends_at) or ""
         return out
 
+    def grants_of(self, person_id: str) -> dict[tuple[str, str], AccessRequest]:
+        """One person's active grants: (account id, lower-cased role name) → the request (the portal)."""
+        if self.requests is None:
+            return {}
+        now = self.clock()
+        return {(r.account_id, r.role_name.lower()): r for r in reversed(self.requests.of_requester(person_id))
+                if r.active(now)}
+
+    def policy_max(self, grant: RoleGrant) -> int | None:
+        """The longest grant a request for this eligible role may ask (None: no usable policy)."""
+        try:
+            return self._policy_of(grant)[1].max_duration
+        except NotEligible:
+            return None
+
     def list_requests(self, *, identity: Identity, ctx: DecisionContext) -> dict[str, list[dict[str, Any]]]:
         """The person's own requests, and the open ones they may decide or end (approver groups
         read from the directory now); grants whose end has passed are recorded as expired."""
