@@ -185,8 +185,10 @@ class GrantReasonView(_View):
         "'root r-...' or 'tag env=prod' (as the last discovery placed it); null: the account is named",
     )
     access: Literal["eligible"] | None = Field(
-        default=None, description="eligible: this reason lets the person request the role (absent: standing)")
-    policy: str | None = Field(default=None, description="the access policy of an eligible reason")
+        default=None, exclude_if=lambda v: v is None,
+        description="eligible: this reason lets the person request the role (absent: standing)")
+    policy: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                               description="the access policy of an eligible reason (absent: standing)")
 
 
 class PlacementView(_View):

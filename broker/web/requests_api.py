@@ -11,18 +11,22 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.errors import UnknownRequest
+from broker.web.admin_schema import COMMON, documented_error
 from broker.web.deps import AdminDep, CallerDep, ServicesDep, decision_context
 from broker.web.errors import Error
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Error, "description": text}
     for status, text in {
-        401: "unauthenticated, invalid_credentials",
+        400: "malformed_json, bad_request",
+        401: "unauthenticated, invalid_credentials: log in again (awsbroker login)",
         403: "not_eligible, self_approval, not_approver, csrf_failed",
         404: "unknown_request",
         409: "request_exists, request_not_pending, already_approved, grant_not_active",
+        413: "body_too_large",
         422: "invalid_duration, duration_above_policy, reason_required, ticket_invalid, missing_field, ...",
-        503: "directory_unavailable, storage_unavailable",
+        429: "rate_limited (HTTP Basic sign-ins); see Retry-After",
+        503: "directory_unavailable, storage_unavailable, state_unavailable",
     }.items()
 }
 
@@ -140,6 +144,8 @@ def end_grant(request_id: RequestId, request: Request, caller: CallerDep, servic
 
 
 @router.post("/admin/grants/{request_id}/end", response_model=AccessRequestOut, tags=["admin"],
+             responses={**COMMON, 404: documented_error("unknown_request"),
+                        409: documented_error("grant_not_active: ended, expired or never approved")},
              summary="End a grant early (admin); sessions already issued run on")
 def admin_end_grant(request_id: RequestId, request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
     done = services.flow.end_grant(identity=None, admin=admin.actor, request_id=request_id,
