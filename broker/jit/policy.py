@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from broker.groups import match_key, normalize
+from broker.groups import normalize
 from broker.jit.requests import parse_duration
 from broker.mapping.model import MAX_SESSION, MIN_SESSION
 from broker.mapping.patterns import PatternError, compile_pattern
@@ -92,7 +92,7 @@ class AutoApprove(_Section):
     def why(self, groups: Iterable[str], now: datetime) -> dict[str, object] | None:
         """What made the request approve itself, or None when it does not."""
         mine = {normalize(g)[1] for g in groups}
-        member = [g for g in self.groups if match_key(g) in mine]
+        member = [normalize(g)[0] for g in self.groups if normalize(g)[1] in mine]
         if self.groups and not member:
             return None
         if self.business_hours is not None and not self.business_hours.contains(now):
@@ -120,7 +120,7 @@ class AccessPolicy(_Section):
 
     @property
     def approver_keys(self) -> frozenset[str]:
-        return frozenset(match_key(g) for g in self.approver_groups)
+        return frozenset(normalize(g)[1] for g in self.approver_groups)
 
     def approver_groups_of(self, groups: Iterable[str]) -> list[str]:
         """The person's groups that make them an approver of this policy (empty: none)."""
