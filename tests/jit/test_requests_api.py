@@ -217,3 +217,15 @@ def test_explain_and_the_access_report_say_eligible_then_active_with_its_end(jit
     dev = j.client.post("/api/v1/admin/explain", json={"username": "alice"}, headers=admin_headers).json()
     access = {(g["account_alias"], g["role_name"]): g["access"] for g in dev["grants"]}
     assert access[("sandbox-dev", "Admin")] == "standing" and access[("sandbox-prod", "ReadOnly")] == "eligible"
+
+
+def test_an_access_review_snapshot_records_the_active_grant_with_its_end(jit, admin_headers):
+    j: Jit = jit()
+    rid = j.request().json()["id"]
+    ends = j.decide("alice", rid, "approve").json()["ends_at"]
+    made = j.client.post("/api/v1/admin/reviews/snapshots", json={"filter": {"user": "bob"}}, headers=admin_headers)
+    assert made.status_code == 201, made.text
+    saved = j.client.get(f"/api/v1/admin/reviews/snapshots/{made.json()['id']}", params={"format": "json"},
+                         headers=admin_headers).json()
+    readonly = [r for r in saved["rows"] if r["role_name"] == "ReadOnly" and r["account_alias"] == "sandbox-prod"]
+    assert [(r["access"], r["grant_ends_at"]) for r in readonly] == [("active", ends)]
