@@ -558,6 +558,12 @@ class Flow:
                 role_name=grant.role_name, policy=name, reason=text, ticket=tid, duration=seconds,
                 approvals_needed=policy.approvals, created_at=now))
             details["request_id"] = req.id
+            earlier = [r for r in store.of_requester(current.id) if r.id < req.id and r.account_id == req.account_id
+                       and r.role_name.lower() == req.role_name.lower() and (r.state == "pending" or r.active(now))]
+            if earlier:  # two requests at once: the first one stands, this one is withdrawn
+                store.update(req, state="cancelled", decided_at=now, decided_by="broker")
+                raise RequestExists(details=[{"field": "role", "value": earlier[-1].id,
+                                              "message": f"request {earlier[-1].id} is {earlier[-1].state}"}])
             auto = policy.auto_approve.why(current.groups, now) if policy.auto_approve is not None else None
             if auto is not None:
                 changes = approval(req, by="auto", by_id="", groups=[], now=now)

@@ -229,3 +229,16 @@ def test_an_access_review_snapshot_records_the_active_grant_with_its_end(jit, ad
                          headers=admin_headers).json()
     readonly = [r for r in saved["rows"] if r["role_name"] == "ReadOnly" and r["account_alias"] == "sandbox-prod"]
     assert [(r["access"], r["grant_ends_at"]) for r in readonly] == [("active", ends)]
+
+
+def test_two_requests_at_once_leave_one_standing(jit):
+    j: Jit = jit()
+    results: list[object] = []
+    threads = [threading.Thread(target=lambda: results.append(j.request())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.status_code for r in results) == [201, 409, 409]  # type: ignore[attr-defined]
+    mine = j.call("bob", "GET", "/api/v1/requests").json()["mine"]
+    assert [r["state"] for r in mine if r["state"] == "pending"] == ["pending"]
