@@ -28,6 +28,7 @@ from broker.connectors.base import ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
+from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
 from broker.errors import BrokerError, ConfigError, Unavailable
@@ -50,6 +51,7 @@ from broker.web import (
     history_api,
     ops,
     portal,
+    requests_api,
     upstream,
     user_api,
 )
@@ -149,7 +151,7 @@ def build_services(
         engine=engine,
         store=store,
         flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                  devices=access.devices),
+                  devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies),
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -200,6 +202,7 @@ def create_app(
     # Routes are matched one by one in this order: the per-issuance user API first, the
     # admin API (many routes, seldom called) after the rest.
     app.include_router(user_api.router)
+    app.include_router(requests_api.router)
     app.include_router(ops.router)
     app.include_router(federation.router)
     app.include_router(device.router)

@@ -39,6 +39,7 @@ from broker.audit_forward.config import AuditDestination, unique_names
 from broker.aws.config import DoctorConfig, IamAccessConfig, OrganizationsConfig, StsConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
+from broker.jit.policy import AccessPolicies, JitConfig
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
 from broker.minting.config import (
     KeysConfig,
@@ -154,6 +155,8 @@ class Config(Section):
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     mapping: MappingDocument = Field(default_factory=MappingDocument)
     """Accounts, roles, mappings and rules declared here are read-only through the admin API."""
+    jit: JitConfig = Field(default_factory=JitConfig)
+    """Just-in-time access: the access policies that mappings and rules with ``access: eligible`` name."""
     directory: DirectoryConfig | None = None
     """Where people sign in and their groups come from (static | ldap | ad); broker.connectors.config."""
     upstream: list[UpstreamConfig] = Field(default_factory=list)
@@ -341,6 +344,18 @@ def _partial_mapping(raw: Any) -> MappingDocument | None:
     )
 
 
+def policy_problems(mapping: MappingDocument, policies: AccessPolicies) -> list[tuple[str, str]]:
+    """Eligible mappings and rules that name an access policy the file does not declare."""
+    found = []
+    for kind, items in (("mappings", mapping.mappings), ("rules", mapping.rules)):
+        for i, item in enumerate(items):
+            if item is not None and item.policy is not None and item.policy not in policies:
+                known = ", ".join(sorted(policies)) or "none is declared"
+                found.append((f"mapping.{kind}[{i}].policy",
+                               f"no access policy {item.policy!r} in jit.policies ({known})"))
+    return found
+
+
 def cross_problems(sections: dict[str, Any]) -> list[str]:
     """Problems between objects and sections, each with its path: the signing keys against
     ``sts.mode`` and ``server.workers``, ``upstream:`` against itself and ``directory:``, the
@@ -353,6 +368,8 @@ def cross_problems(sections: dict[str, Any]) -> list[str]:
     mapping = sections.get("mapping")
     if mapping is not None:
         found += [(f"mapping.{path}", message) for path, message in reference_issues(mapping)]
+        if "jit" in sections:
+            found += policy_problems(mapping, sections["jit"].policies)
     return [f"{path}: {message}" for path, message in found]
 
 

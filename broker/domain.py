@@ -10,6 +10,8 @@ Channel = Literal["console", "cli"]
 FederationPath = Literal["saml", "web_identity"]
 """How a role is assumed: AssumeRoleWithSAML or AssumeRoleWithWebIdentity."""
 ReasonKind = Literal["mapping", "rule"]
+Access = Literal["standing", "eligible"]
+"""``standing``: always on; ``eligible``: requested, approved, time-bound (``broker.access``)."""
 Source = Literal["config", "api"]
 """Who manages a mapping object: the configuration file (read-only over the API) or the admin API."""
 
@@ -66,6 +68,10 @@ class GrantReason(NamedTuple):
     via: str | None = None
     """How the account was reached when not named: ``OU ou-...``, ``root r-...`` or ``tag env=prod``
     (a mapping or rule with ``accounts:``, against the placements discovery recorded)."""
+    access: Access = "standing"
+    """``eligible``: this reason lets the person *request* the role (``broker.access``), not use it."""
+    policy: str | None = None
+    """The access policy of an eligible reason (config ``jit.policies``)."""
 
     def describe(self) -> str:
         """One line a person reads: ``mapping 12 via ops``, ``mapping org-3 via platform-admins via OU ou-...``."""
@@ -77,6 +83,8 @@ class GrantReason(NamedTuple):
         out = self._asdict()
         if self.via is None:
             del out["via"]
+        if self.access == "standing":
+            del out["access"], out["policy"]
         return out
 
 
@@ -109,6 +117,17 @@ class RoleGrant(NamedTuple):
             return None
         return f"arn:{self.partition}:iam::{self.account_id}:saml-provider/{self.saml_provider}"
 
+    @property
+    def eligible(self) -> bool:
+        """Every reason is ``access: eligible``: issued only while an approved grant is active
+        (a standing reason beside an eligible one makes the role standing)."""
+        return bool(self.reasons) and all(r.access == "eligible" for r in self.reasons)
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The access policies of the eligible reasons, first reason first, each once."""
+        return tuple(dict.fromkeys(r.policy for r in self.reasons if r.access == "eligible" and r.policy))
+
     def allows(self, channel: Channel) -> bool:
         return any(getattr(r, channel) for r in self.reasons)
 
@@ -136,6 +155,7 @@ class RoleGrant(NamedTuple):
             "cli": self.allows("cli"),
             "max_session_duration": {"console": self.max_duration("console"), "cli": self.max_duration("cli")},
             "reasons": [r.to_dict() for r in self.reasons],
+            "access": "eligible" if self.eligible else "standing",
         }
 
 

@@ -27,7 +27,11 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── InvalidImport        invalid_import
     │   │   ├── SessionTagInvalid    session_tag_invalid
     │   │   ├── RevocationTooLarge   revocation_too_large (a role's revocation policy over IAM's inline-policy limit)
-    │   │   └── InvalidCursor        invalid_cursor       (an audit export cursor that this broker did not give)
+    │   │   ├── InvalidCursor        invalid_cursor       (an audit export cursor that this broker did not give)
+    │   │   ├── InvalidDuration      invalid_duration     (an access request's duration: seconds or 2h, at least 15 minutes)
+    │   │   ├── DurationAbovePolicy  duration_above_policy (longer than the access policy's max_duration)
+    │   │   ├── ReasonRequired       reason_required      (the access policy wants a reason)
+    │   │   └── TicketInvalid        ticket_invalid       (the access policy wants a ticket id matching its pattern)
     │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
@@ -38,17 +42,27 @@ in this tree: they are broker.oauth.errors.
     ├── Forbidden (403)              forbidden
     │   ├── CsrfFailed               csrf_failed          (a form without this session's CSRF token, or cross-origin)
     │   ├── ChannelNotAllowed        channel_not_allowed
-    │   └── RoleNotGranted           role_not_granted
+    │   ├── RoleNotGranted           role_not_granted
+    │   ├── NotEligible              not_eligible         (a request for a role the person is not eligible to)
+    │   ├── GrantRequired            grant_required       (an eligible role without an active approved grant: request it)
+    │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
+    │   ├── SelfApproval             self_approval        (approving one's own request)
+    │   └── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
-    │   └── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
+    │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
+    │   └── UnknownRequest           unknown_request      (no access request of that id that this person may see)
     ├── Conflict (409)               conflict
     │   ├── Duplicate                duplicate
     │   ├── ReadOnly                 read_only
     │   ├── InUse                    in_use
     │   ├── DeletesNotAllowed        deletes_not_allowed  (an import that deletes objects, without allow_deletes=true)
     │   ├── RestoreAccountRemoved    restore_account_removed (a mapping version names an account removed since)
-    │   └── RetentionNotConfigured   retention_not_configured (an audit purge without audit.retention_days)
+    │   ├── RetentionNotConfigured   retention_not_configured (an audit purge without audit.retention_days)
+    │   ├── RequestExists            request_exists       (a pending request or an active grant of that role already)
+    │   ├── RequestNotPending        request_not_pending  (approve, deny or cancel of a request already decided)
+    │   ├── AlreadyApproved          already_approved     (a second approval by the same approver)
+    │   └── GrantNotActive           grant_not_active     (ending a grant that is not active)
     ├── PayloadTooLarge (413)        body_too_large
     ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
@@ -405,3 +419,62 @@ class StateUnavailable(Unavailable):
 
 class UpstreamUnavailable(Unavailable):
     code, message = "upstream_unavailable", "the identity provider cannot be reached"
+
+
+# ---- just-in-time access (broker.jit) ----
+
+
+class InvalidDuration(InvalidInput):
+    code, message = "invalid_duration", "a duration is seconds or e.g. 2h, 90m, 1h30m, at least 15 minutes"
+
+
+class DurationAbovePolicy(InvalidInput):
+    code, message = "duration_above_policy", "the duration is longer than the role's access policy allows"
+
+
+class ReasonRequired(InvalidInput):
+    code, message = "reason_required", "the role's access policy wants a reason for the request"
+
+
+class TicketInvalid(InvalidInput):
+    code, message = "ticket_invalid", "the role's access policy wants a ticket id of its pattern"
+
+
+class NotEligible(Forbidden):
+    code, message = "not_eligible", "you are not eligible to request that role"
+
+
+class GrantRequired(Forbidden):
+    code, message = "grant_required", "the role is eligible, not standing: request it and have it approved first"
+
+
+class GrantEnding(Forbidden):
+    code, message = "grant_ending", "your grant of that role ends in less than 15 minutes (the shortest AWS session)"
+
+
+class SelfApproval(Forbidden):
+    code, message = "self_approval", "no one approves their own request"
+
+
+class NotApprover(Forbidden):
+    code, message = "not_approver", "you are not in an approver group of that role's access policy"
+
+
+class UnknownRequest(NotFound):
+    code, message = "unknown_request", "no access request of that id"
+
+
+class RequestExists(Conflict):
+    code, message = "request_exists", "you already have a pending request or an active grant of that role"
+
+
+class RequestNotPending(Conflict):
+    code, message = "request_not_pending", "the request is no longer pending"
+
+
+class AlreadyApproved(Conflict):
+    code, message = "already_approved", "you have already approved this request"
+
+
+class GrantNotActive(Conflict):
+    code, message = "grant_not_active", "the grant is not active"

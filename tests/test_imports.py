@@ -58,6 +58,7 @@ CORE = (
     "broker.affinity",
     "broker.config",
     "broker.identity_json",
+    "broker.jit",
     "broker.logins",
     "broker.logs",
     "broker.metrics",
@@ -115,6 +116,7 @@ ROUTERS = (
     "broker.web.history_api",
     "broker.web.ops",
     "broker.web.portal",
+    "broker.web.requests_api",
     "broker.web.upstream",
     "broker.web.user_api",
 )

@@ -92,6 +92,8 @@ class Mapping(Base):
     session_duration: Mapped[int | None] = mapped_column(Integer)
     console: Mapped[bool] = mapped_column(Boolean, default=True)
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
+    policy: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -110,6 +112,8 @@ class NamingRule(Base):
     session_duration: Mapped[int | None] = mapped_column(Integer)
     console: Mapped[bool] = mapped_column(Boolean, default=True)
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
+    policy: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -136,6 +140,8 @@ class OrgMapping(Base):
     session_duration: Mapped[int | None] = mapped_column(Integer)
     console: Mapped[bool] = mapped_column(Boolean, default=True)
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
+    access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
+    policy: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -319,3 +325,35 @@ class DurableState(Base):
     value: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     index_name: Mapped[str | None] = mapped_column(String(255))
+
+
+class AccessRequest(Base):
+    """A request for an eligible role (``broker.access``): pending, then approved (a time-bound
+    grant from ``starts_at`` to ``ends_at``, unless ended early), denied, cancelled or expired.
+    ``version`` makes every change a conditional update: two approvers at once count once."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (Index("ix_access_requests_person", "requester_id", "account_id", "role_key", "state"),
+                      Index("ix_access_requests_state", "state"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    requester_id: Mapped[str] = mapped_column(String(256))
+    requester: Mapped[str] = mapped_column(String(256))
+    account_id: Mapped[str] = mapped_column(String(12))
+    role_name: Mapped[str] = mapped_column(String(64))
+    role_key: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    ticket: Mapped[str | None] = mapped_column(String(256))
+    duration: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
+    approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(256))
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_by: Mapped[str | None] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer, default=0)

@@ -9,6 +9,7 @@ transaction: a membership read may take long and must not hold the database.
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,8 +18,9 @@ from sqlalchemy.orm import Session, defer
 from broker.audit import AuditContext, rfc3339
 from broker.connectors.membership import Membership
 from broker.db import audit, history, queries
-from broker.db.models import MappingVersion, ReviewAttestation, ReviewSnapshot
+from broker.db.models import AccessRequest, MappingVersion, ReviewAttestation, ReviewSnapshot, utcnow
 from broker.errors import InvalidInput, UnknownSnapshot
+from broker.jit.requests import rfc3339 as grant_time
 from broker.mapping import versions
 from broker.mapping.versions import State
 from broker.reports import review_diff
@@ -79,6 +81,15 @@ def _snapshot(s: Session, number: int, *, blobs: bool = False) -> ReviewSnapshot
     return row
 
 
+def active_grants(s: Session) -> dict[tuple[str, str, str], str]:
+    """The just-in-time grants active now, as the access report takes them (``reports.access.ActiveGrants``)."""
+    now = utcnow()
+    q = (select(AccessRequest.requester_id, AccessRequest.account_id, AccessRequest.role_key, AccessRequest.ends_at)
+         .where(AccessRequest.state == "approved", AccessRequest.ends_at > now).order_by(AccessRequest.ends_at))
+    return {(person, account, role): grant_time(ends if ends.tzinfo else ends.replace(tzinfo=UTC)) or ""
+            for person, account, role, ends in s.execute(q) if ends is not None}
+
+
 def create_snapshot(
     s: Session, *, membership: Membership, flt: ReportFilter, ctx: AuditContext, title: str | None
 ) -> dict[str, Any]:
@@ -88,7 +99,7 @@ def create_snapshot(
         mapping = queries.full_snapshot(s)
         if _current_version(s) == version:
             break
-    packed = pack_rows(rows(membership, mapping, flt))
+    packed = pack_rows(rows(membership, mapping, flt, active_grants(s)))
     people = people_of(membership)
     row = ReviewSnapshot(
         actor=ctx.actor,

@@ -18,7 +18,7 @@ View = dict[str, Any]
 
 def dump(spec: BaseModel) -> dict[str, Any]:
     """A model's fields as JSON values."""
-    return spec.model_dump(mode="json")
+    return spec.model_dump(mode="json", context={"every_field": True})
 
 
 def meta(row: Account | Role | Mapping | NamingRule | OrgMapping) -> dict[str, Any]:

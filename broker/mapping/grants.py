@@ -8,10 +8,10 @@ without a running broker (``broker check-directory``, ``broker preview``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from broker.domain import Identity
+from broker.domain import Identity, RoleGrant
 from broker.mapping.rules import Resolution, resolve
 from broker.mapping.store import MappingStore
 
@@ -30,6 +30,8 @@ class Explanation:
     resolution: Resolution
     identity: Identity | None = None
     """Set when the groups were read from the directory rather than given."""
+    active: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The person's just-in-time grants active now: (account id, lower-cased role) → end (RFC 3339)."""
 
     def to_dict(self) -> dict[str, Any]:
         r = self.resolution
@@ -37,7 +39,7 @@ class Explanation:
             "username": self.username,
             "groups_from": "request" if self.identity is None else "directory",
             "groups": [{"given": g.given, "name": g.name} for g in r.groups],
-            "grants": [g.to_dict() for g in r.grants],
+            "grants": [self._grant(g) for g in r.grants],
             "unmatched_groups": list(r.unmatched),
             "notes": list(r.notes),
         }
@@ -47,3 +49,9 @@ class Explanation:
                 "id": i.id, "username": i.username, "display_name": i.display_name, "source": i.source
             }
         return body
+
+    def _grant(self, grant: RoleGrant) -> dict[str, Any]:
+        out = grant.to_dict()
+        if grant.eligible:
+            out["grant_ends_at"] = self.active.get((grant.account_id, grant.role_name.lower()))
+        return out

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from broker.aws.partitions import PARTITIONS, PartitionName, partition_of_region
+from broker.domain import Access
 from broker.errors import (
     BrokerError,
     ForeignPolicy,
@@ -342,18 +343,48 @@ class AccountSpec(AccountFields):
         return self
 
 
+POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 class GrantOptions(Strict):
     session_duration: SessionSeconds | None = Field(
         default=None, description="cap on the session length this grant allows (seconds)"
     )
     console: bool = True
     cli: bool = True
+    access: Access = Field(
+        default="standing",
+        description="standing (always on) or eligible (requested with a reason, approved, time-bound)",
+    )
+    policy: Annotated[str, Field(pattern=POLICY_NAME.pattern)] | None = Field(
+        default=None, description="eligible only: the name of the access policy (config jit.policies) that "
+        "says who approves, for how long at most, and what a request must give",
+    )
 
     @model_validator(mode="after")
     def _some_channel(self) -> GrantOptions:
         if not (self.console or self.cli):
             raise _fail("invalid_input", "a grant must allow the console, the command line, or both")
         return self
+
+    @model_validator(mode="after")
+    def _policy_with_eligible(self) -> GrantOptions:
+        if self.access == "eligible" and self.policy is None:
+            raise _fail("invalid_policy", "access: eligible needs policy: (the name of an access policy)")
+        if self.access == "standing" and self.policy is not None:
+            raise _fail("invalid_policy", "policy: is for access: eligible only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _standing_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, object]:
+        """A standing grant's dump is what it was before eligibility existed (documents, hashes);
+        the admin API's views, dumped with the context ``{"every_field": True}``, keep both."""
+        out: dict[str, object] = handler(self)
+        every = isinstance(info.context, dict) and info.context.get("every_field")
+        if not every and out.get("access") == "standing" and out.get("policy") is None:
+            out.pop("access", None)
+            out.pop("policy", None)
+        return out
 
 
 class AccountSelector(Strict):

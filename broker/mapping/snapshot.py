@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from broker.aws.partitions import PartitionName
-from broker.domain import FederationPath, SamlEncryption, Source
+from broker.domain import Access, FederationPath, SamlEncryption, Source
 from broker.mapping.model import AWS_DEFAULT_MAX_SESSION
 from broker.mapping.patterns import RuleMatcher, rule_matcher
 
@@ -49,6 +49,8 @@ class MappingRecord:
     console: bool
     cli: bool
     source: Source
+    access: Access = "standing"
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,8 @@ class OrgMappingRecord:
     console: bool
     cli: bool
     source: Source
+    access: Access = "standing"
+    policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,8 @@ class RuleRecord:
     source: Source
     target: str | None = None
     """The rule's ``accounts:`` target key; none: any registered account its pattern names."""
+    access: Access = "standing"
+    policy: str | None = None
 
 
 def rules_matcher(rules: Iterable[RuleRecord]) -> RuleMatcher:

@@ -6,7 +6,9 @@ who signed in lately. What a person's groups give is ``broker.mapping.rules.reso
 implementation issuance uses; each ``GrantReason``'s group is mapped back to the person's
 membership path (person → group → parent group).
 
-One row per (person, role, reason). Filters narrow it; a filter that names nothing gives no
+One row per (person, role, reason). ``access`` says how the reason gives the role: ``standing``
+(always on), ``eligible`` (the person may request it) or ``active`` (eligible, and an approved
+request's grant is active now: ``grant_ends_at`` says until when). Filters narrow it; a filter that names nothing gives no
 rows, not an error. Rows are produced lazily (``rows``), so CSV and JSON are streamed.
 """
 
@@ -16,7 +18,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,8 @@ COLUMNS = (
     "session_cap",
     "role_session_name",
     "source_identity",
+    "access",
+    "grant_ends_at",
 )
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -100,8 +104,15 @@ def _cap(grant: RoleGrant, reason: GrantReason) -> int:
     return min(cap, grant.role_max_session)
 
 
-def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter) -> Iterator[dict[str, Any]]:
-    """The report's rows, person by person (sorted by username), role by role."""
+ActiveGrants = Mapping[tuple[str, str, str], str]
+"""(person's immutable id, account id, lower-cased role name) → the end of their active grant (RFC 3339)."""
+
+
+def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter,
+         active: ActiveGrants | None = None) -> Iterator[dict[str, Any]]:
+    """The report's rows, person by person (sorted by username), role by role; ``active``: the
+    just-in-time grants active now (none given: eligible reasons say ``eligible``)."""
+    active = active or {}
     giving: set[str] = set()
     for name in membership.group_names():
         grants = resolve([name], snapshot).grants
@@ -126,6 +137,7 @@ def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter) -
         for grant in grants:
             if not (flt.account_ok(grant) and flt.role_ok(grant)):
                 continue
+            ends = active.get((identity.id, grant.account_id, grant.role_name.lower()), "")
             for reason in grant.reasons:
                 path = member.path(reason.group)
                 if group_key is not None and group_key not in {match_key(p) for p in path}:
@@ -150,6 +162,8 @@ def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter) -
                     "session_cap": _cap(grant, reason),
                     "role_session_name": names.role_session_name,
                     "source_identity": names.source_identity,
+                    "access": reason.access if reason.access == "standing" or not ends else "active",
+                    "grant_ends_at": ends if reason.access == "eligible" else "",
                 }
 
 

@@ -73,7 +73,8 @@ def access_report(
     A filter that names nothing gives an empty report. Runs in a worker thread (a sync route)."""
     membership = membership_of(services.directory)
     snapshot = services.store.full_snapshot()
-    report = rows(membership, snapshot, ReportFilter(account=account, role=role, group=group, user=user))
+    report = rows(membership, snapshot, ReportFilter(account=account, role=role, group=group, user=user),
+                  services.flow.active_grants())
     if format == "csv":
         return StreamingResponse(
             batched(csv_lines(report)),

@@ -184,6 +184,11 @@ class GrantReasonView(_View):
         description="how the account was reached when the mapping or rule targets accounts: 'OU ou-...', "
         "'root r-...' or 'tag env=prod' (as the last discovery placed it); null: the account is named",
     )
+    access: Literal["eligible"] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="eligible: this reason lets the person request the role (absent: standing)")
+    policy: str | None = Field(default=None, exclude_if=lambda v: v is None,
+                               description="the access policy of an eligible reason (absent: standing)")
 
 
 class PlacementView(_View):
@@ -213,6 +218,11 @@ class GrantView(_View):
     cli: bool
     max_session_duration: Durations
     reasons: list[GrantReasonView]
+    access: Literal["standing", "eligible"] = Field(
+        description="eligible: issued only while an approved request's time-bound grant is active")
+    grant_ends_at: str | None = Field(
+        default=None, description="eligible roles, groups read from the directory: the end of the person's "
+        "active grant (RFC 3339); null: none is active")
 
 
 class GroupView(_View):

@@ -8,7 +8,7 @@ Every form carries the session's CSRF token. Pages are never cached and never fr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
@@ -30,6 +30,7 @@ from broker.errors import (
     Unauthenticated,
     Unavailable,
 )
+from broker.jit.requests import AccessRequest, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
 from broker.web.deps import ServicesDep, decision_context, services_of
@@ -191,6 +192,23 @@ class RoleRow:
     max_cli: int
     favorite: bool
     description: str = ""
+    eligible: bool = False
+    """Just-in-time access: issued only under an approved request's active grant."""
+    grant_ends: str | None = None
+    """The end of the person's active grant of an eligible role (RFC 3339); None: none is active."""
+    request_max: int | None = None
+    """An eligible role: the longest grant a request may ask (its policy's max_duration)."""
+
+    @property
+    def usable(self) -> bool:
+        return not self.eligible or self.grant_ends is not None
+
+    @property
+    def durations(self) -> tuple[tuple[int, str], ...]:
+        """The request form's choices: 15 min … the policy's maximum."""
+        top = self.request_max or 0
+        steps = [s for s in (900, 1800, 3600, 7200, 14400, 28800, 43200) if s < top] + ([top] if top else [])
+        return tuple((s, human_duration(s)) for s in steps)
 
     @property
     def search(self) -> str:
@@ -229,8 +247,16 @@ class RoleRow:
         return (self.region, *[r for r in known if r != self.region])
 
 
-def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, str] | None = None) -> list[RoleRow]:
+def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, str] | None = None,
+          active: dict[tuple[str, str], AccessRequest] | None = None,
+          request_max: Callable[[RoleGrant], int | None] | None = None) -> list[RoleRow]:
     descriptions = descriptions or {}
+    active = active or {}
+
+    def ends(g: RoleGrant) -> str | None:
+        found = active.get((g.account_id, g.role_name.lower())) if g.eligible else None
+        return rfc3339(found.ends_at) if found is not None else None
+
     rows = [
         RoleRow(
             key=role_key(g.account_id, g.role_name), account_id=g.account_id, account=g.account_alias or g.account_id,
@@ -239,6 +265,8 @@ def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, 
             max_console=g.max_duration("console"), max_cli=g.max_duration("cli"),
             favorite=role_key(g.account_id, g.role_name) in favorites,
             description=descriptions.get(role_key(g.account_id, g.role_name), ""),
+            eligible=g.eligible, grant_ends=ends(g),
+            request_max=request_max(g) if g.eligible and request_max is not None else None,
         )
         for g in grants
     ]
@@ -276,7 +304,11 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         descriptions = services.store.role_descriptions({g.account_id for g in grants})
     except BrokerError:  # the descriptions are a nicety: the page works without them
         descriptions = {}
-    rows = _rows(grants, set(prefs.favorites), descriptions)
+    try:
+        active = services.flow.grants_of(current.id) if any(g.eligible for g in grants) else {}
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    rows = _rows(grants, set(prefs.favorites), descriptions, active, services.flow.policy_max)
     query = q.strip().lower()
     shown = [r for r in rows if all(word in r.search for word in query.split())] if query else rows
     by_key = {r.key: r for r in shown}
@@ -374,3 +406,66 @@ def cli_credentials(request: Request, services: ServicesDep, account: Text, role
     return page(request, "cli_credentials.html", session=session, title="Temporary credentials",
                 account=issued.grant.account_alias or issued.grant.account_id, role=issued.grant.role_name,
                 expires=delivery.rfc3339(creds.expiration), shells=shells, values=values)
+
+
+# ---- just-in-time access: request an eligible role; approvers approve or deny ----
+
+LongText = Annotated[str, Form(max_length=1024)]
+_DONE = {"Cache-Control": "no-store"}
+
+
+@router.get("/requests")
+def requests_page(request: Request, services: ServicesDep) -> Response:
+    """My requests (status, cancel) and those I may decide (approve, deny) or end."""
+    session, user = _signed_in(request)
+    if session is None or user is None:
+        return _to_login(request, "/requests")
+    try:
+        lists = services.flow.list_requests(identity=user, ctx=decision_context(request, "portal"))
+    except Unauthenticated:
+        services.access.sessions.destroy(session)
+        return _to_login(request, "/requests")
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    return page(request, "requests.html", session=session, title="Access requests", mine=lists["mine"],
+                to_decide=lists["to_decide"], human=human_duration)
+
+
+@router.post("/requests")
+def request_access(request: Request, services: ServicesDep, account: Text, role: Text, csrf_token: Text = "",
+                   reason: LongText = "", duration: OptionalText = "", ticket: OptionalText = "") -> Response:
+    """The Request access form of an eligible role."""
+    session, user, refusal = _form_session(request, csrf_token)
+    if refusal is not None:
+        return refusal
+    assert user is not None
+    try:
+        services.flow.request_access(identity=user, account=account, role=role, duration=_opt(duration),
+                                     reason=reason, ticket=_opt(ticket), ctx=decision_context(request, "portal"))
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    return RedirectResponse("/requests", status_code=303, headers=_DONE)
+
+
+@router.post("/requests/{request_id}/{choice}")
+def decide(request: Request, services: ServicesDep, request_id: int, choice: str, csrf_token: Text = "") -> Response:
+    """Approve, deny or cancel a request, or end a grant (``end``)."""
+    session, user, refusal = _form_session(request, csrf_token)
+    if refusal is not None:
+        return refusal
+    assert user is not None
+    ctx = decision_context(request, "portal")
+    flow = services.flow
+    try:
+        if choice in ("approve", "deny"):
+            flow.decide_request(identity=user, request_id=request_id, choice="approve" if choice == "approve" else "deny",
+                                ctx=ctx)
+        elif choice == "cancel":
+            flow.cancel_request(identity=user, request_id=request_id, ctx=ctx)
+        elif choice == "end":
+            flow.end_grant(identity=user, request_id=request_id, ctx=ctx)
+        else:
+            return error_page(request, session, Forbidden("approve, deny, cancel or end"))
+    except BrokerError as exc:
+        return error_page(request, session, exc)
+    return RedirectResponse("/requests", status_code=303, headers=_DONE)

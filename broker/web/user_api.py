@@ -98,6 +98,7 @@ class MyRole(BaseModel):
     console: bool
     cli: bool
     max_session_duration: Durations = Field(description="seconds, per channel")
+    access: str = Field(description="standing, or eligible: request it first (POST /api/v1/requests)")
 
 
 class ConsoleRequest(CredentialsRequest):
@@ -133,6 +134,7 @@ def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
             "console": g.allows("console"),
             "cli": g.allows("cli"),
             "max_session_duration": {"console": g.max_duration("console"), "cli": g.max_duration("cli")},
+            "access": "eligible" if g.eligible else "standing",
         }
         for g in services.flow.grants_for(current.groups).grants
     ]

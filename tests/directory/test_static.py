@@ -108,8 +108,9 @@ def test_the_demo_directory_has_alice_and_bob_with_the_readme_passwords(tmp_path
         ("sandbox-prod", "Admin"),
         ("sandbox-prod", "ReadOnly"),
     }
-    bob_roles = {(g.account_alias, g.role_name) for g in _grants(demo_db, bob.groups, cfg.mapping)}
-    assert bob_roles == {("sandbox-dev", "ReadOnly")}
+    bob_roles = {(g.account_alias, g.role_name): g.eligible for g in _grants(demo_db, bob.groups, cfg.mapping)}
+    assert bob_roles == {("sandbox-dev", "ReadOnly"): False, ("sandbox-prod", "ReadOnly"): True}  # the second on request
+    assert cfg.jit.policies["prod-readonly"].max_duration == 7200
 
 
 def test_directory_section_errors_name_their_path():

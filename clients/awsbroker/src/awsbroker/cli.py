@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sys
+import time
 import webbrowser
 from collections.abc import Callable
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
@@ -24,7 +25,7 @@ import typer
 
 from awsbroker import __version__, cache, delivery
 from awsbroker import config as awsconfig
-from awsbroker.client import EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
+from awsbroker.client import EXIT_DENIED, EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -162,10 +163,12 @@ def roles(url: UrlOpt = None, as_json: Annotated[bool, typer.Option("--json", he
     if not items:
         typer.echo("No roles: none of your directory groups gives access to an AWS account.", err=True)
         return
-    typer.echo(f"{'ACCOUNT':<20} {'ACCOUNT ID':<13} {'ENV':<6} {'ROLE':<24} {'CONSOLE':<8} CLI")
+    typer.echo(f"{'ACCOUNT':<20} {'ACCOUNT ID':<13} {'ENV':<6} {'ROLE':<24} {'CONSOLE':<8} {'CLI':<4} ACCESS")
     for r in items:
+        access = "eligible (awsbroker request)" if r.get("access") == "eligible" else "standing"
         typer.echo(f"{(r.get('account_alias') or '-'):<20} {r['account_id']:<13} {(r.get('environment') or '-'):<6} "
-                   f"{r['role_name']:<24} {'yes' if r.get('console') else 'no':<8} {'yes' if r.get('cli') else 'no'}")
+                   f"{r['role_name']:<24} {'yes' if r.get('console') else 'no':<8} "
+                   f"{'yes' if r.get('cli') else 'no':<4} {access}")
 
 
 @app.command()
@@ -203,6 +206,52 @@ def credentials(
 def credential_process(account: AccountOpt, role: RoleOpt, url: UrlOpt = None) -> None:
     """For `credential_process` in ~/.aws/config: cached (0600), refreshed 5 minutes before expiry."""
     typer.echo(json.dumps(_broker(url).cached_credentials(account, role)))
+
+
+@app.command()
+@handled
+def request(
+    account: AccountOpt,
+    role: RoleOpt,
+    reason: Annotated[str, typer.Option("--reason", help="why you need the role (the approver reads it)")] = "",
+    duration: Annotated[str | None, typer.Option("--duration", help="how long: seconds or e.g. 2h, 90m "
+                                                 "(default: the role's policy maximum)")] = None,
+    ticket: Annotated[str | None, typer.Option("--ticket", help="a ticket id, if the role's policy wants one")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the request is approved or denied")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", min=1, max=86400, help="with --wait: give up after this many "
+                                         "seconds (the request stays pending)")] = 900,
+    interval: Annotated[int, typer.Option("--interval", min=1, max=300, help="with --wait: seconds between checks")] = 5,
+    url: UrlOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the request as JSON on stdout")] = False,
+) -> None:
+    """Ask for an eligible role (just-in-time access); an approver approves it in the portal."""
+    broker = _broker(url)
+    made = broker.request_access(account, role, reason=reason, duration=duration, ticket=ticket)
+    rid = made["id"]
+    if made.get("state") == "pending":
+        typer.echo(f"Request {rid}: {made['role_name']} in {made['account_id']} for {made['duration']} s is pending "
+                   "approval (approvers see it in the portal under Requests).", err=True)
+    if wait and made.get("state") == "pending":
+        spinner = Spinner(f"Waiting for approval of request {rid}…")
+        deadline = time.monotonic() + timeout
+        while made.get("state") == "pending":
+            if time.monotonic() >= deadline:
+                spinner.done(f"Still pending after {timeout} s (request {rid}); check again with --wait later.")
+                raise typer.Exit(EXIT_ERROR)
+            for _ in range(interval * 4):
+                spinner.tick()
+                time.sleep(0.25)
+            made = broker.access_request(rid)
+        spinner.done(f"Request {rid}: {made.get('state')}.")
+    if as_json:
+        typer.echo(json.dumps(made, indent=2))
+    state = made.get("state")
+    if state == "approved":
+        typer.echo(f"Approved: {made['role_name']} in {made['account_id']} until {made.get('ends_at')}. "
+                   f"awsbroker credentials -a {account} -r {role}", err=True)
+    elif state in ("denied", "cancelled"):
+        _fail(f"request {rid} was {state}" + (f" by {made['decided_by']}" if made.get("decided_by") else ""),
+              EXIT_DENIED)
 
 
 @app.command()

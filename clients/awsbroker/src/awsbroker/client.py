@@ -72,6 +72,8 @@ def _api_error(response: httpx.Response) -> CliError:
         return CliError(f"denied ({code}): {text}", EXIT_DENIED)
     if status in (404, 422, 400):
         return CliError(f"refused ({code}): {text}", EXIT_DENIED if code in ("role_not_granted",) else EXIT_USAGE)
+    if status == 409:
+        return CliError(f"refused ({code}): {text}", EXIT_ERROR)
     if status == 429:
         return CliError(f"rate limited: {text}", EXIT_BROKER)
     return CliError(f"the broker could not do it ({code}): {text}", EXIT_BROKER)
@@ -239,6 +241,19 @@ class Broker:
             creds = self.credentials(account, role)
             cache.save_credentials(path, creds)
             return creds
+
+    def request_access(self, account: str, role: str, *, reason: str, duration: str | None,
+                       ticket: str | None) -> dict[str, Any]:
+        """A request for an eligible role (just-in-time access): the request as the broker stored it."""
+        body: dict[str, Any] = {"account": account, "role": role, "reason": reason}
+        if duration is not None:
+            body["duration"] = int(duration) if duration.isdigit() else duration
+        if ticket is not None:
+            body["ticket"] = ticket
+        return _json_object(self.call("POST", "/api/v1/requests", json=body))
+
+    def access_request(self, request_id: int) -> dict[str, Any]:
+        return _json_object(self.call("GET", f"/api/v1/requests/{int(request_id)}"))
 
     def console(self, account: str, role: str, service: str | None, region: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"account": account, "role": role}

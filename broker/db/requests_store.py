@@ -1,0 +1,112 @@
+"""SqlRequestStore: access requests and their time-bound grants (``broker.jit.RequestStore``).
+
+Every change is one conditional UPDATE (``WHERE id = :id AND version = :version``): two
+approvers at once cannot both move a request, the loser re-reads it (``broker.flow``).
+Times are stored in UTC; SQLite hands them back naive, so every read makes them aware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from broker.db.models import AccessRequest as Row
+from broker.db.session import session_factory
+from broker.errors import BrokerError, StorageUnavailable
+from broker.jit.requests import AccessRequest, NewRequest
+
+_OPEN = ("pending", "approved")
+_TIMES = ("created_at", "decided_at", "starts_at", "ends_at", "ended_at")
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _value(row: Row) -> AccessRequest:
+    data: dict[str, Any] = {f.name: getattr(row, f.name) for f in fields(AccessRequest)}
+    for name in _TIMES:
+        data[name] = _aware(data[name])
+    data["approvals"] = tuple(data["approvals"] or ())
+    return AccessRequest(**data)
+
+
+class SqlRequestStore:
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = session_factory(engine)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except BrokerError:
+            raise
+        except OperationalError as exc:
+            raise StorageUnavailable() from exc
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
+
+    def create(self, new: NewRequest) -> AccessRequest:
+        with self._tx() as s:
+            row = Row(
+                requester_id=new.requester_id, requester=new.requester, account_id=new.account_id,
+                role_name=new.role_name, role_key=new.role_name.lower(), policy=new.policy, reason=new.reason,
+                ticket=new.ticket, duration=new.duration, state="pending", approvals_needed=new.approvals_needed,
+                approvals=[], created_at=new.created_at.astimezone(UTC), version=0,
+            )
+            s.add(row)
+            s.flush()
+            return _value(row)
+
+    def get(self, request_id: int) -> AccessRequest | None:
+        with self._tx() as s:
+            row = s.get(Row, request_id)
+            return None if row is None else _value(row)
+
+    def update(self, request: AccessRequest, **changes: Any) -> AccessRequest | None:
+        stored = {k: (v.astimezone(UTC) if isinstance(v, datetime) else
+                      [dict(a) for a in v] if k == "approvals" else v) for k, v in changes.items()}
+        with self._tx() as s:
+            done = s.execute(
+                update(Row).where(Row.id == request.id, Row.version == request.version)
+                .values(**stored, version=request.version + 1)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = s.get(Row, request.id, populate_existing=True)
+            return None if row is None else _value(row)
+
+    def of_requester(self, requester_id: str, *, limit: int = 100) -> list[AccessRequest]:
+        with self._tx() as s:
+            q = select(Row).where(Row.requester_id == requester_id).order_by(Row.id.desc()).limit(limit)
+            return [_value(r) for r in s.scalars(q)]
+
+    def open(self, *, limit: int = 500) -> list[AccessRequest]:
+        with self._tx() as s:
+            q = select(Row).where(Row.state.in_(_OPEN)).order_by(Row.id.desc()).limit(limit)
+            return [_value(r) for r in s.scalars(q)]
+
+    def active_grant(self, requester_id: str, account_id: str, role_name: str, now: datetime) -> AccessRequest | None:
+        with self._tx() as s:
+            q = (select(Row).where(Row.requester_id == requester_id, Row.account_id == account_id,
+                                   Row.role_key == role_name.lower(), Row.state == "approved",
+                                   Row.ends_at > now.astimezone(UTC))
+                 .order_by(Row.ends_at.desc()).limit(1))
+            row = s.scalars(q).first()
+            return None if row is None else _value(row)
+
+    def active_grants(self, now: datetime) -> list[AccessRequest]:
+        with self._tx() as s:
+            q = (select(Row).where(Row.state == "approved", Row.ends_at > now.astimezone(UTC))
+                 .order_by(Row.ends_at).limit(10000))
+            return [_value(r) for r in s.scalars(q)]

@@ -1,0 +1,46 @@
+"""Just-in-time access: roles a mapping or naming rule makes ``access: eligible``.
+
+A person asks for such a role with a reason and a duration; approvers (``policy.AccessPolicy``)
+approve or deny it; an approved request is a time-bound grant, from its approval to its end,
+that every issuance re-checks (``broker.flow.Flow``). Pure: no web framework, no database;
+``RequestStore`` is what the flow needs from storage (``broker.db.requests_store`` implements it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from broker.jit.requests import AccessRequest, NewRequest
+
+__all__ = ["AccessRequest", "NewRequest", "RequestStore"]
+
+
+class RequestStore(Protocol):
+    """Requests and their grants. Every change is a conditional update on ``version``: of two
+    approvers at once one wins, the other re-reads and decides again."""
+
+    def create(self, new: NewRequest) -> AccessRequest: ...
+
+    def get(self, request_id: int) -> AccessRequest | None: ...
+
+    def update(self, request: AccessRequest, **changes: Any) -> AccessRequest | None:
+        """The request with ``changes`` applied if nobody changed it since it was read; else None."""
+        ...
+
+    def of_requester(self, requester_id: str, *, limit: int = 100) -> list[AccessRequest]:
+        """The person's requests, newest first."""
+        ...
+
+    def open(self, *, limit: int = 500) -> list[AccessRequest]:
+        """Pending requests and approved ones (active or not yet noticed as expired), newest first."""
+        ...
+
+    def active_grant(self, requester_id: str, account_id: str, role_name: str, now: datetime) -> AccessRequest | None:
+        """The approved request of the person for the role whose grant lasts longest past ``now``."""
+        ...
+
+    def active_grants(self, now: datetime) -> Sequence[AccessRequest]:
+        """Every grant active at ``now`` (the access report)."""
+        ...
