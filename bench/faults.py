@@ -158,6 +158,7 @@ def sts_breaker(args: argparse.Namespace) -> dict[str, Any]:
         warm = [call() for _ in range(5)]
         relay.hang()
         first, first_code = call()
+        opened = time.perf_counter()
         held = relay.held
         open_calls = []
         deadline = time.perf_counter() + args.breaker_open_seconds * 0.5
@@ -166,6 +167,7 @@ def sts_breaker(args: argparse.Namespace) -> dict[str, Any]:
         seen_while_open = relay.held - held
         relay.forward()
         start = time.perf_counter()
+        answering_after_open = start - opened
         failed = 0
         while call()[1] is not None and time.perf_counter() - start < 60:
             failed += 1
@@ -177,9 +179,11 @@ def sts_breaker(args: argparse.Namespace) -> dict[str, Any]:
             "first_call_code": first_code,
             "calls_while_open": len(open_calls),
             "calls_while_open_p50_ms": round(statistics.median(t for t, _ in open_calls) * 1000, 3),
+            "calls_while_open_p99_ms": round(statistics.quantiles([t for t, _ in open_calls], n=100)[98] * 1000, 3),
             "calls_while_open_max_ms": round(max(t for t, _ in open_calls) * 1000, 3),
             "calls_while_open_codes": sorted({c or "ok" for _, c in open_calls}),
             "connections_frozen_endpoint_saw_while_open": seen_while_open,
+            "answers_again_seconds_after_breaker_opened": round(answering_after_open, 2),
             "answers_again_first_success_after_seconds": round(recovered, 2),
             "settings": config.model_dump(include={"connect_timeout", "read_timeout", "max_attempts", "total_timeout",
                                                    "breaker_failures", "breaker_open_seconds"}),
