@@ -122,7 +122,7 @@ STATE_START_TIMEOUT = 2.0
 def _state_answers(config: Config, state: StateStore) -> None:
     """A replica that cannot reach Redis at start does not start half-working: it stops with
     every start problem printed (`cannot start`), exit 1."""
-    if config.state.backend != "redis":
+    if config.state.backend == "memory":
         return
     try:
         state.ping()  # bounded: socket connect and read timeouts of STATE_START_TIMEOUT
