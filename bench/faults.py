@@ -6,7 +6,12 @@
   read)) for a hang).
 - "ldap_frozen": two real slapd servers (tests/directory/servers.py); the first is frozen
   (SIGSTOP): the first sign-in after the freeze (one wait for ``timeout``), the next sign-ins
-  (skipped server), then thawed while the second is killed: seconds until sign-ins succeed again.
+  (its breaker open: skipped), then thawed and at once the second killed: seconds until sign-ins
+  succeed again (the background check, the half-open probe, closes the first one's breaker).
+- "sts_breaker": the circuit breaker of one STS endpoint: a relay (tests/relay.py) in front of moto's
+  STS (ThreadedMotoServer) is frozen: the first call (one timeout), the calls while the breaker is
+  open (refused at once; the calls the frozen endpoint saw), then the relay forwards again: seconds
+  until a call succeeds (``sts.breaker_open_seconds`` and one call).
 - "redis_down": one state read against a port where nothing listens: seconds until
   StateUnavailable.
 
@@ -41,6 +46,7 @@ from broker.state.redis import RedisState
 from tests.directory.servers import SERVICE_DN, SUFFIX, Slapd, make_pki, population_seed
 from tests.federation.conftest import make_grant
 from tests.hung import HungServer
+from tests.relay import Relay
 
 PASSWORD = "bench-faults-pw-1"
 
@@ -97,9 +103,8 @@ def ldap_frozen(args: argparse.Namespace) -> dict[str, Any]:
         os.kill(first.proc.pid, signal.SIGSTOP)
         first_after, ok_first = _timed_sign_in(connector, users[0])
         later = [_timed_sign_in(connector, users[i % len(users)]) for i in range(args.sign_ins)]
-        os.kill(first.proc.pid, signal.SIGCONT)
-        time.sleep(args.recheck_interval * 2)  # let the background check see the first server again
-        second.stop()
+        os.kill(first.proc.pid, signal.SIGCONT)  # it answers again ...
+        second.stop()  # ... and is the only one left
         start = time.perf_counter()
         failed_meanwhile = 0
         while True:
@@ -118,7 +123,7 @@ def ldap_frozen(args: argparse.Namespace) -> dict[str, Any]:
             "next_sign_ins_p50_ms": round(statistics.median(t for t, _ in later) * 1000, 2),
             "next_sign_ins_max_ms": round(max(t for t, _ in later) * 1000, 2),
             "next_sign_ins_failed": sum(1 for _, ok in later if not ok),
-            "other_killed_first_success_after_seconds": round(recovered, 2),
+            "thawed_other_killed_first_success_after_seconds": round(recovered, 2),
             "sign_ins_failed_meanwhile": failed_meanwhile,
         }
     finally:
@@ -126,6 +131,66 @@ def ldap_frozen(args: argparse.Namespace) -> dict[str, Any]:
             if server.proc is not None and server.proc.poll() is None:
                 os.kill(server.proc.pid, signal.SIGCONT)
             server.stop()
+
+
+def sts_breaker(args: argparse.Namespace) -> dict[str, Any]:
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    relay = Relay(moto.get_host_and_port()[1])
+    config = StsConfig(mode="aws", endpoint_url=relay.url, connect_timeout=args.sts_connect_timeout,
+                       read_timeout=args.sts_read_timeout, max_attempts=args.sts_max_attempts,
+                       total_timeout=args.sts_total_timeout, breaker_open_seconds=args.breaker_open_seconds)
+    gateway = StsGateway(clients=StsClients(config=config), issuer="https://broker.example.com")
+    grant = make_grant()
+
+    def call() -> tuple[float, str | None]:
+        start = time.perf_counter()
+        try:
+            gateway.assume_with_web_identity(grant=grant, token="x" * 20, session_name="bench", duration=3600)
+            code = None
+        except BrokerError as exc:
+            code = exc.code
+        return time.perf_counter() - start, code
+
+    try:
+        warm = [call() for _ in range(5)]
+        relay.hang()
+        first, first_code = call()
+        opened = time.perf_counter()
+        held = relay.held
+        open_calls = []
+        deadline = time.perf_counter() + args.breaker_open_seconds * 0.5
+        while time.perf_counter() < deadline:  # well inside the open interval
+            open_calls.append(call())
+        seen_while_open = relay.held - held
+        relay.forward()
+        start = time.perf_counter()
+        answering_after_open = start - opened
+        failed = 0
+        while call()[1] is not None and time.perf_counter() - start < 60:
+            failed += 1
+            time.sleep(0.01)
+        recovered = time.perf_counter() - start
+        return {
+            "healthy_call_p50_ms": round(statistics.median(t for t, _ in warm) * 1000, 2),
+            "first_call_after_freeze_seconds": round(first, 2),
+            "first_call_code": first_code,
+            "calls_while_open": len(open_calls),
+            "calls_while_open_p50_ms": round(statistics.median(t for t, _ in open_calls) * 1000, 3),
+            "calls_while_open_p99_ms": round(statistics.quantiles([t for t, _ in open_calls], n=100)[98] * 1000, 3),
+            "calls_while_open_max_ms": round(max(t for t, _ in open_calls) * 1000, 3),
+            "calls_while_open_codes": sorted({c or "ok" for _, c in open_calls}),
+            "connections_frozen_endpoint_saw_while_open": seen_while_open,
+            "answers_again_seconds_after_breaker_opened": round(answering_after_open, 2),
+            "answers_again_first_success_after_seconds": round(recovered, 2),
+            "settings": config.model_dump(include={"connect_timeout", "read_timeout", "max_attempts", "total_timeout",
+                                                   "breaker_failures", "breaker_open_seconds"}),
+        }
+    finally:
+        relay.cut()
+        moto.stop()
 
 
 def redis_down() -> dict[str, Any]:
@@ -151,13 +216,14 @@ def main() -> None:
     parser.add_argument("--sts-total-timeout", type=float, default=15.0)
     parser.add_argument("--ldap-timeout", type=float, default=10.0)
     parser.add_argument("--recheck-interval", type=float, default=1.0)
+    parser.add_argument("--breaker-open-seconds", type=float, default=1.0)
     parser.add_argument("--sign-ins", type=int, default=50)
     args = parser.parse_args()
     if args.quick:
         args.sts_connect_timeout, args.sts_read_timeout, args.sts_total_timeout = 1.0, 1.0, 3.5
         args.ldap_timeout, args.sign_ins = 1.0, 10
-    print(json.dumps({"sts_hung": sts_hung(args), "ldap_frozen": ldap_frozen(args), "redis_down": redis_down()},
-                     indent=2))
+    print(json.dumps({"sts_hung": sts_hung(args), "sts_breaker": sts_breaker(args), "ldap_frozen": ldap_frozen(args),
+                      "redis_down": redis_down()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,19 +24,20 @@ from broker.aws.factory import build_aws
 from broker.aws.iam_access import IamAccess
 from broker.aws.trust import BrokerSide
 from broker.config import Config, load_config
-from broker.connectors.base import ProbeConnector
+from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
-from broker.errors import BrokerError, ConfigError, Unavailable
+from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import build_minting
+from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
-from broker.state import open_state
+from broker.state import StateStore, open_state
 from broker.web import (
     admin_api,
     admin_pages,
@@ -109,7 +110,34 @@ def prepare_start(config: Config) -> None:
     (told by MAPPING_SYNCED_ENV) do not sync again."""
     engine, _ = open_store(config)
     engine.dispose()
+    state = open_state(config.state)
+    _state_answers(config, state)
+    close = getattr(state, "close", None)
+    if close is not None:
+        close()
     os.environ[MAPPING_SYNCED_ENV] = document_hash(config.mapping)
+
+
+STATE_START_TIMEOUT = 2.0
+"""Seconds the Redis ping at start may take (``broker.state.redis`` socket timeouts)."""
+
+
+def _state_answers(config: Config, state: StateStore) -> None:
+    """A replica that cannot reach Redis at start does not start half-working: it stops with
+    every start problem printed (`cannot start`), exit 1."""
+    if config.state.backend == "memory":
+        return
+    try:
+        state.ping()  # bounded: socket connect and read timeouts of STATE_START_TIMEOUT
+    except StateUnavailable:
+        close = getattr(state, "close", None)
+        if close is not None:
+            close()
+        raise StateUnavailable(
+            "the state store (Redis, state.redis_url) does not answer: a replica without it would not share "
+            "sessions, device logins or rate limits with the others",
+            details=[f"no answer to PING within {STATE_START_TIMEOUT:g} s; check state.redis_url and that Redis runs"],
+        ) from None
 
 
 def startup_problems(exc: BrokerError) -> list[str]:
@@ -133,18 +161,27 @@ def build_services(
         session_tags=config.session_tags,
     )
     state = open_state(config.state)
+    try:
+        _state_answers(config, state)
+    except BaseException:
+        engine.dispose()
+        raise
     directory = build_connector(config.directory, state=state) if config.directory is not None else None
     aws = build_aws(config=config.sts, public_url=config.server.public_url, saml_recipient=minting.saml.recipient)
-    readiness: dict[str, Callable[[], object]] = {"state": state.ping}
-    if isinstance(directory, ProbeConnector):
-        readiness["directory"] = directory.probe  # an authenticated bind, never anonymous
-    readiness["keys"] = minting.keys.check
+    # Own fitness decides /readyz's status; shared dependencies are reported only (broker.readiness).
+    readiness: dict[str, Callable[[], object]] = {"state": state.ping, "keys": minting.keys.check}
 
     def database() -> None:
         store.ping()
         _check_schema(engine)
 
     readiness["database"] = database
+    sts_breakers = aws.sts.clients.breakers
+    directory_breakers = directory.breakers if isinstance(directory, BreakerConnector) else list
+    dependencies: dict[str, Callable[[], object]] = {}
+    if isinstance(directory, ProbeConnector):  # an authenticated bind, never anonymous
+        dependencies["directory"] = directory_check(directory.probe, directory_breakers)
+    dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
     return Services(
         config=config,
@@ -161,6 +198,13 @@ def build_services(
         access=access,
         upstream=build_upstream(config.upstream, public_url=config.server.public_url, state=state, directory=directory),
         readiness=readiness,
+        ready=Readiness(
+            checks=readiness,
+            dependencies=dependencies,
+            breakers=lambda: [*directory_breakers(), *sts_breakers()],
+            mapping_hash="sha256:" + document_hash(config.mapping),
+            config_hash=config_hash(config),
+        ),
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
                               cache=ReportCache(state, config.doctor.cache_seconds),
                               run_timeout=config.doctor.run_timeout),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -38,6 +40,30 @@ class Metrics:
             "broker_audit_forwarded_total", "Audit events delivered to a destination", ["destination"],
             registry=self.registry,
         )
+
+        # readiness (broker.readiness): shared dependencies, circuit breakers, which configuration
+        self.dependency_up = Gauge(
+            "broker_dependency_up", "A dependency every replica shares answers (1) or not (0)", ["dependency"],
+            registry=self.registry,
+        )
+        self.breaker_open = Gauge(
+            "broker_breaker_open", "A circuit breaker refuses calls (1: open or probing) or not (0)", ["kind", "target"],
+            registry=self.registry,
+        )
+        self.config_info = Gauge(
+            "broker_config_info", "Hashes of the configuration this replica runs (compare them across replicas)",
+            ["mapping_hash", "effective_config_hash"], registry=self.registry,
+        )
+
+    def observe_readiness(
+        self, dependencies: Mapping[str, bool], breakers: Iterable[tuple[str, str, bool]], hashes: tuple[str, str]
+    ) -> None:
+        """``dependencies``: name → up; ``breakers``: (kind, target, open); ``hashes``: mapping, whole config."""
+        for name, up in dependencies.items():
+            self.dependency_up.labels(name).set(1 if up else 0)
+        for kind, target, is_open in breakers:
+            self.breaker_open.labels(kind, target).set(1 if is_open else 0)
+        self.config_info.labels(*hashes).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

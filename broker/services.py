@@ -24,6 +24,7 @@ from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting
+from broker.readiness import Readiness
 from broker.state import StateStore
 from broker.web.access import Access
 
@@ -51,7 +52,11 @@ class Services:
     upstream: Mapping[str, UpstreamConnector]
     """Upstream identity providers (``upstream:``) by name, in configuration order: SAML SPs and OIDC RPs."""
     readiness: Mapping[str, Callable[[], object]]
-    """What /readyz checks, by name: each raises when its dependency cannot be used."""
+    """This replica's own fitness, by name (/readyz answers 503 when one fails): each raises when
+    what it checks cannot be used. The same mapping as ``ready.checks``."""
+    ready: Readiness
+    """/readyz and /metrics: own checks, shared dependencies (reported only), circuit breakers,
+    configuration hashes (broker.readiness)."""
     doctor: DoctorOnDemand
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
 

@@ -45,6 +45,8 @@ CORE = (
     "broker.audit_forward.config",
     "broker.audit_forward.errors",
     "broker.audit_chain",
+    "broker.breaker",
+    "broker.readiness",
     "broker.flow",
     "broker.groups",
     "broker.mapping",

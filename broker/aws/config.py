@@ -47,6 +47,13 @@ class StsConfig(BaseModel):
     with 503 ``sts_unavailable``. At least connect_timeout + read_timeout (one whole attempt). The
     only excess is botocore's backoff pause before a retry that then does not start (jittered,
     exponential: at most 0.05 x 2^(n-1) s after a timeout or 5xx, 2^(n-1) s after throttling)."""
+    breaker_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    """Consecutive failed STS calls (refused, 5xx after retries) that open the circuit breaker of that
+    endpoint (partition, region, endpoint URL): calls then fail at once with 503 ``sts_unavailable``.
+    A call that timed out (``total_timeout``, a read or connect timeout) opens it at once."""
+    breaker_open_seconds: Annotated[float, Field(ge=0.1, le=300)] = 1.0
+    """Seconds an open breaker refuses calls; then ONE call goes through as a probe (the others are
+    still refused): its success closes the breaker, its failure opens it again for this long."""
 
     @model_validator(mode="after")
     def _one_attempt_fits(self) -> StsConfig:

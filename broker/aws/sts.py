@@ -8,6 +8,12 @@ can act on ("role X in account Y does not trust this broker's SAML provider ..."
 Time: ``sts.max_attempts`` attempts at most (botocore "standard" retries, ``total_max_attempts``),
 each bounded by connect_timeout + read_timeout, and no retry starts unless it can end within
 ``sts.total_timeout`` of the call's start (``broker.aws.deadline``: botocore itself has no overall deadline).
+
+A circuit breaker per endpoint (``broker.breaker``; partition, region and endpoint URL): a call that
+times out, or ``sts.breaker_failures`` failed calls in a row, open it; while it is open calls fail
+at once with 503 ``sts_unavailable``; after ``sts.breaker_open_seconds`` one call is let through as
+the probe, and its answer closes the breaker. So a hung STS costs one ``total_timeout``, not one per
+request; an endpoint that answers again is used within about ``breaker_open_seconds``.
 """
 
 from __future__ import annotations
@@ -26,16 +32,20 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     HTTPClientError,
     ParamValidationError,
+    ReadTimeoutError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from broker import logs
 from broker.aws.config import WORKER_THREADS, StsConfig
 from broker.aws.deadline import Deadline, OutOfTime
 from broker.aws.partitions import partition
+from broker.breaker import Breaker, BreakerState
 from broker.domain import Channel, RoleGrant, TemporaryCredentials
 from broker.errors import (
     BrokerError,
@@ -53,6 +63,7 @@ from broker.errors import (
     StsUnavailable,
 )
 
+log = logs.get_logger("broker.aws")
 MIN_DURATION, MAX_DURATION = 900, 43200
 Call = Literal["AssumeRoleWithSAML", "AssumeRoleWithWebIdentity"]
 
@@ -98,6 +109,8 @@ class StsClients:
             max_pool_connections=pool_connections,
         )
         self._clients: dict[tuple[str, str], Any] = {}
+        self._breakers: dict[tuple[str, str], Breaker] = {}
+        self._breaker_failures, self._breaker_open = config.breaker_failures, config.breaker_open_seconds
         self._lock = threading.Lock()
         # The form body: botocore's urllib encoding walks a SAML assertion byte by byte in Python.
         self._session.register("before-call.sts", _encode_form_body)
@@ -113,8 +126,30 @@ class StsClients:
                     client = self._session.create_client(
                         "sts", region_name=region, endpoint_url=self._endpoint(), config=self._boto_config
                     )
+                    self._breakers[key] = Breaker(
+                        "sts", f"{partition_name}/{region} {client.meta.endpoint_url}",
+                        failures=self._breaker_failures, open_seconds=self._breaker_open,
+                    )
                     self._clients[key] = client
         return client
+
+    @property
+    def breaker_open_seconds(self) -> float:
+        return self._breaker_open
+
+    def breaker(self, partition_name: str, region: str) -> Breaker:
+        """The circuit breaker of the client ``client(partition_name, region)`` (built with it)."""
+        breaker = self._breakers.get((partition_name, region))
+        if breaker is None:
+            self.client(partition_name, region)
+            breaker = self._breakers[(partition_name, region)]
+        return breaker
+
+    def breakers(self) -> list[BreakerState]:
+        """Every endpoint's breaker so far (/readyz, /metrics): one per client built."""
+        with self._lock:
+            made = list(self._breakers.values())
+        return [b.snapshot() for b in made]
 
 
 _FORM_SAFE = frozenset(string.ascii_letters + string.digits + "_.-~")
@@ -180,31 +215,61 @@ class StsGateway:
         """``saml_assertion``: the base64 Response carrying exactly this grant's Role value."""
         if grant.saml_provider_arn is None:
             raise StsInvalidRequest(f"account {grant.account_id} is not set up for SAML federation")
-        try:
-            answer = self.clients.client(grant.partition, grant.region).assume_role_with_saml(
-                RoleArn=grant.role_arn,
-                PrincipalArn=grant.saml_provider_arn,
-                SAMLAssertion=saml_assertion,
-                DurationSeconds=duration,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, grant=grant, call="AssumeRoleWithSAML", issuer=self.issuer,
-                            recipient=self._recipient(grant)) from None
+        answer = self._call(
+            grant, "AssumeRoleWithSAML",
+            RoleArn=grant.role_arn,
+            PrincipalArn=grant.saml_provider_arn,
+            SAMLAssertion=saml_assertion,
+            DurationSeconds=duration,
+        )
         return _credentials(answer, grant)
 
     def assume_with_web_identity(
         self, *, grant: RoleGrant, token: str, session_name: str, duration: int
     ) -> TemporaryCredentials:
-        try:
-            answer = self.clients.client(grant.partition, grant.region).assume_role_with_web_identity(
-                RoleArn=grant.role_arn,
-                RoleSessionName=session_name,
-                WebIdentityToken=token,
-                DurationSeconds=duration,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, grant=grant, call="AssumeRoleWithWebIdentity", issuer=self.issuer) from None
+        answer = self._call(
+            grant, "AssumeRoleWithWebIdentity",
+            RoleArn=grant.role_arn,
+            RoleSessionName=session_name,
+            WebIdentityToken=token,
+            DurationSeconds=duration,
+        )
         return _credentials(answer, grant)
+
+    def _call(self, grant: RoleGrant, call: Call, **params: Any) -> dict[str, Any]:
+        """One STS call through the endpoint's circuit breaker; botocore's errors translated."""
+        client = self.clients.client(grant.partition, grant.region)
+        breaker = self.clients.breaker(grant.partition, grant.region)
+        if not breaker.allow():
+            raise StsUnavailable(
+                f"AWS STS in {grant.region} is not answering (it failed or timed out just now; the broker "
+                f"tries it again within {self.clients.breaker_open_seconds:g} s); try again shortly"
+            )
+        method = client.assume_role_with_saml if call == "AssumeRoleWithSAML" else client.assume_role_with_web_identity
+        try:
+            answer: dict[str, Any] = method(**params)
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, grant=grant, call=call, issuer=self.issuer,
+                              recipient=self._recipient(grant) if call == "AssumeRoleWithSAML" else None)
+            if isinstance(exc, ParamValidationError):
+                breaker.release()  # never sent
+            elif isinstance(error, StsUnavailable):
+                if breaker.failure(timeout=isinstance(exc, (OutOfTime, ReadTimeoutError, ConnectTimeoutError))):
+                    log.warning("sts_endpoint_down", endpoint=breaker.target, error_type=type(exc).__name__,
+                                retry_seconds=self.clients.breaker_open_seconds)
+            else:
+                self._answered(breaker)  # a refusal is an answer
+            raise error from None
+        except BaseException:
+            breaker.release()
+            raise
+        self._answered(breaker)
+        return answer
+
+    @staticmethod
+    def _answered(breaker: Breaker) -> None:
+        if breaker.success():
+            log.info("sts_endpoint_back", endpoint=breaker.target)
 
 
 _THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"}

@@ -11,6 +11,7 @@ Every connector returns the same frozen ``broker.domain.Identity``.
   read again, groups through the cache), or ``None`` when the account is gone or not usable.
   The broker calls it at every credential issuance.
 - ``ProbeConnector.probe()`` → None; raises when the directory cannot be used (readiness).
+- ``BreakerConnector.breakers()`` → each server's circuit breaker state (/readyz, /metrics).
 - ``InspectConnector.inspect(username)`` → what ``broker check-directory`` prints.
 - ``AttributeLookupConnector.find_by(attribute, value)`` → the one usable account whose
   ``attribute`` equals ``value`` (directory enrichment of an upstream sign-in), or ``None``.
@@ -42,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from broker.breaker import BreakerState
 from broker.connectors.membership import Membership
 from broker.domain import Identity
 from broker.errors import InvalidCredentials
@@ -76,6 +78,13 @@ class LookupConnector(Connector, Protocol):
 @runtime_checkable
 class ProbeConnector(Connector, Protocol):
     def probe(self) -> None: ...
+
+
+@runtime_checkable
+class BreakerConnector(Connector, Protocol):
+    def breakers(self) -> list[BreakerState]:
+        """Each server's circuit breaker (``broker.breaker``), for /readyz and /metrics."""
+        ...
 
 
 @dataclass(frozen=True)

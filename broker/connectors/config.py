@@ -223,6 +223,10 @@ class _DirectoryServer(_Section):
     recheck_interval: Annotated[float, Field(ge=0.1, le=60)] = 1.0
     """Seconds between checks (off the request path: a connection and a service-account bind) of a
     server marked down; requests use it again as soon as one succeeds."""
+    breaker_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    """Consecutive failures (refused connections, failed service binds, broken new connections) that
+    open a server's circuit breaker: requests skip it until the background check sees it answer. A
+    timeout opens it at once (each further try would cost the whole ``timeout`` again)."""
     pool_size: Annotated[int, Field(ge=1, le=64)] = 4
     """Open connections kept for the service account (and as many for user binds)."""
     page_size: Annotated[int, Field(ge=10, le=5000)] = 1000

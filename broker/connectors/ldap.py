@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from ldap3.core.exceptions import LDAPSASLPrepError
 from ldap3.protocol.sasl.sasl import validate_simple_password
 
+from broker.breaker import BreakerState
 from broker.connectors.base import Inspection, LoginResult, blank_password
 from broker.connectors.config import AdDirectoryConfig, LdapDirectoryConfig
 from broker.connectors.group_cache import GroupCache
@@ -282,6 +283,9 @@ class LdapConnector:
 
     def probe(self) -> None:
         self._pool.probe()
+
+    def breakers(self) -> list[BreakerState]:
+        return self._pool.breakers()
 
     def close(self) -> None:
         self._pool.close()

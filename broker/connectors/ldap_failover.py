@@ -1,15 +1,18 @@
-"""Which directory servers a request may use: the ones that answer.
+"""Which directory servers a request may use: the ones whose circuit breaker is closed.
 
-A server that fails (refuses the connection, or leaves a request unanswered until the timeout)
-is marked down and skipped by every request; a background check, off the request path, tries it
-again every ``recheck_interval`` seconds and puts it back as soon as it answers. So a frozen
-server (TCP accepted by its kernel, nothing ever answered) costs the requests in flight at that
-moment one timeout, not one per pooled connection or per request, and a returning server is used
-again within about ``recheck_interval`` seconds.
+Each server has a ``broker.breaker.Breaker``. A server that lets a request reach the timeout
+(frozen, overloaded) opens its breaker at once; one that refuses connections, fails its service
+bind or breaks new connections opens it after ``breaker_failures`` consecutive failures (a lone
+reset connection, a server restarting, does not take it out). Requests skip a server whose breaker
+is open. Its half-open probe is a background check, off the request path: every
+``recheck_interval`` seconds, one connection and service-account bind; success closes the breaker
+and requests use the server again. So a frozen server (TCP accepted by its kernel, nothing ever
+answered) costs the requests in flight at that moment one timeout, not one per pooled connection
+or per request, and a returning server is used again within about ``recheck_interval`` seconds.
 
 (ldap3's ``ServerPool`` with ``active``/``exhaust`` checks a server's availability with a TCP
 connect, which a frozen server passes; and a reset of its exhausted list happens on the request
-path. Hence this small state machine.)
+path. Hence this.)
 
 Order: failover is sticky — requests start with the server that answered last.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+from broker.breaker import Breaker, BreakerState
 from broker.logs import get_logger
 
 log = get_logger("broker.directory")
@@ -26,39 +30,38 @@ log = get_logger("broker.directory")
 
 class Failover:
     def __init__(
-        self, labels: Sequence[str], *, recheck_interval: float, check: Callable[[int], None]
+        self, labels: Sequence[str], *, recheck_interval: float, check: Callable[[int], None], failures: int = 3
     ) -> None:
         """``check(i)``: open a connection to server ``i`` and bind as the service account, or raise."""
         self._labels = list(labels)
         self._interval = recheck_interval
         self._check = check
-        self._down: set[int] = set()
-        """Servers skipped by requests; each has one checker thread until it answers again."""
+        self._breakers = [
+            Breaker("directory", label, failures=failures, open_seconds=recheck_interval) for label in self._labels
+        ]
         self._preferred = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
     def order(self) -> list[int]:
-        """The servers to try, in order: those not marked down, from the one that answered last."""
+        """The servers to try, in order: those whose breaker is closed, from the one that answered last."""
         n = len(self._labels)
         with self._lock:
             start = self._preferred
-            return [i for i in ((start + k) % n for k in range(n)) if i not in self._down]
+        return [i for i in ((start + k) % n for k in range(n)) if self._breakers[i].state == "closed"]
 
     def is_down(self, index: int) -> bool:
-        with self._lock:
-            return index in self._down
+        return self._breakers[index].state != "closed"
 
     def answered(self, index: int) -> None:
+        self._breakers[index].success()
         with self._lock:
             self._preferred = index
 
-    def failed(self, index: int, error: BaseException) -> None:
-        """Mark a server down (skipped from now on) until its background check sees it answer."""
-        with self._lock:
-            if index in self._down or self._closed.is_set():
-                return
-            self._down.add(index)
+    def failed(self, index: int, error: BaseException, *, timeout: bool = False) -> None:
+        """One failure of a server; the one that opens its breaker starts its background check."""
+        if self._closed.is_set() or not self._breakers[index].failure(timeout=timeout):
+            return
         log.warning(
             "directory_server_down",
             server=self._labels[index],
@@ -69,17 +72,25 @@ class Failover:
         threading.Thread(target=self._recheck, args=(index,), name="ldap-recheck", daemon=True).start()
 
     def _recheck(self, index: int) -> None:
-        """Every ``recheck_interval`` seconds: is the server back? (One check at a time, each
-        bounded by the connection's timeouts; a frozen server's check waits for it to thaw.)"""
+        """The half-open probe, every ``recheck_interval`` seconds until the server answers (one
+        check at a time, each bounded by the connection's timeouts)."""
+        breaker = self._breakers[index]
         while not self._closed.wait(self._interval):
+            if breaker.state == "closed":
+                return  # a request that began before it opened saw it answer
+            if not breaker.allow():
+                continue
             try:
                 self._check(index)
-            except Exception:  # noqa: BLE001, S112 - still down: checked again after the interval
+            except Exception:  # noqa: BLE001 - still down: checked again after the interval
+                breaker.failure()
                 continue
-            with self._lock:
-                self._down.discard(index)
+            breaker.success()
             log.info("directory_server_back", server=self._labels[index])
             return
+
+    def breakers(self) -> list[BreakerState]:
+        return [b.snapshot() for b in self._breakers]
 
     def close(self) -> None:
         """Stop the checks (a check in progress ends within its timeouts)."""

@@ -5,9 +5,10 @@ account (searches), one used only for users' binds (a bind replaces whatever ide
 connection had, so it never searches as a user). Referrals are never followed: continuation
 references are dropped and a referral result is "nothing here".
 
-Failover (``broker.connectors.ldap_failover``): a server that refuses a connection, or lets a
-request reach the timeout, is marked down; the request goes on with the next server, pooled
-connections to it are dropped, and it is used again once a background check sees it answer.
+Failover (``broker.connectors.ldap_failover``): a circuit breaker per server. A server that lets
+a request reach the timeout, or refuses ``breaker_failures`` connections in a row, is skipped; the
+request goes on with the next server, pooled connections to it are dropped, and it is used again
+once a background check (the half-open probe) sees it answer.
 
 ldap3 exceptions become ``DirectoryUnavailable`` in ``translate`` below, and nowhere else.
 Results are values: a bind's result code, a search's entries.
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
 
+from broker.breaker import BreakerState
 from broker.connectors.config import _DirectoryServer
 from broker.connectors.ldap_failover import Failover
 from broker.errors import ConfigError, DirectoryUnavailable
@@ -206,7 +208,8 @@ class LdapPool:
         self._receive_timeout = max(1, math.ceil(config.timeout))
         self.stats = Stats()
         self.failover = Failover(
-            [t.label for t in self._targets], recheck_interval=config.recheck_interval, check=self._check
+            [t.label for t in self._targets], recheck_interval=config.recheck_interval, check=self._check,
+            failures=config.breaker_failures,
         )
 
     # ---- connections ----
@@ -250,7 +253,7 @@ class LdapPool:
             except (LDAPException, OSError) as exc:  # refused, timed out, TLS refused: the next server
                 if _timed_out(exc):
                     self.stats.count("timeouts")
-                self.failover.failed(index, exc)
+                self.failover.failed(index, exc, timeout=_timed_out(exc))
                 continue
             self.failover.answered(index)
             return index, conn
@@ -298,13 +301,14 @@ class LdapPool:
                         if _timed_out(exc):
                             self.stats.count("timeouts")
                         if _timed_out(exc) or not reused:
-                            self.failover.failed(index, exc)
+                            self.failover.failed(index, exc, timeout=_timed_out(exc))
                         index, conn = self._open(service=service)
                         reused = False
                         continue
             except DirectoryUnavailable:
                 _close(conn)
                 raise
+            self.failover.answered(index)  # consecutive failures forgotten
             try:
                 pool.put_nowait((index, conn))
             except queue.Full:
@@ -400,6 +404,10 @@ class LdapPool:
     def probe(self) -> None:
         """Readiness: open a new connection and bind as the service account (no anonymous probe)."""
         _close(self._open(service=True)[1])
+
+    def breakers(self) -> list[BreakerState]:
+        """Each server's circuit breaker (/readyz, /metrics)."""
+        return self.failover.breakers()
 
     def close(self) -> None:
         self.failover.close()

@@ -1,4 +1,13 @@
-"""Operations: liveness, readiness and Prometheus metrics."""
+"""Operations: liveness, readiness and Prometheus metrics.
+
+/readyz's status code is this replica's own fitness only (``services.readiness``: database
+reachable and migrated, signing keys, state store): the load balancer takes a broken replica out.
+Dependencies every replica shares (directory, STS) are reported in its body and as
+``broker_dependency_up``, never as a 503 of /readyz: their outage must not empty the load
+balancer; the broker answers requests that need them with its own 503 and stable code
+(broker.readiness). Both handlers are sync: the checks (bounded by their timeouts) run in the
+threadpool, never on the event loop.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from broker import readiness
+from broker.services import Services
 from broker.web.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
@@ -18,20 +29,35 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, directory and signing keys are usable")
+def _dependencies(services: Services) -> dict[str, str]:
+    found = readiness.run(services.ready.dependencies, prefix="down: ")
+    services.metrics.observe_readiness(
+        {name: outcome == "ok" for name, outcome in found.items()},
+        [(b.kind, b.target, b.state != "closed") for b in services.ready.breakers()],
+        (services.ready.mapping_hash, services.ready.config_hash),
+    )
+    return found
+
+
+@router.get("/readyz", summary="This replica can serve: database, signing keys and state store usable")
 def readyz(services: ServicesDep) -> Response:
-    checks: dict[str, Any] = {}
-    ok = True
-    for name, check in services.readiness.items():
-        try:
-            check()
-            checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - a readiness probe reports, it never raises
-            ok = False
-            checks[name] = getattr(exc, "message", None) or type(exc).__name__
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
+    checks = readiness.run(services.readiness)
+    ok = all(outcome == "ok" for outcome in checks.values())
+    body: dict[str, Any] = {
+        "status": "ready" if ok else "not_ready",
+        "checks": checks,
+        "dependencies": _dependencies(services),
+        "breakers": [
+            {"kind": b.kind, "target": b.target, "state": b.state, "failures": b.failures}
+            for b in services.ready.breakers()
+        ],
+        "config_hash": services.ready.mapping_hash,
+        "effective_config_hash": services.ready.config_hash,
+    }
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
 def metrics(services: ServicesDep) -> Response:
+    _dependencies(services)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -233,6 +233,19 @@ def test_a_killed_server_costs_no_sign_in(connectors, twins, ldap_pki):
     assert not _failures(_sign_ins(c, 8, threads=4))
     first.stop()
     assert _failures(_sign_ins(c, 20, threads=4)) == []
+    # refused connections open its breaker after directory.breaker_failures (3) in a row
+    assert [b.state for b in c.breakers()] == ["open", "closed"]
+
+
+def test_a_server_that_refuses_fewer_times_than_breaker_failures_stays_in_use(connectors, twins, ldap_pki):
+    first, second = twins
+    c = connectors(_directory([first.ldaps_url, second.ldaps_url], first.service_password, str(ldap_pki.ca),
+                              breaker_failures=50))
+    assert not _failures(_sign_ins(c, 4))
+    first.stop()
+    assert _failures(_sign_ins(c, 10)) == []  # each sign-in tried the first (refused at once), then the second
+    assert [b.state for b in c.breakers()] == ["closed", "closed"]
+    assert c.breakers()[0].failures >= 1
 
 
 def test_every_server_frozen_is_a_503_once_per_timeout_then_recovers_by_itself(app_factory, twins, ldap_pki):
@@ -251,7 +264,21 @@ def test_every_server_frozen_is_a_503_once_per_timeout_then_recovers_by_itself(a
             r = client.get("/api/v1/admin/accounts", headers=person)
             assert r.status_code == 503 and r.json()["error"]["code"] == "directory_unavailable"
         assert stats.snapshot()["timeouts"] == waited
+        # a directory outage is every replica's: /readyz stays 200 (the load balancer keeps the
+        # replica, which answers its clear 503) and reports it, without waiting for frozen servers
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["dependencies"]["directory"].startswith("down: ")
+        states = {b["target"]: b["state"] for b in ready.json()["breakers"] if b["kind"] == "directory"}
+        assert states.keys() == {first.ldaps_url, second.ldaps_url}
+        assert set(states.values()) <= {"open", "half_open"}  # half_open: its background check is running
+        metrics = client.get("/metrics").text
+        assert 'broker_dependency_up{dependency="directory"} 0.0' in metrics
+        assert f'broker_breaker_open{{kind="directory",target="{first.ldaps_url}"}} 1.0' in metrics
+        assert stats.snapshot()["timeouts"] == waited
     assert _eventually(lambda: client.get("/api/v1/admin/accounts", headers=person).status_code == 200)
+    assert _eventually(lambda: client.get("/readyz").json()["dependencies"]["directory"] == "ok")
+    assert 'broker_dependency_up{dependency="directory"} 1.0' in client.get("/metrics").text
 
 
 def test_the_recheck_interval_is_validated(ldap_pki):

@@ -1,0 +1,89 @@
+"""A TCP relay in front of a real server (moto, PostgreSQL) that a test can freeze or cut:
+``hang()`` — new connections are accepted and read, nothing is forwarded or answered (a frozen
+STS); ``forward()`` — new connections reach the server again; ``cut()`` — the port refuses
+connections and open ones are closed (a server that is down)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from contextlib import suppress
+
+
+class Relay:
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+        self.upstream = (host, upstream_port)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.hanging = False
+        self.held = 0
+        """Connections accepted while hanging (each one left unanswered)."""
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self) -> None:
+        with self._lock:
+            self.hanging = True
+
+    def forward(self) -> None:
+        with self._lock:
+            self.hanging = False
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(client)
+                hanging = self.hanging
+                if hanging:
+                    self.held += 1
+            if hanging:
+                threading.Thread(target=self._pump, args=(client, None), daemon=True).start()
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._conns.append(server)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket | None) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                if dst is not None:
+                    with suppress(OSError):
+                        dst.shutdown(socket.SHUT_WR)
+                return
+            if dst is not None:
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def cut(self) -> None:
+        """Down: the port refuses connections, open ones are closed."""
+        with suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress: the port stops listening
+        self.sock.close()
+        with self._lock:
+            for conn in self._conns:
+                with suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                with suppress(OSError):
+                    conn.close()
+            self._conns.clear()
+
+    close = cut
