@@ -390,6 +390,10 @@ class SqlMappingStore:
         (``broker.db.chain``: a transaction on PostgreSQL too, not the issuance path's autocommit)."""
         if not events:
             return
+        if self.engine.dialect.name == "postgresql":  # two round trips (broker.db.chain_pg)
+            with _translated(), self.engine.connect() as conn:
+                audit.commit_decisions(conn, events)
+            return
         with _translated(), self.engine.begin() as conn:
             audit.record_decisions(conn, events)
 
