@@ -46,14 +46,16 @@ _INSERT_OUTBOX = (
 
 
 @functools.cache
-def _insert_rows(n: int) -> str:
-    """One INSERT of ``n`` rows (its ids grow in the order of its rows)."""
+def _insert_rows(n: int, *, with_head: bool) -> str:
+    """One INSERT of ``n`` rows (its ids grow in the order of its rows); ``with_head``: in a
+    statement that also records the new head (its last parameter)."""
     one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    return f"INSERT INTO {_EVENTS.name} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * n)}"
+    sql = f"INSERT INTO {_EVENTS.name} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * n)}"
+    return f"WITH chained AS ({sql}) {_SET_HEAD}" if with_head else sql
 
 
 _MAX_ONE_STATEMENT = 16
-"""Up to this many rows in one INSERT; more: one INSERT per row (all in the same flush)."""
+"""Up to this many rows in one INSERT (with the head); more: one INSERT per row (all in the same flush)."""
 
 
 def _param(name: str, value: Any) -> Any:
@@ -79,11 +81,12 @@ def append_committed(conn: Connection, rows: list[dict[str, Any]], *, destinatio
             head = cur.fetchone()  # the first round trip: BEGIN, the head locked and moved
             assert head is not None
             new_hash = link(rows, last_id=head[0], prev_hash=head[1])
-            if len(rows) <= _MAX_ONE_STATEMENT:
-                cur.execute(_insert_rows(len(rows)), [_param(c, row[c]) for row in rows for c in _COLUMNS])
+            if len(rows) <= _MAX_ONE_STATEMENT:  # the rows and the new head: one statement
+                cur.execute(_insert_rows(len(rows), with_head=True),
+                            [*(_param(c, row[c]) for row in rows for c in _COLUMNS), new_hash])
             else:
-                cur.executemany(_insert_rows(1), [[_param(c, row[c]) for c in _COLUMNS] for row in rows])
-            cur.execute(_SET_HEAD, (new_hash,))
+                cur.executemany(_insert_rows(1, with_head=False), [[_param(c, row[c]) for c in _COLUMNS] for row in rows])
+                cur.execute(_SET_HEAD, (new_hash,))
             if destinations:
                 now = utcnow()
                 cur.executemany(_INSERT_OUTBOX, [(row["id"], d, now, now) for row in rows for d in destinations])
