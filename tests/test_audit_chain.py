@@ -235,6 +235,30 @@ def test_rows_the_database_refuses_roll_back_the_whole_write(store):
     assert store.verify_audit().ok
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_both_postgresql_write_paths_store_the_same_row_on_one_chain(store, monkeypatch):
+    """The pipelined write (chain_pg) and the SQLAlchemy transaction (where libpq has no pipeline
+    mode) store a decision alike, down to its JSON text, on one chain that verifies."""
+    from broker.db import chain_pg
+
+    at = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    decision = Decision(ALICE, "issue", "allow", target_type="role", target_id=f"{CORE}/Admin",
+                        details={"groups": ("a", "b"), 7: "seven", "name": "Zoë 東京", "x": 0.1}, at=at)
+    store.record_events([decision])
+    monkeypatch.setattr(chain_pg, "supported", lambda: False)
+    SqlMappingStore(store.engine).record_events([decision])
+    with store.engine.connect() as conn:
+        stored = conn.execute(text(
+            "SELECT at, actor, action, outcome, target_type, target_id, request_id, source_ip, "
+            "before::text, after::text, details::text, before IS NULL FROM audit_events ORDER BY id"
+        )).all()
+    assert len(stored) == 2 and stored[0] == stored[1]
+    lines = export_all(store)
+    assert lines[1]["prev_hash"] == lines[0]["hash"]
+    assert store.verify_audit().ok
+
+
 # ---- tampering is named ----
 
 

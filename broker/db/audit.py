@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
@@ -83,6 +83,11 @@ def _drop_pending(s: Session, transaction: SessionTransaction) -> None:
 def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
     """Decisions as rows, chained and inserted in one batch on the caller's connection (its transaction)."""
     _write(conn, _decision_rows(events))
+
+
+def can_commit_decisions(engine: Engine) -> bool:
+    """Whether ``commit_decisions`` serves ``engine``: PostgreSQL, with libpq's pipeline mode."""
+    return engine.dialect.name == "postgresql" and chain_pg.supported()
 
 
 def commit_decisions(conn: Connection, events: Sequence[Decision]) -> None:

@@ -64,6 +64,12 @@ def _param(name: str, value: Any) -> Any:
     return Json(value, dumps=json.dumps) if name in _JSON else value
 
 
+def supported() -> bool:
+    """Pipeline mode needs libpq 14 or newer (psycopg-binary bundles one); else the store keeps
+    ``chain.append`` in a SQLAlchemy transaction."""
+    return psycopg.Pipeline.is_supported()
+
+
 def append_committed(conn: Connection, rows: list[dict[str, Any]], *, destinations: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Chain ``rows`` (the event columns, without id) after the head, insert them with their
     outbox rows (one per destination) and COMMIT, on ``conn``'s driver connection (``conn`` has no

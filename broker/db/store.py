@@ -55,6 +55,7 @@ class SqlMappingStore:
         self._issuance_engine = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
         )
+        self._commits_decisions = audit.can_commit_decisions(engine)
 
     # ---- plumbing ----
 
@@ -390,7 +391,7 @@ class SqlMappingStore:
         (``broker.db.chain``: a transaction on PostgreSQL too, not the issuance path's autocommit)."""
         if not events:
             return
-        if self.engine.dialect.name == "postgresql":  # two round trips (broker.db.chain_pg)
+        if self._commits_decisions:  # PostgreSQL: two round trips (broker.db.chain_pg)
             with _translated(), self.engine.connect() as conn:
                 audit.commit_decisions(conn, events)
             return
