@@ -152,6 +152,113 @@ def test_concurrent_writers_extend_one_chain_without_a_fork(store):
     assert report.ok and report.checked == expected
 
 
+def test_many_issuance_writers_at_once_keep_one_dense_chain_with_their_outbox_rows(store):
+    """The issuance path's own transaction (on PostgreSQL two pipelined round trips, several
+    connections at once): every row chained once, in id order, each with its outbox row."""
+    from broker.db import outbox
+
+    forwarded = SqlMappingStore(outbox.with_destinations(store.engine, ["siem"]))
+    per_thread, threads_n = 30, 6
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n)
+
+    def issuer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                ctx = AuditContext(actor=f"user:{n}", request_id=f"{n}-{i}")
+                forwarded.record_events([Decision(ctx, "login", "allow"), Decision(ctx, "issue", "allow", details={"i": i})])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issuer, args=(n,)) for n in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lines = export_all(store)
+    expected = threads_n * per_thread * 2
+    assert [line["id"] for line in lines] == list(range(1, expected + 1))
+    for login, issue in zip(lines[::2], lines[1::2], strict=True):  # a request's two rows stay together, in order
+        assert (login["action"], issue["action"], login["request_id"]) == ("login", "issue", issue["request_id"])
+    assert [r["event_id"] for r in outbox.pending_rows(store.engine)] == list(range(1, expected + 1))
+    report = store.verify_audit()
+    assert report.ok and report.checked == expected
+
+
+def _pool_connections_are_as_lent(store: SqlMappingStore) -> None:
+    """Every connection the pool hands out is idle and in its usual (transactional) mode."""
+    conns = [store.engine.connect() for _ in range(3)]
+    try:
+        for conn in conns:
+            dbapi = conn.connection.driver_connection
+            if store.engine.dialect.name == "postgresql":
+                assert dbapi.autocommit is False
+                assert dbapi.info.transaction_status.name == "IDLE"
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_a_write_that_fails_before_its_rows_are_sent_leaves_no_gap_and_no_lock(store):
+    """The chain head is taken, then a row cannot be stored (a NaN in its details): nothing stays
+    written or locked: another writer goes on at once, with the next id."""
+    store.record_events([Decision(ALICE, "login", "allow")])
+    with pytest.raises(ValueError):
+        store.record_events([Decision(ALICE, "login", "allow"), Decision(ALICE, "issue", "allow", details={"x": float("nan")})])
+    _pool_connections_are_as_lent(store)
+    other = threading.Thread(target=store.record_events, args=([Decision(ALICE, "issue", "allow")],))
+    other.start()
+    other.join(timeout=20)
+    assert not other.is_alive()  # liveness guard: no chain lock left behind
+    assert [line["id"] for line in export_all(store)] == [1, 2]
+    assert store.verify_audit().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite does not check VARCHAR lengths
+def test_rows_the_database_refuses_roll_back_the_whole_write(store):
+    """PostgreSQL refuses a row in the write's second round trip (a target id over its column's
+    length): the caller gets storage_unavailable, no row of the batch, no id, no head move, and
+    the connection goes back to the pool clean."""
+    from broker.errors import StorageUnavailable
+
+    store.record_events([Decision(ALICE, "login", "allow")])
+    head = store.verify_audit().last_hash
+    with pytest.raises(StorageUnavailable):
+        store.record_events([Decision(ALICE, "login", "allow"), Decision(ALICE, "issue", "allow", target_id="x" * 2000)])
+    assert store.verify_audit().last_hash == head
+    _pool_connections_are_as_lent(store)
+    store.record_events([Decision(ALICE, "issue", "allow")])
+    assert [line["id"] for line in export_all(store)] == [1, 2]
+    assert store.verify_audit().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_both_postgresql_write_paths_store_the_same_row_on_one_chain(store, monkeypatch):
+    """The pipelined write (chain_pg) and the SQLAlchemy transaction (where libpq has no pipeline
+    mode) store a decision alike, down to its JSON text, on one chain that verifies."""
+    from broker.db import chain_pg
+
+    at = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    decision = Decision(ALICE, "issue", "allow", target_type="role", target_id=f"{CORE}/Admin",
+                        details={"groups": ("a", "b"), 7: "seven", "name": "Zoë 東京", "x": 0.1}, at=at)
+    store.record_events([decision])
+    monkeypatch.setattr(chain_pg, "supported", lambda: False)
+    SqlMappingStore(store.engine).record_events([decision])
+    with store.engine.connect() as conn:
+        stored = conn.execute(text(
+            "SELECT at, actor, action, outcome, target_type, target_id, request_id, source_ip, "
+            "before::text, after::text, details::text, before IS NULL FROM audit_events ORDER BY id"
+        )).all()
+    assert len(stored) == 2 and stored[0] == stored[1]
+    lines = export_all(store)
+    assert lines[1]["prev_hash"] == lines[0]["hash"]
+    assert store.verify_audit().ok
+
+
 # ---- tampering is named ----
 
 

@@ -4,7 +4,9 @@ its event, or the reverse, cannot exist), decisions in batches, and the log read
 Every row is written by ``_write``, chained (``broker.db.chain``: ids, ``prev_hash``, ``hash``)
 in the same transaction: the decisions at once, in one batch; an ORM session's events
 (``record``) together at its COMMIT (a ``before_commit`` hook, so the chain lock is taken last
-and held only for the insert). A rolled-back session writes none of them.
+and held only for the insert). A rolled-back session writes none of them. On PostgreSQL the
+issuance path's decisions, which have a transaction of their own, are written by
+``commit_decisions`` instead (``broker.db.chain_pg``: the same rows, in two round trips).
 
 The value types (AuditContext, Decision, AuditFilter) are ``broker.audit``'s."""
 
@@ -14,11 +16,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit import AuditContext, AuditFilter, Decision, rfc3339
-from broker.db import chain, outbox
+from broker.db import chain, chain_pg, outbox
 from broker.db.models import AuditEvent, utcnow
 
 _PENDING = "audit.pending"
@@ -80,7 +82,22 @@ def _drop_pending(s: Session, transaction: SessionTransaction) -> None:
 
 def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
     """Decisions as rows, chained and inserted in one batch on the caller's connection (its transaction)."""
-    rows = [
+    _write(conn, _decision_rows(events))
+
+
+def can_commit_decisions(engine: Engine) -> bool:
+    """Whether ``commit_decisions`` serves ``engine``: PostgreSQL, with libpq's pipeline mode."""
+    return engine.dialect.name == "postgresql" and chain_pg.supported()
+
+
+def commit_decisions(conn: Connection, events: Sequence[Decision]) -> None:
+    """PostgreSQL: decisions as rows, chained, inserted with their outbox rows and committed in a
+    transaction of their own on ``conn`` (none open): ``chain_pg``, two round trips."""
+    chain_pg.append_committed(conn, _decision_rows(events), destinations=outbox.destinations(conn))
+
+
+def _decision_rows(events: Sequence[Decision]) -> list[dict[str, Any]]:
+    return [
         {
             "at": e.at or utcnow(),
             "actor": e.ctx.actor,
@@ -96,7 +113,6 @@ def record_decisions(conn: Connection, events: Sequence[Decision]) -> None:
         }
         for e in events
     ]
-    _write(conn, rows)
 
 
 def query(s: Session, f: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:

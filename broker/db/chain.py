@@ -30,7 +30,8 @@ HEAD_ID = 1
 
 def append(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chain ``rows`` (the event columns, without id) after the head and insert them on
-    ``conn`` (its transaction); returns them as written, with ``id``, ``prev_hash`` and ``hash``."""
+    ``conn`` (its transaction); returns them as written, with ``id``, ``prev_hash`` and ``hash``.
+    (PostgreSQL's issuance path writes in a transaction of its own: ``broker.db.chain_pg``.)"""
     if not rows:
         return rows
     last_id, prev_hash = conn.execute(
@@ -39,6 +40,20 @@ def append(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
         .values(last_id=_HEAD.c.last_id + len(rows))
         .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
     ).one()
+    new_hash = link(rows, last_id=last_id, prev_hash=prev_hash)
+    if conn.dialect.name == "postgresql" and len(rows) <= _MAX_ONE_STATEMENT:
+        # one round trip: the rows and the new head together (a statement built once per row count)
+        params = {f"r{i}_{name}": row[name] for i, row in enumerate(rows) for name in _COLUMNS}
+        conn.execute(_insert_and_head(len(rows), conn.dialect), {**params, "new_hash": new_hash})
+    else:
+        conn.execute(insert(_EVENTS), rows)
+        conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=new_hash))
+    return rows
+
+
+def link(rows: list[dict[str, Any]], *, last_id: int, prev_hash: str) -> str:
+    """Give ``rows`` (in place) their ids, ending at ``last_id`` (the head just moved there), their
+    stored form and their hashes, the first linked to ``prev_hash``; the new head's hash."""
     next_id = last_id - len(rows) + 1
     for offset, row in enumerate(rows):
         row["id"] = next_id + offset
@@ -47,14 +62,7 @@ def append(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
             row[name] = as_stored(row[name])
         row["prev_hash"] = prev_hash
         row["hash"] = prev_hash = event_hash(row)
-    if conn.dialect.name == "postgresql" and len(rows) <= _MAX_ONE_STATEMENT:
-        # one round trip: the rows and the new head together (a statement built once per row count)
-        params = {f"r{i}_{name}": row[name] for i, row in enumerate(rows) for name in _COLUMNS}
-        conn.execute(_insert_and_head(len(rows), conn.dialect), {**params, "new_hash": prev_hash})
-    else:
-        conn.execute(insert(_EVENTS), rows)
-        conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=prev_hash))
-    return rows
+    return prev_hash
 
 
 _COLUMNS = tuple(c.name for c in _EVENTS.columns)
@@ -139,4 +147,4 @@ def purge_through(conn: Connection, *, through_id: int, anchor_hash: str) -> int
     return deleted
 
 
-__all__ = ["GENESIS", "anchor", "append", "purge_bound", "purge_through", "rows_after"]
+__all__ = ["GENESIS", "anchor", "append", "link", "purge_bound", "purge_through", "rows_after"]

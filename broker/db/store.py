@@ -55,6 +55,7 @@ class SqlMappingStore:
         self._issuance_engine = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
         )
+        self._commits_decisions = audit.can_commit_decisions(engine)
 
     # ---- plumbing ----
 
@@ -389,6 +390,10 @@ class SqlMappingStore:
         the issuance it led to) in one write: one transaction that extends the audit chain
         (``broker.db.chain``: a transaction on PostgreSQL too, not the issuance path's autocommit)."""
         if not events:
+            return
+        if self._commits_decisions:  # PostgreSQL: two round trips (broker.db.chain_pg)
+            with _translated(), self.engine.connect() as conn:
+                audit.commit_decisions(conn, events)
             return
         with _translated(), self.engine.begin() as conn:
             audit.record_decisions(conn, events)
