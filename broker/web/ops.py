@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from broker.draining import Drain
 from broker.web.deps import ServicesDep
 
 router = APIRouter(tags=["operations"])
@@ -18,8 +19,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, directory and signing keys are usable")
-def readyz(services: ServicesDep) -> Response:
+@router.get("/readyz", summary="Database, directory and signing keys are usable; 503 draining once shutting down")
+def readyz(request: Request, services: ServicesDep) -> Response:
+    drain: Drain | None = getattr(request.app.state, "drain", None)
+    if drain is not None and drain.started:  # shutting down (broker.serving): still serving, not for long
+        return JSONResponse({"status": "draining", "checks": {}}, status_code=503)
     checks: dict[str, Any] = {}
     ok = True
     for name, check in services.readiness.items():
