@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.live_broker import database  # noqa: E402
-from tests.proxy.rolling import Deployment, Load  # noqa: E402
+from bench.live_broker import database
+from tests.proxy.rolling import Deployment, Load
 
 
 def main() -> None:
