@@ -35,6 +35,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 from types import FrameType
@@ -117,9 +118,9 @@ class _Worker:
         if self.process.pid is not None and self.process.exitcode is None:
             os.kill(self.process.pid, signal.SIGTERM)
 
-    def wait_ready(self) -> bool:
+    def wait_ready(self, give_up: Callable[[], bool]) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline and self.process.is_alive():
+        while time.monotonic() < deadline and self.process.is_alive() and not give_up():
             if self.ready.wait(0.2):
                 return True
         return False
@@ -153,6 +154,9 @@ class _Supervisor:
     def _queue(self, sig: int, _frame: FrameType | None) -> None:
         self.signals.append(sig)
 
+    def _stopping(self) -> bool:
+        return signal.SIGTERM in self.signals or signal.SIGINT in self.signals
+
     def _watch(self) -> int:
         while True:
             while self.signals:
@@ -178,7 +182,10 @@ class _Supervisor:
         log.info("supervisor_restarting_workers", workers=len(self.workers))
         for index, old in enumerate(self.workers):
             new = self.start_worker()
-            if not new.wait_ready():
+            if not new.wait_ready(give_up=self._stopping):
+                if self._stopping():  # _stop stops it with the others
+                    self.retiring.append(new)
+                    return
                 new.process.kill()
                 new.process.join()
                 log.error("worker_restart_failed", pid=new.process.pid, exitcode=new.process.exitcode,
