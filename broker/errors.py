@@ -405,3 +405,7 @@ class StateUnavailable(Unavailable):
 
 class UpstreamUnavailable(Unavailable):
     code, message = "upstream_unavailable", "the identity provider cannot be reached"
+
+
+class ShuttingDown(Unavailable):
+    code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"

@@ -11,7 +11,8 @@ On SIGTERM or SIGINT each worker (a ``DrainingServer``):
    ``server.shutdown_grace_seconds`` to finish (uvicorn's ``timeout_graceful_shutdown``); those
    still running then are cancelled, their connections closed;
 3. runs the app's lifespan shutdown: the audit forwarder, then the services (``Services.close``),
-   logged as ``closed``.
+   logged as ``closed``; then it exits, waiting at most ``THREAD_WAIT_SECONDS`` for a thread a cut
+   request left in a blocking call (logged as ``exit_with_threads_running``).
 
 It logs ``shutdown_started`` and ``shutdown_draining_done``. A SIGTERM during the drain changes
 nothing (the supervisor forwards one besides the one a process group gets); a SIGINT ends the drain
@@ -30,10 +31,13 @@ kills what is left.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
@@ -50,7 +54,9 @@ log = logs.get_logger("broker.serving")
 STARTUP_FAILURE = 3
 """uvicorn.config.STARTUP_FAILURE: a worker that exits with it could not start."""
 CLOSE_MARGIN_SECONDS = 5.0
-"""After drain + grace, how long the supervisor still waits for a worker's lifespan shutdown."""
+"""After drain + grace, how long the supervisor still waits for a worker's lifespan shutdown and exit."""
+THREAD_WAIT_SECONDS = 2.0
+"""After its lifespan shutdown, how long a worker waits for threads a cut request left running."""
 READY_TIMEOUT_SECONDS = 60.0
 """SIGHUP: how long a new worker may take to start serving before the restart is given up."""
 
@@ -99,10 +105,36 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def _leave_stuck_threads() -> None:
+    """After the server has stopped and the lifespan has closed everything: a thread a request cut
+    at the grace period left behind (anyio's worker threads are not daemons) would hold the process
+    at exit until its blocking call ends — or forever, if that call has no bound. Such threads get
+    THREAD_WAIT_SECONDS; then the process leaves without them (logs flushed, exit 0)."""
+    deadline = time.monotonic() + THREAD_WAIT_SECONDS
+    for thread in _other_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in _other_threads()]
+    if left:
+        log.warning("exit_with_threads_running", pid=os.getpid(), threads=left,
+                    note="a request cut at the grace period is still in a blocking call; leaving without it")
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
+
+
+def _other_threads() -> list[threading.Thread]:
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not t.daemon and t.is_alive()]
+
+
 def _worker(config: uvicorn.Config, sockets: list[socket.socket], drain_seconds: float, ready: Event) -> None:
     """A worker process's main (spawned): its server on the supervisor's socket."""
     config.configure_logging()
-    DrainingServer(config, drain_seconds=drain_seconds, ready=ready).run(sockets=sockets)
+    server = DrainingServer(config, drain_seconds=drain_seconds, ready=ready)
+    server.run(sockets=sockets)
+    if server.started:
+        _leave_stuck_threads()
 
 
 class _Worker:
@@ -219,4 +251,6 @@ def serve_one(config: uvicorn.Config, *, drain_seconds: float) -> bool:
     """One process: the server in this one (``config`` holds the app itself). Whether it started."""
     server = DrainingServer(config, drain_seconds=drain_seconds)
     server.run()
+    if server.started:
+        _leave_stuck_threads()
     return server.started
