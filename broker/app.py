@@ -31,6 +31,7 @@ from broker.db.durable_state import open_durable_state
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
+from broker.draining import LIFESPAN_STATE_KEY, CloseWhileDraining, Drain
 from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
@@ -217,7 +218,10 @@ def create_app(
     env: Mapping[str, str] | None = None,
     configure_logging: bool = True,
     sync_mapping: bool = True,
+    close_services: bool = False,
 ) -> FastAPI:
+    """The app on its services. ``close_services``: its lifespan's shutdown closes them (`broker
+    serve`, in every worker); tests that enter one app's lifespan many times close them themselves."""
     if configure_logging:
         logs.configure(config.logging.level, config.logging.format)
     services = build_services(config, env=env, sync_mapping=sync_mapping)
@@ -230,6 +234,7 @@ def create_app(
         raise
     if not services.admin_tokens.configured:
         log.warning("no_admin_tokens", hint="set BROKER_ADMIN_TOKEN or admin.tokens to use the admin API")
+    drain = Drain()
     app = FastAPI(
         title="Federation broker",
         version=__version__,
@@ -237,9 +242,10 @@ def create_app(
         # /docs is broker.web.api_docs (no CDN); no ReDoc. No slash redirects: they echo the Host header.
         docs_url=None, redoc_url=None, openapi_url=api_docs.OPENAPI_PATH if config.server.docs else None,
         redirect_slashes=False,
-        lifespan=_forwarding(forwarder),
+        lifespan=_lifespan(forwarder, services if close_services else None, drain),
     )
     app.state.services = services
+    app.state.drain = drain
     app.state.forwarder = forwarder
     app.state.metrics = services.metrics
     web_errors.install(app)
@@ -268,22 +274,30 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=config.server.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestContext, metrics=services.metrics, access_log=config.logging.access_log)
+    app.add_middleware(CloseWhileDraining, drain=drain)  # while draining: Connection: close
     app.add_middleware(ClientAddress, trusted=TrustedProxies(config.server.trusted_proxies))  # before all else
     return app
 
 
-def _forwarding(forwarder: Forwarder | None) -> Callable[[FastAPI], Any]:
-    """The lifespan: the audit forwarder's thread runs while the app serves (in every worker)."""
+def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Drain) -> Callable[[FastAPI], Any]:
+    """The lifespan: the audit forwarder's thread runs while the app serves (in every worker); the
+    server finds the app's Drain in its state (broker.serving). At the end, with ``services``, what
+    the worker opened is closed, once, after the requests in flight (broker.serving's step 3)."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if forwarder is not None:
             forwarder.start()
         try:
-            yield
+            yield {LIFESPAN_STATE_KEY: drain}
         finally:
+            closed: list[str] = []
             if forwarder is not None:
                 await anyio.to_thread.run_sync(forwarder.close)
+                closed.append("audit forwarder")
+            if services is not None:
+                closed += await anyio.to_thread.run_sync(services.close)  # blocking closes: off the event loop
+                log.info("closed", pid=os.getpid(), closed=closed)
 
     return lifespan
 
@@ -300,7 +314,8 @@ def app_from_env() -> FastAPI:
             from broker.affinity import pin_worker
 
             cpu = pin_worker()  # before create_app starts threads: they inherit it
-        app = create_app(config, sync_mapping=os.environ.get(MAPPING_SYNCED_ENV) != document_hash(config.mapping))
+        app = create_app(config, sync_mapping=os.environ.get(MAPPING_SYNCED_ENV) != document_hash(config.mapping),
+                         close_services=True)
     except BrokerError as exc:
         print("cannot start:\n" + "\n".join(startup_problems(exc)), file=sys.stderr, flush=True)
         sys.exit(UVICORN_STARTUP_FAILURE)

@@ -32,6 +32,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
@@ -57,6 +58,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SHUTDOWN_LIMIT_SECONDS = 30
+"""server.drain_seconds + server.shutdown_grace_seconds stay below it: Kubernetes' default
+terminationGracePeriodSeconds (SIGKILL after it)."""
+
+
 class ServerConfig(Section):
     public_url: Annotated[str, Field(pattern=r"^https?://[^\s?#]+$")] = "http://127.0.0.1:8000"
     """The URL employees and AWS reach the broker at; the OIDC issuer. https:// in production."""
@@ -74,6 +80,24 @@ class ServerConfig(Section):
     Forwarded and X-Forwarded-Proto headers are believed; the client address is the first
     untrusted one from the right. Empty (the default): nobody is trusted, the connection's peer
     is the client (broker.web.client_address)."""
+    drain_seconds: Annotated[float, Field(ge=0, le=25)] = 5
+    """On SIGTERM or SIGINT: how long each worker keeps accepting and serving while /readyz
+    already answers 503 "draining" (the preStop pattern: the time a load balancer or Kubernetes
+    needs to stop sending it new connections). 0: stop accepting at once (broker.serving)."""
+    shutdown_grace_seconds: Annotated[int, Field(ge=1, le=28)] = 20
+    """After the drain: how long the requests in flight get to finish once the worker stops
+    accepting (uvicorn's timeout_graceful_shutdown, whole seconds); those still running then are cut."""
+
+    @model_validator(mode="after")
+    def _stops_within_kubernetes_default(self) -> ServerConfig:
+        total = self.drain_seconds + self.shutdown_grace_seconds
+        if total >= SHUTDOWN_LIMIT_SECONDS:
+            raise ValueError(
+                f"drain_seconds + shutdown_grace_seconds is {total:g} s: it must stay below {SHUTDOWN_LIMIT_SECONDS} s "
+                "(Kubernetes' default terminationGracePeriodSeconds, after which the pod is killed; the worker "
+                "still closes its connections after both)"
+            )
+        return self
 
     @field_validator("public_url")
     @classmethod

@@ -86,7 +86,8 @@ in this tree: they are broker.oauth.errors.
         ├── StorageUnavailable       storage_unavailable
         ├── DirectoryUnavailable     directory_unavailable (LDAP/AD outage; broker.connectors.ldap_pool.translate)
         ├── StateUnavailable         state_unavailable     (Redis outage; broker.state.redis)
-        └── UpstreamUnavailable      upstream_unavailable  (the IdP's metadata, discovery, JWKS or token endpoint; broker.connectors.upstream)
+        ├── UpstreamUnavailable      upstream_unavailable  (the IdP's metadata, discovery, JWKS or token endpoint; broker.connectors.upstream)
+        └── ShuttingDown             shutting_down         (a request cut at the shutdown grace period; broker.draining)
 """
 
 from __future__ import annotations
@@ -478,3 +479,7 @@ class AlreadyApproved(Conflict):
 
 class GrantNotActive(Conflict):
     code, message = "grant_not_active", "the grant is not active"
+
+
+class ShuttingDown(Unavailable):
+    code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"

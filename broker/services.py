@@ -60,19 +60,25 @@ class Services:
     doctor: DoctorOnDemand
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
-        database connections). `broker serve` calls it once uvicorn has stopped; safe to call twice.
-        (Not an ASGI lifespan hook: test clients enter and leave an app's lifespan many times.)"""
-        closers: list[Callable[[], Any]] = [self.aws.close, *(c.close for c in self.upstream.values())]
+        database connections); what was closed, by name. `broker serve` has the app's lifespan
+        call it once each worker has stopped serving (``create_app(close_services=True)``); safe
+        to call twice. (Not by default a lifespan hook: test clients enter and leave an app's
+        lifespan many times.)"""
+        closers: list[tuple[str, Callable[[], Any]]] = [("aws", self.aws.close)]
+        closers += [(f"upstream {name}", c.close) for name, c in self.upstream.items()]
         if self.directory is not None:
-            closers.append(self.directory.close)
+            closers.append(("directory", self.directory.close))
         close_state: Callable[[], Any] | None = getattr(self.state, "close", None)  # Redis only
         if close_state is not None:
-            closers.append(close_state)
-        closers.append(self.engine.dispose)
-        for close in closers:
+            closers.append(("state", close_state))
+        closers.append(("database", self.engine.dispose))
+        closed: list[str] = []
+        for name, close in closers:
             try:
                 close()
+                closed.append(name)
             except Exception as exc:  # noqa: BLE001 - one failing close must not keep the others open
-                log.warning("close_failed", what=getattr(close, "__qualname__", "?"), error_type=type(exc).__name__)
+                log.warning("close_failed", what=name, error_type=type(exc).__name__)
+        return closed

@@ -58,6 +58,7 @@ CORE = (
     "broker.ratelimit",
     "broker.decisions",
     "broker.affinity",
+    "broker.draining",
     "broker.config",
     "broker.identity_json",
     "broker.jit",
@@ -99,6 +100,8 @@ FORBIDDEN: tuple[Rule, ...] = (
          "routers get the services through broker.web.deps, never from the composition root"),
     Rule(("broker.web",), ("broker.db",),
          "the edge reaches storage through the services' store (the MappingStore Protocol), never db/ itself"),
+    Rule((*CORE, "broker.web", "broker.db", "broker.app", "broker.services"), ("broker.serving",),
+         "broker.serving runs processes and servers for `broker serve`; what it serves never knows it (broker.draining is the shared flag)"),
     Rule(("awsbroker",), SERVER,
          "the employee CLI is its own distribution: it talks HTTP to the broker, it imports nothing server-side"),
 )
@@ -320,7 +323,7 @@ def test_every_module_has_a_layer() -> None:
     """A module no rule covers can import anything unseen: each belongs to the core, a layer
     above it, or the root (a new top-level module gets its place in CORE or here)."""
     placed = (*CORE, "broker.web", "broker.db", "broker.audit_forward", "broker.cli", "broker.app", "broker.services",
-              "broker._conformance", "broker.__main__", "awsbroker")
+              "broker.serving", "broker._conformance", "broker.__main__", "awsbroker")
     unplaced = [m for m in graph() if m != "broker" and not _under(m, placed)]
     assert not unplaced, f"modules in no layer of tests/test_imports.py: {unplaced}"
 

@@ -87,7 +87,7 @@ def test_closing_releases_what_start_up_opened(tmp_path):
     assert client.get("/readyz").status_code == 200
     sandbox_url = services.aws.sandbox.endpoint()  # the in-process moto STS is running
     assert sandbox_url.startswith("http://127.0.0.1:")
-    services.close()  # what `broker serve` does once uvicorn has stopped
+    services.close()  # what each worker's lifespan does in `broker serve` once it has stopped serving
     import httpx
 
     with pytest.raises(httpx.TransportError):

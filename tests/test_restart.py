@@ -44,7 +44,8 @@ class Broker:
         keys = tmp / "keys"
         generate_keypair(keys, name="signing", common_name="restart-test", days=30, force=False)
         self.config: dict[str, Any] = {
-            "server": {"public_url": self.url, "port": self.port, "workers": workers},
+            "server": {"public_url": self.url, "port": self.port, "workers": workers,
+                       "drain_seconds": 0},  # restarted often; the drain is tests/test_shutdown.py's
             "database": {"url": database_url, "auto_migrate": True},
             "logging": {"level": "info", "format": "json"},
             "keys": {"current": {"key": str(keys / "signing.key.pem"), "cert": str(keys / "signing.cert.pem")}},

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -93,37 +93,46 @@ def migrate(
 
 
 def _run(cfg: Config, *, workers: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and stop gracefully (broker.serving): one process, or
+    a supervisor and ``workers`` worker processes. Each worker's app closes what it opened in its
+    lifespan's shutdown (``create_app(close_services=True)``)."""
     import uvicorn
 
+    from broker import logs
     from broker.app import create_app, prepare_start, startup_problems
+    from broker.serving import STARTUP_FAILURE, serve_one, supervise
 
     workers = workers or cfg.server.workers
+    server = cfg.server
     # uvicorn must not trust forwarding headers by itself (its default believes any from
     # 127.0.0.1): the broker decides the client address, from server.trusted_proxies only.
-    # Hence proxy_headers=False, forwarded_allow_ips="" in both calls below.
+    # Hence proxy_headers=False, forwarded_allow_ips="" for both paths below.
+    def uvicorn_config(app: Any, **extra: Any) -> uvicorn.Config:
+        return uvicorn.Config(app, host=server.host, port=server.port, access_log=False, log_config=None,
+                              proxy_headers=False, forwarded_allow_ips="",
+                              timeout_graceful_shutdown=server.shutdown_grace_seconds, **extra)
+
     if workers > 1:
         # The database is checked and the mapping synced once, here; then each worker builds its
         # own app from $BROKER_CONFIG (a worker that cannot start stops them all).
+        logs.configure(cfg.logging.level, cfg.logging.format)
         try:
             prepare_start(cfg)
         except BrokerError as exc:
             typer.echo("cannot start:\n" + "\n".join(startup_problems(exc)), err=True)
             raise typer.Exit(1) from None
-        uvicorn.run(
-            "broker.app:app_from_env", factory=True, host=cfg.server.host, port=cfg.server.port,
-            workers=workers, access_log=False, log_config=None, proxy_headers=False, forwarded_allow_ips="",
-        )
+        config = uvicorn_config("broker.app:app_from_env", factory=True, workers=workers)
+        code = supervise(config, workers=workers, drain_seconds=server.drain_seconds)
+        if code:
+            raise typer.Exit(code)
         return
     try:
-        application = create_app(cfg)
+        application = create_app(cfg, close_services=True)
     except BrokerError as exc:
         typer.echo("cannot start:\n" + "\n".join(startup_problems(exc)), err=True)
         raise typer.Exit(1) from None
-    try:
-        uvicorn.run(application, host=cfg.server.host, port=cfg.server.port, access_log=False, log_config=None,
-                    proxy_headers=False, forwarded_allow_ips="")
-    finally:
-        application.state.services.close()  # LDAP pools, HTTP clients, Redis, database, the sandbox
+    if not serve_one(uvicorn_config(application), drain_seconds=server.drain_seconds):
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @app.command()

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker import readiness
+from broker.draining import Drain
 from broker.services import Services
 from broker.web.deps import ServicesDep
 
@@ -39,8 +40,11 @@ def _dependencies(services: Services) -> dict[str, str]:
     return found
 
 
-@router.get("/readyz", summary="This replica can serve: database, signing keys and state store usable")
-def readyz(services: ServicesDep) -> Response:
+@router.get("/readyz", summary="This replica can serve: database, signing keys and state store usable; 503 draining once shutting down")
+def readyz(request: Request, services: ServicesDep) -> Response:
+    drain: Drain | None = getattr(request.app.state, "drain", None)
+    if drain is not None and drain.started:  # shutting down (broker.serving): still serving, not for long
+        return JSONResponse({"status": "draining", "checks": {}}, status_code=503)
     checks = readiness.run(services.readiness)
     ok = all(outcome == "ok" for outcome in checks.values())
     body: dict[str, Any] = {

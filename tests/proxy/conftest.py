@@ -133,7 +133,7 @@ def behind_nginx(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
                   "groups": ["staff"]} for u, p in USERS.items()]
         config = {
             "server": {"public_url": f"http://127.0.0.1:{broker_port}", "host": "127.0.0.1", "port": broker_port,
-                       "trusted_proxies": trusted_proxies},
+                       "trusted_proxies": trusted_proxies, "drain_seconds": 0},
             "database": {"url": f"sqlite:///{tmp_path / 'broker.db'}", "auto_migrate": True},
             "logging": {"level": "warning", "format": "json", "access_log": False},
             "api": {"password_login": True},
