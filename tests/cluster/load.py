@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 
@@ -33,7 +34,7 @@ class Load:
     _workers: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         for i in range(self.threads):
             worker = threading.Thread(target=self._run, args=(i,), daemon=True)
             worker.start()
