@@ -57,6 +57,8 @@ class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     server_errors: list[tuple[float, str, str]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    """Portal sign-ins answered 303 whose home page was not the person's."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, route: str, status: int | None, body: bytes | str, seconds: float) -> None:
@@ -162,8 +164,14 @@ def portal_sign_in(cluster: Cluster, rec: Recorder, uid: str) -> None:
         page = call("GET", "/login")
         if page is None or page.status_code != 200:
             return
-        call("POST", "/login", data={"username": uid, "password": PASSWORD, "csrf_token": csrf_of(page.text), "next": "/"})
-        call("GET", "/")
+        r = call("POST", "/login", data={"username": uid, "password": PASSWORD, "csrf_token": csrf_of(page.text),
+                                         "next": "/"})
+        home = call("GET", "/")
+        if r is not None and home is not None and home.status_code != 200:  # signed in, yet not let in
+            with rec.lock:
+                rec.anomalies.append({"at_s": round(time.monotonic() - rec.t0, 2), "sign_in": r.status_code,
+                                      "sign_in_location": r.headers.get("location", ""), "home": home.status_code,
+                                      "home_location": home.headers.get("location", "")})
 
 
 def device_login(cluster: Cluster, rec: Recorder, uid: str) -> None:
@@ -346,6 +354,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
         "requests_by_status": {route: dict(sorted(s.items())) for route, s in sorted(rec.statuses.items())},
         "server_errors": {"during_faults": tally(during), "outside_faults": tally(outside),
                           "fault_windows_s": [[round(a, 1), round(b + 5, 1)] for a, b in windows]},
+        "portal_sign_ins_not_let_in": rec.anomalies,
         "latency_ms": {route: {"n": len(v), "p50": round(percentile(v, 0.5) * 1000, 1),
                                "p99": round(percentile(v, 0.99) * 1000, 1)}
                        for route, v in sorted(rec.latencies.items())},
