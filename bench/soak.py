@@ -13,7 +13,8 @@ and started again a sixth later. Prints JSON:
 - host: CPU count and model, load average before and after (the machine may be shared).
 
 Issuances come from --clients threads on an open-loop schedule (slot k at start + k/rate; a
-thread late for its slot sends at once and the lateness is reported), each with a keep-alive
+thread late for its slot sends at once and the lateness is reported; at the end of the run the
+slots not yet sent are dropped: ``scheduled`` against ``sent``), each with a keep-alive
 raw-socket client (bench/issuance.py's KeepAliveClient: the load generator shares the cores).
 It reports; it asserts nothing about time. Usage:
     python bench/soak.py [--minutes 10] [--rate 100] [--quick] [--postgres URL] [--keep]
@@ -125,7 +126,7 @@ def issuances(cluster: Cluster, rec: Recorder, *, rate: float, clients: int, unt
             with lock:
                 slot = start + next(slots) / rate
             now = time.monotonic()
-            if slot >= until:
+            if slot >= until or now >= until:  # the run ends on time; slots not sent are counted
                 break
             if slot > now:
                 time.sleep(slot - now)
@@ -347,7 +348,8 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
                   "mix_per_s": {"portal sign-in (3 requests)": 1.0, "device login (5 requests)": 0.2,
                                 "admin reads (2 requests)": 2.0, "admin write (create+delete)": 0.1}},
         "events": events,
-        "issuances": {"ok": issued, "per_s": round(issued / wall, 1),
+        "issuances": {"ok": issued, "sent": sum(rec.statuses["POST /api/v1/credentials"].values()),
+                      "scheduled": int(args.rate * seconds), "per_s": round(issued / wall, 1),
                       "schedule_late_ms": {"late_requests": len(late),
                                            "p50": round(percentile(late, 0.5) * 1000, 1) if late else 0,
                                            "p99": round(percentile(late, 0.99) * 1000, 1) if late else 0}},
