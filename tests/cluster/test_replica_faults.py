@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -86,6 +87,8 @@ def test_a_rolling_restart_under_load(cluster: Cluster):
 def test_a_config_rollout_replica_by_replica_never_leaves_replicas_disagreeing(cluster: Cluster):
     uid = cluster.uids[0]  # in g-000: ReadOnly in the team account before, Operator after
     seen: list[tuple[float, float, int, frozenset[tuple[str, str]]]] = []  # request start, answer, replica, team roles
+    hashes: list[tuple[float, int, str]] = []  # when /readyz reports the replica's config hash
+    polled: dict[int, float] = {}
     stop = threading.Event()
 
     def watch(index: int) -> None:
@@ -97,6 +100,12 @@ def test_a_config_rollout_replica_by_replica_never_leaves_replicas_disagreeing(c
                 except httpx.HTTPError:
                     time.sleep(0.05)  # this replica is restarting
                     continue
+                if time.monotonic() - polled.get(index, 0.0) > 0.2:  # the config hash, where /readyz has one
+                    polled[index] = time.monotonic()
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        ready = client.get("/readyz").json()
+                        if isinstance(ready, dict) and "config_hash" in ready:
+                            hashes.append((time.monotonic(), index, str(ready["config_hash"])))
                 if r.status_code == 200:
                     team = frozenset((g["account_id"], g["role_name"]) for g in r.json() if g["account_id"] == TEAM_ACCOUNT)
                     seen.append((t0, time.monotonic(), index, team))
@@ -130,3 +139,7 @@ def test_a_config_rollout_replica_by_replica_never_leaves_replicas_disagreeing(c
     # once one replica has answered the new mapping, no request started later gets the old one
     # from any replica (they all read the one database; nothing is cached in a replica)
     assert all(t is None or t < switch for t in last_old.values()), (last_old, switch)
+    if hashes:  # the files themselves differ while the rollout runs: that is what a rollout is
+        final = {i: h for _, i, h in sorted(hashes)}
+        print(f"rollout: config hashes at the end {final}")
+        assert len(set(final.values())) == 1
