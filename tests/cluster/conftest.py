@@ -33,5 +33,6 @@ def require_cluster_components() -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     postgres = require_cluster_components()
-    with Cluster(tmp_path_factory.mktemp("cluster"), postgres=postgres) as running:
+    limits = {"login_failures_per_address": 6}  # test_shared_state.ADDRESS_LIMIT
+    with Cluster(tmp_path_factory.mktemp("cluster"), postgres=postgres, rate_limits=limits) as running:
         yield running

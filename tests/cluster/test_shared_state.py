@@ -19,6 +19,7 @@ from tests.cluster.harness import PASSWORD, TEAM_ACCOUNT, Cluster
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.ldap, pytest.mark.sts, pytest.mark.proxy]
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+ADDRESS_LIMIT = 6  # rate_limits.login_failures_per_address of this module's cluster (tests/cluster/conftest.py)
 
 
 def csrf_of(html: str) -> str:
@@ -110,17 +111,33 @@ def test_refresh_tokens_rotate_across_replicas_and_a_reused_one_is_refused_elsew
     assert refresh(a, third["refresh_token"]).json()["error"] == "invalid_grant"
 
 
+def whoami(base: str, uid: str, password: str, address: str) -> int:
+    """A sign-in straight to a replica, from ``address`` as nginx would forward it (the replicas
+    trust 127.0.0.1's X-Forwarded-For)."""
+    return httpx.get(base + "/api/v1/whoami", auth=(uid, password), headers={"X-Forwarded-For": address},
+                     timeout=30).status_code
+
+
 def test_the_per_user_failure_limit_counts_across_replicas(cluster: Cluster):
     uid = cluster.uids[-1]  # never signed in successfully: no known address to let them in
     limit = 5  # rate_limits.login_failures_per_user (the default)
-    statuses = []
-    for i in range(limit):  # one failure after another, each on the next replica
-        base = cluster.replicas[i % len(cluster.replicas)].url
-        statuses.append(httpx.get(base + "/api/v1/whoami", auth=(uid, "wrong"), timeout=30).status_code)
-    assert statuses == [401] * limit
-    for replica in cluster.replicas:  # the limit is reached on all of them at once, even with the right password
-        r = httpx.get(replica.url + "/api/v1/whoami", auth=(uid, PASSWORD), timeout=30)
-        assert r.status_code == 429, (replica.index, r.status_code)
+    replicas = [r.url for r in cluster.replicas]
+    # one failure after another, each on the next replica: no replica sees more than two
+    assert [whoami(replicas[i % 3], uid, "wrong", "10.0.0.5") for i in range(limit)] == [401] * limit
+    for base in replicas:  # the limit is reached on all of them at once, even with the right password
+        assert whoami(base, uid, PASSWORD, "10.0.0.5") == 429
+
+
+def test_the_per_address_failure_limit_counts_across_replicas(cluster: Cluster):
+    limit = ADDRESS_LIMIT
+    guessed = cluster.uids[-3 - limit:-3]  # one wrong password for each of `limit` names, from one address
+    replicas = [r.url for r in cluster.replicas]
+    assert [whoami(replicas[i % 3], uid, "guess", "10.0.0.6") for i, uid in enumerate(guessed)] == [401] * limit
+    # the address is over its limit on every replica: the next name gets the degraded bucket there
+    # (over_address_limit_failures_per_user: 3), not the per-user limit of 5
+    uid = cluster.uids[-2]
+    assert [whoami(replicas[i % 3], uid, "guess", "10.0.0.6") for i in range(4)] == [401, 401, 401, 429]
+    assert whoami(replicas[0], uid, "guess", "10.0.0.7") == 401  # from elsewhere: still its own allowance
 
 
 def test_an_api_mapping_change_is_seen_by_every_replica_at_once(cluster: Cluster):
