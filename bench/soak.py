@@ -355,6 +355,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
                                            "p99": round(percentile(late, 0.99) * 1000, 1) if late else 0}},
         "requests_by_status": {route: dict(sorted(s.items())) for route, s in sorted(rec.statuses.items())},
         "server_errors": {"during_faults": tally(during), "outside_faults": tally(outside),
+                          "outside_faults_at_s": [round(t, 1) for t, _, _ in outside[:20]],
                           "fault_windows_s": [[round(a, 1), round(b + 5, 1)] for a, b in windows]},
         "portal_sign_ins_not_let_in": rec.anomalies,
         "latency_ms": {route: {"n": len(v), "p50": round(percentile(v, 0.5) * 1000, 1),

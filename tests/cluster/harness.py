@@ -83,6 +83,10 @@ http {{
     upstream brokers {{
 {servers}
         keepalive 32;
+        # below uvicorn's own idle keep-alive timeout (5 s, which `broker serve` keeps): otherwise a
+        # replica closes an idle connection just as nginx sends a request on it, and that request
+        # (a POST, not retried) is answered 502
+        keepalive_timeout 4s;
     }}
     server {{
         listen 127.0.0.1:{port};
