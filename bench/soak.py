@@ -58,6 +58,8 @@ class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     server_errors: list[tuple[float, str, str]] = field(default_factory=list)
+    client_errors: list[tuple[float, str, str]] = field(default_factory=list)
+    """4xx answers: none is expected in this mix (every request is a valid one)."""
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     """Portal sign-ins answered 303 whose home page was not the person's."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +73,8 @@ class Recorder:
             self.statuses[route][key] += 1
             if status is None or status >= 500:
                 self.server_errors.append((time.monotonic() - self.t0, route, key))
+            elif status >= 400:
+                self.client_errors.append((time.monotonic() - self.t0, route, key))
 
 
 def _code(body: bytes | str) -> str:
@@ -357,6 +361,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
         "server_errors": {"during_faults": tally(during), "outside_faults": tally(outside),
                           "outside_faults_at_s": [round(t, 1) for t, _, _ in outside[:20]],
                           "fault_windows_s": [[round(a, 1), round(b + 5, 1)] for a, b in windows]},
+        "client_errors_at_s": [{"at_s": round(t, 1), "request": f"{route}: {key}"} for t, route, key in rec.client_errors[:50]],
         "portal_sign_ins_not_let_in": rec.anomalies,
         "latency_ms": {route: {"n": len(v), "p50": round(percentile(v, 0.5) * 1000, 1),
                                "p99": round(percentile(v, 0.99) * 1000, 1)}
