@@ -1,8 +1,10 @@
 """Soak: the cluster harness (tests/cluster/harness.py: three `broker serve` replicas behind
 nginx, PostgreSQL, Redis, two slapd, moto) driven through nginx for --minutes at --rate
 issuances/s, mixed with portal sign-ins, device logins, admin reads and admin writes; one replica
-restarted (SIGTERM, start again) at a third of the run, one slapd killed (SIGKILL) at two thirds
-and started again a sixth later. Prints JSON:
+restarted (SIGTERM, start again) at a third of the run (--rolling-restart: every replica, one
+after the other; the replicas get ``server.drain_seconds: 2`` and ``shutdown_grace_seconds: 20``
+where the config model has them), one slapd killed (SIGKILL) at two thirds and started again a
+sixth later. Prints JSON:
 
 - requests by route and status (with the stable error code), the 5xx split into those during a
   fault window (restart, slapd down, plus 5 s) and outside one;
@@ -45,9 +47,13 @@ import httpx
 
 from bench.issuance import KeepAliveClient
 from bench.live_broker import percentile
+from broker.config import ServerConfig
 from tests.cluster.harness import ADMIN_TOKEN, PASSWORD, Cluster
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# graceful shutdown's settings, given to the replicas where the config model has them
+DRAIN = ({"drain_seconds": 2, "shutdown_grace_seconds": 20}
+         if {"drain_seconds", "shutdown_grace_seconds"} <= set(ServerConfig.model_fields) else {})
 
 
 @dataclass
@@ -243,6 +249,8 @@ def main() -> None:
     ap.add_argument("--postgres", default=os.environ.get("BROKER_TEST_DATABASE_URL"),
                     help="PostgreSQL base URL (default $BROKER_TEST_DATABASE_URL)")
     ap.add_argument("--redis-url", default=None, help="an existing Redis (e.g. Sentinel); default: one of its own")
+    ap.add_argument("--rolling-restart", action="store_true",
+                    help="at a third of the run restart every replica, one after the other, instead of one")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = ap.parse_args()
     if args.quick:
@@ -253,7 +261,7 @@ def main() -> None:
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="broker-soak-"))
     try:
-        with Cluster(tmp, postgres=args.postgres, redis_url=args.redis_url, users=args.users) as cluster:
+        with Cluster(tmp, postgres=args.postgres, redis_url=args.redis_url, users=args.users, server=DRAIN) as cluster:
             report = soak(cluster, args, seconds)
         report["host"] = host() | {"loadavg_before": load_before, "loadavg_after": os.getloadavg()}
         report["command"] = " ".join(["python", "bench/soak.py", *sys.argv[1:]])
@@ -287,13 +295,13 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
             return round(time.monotonic() - rec.t0, 2)
 
         at(1 / 3)
-        t = now()
-        replica = cluster.replicas[1]
-        exit_s = replica.sigterm()
-        replica.start()
-        windows.append((t, now()))
-        events.append({"event": "replica 1 restarted (SIGTERM, start, ready)", "at_s": t, "exit_s": round(exit_s or 0, 2),
-                       "ready_at_s": now()})
+        for replica in cluster.replicas if args.rolling_restart else cluster.replicas[1:2]:
+            t = now()
+            exit_s = replica.sigterm()
+            replica.start()
+            windows.append((t, now()))
+            events.append({"event": f"replica {replica.index} restarted (SIGTERM, start, ready)", "at_s": t,
+                           "exit_s": round(exit_s or 0, 2), "ready_at_s": now()})
         at(2 / 3)
         t = now()
         slapd = cluster.slapds[0]
@@ -348,6 +356,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
     return {
         "benchmark": "soak",
         "setup": {"replicas": len(cluster.replicas), "workers_per_replica": 1, "minutes": args.minutes,
+                  "drain_settings": DRAIN, "rolling_restart": args.rolling_restart,
                   "rate_target": args.rate, "issuance_clients": args.clients, "users": len(cluster.uids),
                   "mix_per_s": {"portal sign-in (3 requests)": 1.0, "device login (5 requests)": 0.2,
                                 "admin reads (2 requests)": 2.0, "admin write (create+delete)": 0.1}},
