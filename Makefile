@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Debian packages the tests' real components need (see DESIGN.md "Real components in tests").
 APT_PACKAGES := xmlsec1 libxmlsec1-openssl slapd ldap-utils samba winbind krb5-user chromium nginx redis-server redis-tools
 
-.PHONY: run test test-deps install bench bench-issuance bench-revocation lint clean screenshots
+.PHONY: run test test-deps install bench bench-issuance bench-revocation bench-soak lint clean screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench-issuance: install test-deps
 # slapd, moto, 2 workers; ~10 min); BENCH_ARGS=--quick for 4 trials each.
 bench-revocation: install test-deps
 	$(BIN)/python bench/revocation_latency.py $(BENCH_ARGS)
+
+# Three replicas behind nginx (tests/cluster/harness.py) for 10 minutes at 100 issuances/s with a mix,
+# one replica restarted and one slapd killed; needs BROKER_TEST_DATABASE_URL. BENCH_ARGS=--quick: 1 minute.
+bench-soak: install test-deps
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
 
 # ruff, then mypy --strict over broker/ and clients/awsbroker/src (the [tool.mypy] settings of pyproject.toml),
 # then hadolint over the Dockerfiles (.hadolint.yaml: a warning fails)

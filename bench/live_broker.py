@@ -31,14 +31,16 @@ class Database:
     drop: Callable[[], None] = lambda: None
 
 
-def database(tmp: Path, postgres: str | None) -> Database:
+def database(tmp: Path, postgres: str | None, *, name: str | None = None) -> Database:
+    """A fresh database: SQLite in ``tmp``, or on the PostgreSQL server of the URL ``postgres``
+    the database ``name`` (default ``broker_bench_<pid>``), dropped first if it exists."""
     if not postgres:
         return Database(f"sqlite:///{tmp / 'broker.db'}", "sqlite")
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     base = make_url(postgres)
-    name = f"broker_bench_{os.getpid()}"
+    name = name or f"broker_bench_{os.getpid()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

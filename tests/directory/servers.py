@@ -252,6 +252,19 @@ class Slapd:
                 stop(self.proc)
         raise RuntimeError(f"slapd did not start:\n{log.read_text(errors='replace')[-3000:]}")
 
+    def restart(self) -> None:
+        """Start again after stop() or a kill: the same ports (clients configured with its URL
+        find it again) and the same data (the mdb directory is kept)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("slapd is still running")
+        conf = self.write_config()
+        log = self.root / "slapd.log"
+        urls = f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([program("slapd"), "-d", "0", "-f", str(conf), "-h", urls],
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_port(self.port, self.proc, log)
+
     def ldapadd(self, ldif: str, *, manage_dsa_it: bool = False) -> None:
         path = self.root / f"seed-{secrets.token_hex(4)}.ldif"
         path.write_text(ldif)
