@@ -87,6 +87,12 @@ class ServerConfig(Section):
     shutdown_grace_seconds: Annotated[int, Field(ge=1, le=28)] = 20
     """After the drain: how long the requests in flight get to finish once the worker stops
     accepting (uvicorn's timeout_graceful_shutdown, whole seconds); those still running then are cut."""
+    keepalive_seconds: Annotated[int, Field(ge=1, le=3600)] = 75
+    """How long an idle HTTP keep-alive connection stays open (uvicorn's timeout_keep_alive). Keep it
+    longer than the idle timeout of the proxy in front (nginx upstream ``keepalive_timeout``,
+    ingress-nginx ``upstream-keepalive-timeout`` and AWS ALB idle timeout: 60 s by default), so the
+    proxy closes an idle connection first: a broker closing one as the proxy sends a request on it
+    resets that request (a POST is not retried)."""
 
     @model_validator(mode="after")
     def _stops_within_kubernetes_default(self) -> ServerConfig:

@@ -82,7 +82,7 @@ def test_every_problem_is_reported_at_once_with_its_path(tmp_path):
     for expected in (
         "database.password: environment variable MISSING_SECRET is not set",
         "server.port:",
-        "server.colour: unknown key (known here: cpu_affinity, docs, drain_seconds, host, max_body_bytes, port, ",
+        "server.colour: unknown key (known here: cpu_affinity, docs, drain_seconds, host, keepalive_seconds, max_body_bytes, port, ",
         "admin.tokens[0].sha256:",
         "surprise: unknown key (known here: admin, api, ",
         "mapping.accounts[0].id: an AWS account id is exactly 12 digits",

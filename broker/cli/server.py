@@ -110,7 +110,8 @@ def _run(cfg: Config, *, workers: int | None = None) -> None:
     def uvicorn_config(app: Any, **extra: Any) -> uvicorn.Config:
         return uvicorn.Config(app, host=server.host, port=server.port, access_log=False, log_config=None,
                               proxy_headers=False, forwarded_allow_ips="",
-                              timeout_graceful_shutdown=server.shutdown_grace_seconds, **extra)
+                              timeout_graceful_shutdown=server.shutdown_grace_seconds,
+                              timeout_keep_alive=server.keepalive_seconds, **extra)
 
     if workers > 1:
         # The database is checked and the mapping synced once, here; then each worker builds its

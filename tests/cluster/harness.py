@@ -9,6 +9,7 @@ Used by the cluster tests (tests/cluster/) and the soak benchmark (bench/soak.py
     with Cluster(tmp, postgres=url) as cluster:   # start(n=3) on entry, stop() on exit
         cluster.url                    # nginx
         cluster.replicas[1].kill()     # SIGKILL; .sigterm(), .restart(), .start(), .rss_kb()
+        cluster.roll(cluster.replicas[0])   # a rolling-update step: out of nginx + SIGTERM, start, back in
         cluster.slapds[0].stop(); cluster.slapds[0].restart()   # same port, same data
         cluster.restart_redis()        # same port; what Redis held is kept (append-only file)
 
@@ -90,6 +91,11 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port};
+        # no keep-alive to the clients: a reload (Cluster.roll) makes the old workers close their idle
+        # client connections, and a client sending on one in that instant would get no answer -- a
+        # race of this harness's reloads, which an ingress whose endpoints change without a reload
+        # (ingress-nginx, a cloud load balancer) does not have
+        keepalive_timeout 0;
         location / {{
             proxy_pass http://brokers;
             proxy_http_version 1.1;
@@ -233,6 +239,9 @@ class Cluster:
     redis_port: int = 0
     moto: subprocess.Popen[bytes] | None = None
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _out: set[int] = field(default_factory=set)
+    """Replicas marked ``down`` in nginx's upstream (``roll``)."""
+    _nginx_port: int = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -299,10 +308,8 @@ class Cluster:
         for replica in self.replicas:
             replica.wait_ready()
 
-        servers = "\n".join(f"        server 127.0.0.1:{r.port} max_fails=1 fail_timeout=2s;" for r in self.replicas)
-        conf = self.tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(
-            tmp=self.tmp, port=nginx_port, servers=servers, user="user root;" if os.geteuid() == 0 else ""))
+        self._nginx_port = nginx_port
+        conf = self._write_nginx_conf()
         log = self.tmp / "nginx-error.log"
         log.touch()
         with log.open("ab") as out:
@@ -310,6 +317,36 @@ class Cluster:
                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self._procs.append(self.nginx)
         wait_http(self.url + "/healthz", self.nginx, log)
+
+    def _write_nginx_conf(self) -> Path:
+        servers = "\n".join(f"        server 127.0.0.1:{r.port} max_fails=1 fail_timeout=2s{' down' if r.index in self._out else ''};"
+                            for r in self.replicas)
+        conf = self.tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(
+            tmp=self.tmp, port=self._nginx_port, servers=servers, user="user root;" if os.geteuid() == 0 else ""))
+        return conf
+
+    def _reload_nginx(self) -> None:
+        """nginx -s reload: new workers route by the new file; the old ones finish what they carry
+        (asynchronous: until the new workers take over, the old ones still route by the old file)."""
+        self._write_nginx_conf()
+        assert self.nginx is not None
+        self.nginx.send_signal(signal.SIGHUP)
+
+    def roll(self, replica: Replica) -> float | None:
+        """One step of a rolling update, as an orchestrator does it: the replica leaves the load
+        balancer (Kubernetes removes the pod from the Service's endpoints when it sends SIGTERM; a
+        proxy that health-checks /readyz sees it draining; here: ``down`` in nginx's upstream and a
+        reload) and gets SIGTERM at the same moment; its drain serves what is still on the way to
+        it. Then it starts again, and rejoins once ready. The seconds it took to exit."""
+        self._out.add(replica.index)
+        self._reload_nginx()
+        took = replica.sigterm()  # at once, not after the reload has taken effect: the drain covers that
+        replica.start()
+        self._out.discard(replica.index)
+        self._reload_nginx()
+        time.sleep(0.5)  # the new workers route to it again
+        return took
 
     def stop(self) -> None:
         for replica in self.replicas:
