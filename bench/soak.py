@@ -271,11 +271,39 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+def shared_load(db: dict[str, int], redis: dict[str, int], *, wall: float, issued: int) -> dict[str, Any]:
+    """PostgreSQL's and Redis's work during the run (the whole mix), per second and scaled to 100
+    issuances/s of this mix: what a deployment's shared parts must carry."""
+    scale = 100 / (issued / wall) if issued else 0.0
+
+    def rates(counts: dict[str, int]) -> dict[str, float]:
+        return {k: round(v / wall, 1) for k, v in sorted(counts.items())}
+
+    def scaled(counts: dict[str, int]) -> dict[str, float]:
+        return {k: round(v / wall * scale, 1) for k, v in sorted(counts.items())}
+
+    commands = {k: v for k, v in redis.items() if not k.startswith("_")}
+    top = dict(sorted(commands.items(), key=lambda kv: -kv[1])[:12])
+    return {
+        "postgresql_per_s": rates(db), "postgresql_per_s_at_100_issuances": scaled(db),
+        "redis_commands_per_s": round(sum(commands.values()) / wall, 1) if commands else None,
+        "redis_commands_per_s_at_100_issuances": round(sum(commands.values()) / wall * scale, 1) if commands else None,
+        "redis_top_commands_per_s": rates(top),
+        "redis_net_kb_per_s": {k.strip("_"): round(v / wall / 1024, 1) for k, v in redis.items() if k.startswith("_")},
+        "note": "the whole mix, scaled linearly to 100 issuances/s of it",
+    }
+
+
 def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     with httpx.Client(base_url=cluster.url, timeout=30) as warm:  # pools, caches, first imports
         for uid in cluster.uids[:6]:
             warm.post("/api/v1/credentials", json={"account": "saml-acct", "role": "Deploy"}, auth=(uid, PASSWORD))
     audit_before = cluster.issuance_audit_rows().get("allow", 0)
+    db_before, redis_before = cluster.database_counters(), cluster.redis_counters()
     rss_start = {r.index: r.rss_kb() for r in cluster.replicas}
     rec = Recorder()
     until = rec.t0 + seconds
@@ -327,6 +355,8 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
     wall = time.monotonic() - rec.t0
     time.sleep(1)  # the audit rows of the last answers are committed before their answer; margin anyway
     audit_rows = cluster.issuance_audit_rows().get("allow", 0) - audit_before
+    db_delta = delta(db_before, cluster.database_counters())
+    redis_delta = delta(redis_before, cluster.redis_counters())
     rss_end = {r.index: r.rss_kb() for r in cluster.replicas}
 
     issued = rec.statuses["POST /api/v1/credentials"].get("200", 0)
@@ -374,6 +404,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
                        for route, v in sorted(rec.latencies.items())},
         "audit": {"issue_credentials_allow_rows": audit_rows, "credentials_200s": issued,
                   "rows_minus_200s": audit_rows - issued},
+        "shared_load": shared_load(db_delta, redis_delta, wall=wall, issued=issued),
         "memory": memory | {"bound_growth_mb": args.memory_bound_mb,
                             "within_bound": all(g <= args.memory_bound_mb for g in growths)},
     }

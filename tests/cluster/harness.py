@@ -419,3 +419,39 @@ class Cluster:
         finally:
             engine.dispose()
         return {outcome: int(count) for outcome, count in rows}
+
+    def database_counters(self) -> dict[str, int]:
+        """PostgreSQL's cumulative counters for the cluster's database (pg_stat_database): commits,
+        rows read and written, blocks read from disk or found in its buffers. Two readings' difference
+        is the database load of what ran between them."""
+        from sqlalchemy import create_engine, text
+
+        assert self.db is not None
+        engine = create_engine(self.db.url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+                row = conn.execute(text(
+                    "SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, "
+                    "tup_deleted, blks_read, blks_hit FROM pg_stat_database WHERE datname = current_database()"
+                )).mappings().one()
+        finally:
+            engine.dispose()
+        return {k: int(v) for k, v in row.items()}
+
+    def redis_counters(self) -> dict[str, int]:
+        """Redis's cumulative command counts by command (INFO commandstats) and its network bytes."""
+        import redis
+
+        if self.redis_url is None or not self.redis_url.startswith("redis://"):
+            return {}
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            stats = client.info("commandstats")
+            net = client.info("stats")
+        finally:
+            client.close()
+        out = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        out["_net_input_bytes"] = int(net["total_net_input_bytes"])
+        out["_net_output_bytes"] = int(net["total_net_output_bytes"])
+        return out
