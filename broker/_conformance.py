@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from broker.connectors.ad import AdConnector
     from broker.connectors.base import (
         AttributeLookupConnector,
+        BreakerConnector,
         CallbackConnector,
         InspectConnector,
         LookupConnector,
@@ -47,9 +48,11 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.durable_state import DatabaseState
+    from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
     from broker.domain import TemporaryCredentials
     from broker.flow import DecisionLog
+    from broker.jit import RequestStore
     from broker.mapping.store import MappingStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
@@ -71,12 +74,14 @@ if TYPE_CHECKING:
     _ldap_inspect: type[InspectConnector] = LdapConnector
     _ldap_members: type[MembersConnector] = LdapConnector
     _ldap_probe: type[ProbeConnector] = LdapConnector
+    _ldap_breakers: type[BreakerConnector] = LdapConnector
     _ad_password: type[PasswordConnector] = AdConnector
     _ad_lookup: type[LookupConnector] = AdConnector
     _ad_find_by: type[AttributeLookupConnector] = AdConnector
     _ad_inspect: type[InspectConnector] = AdConnector
     _ad_members: type[MembersConnector] = AdConnector
     _ad_probe: type[ProbeConnector] = AdConnector
+    _ad_breakers: type[BreakerConnector] = AdConnector
 
     # ---- upstream identity providers (the broker as SAML SP / OIDC RP) ----
     _saml_sp: type[SAMLConnector] = SamlServiceProvider
@@ -96,6 +101,7 @@ if TYPE_CHECKING:
     # ---- the mapping and the audit log (mapping/store.py, flow.py) over the database ----
     _sql_mapping: type[MappingStore] = SqlMappingStore
     _sql_decisions: type[DecisionLog] = SqlMappingStore
+    _sql_requests: type[RequestStore] = SqlRequestStore  # just-in-time access (jit/__init__.py)
 
     # ---- signing (minting/__init__.py) and AWS (aws/__init__.py) ----
     _saml_idp: type[SamlIssuer] = SamlIdp
