@@ -119,7 +119,51 @@ class Timed:
 # ---------------------------------------------------------------- the mix
 
 
-def issuances(cluster: Cluster, rec: Recorder, *, rate: float, clients: int, until: float, late: list[float]) -> None:
+def cli_login(cluster: Cluster, uid: str) -> str:
+    """What `awsbroker login` does, untimed (before the run): a device login, approved in a portal
+    session; the access token the CLI then sends with each credentials request."""
+    with httpx.Client(base_url=cluster.url, timeout=60) as cli, httpx.Client(base_url=cluster.url, timeout=60,
+                                                                             follow_redirects=True) as browser:
+        grant = cli.post("/oauth/device/authorization", data={"client_id": "awsbroker"}).json()
+        nxt = f"/device?user_code={grant['user_code']}"
+        page = browser.get(f"/login?next={nxt}")
+        r = browser.post("/login", data={"username": uid, "password": PASSWORD, "csrf_token": csrf_of(page.text),
+                                         "next": nxt})
+        browser.post("/device", data={"user_code": grant["user_code"], "decision": "approve",
+                                      "csrf_token": csrf_of(r.text)})
+        for _ in range(30):
+            time.sleep(grant["interval"] + 0.1)
+            token = cli.post("/oauth/token", data={"grant_type": DEVICE_GRANT, "device_code": grant["device_code"],
+                                                   "client_id": "awsbroker"}).json()
+            if "access_token" in token:
+                return str(token["access_token"])
+        raise RuntimeError(f"no CLI login for {uid}")
+
+
+def authorizations(cluster: Cluster, uids: list[str], how: str) -> dict[str, str]:
+    """The Authorization header per person: HTTP Basic (a directory bind per issuance), or the
+    bearer token of a CLI login (what `awsbroker` sends: the groups re-read, no password)."""
+    if how == "basic":
+        return {uid: "Basic " + base64.b64encode(f"{uid}:{PASSWORD}".encode()).decode() for uid in uids}
+    out: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def login(chunk: list[str]) -> None:
+        for uid in chunk:
+            token = cli_login(cluster, uid)
+            with lock:
+                out[uid] = "Bearer " + token
+
+    threads = [threading.Thread(target=login, args=(uids[i::8],), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def issuances(cluster: Cluster, rec: Recorder, *, rate: float, clients: int, until: float, late: list[float],
+              auth: dict[str, str]) -> None:
     slots = itertools.count()
     start = time.monotonic()
     body = json.dumps({"account": "saml-acct", "role": "Deploy"}).encode()
@@ -128,8 +172,7 @@ def issuances(cluster: Cluster, rec: Recorder, *, rate: float, clients: int, unt
     def worker(i: int) -> None:
         client = KeepAliveClient(cluster.url, timeout=60)
         mine = cluster.uids[i::clients] or cluster.uids
-        requests = [client.request("POST", "/api/v1/credentials", body, {
-            "Authorization": "Basic " + base64.b64encode(f"{uid}:{PASSWORD}".encode()).decode()}) for uid in mine]
+        requests = [client.request("POST", "/api/v1/credentials", body, {"Authorization": auth[uid]}) for uid in mine]
         for n in itertools.count():
             with lock:
                 slot = start + next(slots) / rate
@@ -241,6 +284,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 minute at 30 issuances/s")
     ap.add_argument("--clients", type=int, default=32, help="issuance threads (keep-alive connections to nginx)")
     ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--auth", choices=("token", "basic"), default="token",
+                    help="issuances with a CLI login's bearer token (as awsbroker sends them; default) or HTTP Basic")
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--memory-bound-mb", type=float, default=64.0,
                     help="the stated bound on a replica's RSS growth over the run")
@@ -302,6 +347,8 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
     with httpx.Client(base_url=cluster.url, timeout=30) as warm:  # pools, caches, first imports
         for uid in cluster.uids[:6]:
             warm.post("/api/v1/credentials", json={"account": "saml-acct", "role": "Deploy"}, auth=(uid, PASSWORD))
+    issuers = sorted({uid for i in range(args.clients) for uid in (cluster.uids[i::args.clients] or cluster.uids)})
+    auth = authorizations(cluster, issuers, args.auth)
     audit_before = cluster.issuance_audit_rows().get("allow", 0)
     db_before, redis_before = cluster.database_counters(), cluster.redis_counters()
     rss_start = {r.index: r.rss_kb() for r in cluster.replicas}
@@ -340,7 +387,8 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
 
     background = [
         threading.Thread(target=issuances, args=(cluster, rec), daemon=True,
-                         kwargs={"rate": args.rate, "clients": args.clients, "until": until, "late": late}),
+                         kwargs={"rate": args.rate, "clients": args.clients, "until": until, "late": late,
+                                 "auth": auth}),
         threading.Thread(target=every, args=(1.0, until, lambda: portal_sign_in(cluster, rec, next(people))), daemon=True),
         threading.Thread(target=every, args=(5.0, until, lambda: device_login(cluster, rec, next(people))), daemon=True),
         threading.Thread(target=every, args=(0.5, until, lambda: admin_reads(Timed(rec, admin))), daemon=True),
@@ -384,7 +432,7 @@ def soak(cluster: Cluster, args: argparse.Namespace, seconds: float) -> dict[str
         "benchmark": "soak",
         "setup": {"replicas": len(cluster.replicas), "workers_per_replica": 1, "minutes": args.minutes,
                   "drain_settings": DRAIN, "rolling_restart": args.rolling_restart,
-                  "rate_target": args.rate, "issuance_clients": args.clients, "users": len(cluster.uids),
+                  "rate_target": args.rate, "issuance_clients": args.clients, "issuance_auth": args.auth, "users": len(cluster.uids),
                   "mix_per_s": {"portal sign-in (3 requests)": 1.0, "device login (5 requests)": 0.2,
                                 "admin reads (2 requests)": 2.0, "admin write (create+delete)": 0.1}},
         "events": events,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.errors import StateUnavailable
 from broker.oauth import secret_hash
 from broker.oauth.device import DeviceFlow
 from broker.oauth.tokens import TokenService
@@ -43,19 +44,36 @@ class Preferences:
 
 
 class PreferenceStore:
-    def __init__(self, state: StateStore, *, max_recents: int) -> None:
+    def __init__(self, state: StateStore, *, max_recents: int, earlier: StateStore | None = None) -> None:
+        """``earlier``: where the preferences were kept before (the shared state, before
+        ``state.durable: database``): a person's are carried over from it the first time they are read."""
         self.state = state
+        self.earlier = earlier
         self.max_recents = max_recents
 
     def _key(self, identity: Identity) -> str:
         return f"portal:prefs:{secret_hash(identity.source + ':' + identity.id)}"
 
     def get(self, identity: Identity) -> Preferences:
-        raw = self.state.get(self._key(identity))
+        key = self._key(identity)
+        raw = self.state.get(key)
+        if raw is None and self.earlier is not None:
+            raw = self._carry_over(key)
         if raw is None:
             return Preferences()
         data = json.loads(raw)
         return Preferences(list(data.get("favorites", [])), list(data.get("recents", [])))
+
+    def _carry_over(self, key: str) -> str | None:
+        """What a person made before the upgrade is kept: copied from the earlier store, once."""
+        assert self.earlier is not None
+        try:
+            raw = self.earlier.get(key)
+        except StateUnavailable:
+            return None  # Redis down: nothing carried over this time; the page still works
+        if raw is not None:
+            self.state.set(key, raw, ttl=PREFS_TTL)
+        return raw
 
     def _put(self, identity: Identity, prefs: Preferences) -> None:
         self.state.set(self._key(identity), json.dumps({"favorites": prefs.favorites, "recents": prefs.recents}),
@@ -90,7 +108,8 @@ class Access:
         self.tokens = TokenService(self.durable, config.oauth, clock=clock)
         self.devices = DeviceFlow(state, config.oauth, clock=clock)
         self.limits = RateLimiter(state, config.rate_limits)
-        self.prefs = PreferenceStore(self.durable, max_recents=config.portal.max_recents)  # kept 400 days
+        self.prefs = PreferenceStore(self.durable, max_recents=config.portal.max_recents,  # kept 400 days
+                                     earlier=None if self.durable is state else state)
 
     def set_clock(self, clock: Callable[[], float]) -> None:
         """Tests own time: one clock for sessions, tokens and device codes."""

@@ -76,3 +76,25 @@ def test_a_flushall_keeps_cli_logins_and_revocation_ends_them_in_both_stores(red
     assert _refresh(client, first["refresh_token"]).json()["error"] == "invalid_grant"
     assert _refresh(client, second["refresh_token"]).json()["error"] == "invalid_grant"
     assert client.get("/").status_code == 303
+
+
+def test_favorites_made_before_the_upgrade_are_carried_over_to_the_database(redis_server, app_factory):
+    """Before `state.durable: database`, a person's favorites lived in Redis: the first page view
+    after the upgrade copies them into the database; a later Redis restart loses nothing."""
+    redis = {"backend": "redis", "redis_url": redis_server.url}
+    before = app_factory(**sections(), state=redis | {"durable": "state"})
+    before.follow_redirects = False
+    sign_in(before)
+    csrf = csrf_of(before.get("/").text)
+    assert before.post("/favorites", data={"account": "222222222222", "role": "ReadOnly",
+                                           "csrf_token": csrf}).status_code == 303
+
+    after = app_factory(**sections(), state=redis | {"durable": "database"})  # same database, same Redis
+    after.follow_redirects = False
+    sign_in(after)
+    assert 'aria-pressed="true"' in after.get("/").text  # carried over
+
+    redis_server.restart()  # no persistence: Redis forgets them; the database has them now
+    after.cookies.clear()
+    sign_in(after)
+    assert 'aria-pressed="true"' in after.get("/").text
