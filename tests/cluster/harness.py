@@ -284,7 +284,12 @@ class Cluster:
             mapping=mapping_document(),
             directory={"servers": [first.url, second.url], "connect_timeout": 1, "timeout": 2,
                        "recheck_interval": 0.5,
-                       "user_search": {"base": f"ou=people,{SUFFIX}", "login_attributes": ["uid"]}},
+                       # the two slapd are seeded one by one, not replicated: each gives its entries an
+                       # entryUUID of its own, where replicas (syncrepl) share them. The immutable id
+                       # must be the same on both, or a failover looks like a different account to
+                       # every signed-in person (a CLI login, a portal session): hence uid here.
+                       "user_search": {"base": f"ou=people,{SUFFIX}", "login_attributes": ["uid"],
+                                       "id_attribute": "uid"}},
         )
         base: dict[str, Any] = yaml.safe_load(base_path.read_text())
         base["server"] |= {"public_url": self.url, "trusted_proxies": ["127.0.0.1/32"], **self.server}
