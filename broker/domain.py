@@ -34,6 +34,14 @@ class Identity:
     """When the sign-in itself ends, as its source said (a SAML IdP's ``SessionNotOnOrAfter``),
     in epoch seconds: portal sessions and CLI logins built on it end then, and ``Flow`` issues
     nothing for it afterwards. None: the broker's own session limits alone apply."""
+    mfa_at: float | None = None
+    """When this person last proved a second factor in this sign-in (epoch seconds): a TOTP code
+    or a WebAuthn assertion at the broker (step-up, ``broker.mfa``), or an upstream IdP whose
+    answer the config counts as MFA (SAML AuthnContextClassRef, OIDC ``amr``/``acr``). Mappings
+    with ``require_mfa`` / ``mfa_max_age`` compare it with the clock. None: no second factor."""
+    mfa_methods: tuple[str, ...] = ()
+    """How it was proved (RFC 8176 ``amr`` values: ``otp``, ``hwk``/``swk`` for WebAuthn, or the
+    upstream's own), for the audit trail."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -329,7 +329,11 @@ class Flow:
         fresh = directory.lookup(identity.username)
         if fresh is None or fresh.id != identity.id:
             raise Unauthenticated("the directory no longer accepts this account: sign in again")
-        return fresh if identity.valid_until is None else replace(fresh, valid_until=identity.valid_until)
+        if identity.valid_until is None and identity.mfa_at is None:
+            return fresh
+        # What the sign-in itself established (its end, its second factor) is not the directory's to change.
+        return replace(fresh, valid_until=identity.valid_until, mfa_at=identity.mfa_at,
+                       mfa_methods=identity.mfa_methods)
 
     def explain(self, username: str, groups: Iterable[str] | None = None) -> Explanation:
         """Which roles ``username`` gets and why; without ``groups`` they are read from the directory."""

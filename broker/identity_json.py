@@ -17,6 +17,8 @@ def identity_to_dict(identity: Identity) -> dict[str, Any]:
         "attributes": [[name, list(values)] for name, values in identity.attributes],
         "source": identity.source,
         "valid_until": identity.valid_until,
+        "mfa_at": identity.mfa_at,
+        "mfa_methods": list(identity.mfa_methods),
     }
 
 
@@ -30,4 +32,6 @@ def identity_from_dict(data: dict[str, Any]) -> Identity:
         attributes=tuple((str(n), tuple(str(v) for v in vs)) for n, vs in data.get("attributes", ())),
         source=str(data.get("source", "")),
         valid_until=None if data.get("valid_until") is None else float(data["valid_until"]),
+        mfa_at=None if data.get("mfa_at") is None else float(data["mfa_at"]),
+        mfa_methods=tuple(str(m) for m in data.get("mfa_methods", ())),
     )

@@ -65,6 +65,8 @@ CORE = (
     "broker.logins",
     "broker.logs",
     "broker.metrics",
+    "broker.mfa",
+    "broker.notify",
     "broker.redirects",
     "broker.reports",
     "broker.xml_safety",

@@ -125,8 +125,8 @@ def _sentinel(url: str, config: StateConfig, kwargs: dict[str, Any]) -> redis.Re
         "password": None if config.sentinel_password is None else config.sentinel_password.get_secret_value(),
         **tls,
     }
-    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8
         service, redis_class=redis.Redis, db=int(db), username=parsed.username, password=parsed.password,
         **kwargs, **tls)
     return client
