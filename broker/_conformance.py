@@ -50,10 +50,12 @@ if TYPE_CHECKING:
     from broker.db.durable_state import DatabaseState
     from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
+    from broker.db.webauthn_store import SqlWebAuthnStore
     from broker.domain import TemporaryCredentials
     from broker.flow import DecisionLog
     from broker.jit import RequestStore
     from broker.mapping.store import MappingStore
+    from broker.mfa.credentials import WebAuthnCredentialStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
     from broker.minting.saml_idp import SamlIdp
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
     _sql_mapping: type[MappingStore] = SqlMappingStore
     _sql_decisions: type[DecisionLog] = SqlMappingStore
     _sql_requests: type[RequestStore] = SqlRequestStore  # just-in-time access (jit/__init__.py)
+    _sql_webauthn: type[WebAuthnCredentialStore] = SqlWebAuthnStore  # passkeys (mfa/credentials.py; part webauthn)
 
     # ---- signing (minting/__init__.py) and AWS (aws/__init__.py) ----
     _saml_idp: type[SamlIssuer] = SamlIdp

@@ -31,10 +31,12 @@ from broker.db.durable_state import open_durable_state
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
+from broker.db.webauthn_store import SqlWebAuthnStore
 from broker.draining import LIFESPAN_STATE_KEY, CloseWhileDraining, Drain
 from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
+from broker.mfa.passkeys import Passkeys
 from broker.minting.factory import build_minting
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
@@ -56,6 +58,7 @@ from broker.web import (
     requests_api,
     upstream,
     user_api,
+    webauthn,
 )
 from broker.web import errors as web_errors
 from broker.web.access import Access
@@ -184,12 +187,13 @@ def build_services(
         dependencies["directory"] = directory_check(directory.probe, directory_breakers)
     dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
+    flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
+                devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies)
     return Services(
         config=config,
         engine=engine,
         store=store,
-        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                  devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies),
+        flow=flow,
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -209,6 +213,8 @@ def build_services(
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
                               cache=ReportCache(state, config.doctor.cache_seconds),
                               run_timeout=config.doctor.run_timeout),
+        passkeys=Passkeys.of(config.server.public_url, config.mfa.webauthn, state=state, store=SqlWebAuthnStore(engine),
+                             audit=flow.audit),
     )
 
 
@@ -264,6 +270,7 @@ def create_app(
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
+        app.include_router(webauthn.router)
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
         app.include_router(admin_review_pages.router)

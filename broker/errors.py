@@ -32,7 +32,12 @@ in this tree: they are broker.oauth.errors.
     │   │   ├── DurationAbovePolicy  duration_above_policy (longer than the access policy's max_duration)
     │   │   ├── ReasonRequired       reason_required      (the access policy wants a reason)
     │   │   └── TicketInvalid        ticket_invalid       (the access policy wants a ticket id matching its pattern)
-    │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
+    │   ├── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
+    │   └── WebAuthnInvalid          webauthn_invalid     (a WebAuthn answer that does not verify; broker.mfa.webauthn)
+    │       ├── WebAuthnOrigin       webauthn_origin      (made for another origin than server.public_url's)
+    │       ├── WebAuthnChallenge    webauthn_challenge   (a challenge unknown, used, expired or of another session)
+    │       ├── WebAuthnUnknownCredential webauthn_unknown_credential (not one of this person's credentials)
+    │       └── WebAuthnSignCount    webauthn_sign_count  (the signature counter did not grow: possible clone)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
     │   └── UpstreamRejected         upstream_rejected    (the IdP's answer was refused; ``reason`` for the audit log only)
@@ -47,7 +52,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── GrantRequired            grant_required       (an eligible role without an active approved grant: request it)
     │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
     │   ├── SelfApproval             self_approval        (approving one's own request)
-    │   └── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   ├── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   └── WebAuthnStepUpRequired   webauthn_step_up_required (removing a passkey without a fresh step-up)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -483,3 +489,30 @@ class GrantNotActive(Conflict):
 
 class ShuttingDown(Unavailable):
     code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"
+
+
+# ---- WebAuthn / passkeys as a step-up factor (part: webauthn; broker.mfa.webauthn, broker.mfa.passkeys) ----
+
+
+class WebAuthnInvalid(BadRequest):
+    code, message = "webauthn_invalid", "the security key's or passkey's answer could not be verified: try again"
+
+
+class WebAuthnOrigin(WebAuthnInvalid):
+    code, message = "webauthn_origin", "the passkey answered a page of another site than this broker's address"
+
+
+class WebAuthnChallenge(WebAuthnInvalid):
+    code, message = "webauthn_challenge", "that passkey request is unknown, used or expired: start again"
+
+
+class WebAuthnUnknownCredential(WebAuthnInvalid):
+    code, message = "webauthn_unknown_credential", "that security key or passkey is not registered to you"
+
+
+class WebAuthnSignCount(WebAuthnInvalid):
+    code, message = "webauthn_sign_count", "the security key's use counter went back: it may have been cloned"
+
+
+class WebAuthnStepUpRequired(Forbidden):
+    code, message = "webauthn_step_up_required", "confirm with a second factor first (a step-up in the last 5 minutes)"

@@ -41,7 +41,8 @@ from broker.web.sign_in_options import sign_in_options
 router = APIRouter(include_in_schema=False, tags=["portal"])
 
 _NO_REFERRER = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
-STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8"}
+STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8",
+          "webauthn.js": "text/javascript; charset=utf-8"}  # webauthn.js: part webauthn
 
 Text = Annotated[str, Form(max_length=256)]
 OptionalText = Annotated[str, Form(max_length=256)]
