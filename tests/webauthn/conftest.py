@@ -100,7 +100,7 @@ def other_site() -> Iterator[str]:
 class Person:
     """A signed-in browser tab with a virtual authenticator."""
 
-    def __init__(self, browser: Any, broker: Broker, username: str) -> None:
+    def __init__(self, browser: Any, broker: Broker, username: str, *, backup_eligible: bool = False) -> None:
         self.broker = broker
         self.context = browser.new_context(viewport={"width": 1000, "height": 800})
         self.page = self.context.new_page()
@@ -108,7 +108,8 @@ class Person:
         self.cdp.send("WebAuthn.enable", {"enableUI": False})
         self.authenticator = self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
             "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
-            "isUserVerified": True, "automaticPresenceSimulation": True}})["authenticatorId"]
+            "isUserVerified": True, "automaticPresenceSimulation": True,
+            "defaultBackupEligibility": backup_eligible, "defaultBackupState": backup_eligible}})["authenticatorId"]
         page = self.page
         page.goto(broker.url + "/login?next=/mfa/webauthn")
         page.get_by_label("Username").fill(username)
