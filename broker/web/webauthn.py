@@ -12,7 +12,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.domain import Identity
@@ -22,7 +22,6 @@ from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import page
-from broker.web.portal import _to_login
 from broker.web.sessions import CSRF_HEADER, Session
 
 router = APIRouter(prefix="/mfa/webauthn", include_in_schema=False, tags=["portal"])
@@ -81,7 +80,7 @@ def webauthn_page(request: Request, services: ServicesDep,
     """The include on a page of its own; ``next``: where a step-up returns to (none: stay here)."""
     session = services.access.sessions.load(request)
     if session is None or session.user is None:
-        return _to_login(request, "/mfa/webauthn")
+        return RedirectResponse("/login?next=/mfa/webauthn", status_code=303, headers=_NO_STORE)
     return page(request, "webauthn.html", session=session, title="Security keys and passkeys",
                 next_url=(safe_next(next) or "") if next else "")
 

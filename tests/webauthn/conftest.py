@@ -74,7 +74,7 @@ def broker(tmp_path: Path, serve_app: Any) -> Iterator[Callable[..., Broker]]:
 
 
 class _Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = b"<!doctype html><title>Another site</title><h1>Another site</h1>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -101,8 +101,17 @@ def test_an_assertion_made_for_another_origin_is_refused(browser: Any, broker: A
     bob.close()
 
 
-def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any) -> None:
-    server: Broker = broker()
+TOGETHER = """async ([body, csrf]) => Promise.all([0, 1].map(async () => {
+  const r = await fetch('/mfa/webauthn/authenticate', {method: 'POST', body: JSON.stringify(body),
+    headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}});
+  return {status: r.status, body: await r.json()};
+}))"""
+
+
+@pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any, backend: str) -> None:
+    state = {"backend": "redis", "redis_url": os.environ["BROKER_TEST_REDIS_URL"]} if backend == "redis" else {}
+    server: Broker = broker(state=state)
     bob = Person(browser, server, "bob")
     bob.register("Laptop")
     made = bob.assertion()
@@ -113,13 +122,19 @@ def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any)
     assert bob.mine()["step_up"]["at"] == first["body"]["step_up"]["at"]
     _denied(server, "mfa.step_up", "webauthn_challenge")
 
+    # one assertion posted twice at once: one step-up
+    csrf = bob.page.locator("#webauthn").get_attribute("data-csrf")
+    both = bob.page.evaluate(TOGETHER, [{"credential": bob.assertion()}, csrf])
+    assert sorted(a["status"] for a in both) == [200, 400]
+    assert len([e for e in server.audit("mfa.step_up") if e["outcome"] == "allow"]) == 2
+
     # a challenge the broker never issued
     options = bob.post("/mfa/webauthn/authenticate/options")["body"]
     options["challenge"] = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
     forged = bob.page.evaluate(ASSERT, [options, None])
     answer = bob.post("/mfa/webauthn/authenticate", {"credential": forged})
     assert answer["status"] == 400 and _code(answer) == "webauthn_challenge"
-    assert len([e for e in server.audit("mfa.step_up") if e["outcome"] == "allow"]) == 1
+    assert len([e for e in server.audit("mfa.step_up") if e["outcome"] == "allow"]) == 2
     bob.close()
 
 
