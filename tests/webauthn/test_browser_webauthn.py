@@ -37,6 +37,10 @@ def test_register_see_it_step_up_then_remove(browser: Any, broker: Any) -> None:
     bob.register("Work laptop")
     listed = bob.page.locator("#webauthn-list li.webauthn-credential")
     assert listed.count() == 1 and "Work laptop" in listed.inner_text()
+    # the same authenticator again: the broker excluded it, the browser refuses
+    bob.page.get_by_role("button", name="Register a security key or passkey").click()
+    bob.status("already registered")
+    assert listed.count() == 1 and len(bob.mine()["credentials"]) == 1
     assert bob.mine()["step_up"] == {"at": None, "methods": []}
     enrol = server.audit("mfa.enrol")
     assert [(e["outcome"], e["details"]["label"], e["details"]["method"]) for e in enrol] == [
@@ -217,3 +221,30 @@ def test_posts_without_the_csrf_token_are_refused(browser: Any, broker: Any) -> 
     answer = bob.post("/mfa/webauthn/authenticate", {"credential": made})
     assert answer["status"] == 200 and bob.mine()["step_up"]["methods"] == ["hwk"]
     bob.close()
+
+
+def test_a_challenge_of_another_session_or_expired_is_refused(browser: Any, broker: Any) -> None:
+    from broker.state.memory import MemoryState
+    from tests.portal.conftest import Clock
+
+    server: Broker = broker()
+    bob, bob_elsewhere = Person(browser, server, "bob"), Person(browser, server, "bob")
+    bob.register("Laptop")
+    options = bob_elsewhere.post("/mfa/webauthn/authenticate/options")["body"]  # bound to the other session
+    made = bob.page.evaluate(ASSERT, [options, None])
+    answer = bob.post("/mfa/webauthn/authenticate", {"credential": made})
+    assert answer["status"] == 400 and _code(answer) == "webauthn_challenge"
+    answer = bob_elsewhere.post("/mfa/webauthn/authenticate", {"credential": made})
+    assert answer["status"] == 200  # where it was issued, it still counts once
+
+    clock = Clock()
+    server.app.state.services.passkeys.state = MemoryState(clock=clock)
+    options = bob.post("/mfa/webauthn/authenticate/options")["body"]
+    made = bob.page.evaluate(ASSERT, [options, None])
+    clock.advance(301)  # challenges live 5 minutes
+    answer = bob.post("/mfa/webauthn/authenticate", {"credential": made})
+    assert answer["status"] == 400 and _code(answer) == "webauthn_challenge"
+    assert bob.mine()["step_up"] == {"at": None, "methods": []}
+    assert len([e for e in server.audit("mfa.step_up") if e["details"].get("code") == "webauthn_challenge"]) == 2
+    bob.close()
+    bob_elsewhere.close()

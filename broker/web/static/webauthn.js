@@ -83,6 +83,7 @@
   }
 
   function show(data) {
+    if (!list) { return; }
     list.textContent = "";
     data.credentials.forEach(function (c) {
       var item = document.createElement("li"), name = document.createElement("span"), remove = document.createElement("button");
@@ -112,7 +113,8 @@
 
   function refresh() { return call("GET", "/mfa/webauthn/credentials").then(show); }
 
-  document.getElementById("webauthn-register").addEventListener("submit", function (event) {
+  var form = document.getElementById("webauthn-register");
+  if (form) form.addEventListener("submit", function (event) {
     event.preventDefault();
     var label = document.getElementById("webauthn-label").value.trim() || "Passkey";
     say("Follow your browser's prompt…");
@@ -143,5 +145,5 @@
     }).catch(function (e) { say(e.message); });
   });
 
-  refresh().catch(function (e) { say(e.message); });
+  if (list) { refresh().catch(function (e) { say(e.message); }); }
 })();
