@@ -35,6 +35,7 @@ in this tree: they are broker.oauth.errors.
     │   └── SsoRequestInvalid        sso_request_invalid  (unknown, expired, reused or foreign sign-in request: state / InResponseTo)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
+    │   ├── MfaCodeReused            mfa_code_reused      (a right one-time code whose time step was already used)
     │   └── UpstreamRejected         upstream_rejected    (the IdP's answer was refused; ``reason`` for the audit log only)
     │       ├── UpstreamReplay       upstream_replay      (an assertion ID or a code already used)
     │       ├── UpstreamDenied       upstream_denied      (the IdP said no: error=access_denied, a non-Success status)
@@ -47,7 +48,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── GrantRequired            grant_required       (an eligible role without an active approved grant: request it)
     │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
     │   ├── SelfApproval             self_approval        (approving one's own request)
-    │   └── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   ├── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   └── BreakGlassUnavailable    break_glass_unavailable (a break-glass sign-in while the directory answers)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -483,3 +485,16 @@ class GrantNotActive(Conflict):
 
 class ShuttingDown(Unavailable):
     code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"
+
+
+# ---- break-glass accounts (part: glass; broker.break_glass) ----
+
+
+class MfaCodeReused(Unauthenticated):
+    code, message = "mfa_code_reused", "that one-time code was already used: wait for the next one"
+    headers = None
+
+
+class BreakGlassUnavailable(Forbidden):
+    code, message = ("break_glass_unavailable",
+                     "break-glass sign-in is only open while the company directory is unavailable: sign in normally")

@@ -33,6 +33,7 @@ from broker.errors import (
 from broker.jit.requests import AccessRequest, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
+from broker.web.break_glass import break_glass_offered
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import error_page, page
 from broker.web.sessions import Session
@@ -87,7 +88,7 @@ def static(name: str) -> Response:
 
 
 def _login_page(request: Request, *, next_url: str, username: str = "", error: str = "", status: int = 200,
-                fresh: bool = False) -> HTMLResponse:
+                fresh: bool = False, directory_down: bool = False) -> HTMLResponse:
     """The sign-in form; its CSRF token is a signed cookie pair (broker.web.sessions): no stored session."""
     services = services_of(request)
     sessions = services.access.sessions
@@ -97,6 +98,7 @@ def _login_page(request: Request, *, next_url: str, username: str = "", error: s
         next_url=next_url, username=username, error=error,
         password_login=services.directory is not None,
         upstream=[(o.display_name, o.href(next_url)) for o in sign_in_options(services.upstream)],
+        break_glass_link=break_glass_offered(services, directory_down=directory_down),
     )
     if cookie is not None:
         sessions.set_login_cookie(request, response, cookie)
@@ -141,7 +143,7 @@ def login(
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except DirectoryUnavailable:
-        return _login_page(request, next_url=next_url, username=username, status=503,
+        return _login_page(request, next_url=next_url, username=username, status=503, directory_down=True,
                            error="The company directory cannot be reached right now. Try again in a few minutes.")
     except Unavailable:
         raise  # the shared state or the database is down: the portal's "Temporarily unavailable" page
@@ -293,7 +295,7 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         return _to_login(request, "/")
     try:
         current = services.flow.current_identity(user)
-        grants = list(services.flow.grants_for(current.groups).grants)
+        grants = list(services.flow.roles_of(current).grants)
     except Unauthenticated:
         services.access.sessions.destroy(session)
         return _to_login(request, "/")
@@ -347,7 +349,7 @@ def favorites(request: Request, services: ServicesDep, account: Text, role: Text
     assert user is not None
     try:
         current = services.flow.current_identity(user)
-        grant = _find_grant(services.flow.grants_for(current.groups).grants, account, role)
+        grant = _find_grant(services.flow.roles_of(current).grants, account, role)
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is None:
@@ -372,7 +374,7 @@ def console(
         return refusal
     assert user is not None
     try:  # the service and region are checked by the flow (a console name, a region of the partition)
-        grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
+        grant = _find_grant(services.flow.roles_of(user).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=decision_context(request, "portal"))
     except BrokerError as exc:
