@@ -422,7 +422,7 @@ def parse_config(data: Any, *, source: str = "", env: dict[str, str] | None = No
     problems: list[str] = []
     expanded = _expand(data, "", env, problems)
     _certificate_files(expanded, problems)
-    break_glass_config.load_secrets(expanded, env, problems)
+    break_glass_config.load_secrets(expanded, env, problems, base=Path(source).parent if source else None)
     config: Config | None = None
     try:
         config = Config.model_validate(expanded)

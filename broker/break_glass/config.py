@@ -134,9 +134,10 @@ class BreakGlassConfig(_Section):
         return accounts
 
 
-def load_secrets(data: dict[str, Any], env: dict[str, str], problems: list[str]) -> None:
+def load_secrets(data: dict[str, Any], env: dict[str, str], problems: list[str], *, base: Path | None = None) -> None:
     """Each account's ``totp_secret`` read from its ``totp_secret_env`` or ``totp_secret_file``
-    (in the parsed YAML, before validation); a ``totp_secret`` written in the file is refused."""
+    (in the parsed YAML, before validation; a relative file name is relative to ``base``, the
+    configuration file's directory); a ``totp_secret`` written in the file is refused."""
     section = data.get("break_glass")
     accounts = section.get("accounts") if isinstance(section, dict) else None
     for i, account in enumerate(accounts if isinstance(accounts, list) else []):
@@ -154,7 +155,8 @@ def load_secrets(data: dict[str, Any], env: dict[str, str], problems: list[str])
                 problems.append(f"{path}.totp_secret_env: environment variable {name} is not set")
         elif isinstance(file, str) and name is None:
             try:
-                account["totp_secret"] = Path(file).read_text(encoding="utf-8").strip()
+                path_of = Path(file) if base is None or Path(file).is_absolute() else base / file
+                account["totp_secret"] = path_of.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(f"{path}.totp_secret_file: cannot read {file}: "
                                 f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
