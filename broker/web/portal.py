@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from awsbroker import delivery
 from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
+from broker.break_glass import BREAK_GLASS_SOURCE
 from broker.domain import ConsoleLink, Identity, RoleGrant
 from broker.errors import (
     BrokerError,
@@ -325,7 +326,7 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         favorites=[by_key[k] for k in _once(prefs.favorites) if k in by_key],
         recents=[by_key[k] for k in _once(prefs.recents) if k in by_key],
         groups=list(current.groups), services=CONSOLE_SERVICES,
-        admin_link=services.admin_tokens.is_admin(current),
+        admin_link=services.admin_tokens.is_admin(current), break_glass=current.source == BREAK_GLASS_SOURCE,
     )
 
 

@@ -42,7 +42,7 @@ def test_refused_while_the_directory_answers_then_open_once_it_is_killed(glass: 
     ok = b.sign_in(code=b.code(1))  # the next step's code: the first one was used by the refused attempt
     assert ok.status_code == 303 and ok.headers["location"] == "/", ok.text
     home = b.client.get("/")
-    assert home.status_code == 200 and "Break-glass: oncall" in home.text
+    assert home.status_code == 200 and "Break-glass: oncall" in home.text and 'id="break-glass-note"' in home.text
     assert "BreakGlassAdmin" in home.text and "Developer" not in home.text and "ReadOnly" not in home.text
 
     allow = [e for e in b.audit("break_glass.sign_in") if e["outcome"] == "allow"]
