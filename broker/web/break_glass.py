@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from broker.connectors.base import BreakerConnector
 from broker.errors import (
     BreakGlassUnavailable,
     BrokerError,
@@ -22,25 +21,12 @@ from broker.errors import (
     TooManyRequests,
     Unavailable,
 )
-from broker.services import Services
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import page
 
 router = APIRouter(include_in_schema=False, tags=["portal"])
 
 Text = Annotated[str, Form(max_length=256)]
-
-
-def break_glass_offered(services: Services, *, directory_down: bool = False) -> bool:
-    """Whether the sign-in page shows the break-glass link: accounts are configured and the
-    directory is unavailable (a sign-in just said so, or every server's circuit breaker is open)."""
-    if services.flow.break_glass is None or not services.flow.break_glass.config.accounts:
-        return False
-    if directory_down:
-        return True
-    directory = services.directory
-    states = directory.breakers() if isinstance(directory, BreakerConnector) else []
-    return bool(states) and all(b.state != "closed" for b in states)
 
 
 def _form(request: Request, *, username: str = "", error: str = "", status: int = 200,

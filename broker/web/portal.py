@@ -34,7 +34,7 @@ from broker.errors import (
 from broker.jit.requests import AccessRequest, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
-from broker.web.break_glass import break_glass_offered
+from broker.web.break_glass_link import break_glass_offered
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import error_page, page
 from broker.web.sessions import Session
