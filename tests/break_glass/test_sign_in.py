@@ -165,3 +165,19 @@ def test_two_replicas_accept_a_code_once(glass: Any) -> None:
     assert again.status_code == 401 and "already used" in _error(again)
     assert second.sign_in(code=second.code(1)).status_code == 303
 
+
+
+def test_guessing_is_rate_limited_and_the_form_needs_its_csrf_token(glass: Any) -> None:
+    b: Broker = glass(when="always")
+    stale = b.client.post("/break-glass", data={"username": "oncall", "password": BG_PASSWORD, "code": b.code(),
+                                                "csrf_token": "forged"})
+    assert stale.status_code == 403 and not _signed_in(b)
+    for _ in range(5):  # rate_limits.login_failures_per_user
+        assert b.sign_in(password="guess").status_code == 401
+    limited = b.sign_in()  # even the right password and code, now
+    assert limited.status_code == 429 and limited.headers["Retry-After"] and not _signed_in(b)
+    assert b.sign_in().status_code == 429
+    codes = [e["details"]["code"] for e in b.audit("break_glass.sign_in")]
+    assert codes.count("rate_limited") == 1 and codes.count("invalid_credentials") == 5  # audited once per window
+    assert 'broker_break_glass_total{outcome="rate_limited"} 2.0' in b.client.get("/metrics").text
+    assert b.notes.queued == []
