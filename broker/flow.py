@@ -539,7 +539,7 @@ class Flow:
     def _break_glass_refused(self, username: str, exc: BrokerError, *, ctx: DecisionContext,
                              audit: bool = True) -> BrokerError:
         """A refused break-glass sign-in: logged, counted and (``audit``) audited; no alert. Who:
-        the name as typed (no immutable id is known). Returns ``exc`` for the caller to raise."""
+        ``break-glass-<the name as typed>`` (no immutable id is known). Returns ``exc`` to raise."""
         assert self.break_glass is not None
         self.break_glass.refused(username, code=exc.code, reason=exc.reason, address=ctx.source_ip)
         if audit:
