@@ -23,6 +23,7 @@ from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
 from broker.aws.factory import build_aws
 from broker.aws.iam_access import IamAccess
 from broker.aws.trust import BrokerSide
+from broker.break_glass.accounts import BreakGlass
 from broker.config import Config, load_config
 from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
@@ -38,6 +39,7 @@ from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.mfa.passkeys import Passkeys
 from broker.minting.factory import build_minting
+from broker.notify import Notifier
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
 from broker.state import StateStore, open_state
@@ -50,6 +52,7 @@ from broker.web import (
     admin_reviews,
     api_docs,
     audit_api,
+    break_glass,
     device,
     federation,
     history_api,
@@ -153,8 +156,10 @@ def startup_problems(exc: BrokerError) -> list[str]:
 
 
 def build_services(
-    config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True
+    config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True,
+    notifier: Notifier | None = None,
 ) -> Services:
+    """``notifier``: where notifications (break-glass alerts) are queued; None: none is set up."""
     env = os.environ if env is None else env
     engine, store = open_store(config, sync_mapping=sync_mapping)
     minting = build_minting(
@@ -187,15 +192,20 @@ def build_services(
         dependencies["directory"] = directory_check(directory.probe, directory_breakers)
     dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
+    metrics = Metrics()
+    break_glass = None if config.break_glass is None else BreakGlass(  # break-glass (part: glass)
+        config.break_glass, state=state, store=store, directory_check=dependencies.get("directory"),
+        notifier=notifier, count=lambda outcome: metrics.break_glass.labels(outcome=outcome).inc())
     flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies)
+                devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies,
+                break_glass=break_glass)
     return Services(
         config=config,
         engine=engine,
         store=store,
         flow=flow,
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
-        metrics=Metrics(),
+        metrics=metrics,
         minting=minting,
         aws=aws,
         state=state,
@@ -225,12 +235,13 @@ def create_app(
     configure_logging: bool = True,
     sync_mapping: bool = True,
     close_services: bool = False,
+    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The app on its services. ``close_services``: its lifespan's shutdown closes them (`broker
     serve`, in every worker); tests that enter one app's lifespan many times close them themselves."""
     if configure_logging:
         logs.configure(config.logging.level, config.logging.format)
-    services = build_services(config, env=env, sync_mapping=sync_mapping)
+    services = build_services(config, env=env, sync_mapping=sync_mapping, notifier=notifier)
     try:
         forwarder = build_forwarder(config.audit.forward, engine=services.engine, metrics=services.metrics,
                                     env=os.environ if env is None else env,
@@ -271,6 +282,7 @@ def create_app(
     if config.portal.enabled:
         app.include_router(portal.router)
         app.include_router(webauthn.router)
+        app.include_router(break_glass.router)
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
         app.include_router(admin_review_pages.router)

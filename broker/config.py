@@ -38,6 +38,8 @@ from pydantic import (
 from broker.access_config import OAuthConfig, PortalConfig, RateLimitsConfig, SessionsConfig
 from broker.audit_forward.config import AuditDestination, unique_names
 from broker.aws.config import DoctorConfig, IamAccessConfig, OrganizationsConfig, StsConfig
+from broker.break_glass import config as break_glass_config
+from broker.break_glass.config import BreakGlassConfig
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
 from broker.jit.policy import AccessPolicies, JitConfig
@@ -206,6 +208,8 @@ class Config(Section):
     """`broker revoke --apply`: how to write the revocation policy in each account."""
     organizations: OrganizationsConfig | None = None
     """`broker org discover`: the accounts AWS Organizations lists (read-only), registered on --apply."""
+    break_glass: BreakGlassConfig | None = None
+    """Break-glass accounts (broker.break_glass): static, TOTP, only while the directory is down."""
 
 
 def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
@@ -403,6 +407,10 @@ def cross_problems(sections: dict[str, Any]) -> list[str]:
         found += [(f"mapping.{path}", message) for path, message in reference_issues(mapping)]
         if "jit" in sections:
             found += policy_problems(mapping, sections["jit"].policies)
+    if sections.get("break_glass") is not None:  # break-glass (part: glass)
+        found += break_glass_config.problems(
+            sections["break_glass"], mapping=mapping, directory=sections.get("directory"),
+            upstream=sections.get("upstream"), notifications=sections.get("notifications"))
     return [f"{path}: {message}" for path, message in found]
 
 
@@ -417,6 +425,7 @@ def parse_config(data: Any, *, source: str = "", env: dict[str, str] | None = No
     problems: list[str] = []
     expanded = _expand(data, "", env, problems)
     _certificate_files(expanded, problems)
+    break_glass_config.load_secrets(expanded, env, problems, base=Path(source).parent if source else None)
     config: Config | None = None
     try:
         config = Config.model_validate(expanded)

@@ -9,7 +9,8 @@ from typing import Any, Literal, NamedTuple
 Channel = Literal["console", "cli"]
 FederationPath = Literal["saml", "web_identity"]
 """How a role is assumed: AssumeRoleWithSAML or AssumeRoleWithWebIdentity."""
-ReasonKind = Literal["mapping", "rule"]
+ReasonKind = Literal["mapping", "rule", "break_glass"]
+"""``break_glass``: a role listed for a break-glass account (``broker.break_glass``)."""
 Access = Literal["standing", "eligible"]
 """``standing``: always on; ``eligible``: requested, approved, time-bound (``broker.access``)."""
 Source = Literal["config", "api"]

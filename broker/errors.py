@@ -40,6 +40,7 @@ in this tree: they are broker.oauth.errors.
     │       └── WebAuthnSignCount    webauthn_sign_count  (the signature counter did not grow: possible clone)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
+    │   ├── MfaCodeReused            mfa_code_reused      (a right one-time code whose time step was already used)
     │   └── UpstreamRejected         upstream_rejected    (the IdP's answer was refused; ``reason`` for the audit log only)
     │       ├── UpstreamReplay       upstream_replay      (an assertion ID or a code already used)
     │       ├── UpstreamDenied       upstream_denied      (the IdP said no: error=access_denied, a non-Success status)
@@ -53,7 +54,8 @@ in this tree: they are broker.oauth.errors.
     │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
     │   ├── SelfApproval             self_approval        (approving one's own request)
     │   ├── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
-    │   └── WebAuthnStepUpRequired   webauthn_step_up_required (removing a passkey without a fresh step-up)
+    │   ├── WebAuthnStepUpRequired   webauthn_step_up_required (removing a passkey without a fresh step-up)
+    │   └── BreakGlassUnavailable    break_glass_unavailable (a break-glass sign-in while the directory answers)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -516,3 +518,16 @@ class WebAuthnSignCount(WebAuthnInvalid):
 
 class WebAuthnStepUpRequired(Forbidden):
     code, message = "webauthn_step_up_required", "confirm with a second factor first (a step-up in the last 5 minutes)"
+
+
+# ---- break-glass accounts (part: glass; broker.break_glass) ----
+
+
+class MfaCodeReused(Unauthenticated):
+    code, message = "mfa_code_reused", "that one-time code was already used: wait for the next one"
+    headers = None
+
+
+class BreakGlassUnavailable(Forbidden):
+    code, message = ("break_glass_unavailable",
+                     "break-glass sign-in is only open while the company directory is unavailable: sign in normally")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from broker.aws.partitions import check_console_service, partition
 from broker.aws.sts import clamp_duration
+from broker.break_glass import BREAK_GLASS_SOURCE, NAME_PREFIX
 from broker.connectors.base import Connector, LookupConnector, PasswordConnector, SignIn
 from broker.decisions.log import (
     AuditWriter,
@@ -42,6 +43,7 @@ from broker.errors import (
     GrantRequired,
     InvalidCredentials,
     InvalidInput,
+    MfaCodeReused,
     NotApprover,
     NotEligible,
     NotFound,
@@ -69,6 +71,7 @@ from broker.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from broker.aws.factory import Aws
+    from broker.break_glass.accounts import BreakGlass
     from broker.minting.factory import Minting
 
 __all__ = ["DecisionContext", "DecisionLog", "DeviceOutcome", "Explanation", "Flow", "Issued"]
@@ -118,8 +121,11 @@ class Flow:
         clock: Callable[[], datetime] = _utcnow,
         requests: RequestStore | None = None,
         policies: Mapping[str, AccessPolicy] | None = None,
+        break_glass: BreakGlass | None = None,
     ) -> None:
         self.store = store
+        self.break_glass = break_glass
+        """Break-glass accounts (``break_glass:``); None: none are configured."""
         self.requests = requests
         """Access requests and their time-bound grants (None: eligible roles are never issued)."""
         self.policies: Mapping[str, AccessPolicy] = policies or {}
@@ -146,6 +152,13 @@ class Flow:
 
     def grants_for(self, groups: Iterable[str]) -> Resolution:
         return grants_for(self.store, groups)
+
+    def roles_of(self, identity: Identity) -> Resolution:
+        """The roles of a person as the directory's current view (``current_identity``) gives them:
+        their groups' grants, or a break-glass account's listed roles (nothing from any group)."""
+        if self.break_glass is not None and self.break_glass.account_of(identity) is not None:
+            return self.break_glass.resolution(identity)
+        return self.grants_for(identity.groups)
 
     @contextmanager
     def one_audit_write(self) -> Iterator[None]:
@@ -321,6 +334,10 @@ class Flow:
         """
         if identity.valid_until is not None and self.clock().timestamp() >= identity.valid_until:
             raise Unauthenticated("your sign-in has reached the end your identity provider set for it: sign in again")
+        if identity.source == BREAK_GLASS_SOURCE:
+            if self.break_glass is None or self.break_glass.account_of(identity) is None:
+                raise Unauthenticated("this break-glass account is no longer configured: sign in again")
+            return identity
         directory = self._lookup_directory
         if directory is None or identity.source != directory.name:
             return identity
@@ -431,12 +448,13 @@ class Flow:
         """Temporary credentials for the command line (channel "cli")."""
 
         def step(current: Identity, details: dict[str, Any]) -> Issued:
-            grant = self._grant(self.grants_for(current.groups), account, role)
+            grant = self._grant(self.roles_of(current), account, role)
             seconds = self._within_grant(current, grant, clamp_duration(grant=grant, channel="cli", requested=duration),
                                          details)
             details |= self._describe(current, grant, seconds)
             creds = self._assume(current, grant, seconds, self.clock())
             details["access_key_id"] = creds.access_key_id
+            self._break_glass_issued(current, grant, "credentials", details, ctx)
             return Issued(creds, grant, seconds)
 
         return self._decide("issue.credentials", identity, ctx, f"{account}/{role}", step)
@@ -459,7 +477,7 @@ class Flow:
             raise InvalidInput("region is an AWS region name such as eu-west-1")
 
         def step(current: Identity, details: dict[str, Any]) -> ConsoleLink:
-            grant = self._grant(self.grants_for(current.groups), account, role)
+            grant = self._grant(self.roles_of(current), account, role)
             if region is not None:
                 partition(grant.partition).check_console_region(region, account_region=grant.region)
             seconds = self._within_grant(
@@ -470,11 +488,74 @@ class Flow:
             details["access_key_id"] = creds.access_key_id
             destination = partition(grant.partition).console_url(region=region or grant.region, service=service)
             details["destination"] = destination
-            return self.aws.signin.console_link(
+            link = self.aws.signin.console_link(
                 credentials=creds, partition_name=grant.partition, destination=destination, session_duration=seconds, now=now
             )
+            self._break_glass_issued(current, grant, "console", details, ctx)
+            return link
 
         return self._decide("issue.console", identity, ctx, f"{account}/{role}", step)
+
+    # ---- break-glass accounts (broker.break_glass) ----
+
+    def break_glass_sign_in(self, username: str, password: str, code: str, *, ctx: DecisionContext) -> Identity:
+        """A break-glass sign-in: malformed input refused, the rate limits (per account and per
+        address, as ``sign_in``), the password (the same work for an unknown name), the TOTP code
+        (once only), then the availability rule (``when``). Audited ``break_glass.sign_in`` either
+        way; a success is also logged at WARNING, counted and alerted. InvalidCredentials (one
+        answer) for a wrong name, password or code; MfaCodeReused; BreakGlassUnavailable."""
+        bg = self.break_glass
+        if bg is None:
+            raise NotFound("break-glass sign-in is not configured here")
+        if not username.strip() or len(username) > 256 or len(password) > 1024 or len(code) > 16:
+            raise self._break_glass_refused(username, InvalidCredentials(reason="malformed"), ctx=ctx)
+        key = bg.login_key(username)
+        try:
+            self.limits.check_login(username=key, address=ctx.source_ip)
+        except TooManyRequests as exc:
+            # audited once per window, not per attempt; logged and counted each time
+            raise self._break_glass_refused(username, exc, ctx=ctx,
+                                            audit=self.limits.first_refusal(username=key, address=ctx.source_ip)) from None
+        now = self.clock().timestamp()
+        try:
+            account = bg.check_password(username, password)
+            bg.check_code(account, code, at=now)
+        except (InvalidCredentials, MfaCodeReused) as exc:
+            self.limits.login_failed(username=key, address=ctx.source_ip)
+            raise self._break_glass_refused(username, exc, ctx=ctx) from None
+        try:
+            why = bg.check_available()
+        except BrokerError as exc:
+            raise self._break_glass_refused(username, exc, ctx=ctx) from None
+        identity = bg.identity(account, at=now)
+        self.audit.write(decision(ctx, "break_glass.sign_in", identity, outcome="allow",
+                                  details={"source": BREAK_GLASS_SOURCE, "open_because": why,
+                                           "roles": [f"{r.account}/{r.role}" for r in account.roles],
+                                           "session_ends_at": rfc3339(datetime.fromtimestamp(now + bg.config.session_seconds, UTC))}))
+        self.limits.login_succeeded(username=key, address=ctx.source_ip)
+        bg.used(identity, what="sign_in", address=ctx.source_ip, at=now, why=why)
+        return identity
+
+    def _break_glass_refused(self, username: str, exc: BrokerError, *, ctx: DecisionContext,
+                             audit: bool = True) -> BrokerError:
+        """A refused break-glass sign-in: logged, counted and (``audit``) audited; no alert. Who:
+        ``break-glass-<the name as typed>`` (no immutable id is known). Returns ``exc`` to raise."""
+        assert self.break_glass is not None
+        self.break_glass.refused(username, code=exc.code, reason=exc.reason, address=ctx.source_ip)
+        if audit:
+            self.audit.write(decision(ctx, "break_glass.sign_in", Identity(id="", username=NAME_PREFIX + username.strip()[:200]),
+                                      outcome=outcome_of(exc),
+                                      details={"source": BREAK_GLASS_SOURCE, **refusal_details(exc, otherwise=exc.code)}))
+        return exc
+
+    def _break_glass_issued(self, current: Identity, grant: RoleGrant, what: str, details: dict[str, Any],
+                            ctx: DecisionContext) -> None:
+        """An issuance to a break-glass account: marked in its audit event, logged, counted, alerted."""
+        if self.break_glass is None or current.source != BREAK_GLASS_SOURCE:
+            return
+        details["break_glass"] = True
+        self.break_glass.used(current, what=what, address=ctx.source_ip, at=self.clock().timestamp(),
+                              account=grant.account_alias or grant.account_id, role=grant.role_name)
 
     # ---- just-in-time access (broker.jit): requests, approvals, time-bound grants ----
 

@@ -41,6 +41,11 @@ class Metrics:
             registry=self.registry,
         )
 
+        # break-glass (broker.break_glass): every use and refusal, by outcome (sign_in, issue, or the refusal's code)
+        self.break_glass = Counter(
+            "broker_break_glass_total", "Break-glass sign-ins, issuances and refusals", ["outcome"], registry=self.registry
+        )
+
         # readiness (broker.readiness): shared dependencies, circuit breakers, which configuration
         self.dependency_up = Gauge(
             "broker_dependency_up", "A dependency every replica shares answers (1) or not (0)", ["dependency"],

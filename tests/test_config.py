@@ -117,7 +117,7 @@ def test_check_config_command(tmp_path):
     )
     assert bad.returncode != 0
     assert "error: server.port: Input should be a valid integer" in bad.stderr
-    assert "error: extra: unknown key (known here: admin, api, audit, database, " in bad.stderr
+    assert "error: extra: unknown key (known here: admin, api, audit, break_glass, database, " in bad.stderr
     assert "Traceback" not in bad.stderr
 
 

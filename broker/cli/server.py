@@ -192,6 +192,7 @@ def demo(
                 f"  explain   curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\",
                 f"              -d '{{\"username\": \"alice\"}}' {url}/api/v1/admin/explain   (groups read from the directory)",
                 "  sign in   alice / alice-demo-pw (admin: also HTTP Basic on the admin API), bob / bob-demo-pw",
+                f"  break-glass {url}/break-glass   oncall / oncall-demo-pw + a code of config/demo-break-glass.totp",
                 "",
             ]
         )

@@ -27,6 +27,13 @@ _DUMMY_ARGON2 = (
 _ARGON2 = PasswordHasher()
 
 
+def dummy_hash(hashes: list[str]) -> str:
+    """The hash an unknown name is checked against: of the scheme most of ``hashes`` use, so it
+    costs about what a wrong password costs."""
+    argon2_users = sum(h.startswith("$argon2") for h in hashes)
+    return _DUMMY_ARGON2 if argon2_users * 2 > len(hashes) else _DUMMY_BCRYPT.decode()
+
+
 def verify_password(password: str, password_hash: str) -> bool:
     """bcrypt or argon2, chosen by the hash's prefix. bcrypt reads at most 72 bytes, as it always has.
     A password with no UTF-8 form (a lone surrogate, from JSON ``"\\udc80"``) matches no hash."""
@@ -50,8 +57,7 @@ class StaticConnector:
     def __init__(self, config: StaticDirectoryConfig) -> None:
         self.name = config.name
         self._users: dict[str, StaticUser] = {_key(u.username): u for u in config.users}
-        argon2_users = sum(u.password_hash.startswith("$argon2") for u in config.users)
-        self._dummy = _DUMMY_ARGON2 if argon2_users * 2 > len(config.users) else _DUMMY_BCRYPT.decode()
+        self._dummy = dummy_hash([u.password_hash for u in config.users])
 
     def _identity(self, user: StaticUser) -> Identity:
         return Identity(

@@ -117,6 +117,25 @@ def _rule_accounts(
     return [(acc, via)]
 
 
+def role_grant(acc: AccountRecord, role: RoleRecord, reasons: tuple[GrantReason, ...]) -> RoleGrant:
+    """The grant of ``role`` in ``acc`` for ``reasons`` (also a break-glass account's listed roles)."""
+    return RoleGrant(
+        account_id=acc.id,
+        account_alias=acc.alias,
+        partition=acc.partition,
+        region=acc.region,
+        environment=acc.environment,
+        federation_path=acc.federation_path,
+        saml_provider=acc.saml_provider,
+        audience=acc.audience,
+        role_name=role.name,
+        role_path=role.path,
+        role_max_session=role.max_session_duration,
+        reasons=reasons,
+        assertion_encryption=acc.assertion_encryption,
+    )
+
+
 def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
     normalized = normalize_groups(groups)
     reasons: dict[tuple[str, str], list[GrantReason]] = {}
@@ -165,25 +184,7 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                                  rule_via, rule.access, rule.policy)
             add(acc, role, reason, g.key)
 
-    grants = []
-    for key in sorted(targets, key=lambda k: ((targets[k][0].alias or "").lower(), k[0], k[1])):
-        acc, role = targets[key]
-        grants.append(
-            RoleGrant(
-                account_id=acc.id,
-                account_alias=acc.alias,
-                partition=acc.partition,
-                region=acc.region,
-                environment=acc.environment,
-                federation_path=acc.federation_path,
-                saml_provider=acc.saml_provider,
-                audience=acc.audience,
-                role_name=role.name,
-                role_path=role.path,
-                role_max_session=role.max_session_duration,
-                reasons=tuple(reasons[key]),
-                assertion_encryption=acc.assertion_encryption,
-            )
-        )
+    grants = [role_grant(*targets[key], tuple(reasons[key]))
+              for key in sorted(targets, key=lambda k: ((targets[k][0].alias or "").lower(), k[0], k[1]))]
     unmatched = tuple(g.name for g in normalized if g.key not in matched)
     return Resolution(tuple(grants), normalized, unmatched, tuple(notes))

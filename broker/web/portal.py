@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from awsbroker import delivery
 from broker.aws.partitions import CONSOLE_SERVICES, PARTITIONS
+from broker.break_glass import BREAK_GLASS_SOURCE
 from broker.domain import ConsoleLink, Identity, RoleGrant
 from broker.errors import (
     BrokerError,
@@ -33,6 +34,7 @@ from broker.errors import (
 from broker.jit.requests import AccessRequest, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
+from broker.web.break_glass_link import break_glass_offered
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import error_page, page
 from broker.web.sessions import Session
@@ -88,7 +90,7 @@ def static(name: str) -> Response:
 
 
 def _login_page(request: Request, *, next_url: str, username: str = "", error: str = "", status: int = 200,
-                fresh: bool = False) -> HTMLResponse:
+                fresh: bool = False, directory_down: bool = False) -> HTMLResponse:
     """The sign-in form; its CSRF token is a signed cookie pair (broker.web.sessions): no stored session."""
     services = services_of(request)
     sessions = services.access.sessions
@@ -98,6 +100,7 @@ def _login_page(request: Request, *, next_url: str, username: str = "", error: s
         next_url=next_url, username=username, error=error,
         password_login=services.directory is not None,
         upstream=[(o.display_name, o.href(next_url)) for o in sign_in_options(services.upstream)],
+        break_glass_link=break_glass_offered(services, directory_down=directory_down),
     )
     if cookie is not None:
         sessions.set_login_cookie(request, response, cookie)
@@ -142,7 +145,7 @@ def login(
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except DirectoryUnavailable:
-        return _login_page(request, next_url=next_url, username=username, status=503,
+        return _login_page(request, next_url=next_url, username=username, status=503, directory_down=True,
                            error="The company directory cannot be reached right now. Try again in a few minutes.")
     except Unavailable:
         raise  # the shared state or the database is down: the portal's "Temporarily unavailable" page
@@ -294,7 +297,7 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         return _to_login(request, "/")
     try:
         current = services.flow.current_identity(user)
-        grants = list(services.flow.grants_for(current.groups).grants)
+        grants = list(services.flow.roles_of(current).grants)
     except Unauthenticated:
         services.access.sessions.destroy(session)
         return _to_login(request, "/")
@@ -324,7 +327,7 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
         favorites=[by_key[k] for k in _once(prefs.favorites) if k in by_key],
         recents=[by_key[k] for k in _once(prefs.recents) if k in by_key],
         groups=list(current.groups), services=CONSOLE_SERVICES,
-        admin_link=services.admin_tokens.is_admin(current),
+        admin_link=services.admin_tokens.is_admin(current), break_glass=current.source == BREAK_GLASS_SOURCE,
     )
 
 
@@ -348,7 +351,7 @@ def favorites(request: Request, services: ServicesDep, account: Text, role: Text
     assert user is not None
     try:
         current = services.flow.current_identity(user)
-        grant = _find_grant(services.flow.grants_for(current.groups).grants, account, role)
+        grant = _find_grant(services.flow.roles_of(current).grants, account, role)
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is None:
@@ -373,7 +376,7 @@ def console(
         return refusal
     assert user is not None
     try:  # the service and region are checked by the flow (a console name, a region of the partition)
-        grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
+        grant = _find_grant(services.flow.roles_of(user).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=decision_context(request, "portal"))
     except BrokerError as exc:

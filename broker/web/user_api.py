@@ -136,7 +136,7 @@ def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
             "max_session_duration": {"console": g.max_duration("console"), "cli": g.max_duration("cli")},
             "access": "eligible" if g.eligible else "standing",
         }
-        for g in services.flow.grants_for(current.groups).grants
+        for g in services.flow.roles_of(current).grants
     ]
 
 
