@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from broker.mapping.store import MappingStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
+    from broker.notify import Notifier
+    from broker.notify.outbox import OutboxNotifier
     from broker.minting.saml_idp import SamlIdp
     from broker.state.base import StateStore
     from broker.state.memory import MemoryState
@@ -117,3 +119,6 @@ if TYPE_CHECKING:
     # ---- audit forwarding's destinations (audit_forward/forwarder.py) ----
     _syslog_sender: type[Sender] = SyslogSender
     _webhook_sender: type[Sender] = WebhookSender
+
+    # ---- notifications (notify/__init__.py): the outbox of webhook notifications ----
+    _outbox_notifier: type[Notifier] = OutboxNotifier

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from broker import __version__, logs
+from broker.access_requests import SWEEP_LIMIT, AccessRequests
 from broker.admin_auth import AdminTokens
 from broker.audit_forward.forwarder import Forwarder, build_forwarder
 from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
@@ -36,6 +37,10 @@ from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailabl
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import build_minting
+from broker.notify.config import resolve as resolve_webhooks
+from broker.notify.delivery import Delivery
+from broker.notify.outbox import OutboxNotifier
+from broker.periodic import Periodic
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
 from broker.state import StateStore, open_state
@@ -184,12 +189,14 @@ def build_services(
         dependencies["directory"] = directory_check(directory.probe, directory_breakers)
     dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
+    notifier = OutboxNotifier(engine, config.notifications.webhooks)
+    flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
+                devices=access.devices, requests=SqlRequestStore(engine, notifier), policies=config.jit.policies)
     return Services(
         config=config,
         engine=engine,
         store=store,
-        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                  devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies),
+        flow=flow,
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -209,7 +216,24 @@ def build_services(
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
                               cache=ReportCache(state, config.doctor.cache_seconds),
                               run_timeout=config.doctor.run_timeout),
+        access_requests=AccessRequests(flow, public_url=config.server.public_url),
+        notifier=notifier,
     )
+
+
+def background_jobs(services: Services, *, env: Mapping[str, str]) -> list[Delivery | Periodic]:
+    """What every worker runs beside serving: the notification delivery (with webhooks) and the
+    just-in-time expiry sweep (with access policies). A webhook's unreadable URL or key: ConfigError."""
+    config = services.config
+    jobs: list[Delivery | Periodic] = []
+    if config.notifications.webhooks:
+        jobs.append(Delivery(services.engine, resolve_webhooks(config.notifications, env), metrics=services.metrics,
+                             interval=config.notifications.interval_seconds))
+    if config.jit.policies:
+        # a full pass (SWEEP_LIMIT rows) may have left more: the next one at once
+        jobs.append(Periodic("jit-expiry-sweep", lambda: services.access_requests.sweep() >= SWEEP_LIMIT,
+                             interval=config.jit.sweep_seconds))
+    return jobs
 
 
 def create_app(
@@ -229,6 +253,7 @@ def create_app(
         forwarder = build_forwarder(config.audit.forward, engine=services.engine, metrics=services.metrics,
                                     env=os.environ if env is None else env,
                                     interval=config.audit.forward_interval_seconds)
+        jobs = background_jobs(services, env=os.environ if env is None else env)
     except BaseException:
         services.close()
         raise
@@ -242,11 +267,12 @@ def create_app(
         # /docs is broker.web.api_docs (no CDN); no ReDoc. No slash redirects: they echo the Host header.
         docs_url=None, redoc_url=None, openapi_url=api_docs.OPENAPI_PATH if config.server.docs else None,
         redirect_slashes=False,
-        lifespan=_lifespan(forwarder, services if close_services else None, drain),
+        lifespan=_lifespan(forwarder, services if close_services else None, drain, jobs),
     )
     app.state.services = services
     app.state.drain = drain
     app.state.forwarder = forwarder
+    app.state.jobs = jobs
     app.state.metrics = services.metrics
     web_errors.install(app)
     # Routes are matched one by one in this order: the per-issuance user API first, the
@@ -279,8 +305,10 @@ def create_app(
     return app
 
 
-def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Drain) -> Callable[[FastAPI], Any]:
-    """The lifespan: the audit forwarder's thread runs while the app serves (in every worker); the
+def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Drain,
+              jobs: list[Delivery | Periodic]) -> Callable[[FastAPI], Any]:
+    """The lifespan: the audit forwarder's thread and the background ``jobs`` (notification
+    delivery, the expiry sweep) run while the app serves (in every worker); the
     server finds the app's Drain in its state (broker.serving). At the end, with ``services``, what
     the worker opened is closed, once, after the requests in flight (broker.serving's step 3)."""
 
@@ -288,10 +316,14 @@ def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Dra
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if forwarder is not None:
             forwarder.start()
+        for job in jobs:
+            job.start()
         try:
             yield {LIFESPAN_STATE_KEY: drain}
         finally:
             closed: list[str] = []
+            for job in jobs:
+                await anyio.to_thread.run_sync(job.close if isinstance(job, Delivery) else job.stop)
             if forwarder is not None:
                 await anyio.to_thread.run_sync(forwarder.close)
                 closed.append("audit forwarder")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from broker import logs
+from broker.access_requests import AccessRequests
 from broker.admin_auth import AdminTokens
 from broker.aws.doctor_cache import DoctorOnDemand
 from broker.aws.factory import Aws
@@ -24,6 +25,7 @@ from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting
+from broker.notify.outbox import OutboxNotifier
 from broker.readiness import Readiness
 from broker.state import StateStore
 from broker.web.access import Access
@@ -59,6 +61,10 @@ class Services:
     configuration hashes (broker.readiness)."""
     doctor: DoctorOnDemand
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
+    access_requests: AccessRequests
+    """Just-in-time access requests on the flow: request, approve/deny, cancel, end, expiry sweep."""
+    notifier: OutboxNotifier
+    """``broker.notify.Notifier``: queues a notification for named webhooks (the outbox)."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
