@@ -56,9 +56,9 @@ if TYPE_CHECKING:
     from broker.mapping.store import MappingStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
+    from broker.minting.saml_idp import SamlIdp
     from broker.notify import Notifier
     from broker.notify.outbox import OutboxNotifier
-    from broker.minting.saml_idp import SamlIdp
     from broker.state.base import StateStore
     from broker.state.memory import MemoryState
     from broker.state.redis import RedisState
