@@ -68,7 +68,6 @@ def notified(app_factory: Callable[..., Any], receiver: Receiver) -> Callable[..
         clock = Clock()
         client.app.state.services.flow.clock = clock
         n = Notified(client, clock)
-        n.delivery._clock = clock  # type: ignore[attr-defined]
         n.delivery._rand = lambda: 0.999  # the longest jitter: a retry is due after ~the whole back-off
         return n
 
