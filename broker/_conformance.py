@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.durable_state import DatabaseState
+    from broker.db.notify_outbox import OutboxNotifier
     from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
     from broker.domain import TemporaryCredentials
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from broker.minting.oidc_issuer import OidcIssuer
     from broker.minting.saml_idp import SamlIdp
     from broker.notify import Notifier
-    from broker.notify.outbox import OutboxNotifier
     from broker.state.base import StateStore
     from broker.state.memory import MemoryState
     from broker.state.redis import RedisState

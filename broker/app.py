@@ -29,6 +29,7 @@ from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
@@ -38,8 +39,7 @@ from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import build_minting
 from broker.notify.config import resolve as resolve_webhooks
-from broker.notify.delivery import Delivery
-from broker.notify.outbox import OutboxNotifier
+from broker.notify_worker import Delivery
 from broker.periodic import Periodic
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services

@@ -8,8 +8,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from broker import logs
 
 log = logs.get_logger("broker.periodic")
@@ -42,11 +40,11 @@ class Periodic:
         while not self._stop.is_set():
             try:
                 busy = self.step()
-            except SQLAlchemyError as exc:
-                log.warning("periodic_db_error", job=self.name, error=type(exc).__name__)
-                busy = False
-            except Exception:
-                log.exception("periodic_error", job=self.name)
+            except Exception as exc:
+                if type(exc).__module__.startswith("sqlalchemy"):  # the database away: no traceback, no SQL
+                    log.warning("periodic_db_error", job=self.name, error=type(exc).__name__)
+                else:
+                    log.exception("periodic_error", job=self.name)
                 busy = False
             if not busy:
                 self._stop.wait(self.interval)

@@ -21,11 +21,11 @@ from broker.aws.doctor_cache import DoctorOnDemand
 from broker.aws.factory import Aws
 from broker.config import Config
 from broker.connectors.base import Connector, UpstreamConnector
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.minting.factory import Minting
-from broker.notify.outbox import OutboxNotifier
 from broker.readiness import Readiness
 from broker.state import StateStore
 from broker.web.access import Access

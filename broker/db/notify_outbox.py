@@ -1,8 +1,9 @@
 """The notification outbox: one row per (notification, webhook), written in the transaction of
 the change it tells of (``enqueue`` on that transaction's connection) or in its own
-(``broker.notify.outbox.OutboxNotifier``), deleted once the webhook took it.
+(``OutboxNotifier.notify``), deleted once the webhook took it.
 
-The delivery worker (``broker.notify.delivery``) works the rows the way the audit forwarder works
+``OutboxNotifier`` is the broker's ``broker.notify.Notifier`` over these rows. The delivery
+worker (``broker.notify_worker``) works the rows the way the audit forwarder works
 its own: ``claim`` leases due rows (``broker.db.outbox.lease_due``: ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so replicas never take the same row), then ``delivered`` deletes a row, ``retry``
 puts it back with a later ``next_attempt_at``, ``give_up`` keeps it as ``failed``. No
@@ -12,15 +13,21 @@ transaction is held during a send. ``delivery_id`` is stable across retries: rec
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from broker import logs
 from broker.db.models import Base, NotificationOutbox, utcnow
 from broker.db.outbox import lease_due
+from broker.notify import Notification
+from broker.notify.bodies import note_dict
+
+log = logs.get_logger("broker.notify")
 
 _TABLE = Base.metadata.tables[NotificationOutbox.__tablename__]
 
@@ -91,3 +98,30 @@ def rows(engine: Engine, *, states: Sequence[str] = ("pending", "failed")) -> li
     with engine.connect() as conn:
         q = select(_TABLE).where(_TABLE.c.state.in_(list(states))).order_by(_TABLE.c.id)
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+class OutboxNotifier:
+    def __init__(self, engine: Engine, known: Collection[str]) -> None:
+        self.engine = engine
+        self.known = frozenset(known)
+        """The configured webhooks (check-config refuses a policy naming another)."""
+
+    def _names(self, webhooks: Sequence[str], note: Notification) -> list[str]:
+        unknown = [w for w in webhooks if w not in self.known]
+        if unknown:
+            log.warning("notification_unknown_webhook", webhooks=unknown, notification=note.event)
+        return [w for w in webhooks if w in self.known]
+
+    def queue_on(self, conn: Connection, webhooks: Sequence[str], note: Notification) -> int:
+        """The rows on ``conn``, in its transaction (raised errors are the caller's, with its change)."""
+        return enqueue(conn, self._names(webhooks, note), note.event, note_dict(note))
+
+    def notify(self, webhooks: tuple[str, ...] | list[str], note: Notification) -> None:
+        names = self._names(webhooks, note)
+        if not names:
+            return
+        try:
+            with self.engine.begin() as conn:
+                enqueue(conn, names, note.event, note_dict(note))
+        except SQLAlchemyError as exc:
+            log.error("notification_not_queued", notification=note.event, webhooks=names, error=type(exc).__name__)

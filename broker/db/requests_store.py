@@ -18,11 +18,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.db.models import AccessRequest as Row
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.session import session_factory
 from broker.errors import BrokerError, StorageUnavailable
 from broker.jit import NoteFor
 from broker.jit.requests import AccessRequest, NewRequest
-from broker.notify.outbox import OutboxNotifier
 
 _OPEN = ("pending", "approved")
 _TIMES = ("created_at", "decided_at", "starts_at", "ends_at", "ended_at")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broker.notify.delivery import Delivery
+from broker.notify_worker import Delivery
 from tests.jit.conftest import Clock, Jit, jit_sections
 from tests.notify.receiver import Receiver
 

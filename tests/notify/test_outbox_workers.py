@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from broker.db import notify_outbox
+from broker.db.notify_outbox import OutboxNotifier
 from broker.notify import Notification
 from broker.notify.config import Webhook, WebhookConfig
-from broker.notify.delivery import Delivery
-from broker.notify.outbox import OutboxNotifier
+from broker.notify_worker import Delivery
 from tests.notify.conftest import Notified
 from tests.notify.receiver import Receiver
 
