@@ -110,22 +110,32 @@ class AccessRequests:
     # ---- expiry: the sweep, and listings on what they show ----
 
     def _expire(self, req: AccessRequest, ctx: DecisionContext) -> AccessRequest:
-        """``req`` recorded as expired when its grant's end has passed or it has been pending longer
-        than its policy's ``pending_expiry``; else as it is. One replica's conditional update wins:
-        only it writes the audit event and queues the notification."""
+        """``req`` as it is now, recorded as expired first when it is due to (listings)."""
+        if not self._due(req):
+            return req
+        return self._expired(req, ctx) or self._request_store().get(req.id) or req  # or another replica did
+
+    def _due(self, req: AccessRequest) -> bool:
+        """Approved past its end, or pending longer than its policy's ``pending_expiry``."""
         now = self.flow.clock()
         policy = self.policies.get(req.policy)
-        stale = (req.state == "pending" and policy is not None
-                 and req.created_at + timedelta(seconds=policy.pending_expiry) <= now)
-        if not req.lapsed(now) and not stale:
-            return req
+        return req.lapsed(now) or (req.state == "pending" and policy is not None
+                                   and req.created_at + timedelta(seconds=policy.pending_expiry) <= now)
+
+    def _expired(self, req: AccessRequest, ctx: DecisionContext) -> AccessRequest | None:
+        """``req`` recorded as expired by this call when it is due to; else None. Of replicas at
+        once, one conditional update wins: only it writes the audit event and queues the notification."""
+        if not self._due(req):
+            return None
+        now = self.flow.clock()
+        stale = req.state == "pending"
         was = req.state
         extra = {"was": was}
         expired = self._request_store().update(req, state="expired", note=self._note("access.expire", req.account_id,
                                                                                       by="broker", extra=extra),
                                                **({"decided_at": now, "decided_by": "broker"} if stale else {}))
         if expired is None:
-            return self._request_store().get(req.id) or req
+            return None
         self.flow.audit.write(decision(ctx, "access.expire", None, outcome="allow", target_type="access_request",
                                        target_id=str(req.id), actor="broker",
                                        details={"requester": req.requester, "account_id": req.account_id,
@@ -143,7 +153,7 @@ class AccessRequests:
         shortest = min(p.pending_expiry for p in self.policies.values())
         found = [*store.lapsed(now, limit=SWEEP_LIMIT),
                  *store.pending_since(now - timedelta(seconds=shortest), limit=SWEEP_LIMIT)]
-        return sum(1 for r in found if self._expire(r, SWEEP).state == "expired")
+        return sum(1 for r in found if self._expired(r, SWEEP) is not None)
 
     # ---- the decisions ----
 
