@@ -9,7 +9,9 @@ Each row is one POST, bounded by the webhook's ``timeout_seconds`` per network s
   would get the same answer), the row kept as ``failed``, logged with the status;
 - anything else (5xx, 408, 429, a timeout, a refused connection): retried after
   ``retry_delay(attempts)`` (1 s doubling, jittered, capped at ``max_backoff_seconds``) until
-  ``max_attempts``, then ``failed``.
+  ``max_attempts``, then ``failed``. A receiver that cannot be reached at all (no answer) is not
+  tried again in the same pass: the batch's other rows wait as long, without an attempt counted,
+  so a pass over a black-holed receiver takes one timeout, not ten.
 
 Delivery is at least once: a worker that dies after a send and before the delete sends again once
 the lease ends, with the same ``X-Broker-Delivery``. Outcomes are counted in
@@ -80,12 +82,19 @@ class Delivery:
         done = 0
         for hook in self.webhooks.values():
             at = now or self._clock()
-            for row in notify_outbox.claim(self.engine, hook.name, limit=BATCH, now=at, lease=self.lease(hook)):
-                done += self._attempt(hook, row, now or self._clock())
+            rows = notify_outbox.claim(self.engine, hook.name, limit=BATCH, now=at, lease=self.lease(hook))
+            for i, row in enumerate(rows):
+                outcome = self._attempt(hook, row, now or self._clock())
+                if isinstance(outcome, datetime):  # unreachable: the rest wait as long, untried
+                    notify_outbox.release(self.engine, [r.id for r in rows[i + 1:]], at=outcome)
+                    break
+                done += outcome
         self._gauges()
         return done
 
-    def _attempt(self, hook: Webhook, row: notify_outbox.Claimed, now: datetime) -> int:
+    def _attempt(self, hook: Webhook, row: notify_outbox.Claimed, now: datetime) -> int | datetime:
+        """1: delivered, 0: given up or retried later; when the receiver could not be reached, the
+        time its next attempt is due (the batch's other rows wait as long, a pass stays short)."""
         note = note_of(row.payload)
         raw = body(hook.config.format, note, row.delivery_id)
         key = None if hook.key is None else hook.key.get_secret_value().encode("utf-8")
@@ -115,10 +124,11 @@ class Delivery:
             log.error("notification_failed", error=error, **fields)
             return 0
         delay = retry_delay(attempts, cap=hook.config.max_backoff_seconds, rand=self._rand)
-        notify_outbox.retry(self.engine, row.id, at=now + timedelta(seconds=delay), error=error)
+        retry_at = now + timedelta(seconds=delay)
+        notify_outbox.retry(self.engine, row.id, at=retry_at, error=error)
         self._count(hook.name, "retried")
         log.warning("notification_retry", error=error, retry_in_seconds=round(delay, 1), **fields)
-        return 0
+        return retry_at if status is None else 0
 
     def _count(self, webhook: str, outcome: str) -> None:
         if self.metrics is not None:

@@ -79,6 +79,13 @@ def retry(engine: Engine, row_id: int, *, at: datetime, error: str) -> None:
                      .values(attempts=_TABLE.c.attempts + 1, next_attempt_at=at, last_error=error[:256]))
 
 
+def release(engine: Engine, row_ids: Sequence[int], *, at: datetime) -> None:
+    """Claimed rows not tried (their webhook is down this pass): due again at ``at``, no attempt counted."""
+    if row_ids:
+        with engine.begin() as conn:
+            conn.execute(update(_TABLE).where(_TABLE.c.id.in_(list(row_ids))).values(next_attempt_at=at))
+
+
 def give_up(engine: Engine, row_id: int, *, error: str) -> None:
     """The row stays, ``failed``: no further attempt (operators see it in the table)."""
     with engine.begin() as conn:

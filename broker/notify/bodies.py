@@ -59,7 +59,7 @@ def slack(note: Notification) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open in the broker"}, "url": note.link[:3000],
              "action_id": "open"}]})
-    fallback = note.title + (f": {note.text}" if note.text else "") + (f" <{note.link}>" if note.link else "")
+    fallback = _mrkdwn(note.title + (f": {note.text}" if note.text else "")) + (f" <{note.link}>" if note.link else "")
     return {"text": fallback, "blocks": blocks}
 
 

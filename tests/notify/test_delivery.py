@@ -214,3 +214,20 @@ def test_the_webhook_url_and_the_hmac_key_never_reach_the_logs(notified, receive
     assert HMAC_KEY not in audit and "T0KEN" not in audit
     expected = hmac.new(HMAC_KEY.encode(), b"x", hashlib.sha256).hexdigest()
     assert expected not in out
+
+
+def test_an_unreachable_receiver_costs_one_attempt_per_pass_not_one_per_notification(notified, receiver: Receiver):
+    n: Notified = notified()
+    receiver.down()
+    rid = n.request().json()["id"]
+    n.call("bob", "POST", f"/api/v1/requests/{rid}/cancel")
+    n.request()
+    assert len(n.outbox()) == 3
+    n.deliver()
+    rows = n.outbox()
+    assert [r["attempts"] for r in rows] == [1, 0, 0]  # the others were not tried this pass
+    assert len({r["next_attempt_at"] for r in rows}) == 1  # and wait as long as the first
+    receiver.up()
+    n.clock.advance(5)
+    assert n.deliver() == 3
+    assert [r.event for r in receiver.accepted()] == ["access.request", "access.cancel", "access.request"]
