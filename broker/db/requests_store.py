@@ -2,6 +2,8 @@
 
 Every change is one conditional UPDATE (``WHERE id = :id AND version = :version``): two
 approvers at once cannot both move a request, the loser re-reads it (``broker.flow``).
+A change's notification (``note=``) is queued in the change's own transaction
+(``OutboxNotifier.queue_on``): no crash can leave one without the other.
 Times are stored in UTC; SQLite hands them back naive, so every read makes them aware.
 """
 
