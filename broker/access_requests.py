@@ -40,14 +40,13 @@ from broker.jit.checks import approval, check_request
 from broker.jit.notes import access_note
 from broker.jit.policy import AccessPolicy
 from broker.jit.requests import AccessRequest, NewRequest, rfc3339
-from broker.logs import get_logger
+from broker.notify import Notification
 
 if TYPE_CHECKING:
     from broker.flow import Flow
 
 __all__ = ["AccessRequests"]
 
-log = get_logger("broker.access_requests")
 
 SWEEP_LIMIT = 500
 """Rows of each kind one sweep pass looks at."""
@@ -94,7 +93,7 @@ class AccessRequests:
             return lambda _req: None
         alias = alias or self._alias(account_id)
 
-        def note(req: AccessRequest) -> tuple[list[str], Any] | None:
+        def note(req: AccessRequest) -> tuple[list[str], Notification] | None:
             hooks = webhooks.get(req.policy)
             if not hooks:
                 return None

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from broker import logs
+from broker.errors import BrokerError
 
 log = logs.get_logger("broker.periodic")
 
@@ -41,7 +42,8 @@ class Periodic:
             try:
                 busy = self.step()
             except Exception as exc:
-                if type(exc).__module__.startswith("sqlalchemy"):  # the database away: no traceback, no SQL
+                if isinstance(exc, BrokerError) or type(exc).__module__.startswith("sqlalchemy"):
+                    # the database away (StorageUnavailable, or SQLAlchemy's own): no traceback, no SQL
                     log.warning("periodic_db_error", job=self.name, error=type(exc).__name__)
                 else:
                     log.exception("periodic_error", job=self.name)
