@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AccessRequests"]
 
-
 SWEEP_LIMIT = 500
 """Rows of each kind one sweep pass looks at."""
 SWEEP = DecisionContext(via="sweep")
