@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.durable_state import DatabaseState
+    from broker.db.notify_outbox import OutboxNotifier
     from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
     from broker.db.webauthn_store import SqlWebAuthnStore
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
     from broker.minting.saml_idp import SamlIdp
+    from broker.notify import Notifier
     from broker.state.base import StateStore
     from broker.state.memory import MemoryState
     from broker.state.redis import RedisState
@@ -120,3 +122,6 @@ if TYPE_CHECKING:
     # ---- audit forwarding's destinations (audit_forward/forwarder.py) ----
     _syslog_sender: type[Sender] = SyslogSender
     _webhook_sender: type[Sender] = WebhookSender
+
+    # ---- notifications (notify/__init__.py): the outbox of webhook notifications ----
+    _outbox_notifier: type[Notifier] = OutboxNotifier

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from broker import __version__, logs
+from broker.access_requests import SWEEP_LIMIT, AccessRequests
 from broker.admin_auth import AdminTokens
 from broker.audit_forward.forwarder import Forwarder, build_forwarder
 from broker.aws.doctor_cache import DoctorOnDemand, ReportCache
@@ -29,6 +30,7 @@ from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
@@ -39,7 +41,9 @@ from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.mfa.passkeys import Passkeys
 from broker.minting.factory import build_minting
-from broker.notify import Notifier
+from broker.notify.config import resolve as resolve_webhooks
+from broker.notify_worker import Delivery
+from broker.periodic import Periodic
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
 from broker.state import StateStore, open_state
@@ -155,11 +159,7 @@ def startup_problems(exc: BrokerError) -> list[str]:
     return [exc.message, *(f"  - {d}" for d in details)]
 
 
-def build_services(
-    config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True,
-    notifier: Notifier | None = None,
-) -> Services:
-    """``notifier``: where notifications (break-glass alerts) are queued; None: none is set up."""
+def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True) -> Services:
     env = os.environ if env is None else env
     engine, store = open_store(config, sync_mapping=sync_mapping)
     minting = build_minting(
@@ -193,11 +193,12 @@ def build_services(
     dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
     metrics = Metrics()
+    notifier = OutboxNotifier(engine, config.notifications.webhooks)
     break_glass = None if config.break_glass is None else BreakGlass(  # break-glass (part: glass)
         config.break_glass, state=state, store=store, directory_check=dependencies.get("directory"),
         notifier=notifier, count=lambda outcome: metrics.break_glass.labels(outcome=outcome).inc())
     flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies,
+                devices=access.devices, requests=SqlRequestStore(engine, notifier), policies=config.jit.policies,
                 break_glass=break_glass)
     return Services(
         config=config,
@@ -225,7 +226,24 @@ def build_services(
                               run_timeout=config.doctor.run_timeout),
         passkeys=Passkeys.of(config.server.public_url, config.mfa.webauthn, state=state, store=SqlWebAuthnStore(engine),
                              audit=flow.audit),
+        access_requests=AccessRequests(flow, public_url=config.server.public_url),
+        notifier=notifier,
     )
+
+
+def background_jobs(services: Services, *, env: Mapping[str, str]) -> list[Delivery | Periodic]:
+    """What every worker runs beside serving: the notification delivery (with webhooks) and the
+    just-in-time expiry sweep (with access policies). A webhook's unreadable URL or key: ConfigError."""
+    config = services.config
+    jobs: list[Delivery | Periodic] = []
+    if config.notifications.webhooks:
+        jobs.append(Delivery(services.engine, resolve_webhooks(config.notifications, env), metrics=services.metrics,
+                             interval=config.notifications.interval_seconds))
+    if config.jit.policies:
+        # a full pass (SWEEP_LIMIT rows) may have left more: the next one at once
+        jobs.append(Periodic("jit-expiry-sweep", lambda: services.access_requests.sweep() >= SWEEP_LIMIT,
+                             interval=config.jit.sweep_seconds))
+    return jobs
 
 
 def create_app(
@@ -235,17 +253,17 @@ def create_app(
     configure_logging: bool = True,
     sync_mapping: bool = True,
     close_services: bool = False,
-    notifier: Notifier | None = None,
 ) -> FastAPI:
     """The app on its services. ``close_services``: its lifespan's shutdown closes them (`broker
     serve`, in every worker); tests that enter one app's lifespan many times close them themselves."""
     if configure_logging:
         logs.configure(config.logging.level, config.logging.format)
-    services = build_services(config, env=env, sync_mapping=sync_mapping, notifier=notifier)
+    services = build_services(config, env=env, sync_mapping=sync_mapping)
     try:
         forwarder = build_forwarder(config.audit.forward, engine=services.engine, metrics=services.metrics,
                                     env=os.environ if env is None else env,
                                     interval=config.audit.forward_interval_seconds)
+        jobs = background_jobs(services, env=os.environ if env is None else env)
     except BaseException:
         services.close()
         raise
@@ -259,11 +277,12 @@ def create_app(
         # /docs is broker.web.api_docs (no CDN); no ReDoc. No slash redirects: they echo the Host header.
         docs_url=None, redoc_url=None, openapi_url=api_docs.OPENAPI_PATH if config.server.docs else None,
         redirect_slashes=False,
-        lifespan=_lifespan(forwarder, services if close_services else None, drain),
+        lifespan=_lifespan(forwarder, services if close_services else None, drain, jobs),
     )
     app.state.services = services
     app.state.drain = drain
     app.state.forwarder = forwarder
+    app.state.jobs = jobs
     app.state.metrics = services.metrics
     web_errors.install(app)
     # Routes are matched one by one in this order: the per-issuance user API first, the
@@ -298,8 +317,10 @@ def create_app(
     return app
 
 
-def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Drain) -> Callable[[FastAPI], Any]:
-    """The lifespan: the audit forwarder's thread runs while the app serves (in every worker); the
+def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Drain,
+              jobs: list[Delivery | Periodic]) -> Callable[[FastAPI], Any]:
+    """The lifespan: the audit forwarder's thread and the background ``jobs`` (notification
+    delivery, the expiry sweep) run while the app serves (in every worker); the
     server finds the app's Drain in its state (broker.serving). At the end, with ``services``, what
     the worker opened is closed, once, after the requests in flight (broker.serving's step 3)."""
 
@@ -307,10 +328,14 @@ def _lifespan(forwarder: Forwarder | None, services: Services | None, drain: Dra
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if forwarder is not None:
             forwarder.start()
+        for job in jobs:
+            job.start()
         try:
             yield {LIFESPAN_STATE_KEY: drain}
         finally:
             closed: list[str] = []
+            for job in jobs:
+                await anyio.to_thread.run_sync(job.close if isinstance(job, Delivery) else job.stop)
             if forwarder is not None:
                 await anyio.to_thread.run_sync(forwarder.close)
                 closed.append("audit forwarder")

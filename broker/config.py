@@ -52,6 +52,7 @@ from broker.minting.config import (
     SessionTagsConfig,
     key_problems,
 )
+from broker.notify.config import NotificationsConfig
 from broker.state.config import StateConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -192,6 +193,8 @@ class Config(Section):
     """Just-in-time access: the access policies that mappings and rules with ``access: eligible`` name."""
     mfa: MfaConfig = Field(default_factory=MfaConfig)
     """Second factors at the broker (part webauthn: ``mfa.webauthn``, passkeys and security keys)."""
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    """Webhooks (Slack, Teams, JSON) that access policies notify (broker.notify)."""
     directory: DirectoryConfig | None = None
     """Where people sign in and their groups come from (static | ldap | ad); broker.connectors.config."""
     upstream: list[UpstreamConfig] = Field(default_factory=list)
@@ -393,6 +396,14 @@ def policy_problems(mapping: MappingDocument, policies: AccessPolicies) -> list[
     return found
 
 
+def webhook_problems(policies: AccessPolicies, notifications: NotificationsConfig) -> list[tuple[str, str]]:
+    """Access policies whose ``notify:`` names a webhook ``notifications.webhooks`` does not declare."""
+    known = ", ".join(sorted(notifications.webhooks)) or "none is declared"
+    return [(f"jit.policies.{name}.notify[{i}]", f"no webhook {hook!r} in notifications.webhooks ({known})")
+            for name, policy in policies.items() for i, hook in enumerate(policy.notify)
+            if hook not in notifications.webhooks]
+
+
 def cross_problems(sections: dict[str, Any]) -> list[str]:
     """Problems between objects and sections, each with its path: the signing keys against
     ``sts.mode`` and ``server.workers``, ``upstream:`` against itself and ``directory:``, the
@@ -410,7 +421,10 @@ def cross_problems(sections: dict[str, Any]) -> list[str]:
     if sections.get("break_glass") is not None:  # break-glass (part: glass)
         found += break_glass_config.problems(
             sections["break_glass"], mapping=mapping, directory=sections.get("directory"),
-            upstream=sections.get("upstream"), notifications=sections.get("notifications"))
+            upstream=sections.get("upstream"),
+            webhooks=None if sections.get("notifications") is None else sections["notifications"].webhooks)
+    if {"jit", "notifications"} <= sections.keys():  # notify part: a policy's webhooks are declared
+        found += webhook_problems(sections["jit"].policies, sections["notifications"])
     return [f"{path}: {message}" for path, message in found]
 
 

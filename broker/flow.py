@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from broker.aws.partitions import check_console_service, partition
@@ -35,30 +35,21 @@ from broker.decisions.log import (
 )
 from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
-    AlreadyApproved,
     BadRequest,
     BrokerError,
-    Conflict,
-    GrantNotActive,
     GrantRequired,
     InvalidCredentials,
     InvalidInput,
     MfaCodeReused,
-    NotApprover,
-    NotEligible,
     NotFound,
-    RequestExists,
-    RequestNotPending,
     RoleNotGranted,
-    SelfApproval,
     TooManyRequests,
     Unauthenticated,
-    UnknownRequest,
 )
-from broker.jit import RequestStore
-from broker.jit.checks import approval, check_request, session_within
+from broker.jit import RequestStore, grant_ends
+from broker.jit.checks import session_within
 from broker.jit.policy import AccessPolicy
-from broker.jit.requests import AccessRequest, NewRequest, rfc3339
+from broker.jit.requests import rfc3339
 from broker.logs import get_logger
 from broker.mapping.grants import Explanation, grants_for
 from broker.mapping.model import REGION
@@ -361,7 +352,8 @@ class Flow:
         identity = self._lookup_directory.lookup(username)
         if identity is None:
             raise NotFound("no active account of that name in the directory")
-        active = {(a, r): ends for (person, a, r), ends in self.active_grants().items() if person == identity.id}
+        active = {(a, r): ends for (person, a, r), ends in grant_ends(self.requests, self.clock()).items()
+                  if person == identity.id}
         return Explanation(username, self.grants_for(identity.groups), identity, active)
 
     # -- the steps --
@@ -557,7 +549,7 @@ class Flow:
         self.break_glass.used(current, what=what, address=ctx.source_ip, at=self.clock().timestamp(),
                               account=grant.account_alias or grant.account_id, role=grant.role_name)
 
-    # ---- just-in-time access (broker.jit): requests, approvals, time-bound grants ----
+    # ---- just-in-time access (broker.jit): the issuance under a grant (the requests: broker.access_requests) ----
 
     def _within_grant(self, current: Identity, grant: RoleGrant, seconds: int, details: dict[str, Any]) -> int:
         """An eligible role is issued only under the person's active approved grant, re-read at
@@ -578,241 +570,3 @@ class Flow:
         details["access_request"] = active.id
         details["grant_ends_at"] = rfc3339(active.ends_at)
         return session_within(active, seconds=seconds, now=now)
-
-    def _request_store(self) -> RequestStore:
-        if self.requests is None:
-            raise BadRequest("just-in-time access is not available here")
-        return self.requests
-
-    def _policy_of(self, grant: RoleGrant) -> tuple[str, AccessPolicy]:
-        for name in grant.policies:
-            policy = self.policies.get(name)
-            if policy is not None:
-                return name, policy
-        raise NotEligible("the role's access policy is not configured: ask an administrator", reason="unknown_policy")
-
-    def _expire(self, req: AccessRequest, ctx: DecisionContext) -> AccessRequest:
-        """A grant whose end has passed, recorded as expired (lazily: when a listing notices it;
-        issuance never needs it, it compares the end with the time)."""
-        if not req.lapsed(self.clock()):
-            return req
-        expired = self._request_store().update(req, state="expired")
-        if expired is None:
-            return self._request_store().get(req.id) or req
-        self.audit.write(decision(ctx, "access.expire", None, outcome="allow", target_type="access_request",
-                                  target_id=str(req.id), actor="broker",
-                                  details={"requester": req.requester, "account_id": req.account_id,
-                                           "role_name": req.role_name, "ends_at": rfc3339(req.ends_at)}),
-                         required=False)
-        return expired
-
-    @staticmethod
-    def _about(req: AccessRequest) -> dict[str, Any]:
-        return {"request_id": req.id, "requester": req.requester, "account_id": req.account_id,
-                "role_name": req.role_name, "policy": req.policy}
-
-    def request_access(self, *, identity: Identity, account: str, role: str, duration: int | str | None,
-                       reason: str | None, ticket: str | None, ctx: DecisionContext) -> AccessRequest:
-        """A request for an eligible role: the person's groups now, the role's policy (duration,
-        reason, ticket), at most one pending request or active grant per role; approved at once
-        when the policy's auto-approval holds. Audited ``access.request`` (and ``access.approve``)."""
-        store = self._request_store()
-
-        def step(current: Identity, details: dict[str, Any]) -> AccessRequest:
-            wanted = account.lower()
-            grant = next((g for g in self.grants_for(current.groups).grants
-                          if (g.account_id == account or (g.account_alias or "").lower() == wanted)
-                          and g.role_name.lower() == role.lower()), None)
-            if grant is None or not grant.eligible:
-                why = "standing" if grant is not None else "not_mapped"
-                raise NotEligible(
-                    f"you already have role {role!r} in account {account!r}: no request is needed" if grant is not None
-                    else f"you are not eligible to request role {role!r} in account {account!r}", reason=why)
-            name, policy = self._policy_of(grant)
-            seconds, text, tid = check_request(policy, duration=duration, reason=reason, ticket=ticket)
-            now = self.clock()
-            details |= {"account_id": grant.account_id, "role_name": grant.role_name, "policy": name,
-                        "duration": seconds, "reason": text, "ticket": tid}
-            held = [r for r in store.of_requester(current.id) if r.account_id == grant.account_id
-                    and r.role_name.lower() == grant.role_name.lower() and (r.state == "pending" or r.active(now))]
-            if held:
-                raise RequestExists(details=[{"field": "role", "value": held[0].id,
-                                              "message": f"request {held[0].id} is {held[0].state}"}])
-            req = store.create(NewRequest(
-                requester_id=current.id, requester=current.username, account_id=grant.account_id,
-                role_name=grant.role_name, policy=name, reason=text, ticket=tid, duration=seconds,
-                approvals_needed=policy.approvals, created_at=now))
-            details["request_id"] = req.id
-            earlier = [r for r in store.of_requester(current.id) if r.id < req.id and r.account_id == req.account_id
-                       and r.role_name.lower() == req.role_name.lower() and (r.state == "pending" or r.active(now))]
-            if earlier:  # two requests at once: the first one stands, this one is withdrawn
-                store.update(req, state="cancelled", decided_at=now, decided_by="broker")
-                raise RequestExists(details=[{"field": "role", "value": earlier[-1].id,
-                                              "message": f"request {earlier[-1].id} is {earlier[-1].state}"}])
-            auto = policy.auto_approve.why(current.groups, now) if policy.auto_approve is not None else None
-            if auto is not None:
-                changes = approval(req, by="auto", by_id="", groups=[], now=now)
-                changes |= {"state": "approved", "decided_by": "auto", "starts_at": now,
-                            "ends_at": now + timedelta(seconds=seconds)}
-                req = store.update(req, **changes) or req
-                details["auto_approved"] = auto
-                self.audit.write(decision(ctx, "access.approve", current, outcome="allow", target_type="access_request",
-                                          target_id=str(req.id), actor="broker",
-                                          details={**self._about(req), "auto_approved": auto,
-                                                   "ends_at": rfc3339(req.ends_at)}))
-            return req
-
-        return self._decide("access.request", identity, ctx, f"{account}/{role}", step)
-
-    def _load(self, request_id: int) -> AccessRequest:
-        req = self._request_store().get(request_id)
-        if req is None:
-            raise UnknownRequest()
-        return req
-
-    def decide_request(self, *, identity: Identity, request_id: int, choice: Literal["approve", "deny"],
-                       ctx: DecisionContext) -> AccessRequest:
-        """Approve or deny as the directory's current view of the approver: never one's own
-        request, only while in an approver group of the request's policy (groups re-read now),
-        each approver counted once; two at once: one conditional update wins, the other re-reads."""
-        store = self._request_store()
-
-        def step(current: Identity, details: dict[str, Any]) -> AccessRequest:
-            for _ in range(5):
-                req = self._load(request_id)
-                details |= self._about(req)
-                if req.state != "pending":
-                    raise RequestNotPending(f"request {req.id} is {req.state}")
-                if req.requester_id == current.id:
-                    raise SelfApproval()
-                policy = self.policies.get(req.policy)
-                groups = policy.approver_groups_of(current.groups) if policy is not None else []
-                details["approver_groups"] = groups
-                if not groups:
-                    raise NotApprover()
-                now = self.clock()
-                if choice == "deny":
-                    changes: dict[str, Any] = {"state": "denied", "decided_at": now, "decided_by": current.username}
-                else:
-                    if req.approved_by(current.id):
-                        raise AlreadyApproved()
-                    changes = approval(req, by=current.username, by_id=current.id, groups=groups, now=now)
-                updated = store.update(req, **changes)
-                if updated is not None:
-                    details |= {"state": updated.state, "approvals": len(updated.approvals),
-                                "ends_at": rfc3339(updated.ends_at)}
-                    return updated
-            raise Conflict("the request kept changing while you decided: reload and try again")
-
-        return self._decide(f"access.{choice}", identity, ctx, str(request_id), step, target_type="access_request")
-
-    def cancel_request(self, *, identity: Identity, request_id: int, ctx: DecisionContext) -> AccessRequest:
-        """The requester withdraws a pending request."""
-        store = self._request_store()
-
-        def step(current: Identity, details: dict[str, Any]) -> AccessRequest:
-            req = self._load(request_id)
-            details |= self._about(req)
-            if req.requester_id != current.id:
-                raise UnknownRequest()
-            if req.state != "pending":
-                raise RequestNotPending(f"request {req.id} is {req.state}")
-            updated = store.update(req, state="cancelled", decided_at=self.clock(), decided_by=current.username)
-            if updated is None:
-                raise RequestNotPending("the request changed meanwhile: reload")
-            return updated
-
-        return self._decide("access.cancel", identity, ctx, str(request_id), step, target_type="access_request")
-
-    def end_grant(self, *, identity: Identity | None, request_id: int, ctx: DecisionContext,
-                  admin: str | None = None) -> AccessRequest:
-        """End an active grant early: by an approver of its policy (groups re-read now), by the
-        person themselves, or by an admin (``admin``: the admin API's actor, ``identity`` None).
-        Later issuances are refused at once; sessions already issued run on (README: Emergency
-        revocation)."""
-        store = self._request_store()
-
-        def end(req: AccessRequest, by: str, details: dict[str, Any]) -> AccessRequest:
-            details |= self._about(req)
-            if not req.active(self.clock()):
-                raise GrantNotActive(f"request {req.id} is {req.state}" + (" (its end has passed)" if req.lapsed(
-                    self.clock()) else ""))
-            updated = store.update(req, state="ended", ended_at=self.clock(), ended_by=by)
-            if updated is None:
-                raise GrantNotActive("the grant changed meanwhile: reload")
-            details["ended_by"] = by
-            return updated
-
-        if identity is None:
-            assert admin is not None
-            details: dict[str, Any] = {}
-            try:
-                result = end(self._load(request_id), admin, details)
-            except BrokerError as exc:
-                self.audit.write(decision(ctx, "access.end", None, outcome=outcome_of(exc), actor=admin,
-                                          target_type="access_request", target_id=str(request_id),
-                                          details=details | refusal_details(exc)))
-                raise
-            self.audit.write(decision(ctx, "access.end", None, outcome="allow", actor=admin,
-                                      target_type="access_request", target_id=str(request_id), details=details))
-            return result
-
-        def step(current: Identity, details: dict[str, Any]) -> AccessRequest:
-            req = self._load(request_id)
-            if req.requester_id != current.id:
-                policy = self.policies.get(req.policy)
-                groups = policy.approver_groups_of(current.groups) if policy is not None else []
-                details["approver_groups"] = groups
-                if not groups:
-                    raise NotApprover("only an approver of the role's policy, an admin or the person ends a grant")
-            return end(req, current.username, details)
-
-        return self._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request")
-
-    def active_grants(self) -> dict[tuple[str, str, str], str]:
-        """The just-in-time grants active now, for the access report and explain:
-        (person's immutable id, account id, lower-cased role name) → end (RFC 3339)."""
-        if self.requests is None:
-            return {}
-        out: dict[tuple[str, str, str], str] = {}
-        for r in self.requests.active_grants(self.clock()):  # ordered by end: the latest wins
-            out[(r.requester_id, r.account_id, r.role_name.lower())] = rfc3339(r.ends_at) or ""
-        return out
-
-    def grants_of(self, person_id: str) -> dict[tuple[str, str], AccessRequest]:
-        """One person's active grants: (account id, lower-cased role name) → the request (the portal)."""
-        if self.requests is None:
-            return {}
-        now = self.clock()
-        return {(r.account_id, r.role_name.lower()): r for r in reversed(self.requests.of_requester(person_id))
-                if r.active(now)}
-
-    def policy_max(self, grant: RoleGrant) -> int | None:
-        """The longest grant a request for this eligible role may ask (None: no usable policy)."""
-        try:
-            return self._policy_of(grant)[1].max_duration
-        except NotEligible:
-            return None
-
-    def list_requests(self, *, identity: Identity, ctx: DecisionContext) -> dict[str, list[dict[str, Any]]]:
-        """The person's own requests, and the open ones they may decide or end (approver groups
-        read from the directory now); grants whose end has passed are recorded as expired."""
-        store = self._request_store()
-        current = self.current_identity(identity)
-        mine = [self._expire(r, ctx) for r in store.of_requester(current.id)]
-        approvable = []
-        for r in store.open():
-            policy = self.policies.get(r.policy)
-            if r.requester_id == current.id or policy is None or not policy.approver_groups_of(current.groups):
-                continue
-            r = self._expire(r, ctx)
-            if r.state in ("pending", "approved"):
-                approvable.append(r)
-        now = self.clock()
-
-        def view(r: AccessRequest, approver: bool) -> dict[str, Any]:
-            return {**r.to_dict(), "active": r.active(now),
-                    "can_approve": approver and r.state == "pending" and not r.approved_by(current.id),
-                    "can_end": r.active(now)}
-
-        return {"mine": [view(r, False) for r in mine], "to_decide": [view(r, True) for r in approvable]}

@@ -46,6 +46,16 @@ class Metrics:
             "broker_break_glass_total", "Break-glass sign-ins, issuances and refusals", ["outcome"], registry=self.registry
         )
 
+        # notifications (broker.notify): webhook deliveries, and the outbox a receiver that is down fills
+        self.notifications = Counter(
+            "broker_notifications_total", "Notification delivery attempts by outcome (delivered, retried, "
+            "given_up: a 4xx, failed: attempts spent)", ["webhook", "outcome"], registry=self.registry,
+        )
+        self.notification_outbox_pending = Gauge(
+            "broker_notification_outbox_pending", "Notifications waiting to be delivered", ["webhook"],
+            registry=self.registry,
+        )
+
         # readiness (broker.readiness): shared dependencies, circuit breakers, which configuration
         self.dependency_up = Gauge(
             "broker_dependency_up", "A dependency every replica shares answers (1) or not (0)", ["dependency"],

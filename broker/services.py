@@ -15,11 +15,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from broker import logs
+from broker.access_requests import AccessRequests
 from broker.admin_auth import AdminTokens
 from broker.aws.doctor_cache import DoctorOnDemand
 from broker.aws.factory import Aws
 from broker.config import Config
 from broker.connectors.base import Connector, UpstreamConnector
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
@@ -62,6 +64,10 @@ class Services:
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
     passkeys: Passkeys
     """WebAuthn step-up (part webauthn): challenges in ``state``, credentials in the database (``mfa.webauthn``)."""
+    access_requests: AccessRequests
+    """Just-in-time access requests on the flow: request, approve/deny, cancel, end, expiry sweep."""
+    notifier: OutboxNotifier
+    """``broker.notify.Notifier``: queues a notification for named webhooks (the outbox)."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,

@@ -248,3 +248,14 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A webhook receiver on loopback (``tests.notify.receiver.Receiver``): 200 unless its
+    ``script`` / ``status`` say otherwise; down at the end."""
+    from tests.notify.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.down()

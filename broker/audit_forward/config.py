@@ -136,7 +136,7 @@ class WebhookDestination(_Delivery):
             raise ValueError("no credentials in the URL: put them in a header (headers_env)")
         if parts.scheme == "https" and parts.hostname:
             return value
-        if parts.scheme == "http" and _loopback(parts.hostname):
+        if parts.scheme == "http" and is_loopback(parts.hostname):
             return value
         raise ValueError("must be an https:// URL (http:// only to a loopback address)")
 
@@ -167,7 +167,7 @@ def unique_names(destinations: list[SyslogDestination | WebhookDestination]) -> 
         seen[d.key] = i
 
 
-def _loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     if not host:
         return False
     if host.lower() == "localhost":

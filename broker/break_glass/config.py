@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -162,25 +163,16 @@ def load_secrets(data: dict[str, Any], env: dict[str, str], problems: list[str],
                                 f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
 
 
-def _webhook_names(notifications: Any) -> set[str] | None:
-    """The names ``notifications.webhooks`` declares (None: no such section here)."""
-    webhooks = getattr(notifications, "webhooks", None) if notifications is not None else None
-    if webhooks is None:
-        return None
-    if isinstance(webhooks, dict):
-        return set(webhooks)
-    return {getattr(w, "name", w) for w in webhooks}
-
-
 def problems(config: BreakGlassConfig, *, mapping: MappingDocument | None, directory: Any,
-             upstream: Any = None, notifications: Any = None) -> list[tuple[str, str]]:
-    """The section against the others: each role declared in ``mapping.accounts``, each alert a
-    webhook of ``notifications.webhooks`` (when that section exists), no directory user of a
+             upstream: Any = None, webhooks: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """The section against the others: each role declared in ``mapping.accounts``, each alert one
+    of ``webhooks`` (the names ``notifications.webhooks`` declares; None: that section did not
+    validate, its own problems are reported), no directory user of a
     break-glass username, no connector named ``break_glass``, and a directory to be unavailable."""
     found: list[tuple[str, str]] = []
     if config.when == "directory_unavailable" and config.accounts and directory is None:
         found.append(("break_glass.when", "directory_unavailable needs a directory: section (or when: always)"))
-    names = _webhook_names(notifications)
+    names = None if webhooks is None else set(webhooks)
     for i, hook in enumerate(config.alert):
         if names is not None and hook not in names:
             found.append((f"break_glass.alert[{i}]", (f"no webhook {hook!r} in notifications.webhooks "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from broker.config import Config, load_config
 from broker.errors import ConfigError
+from broker.notify.config import problems as notify_problems
 
 
 @dataclass
@@ -78,6 +79,7 @@ def check_config_file(
         return check
     check.warnings.extend(config_warnings(check.config))
     check.problems.extend(forward_problems(check.config, os.environ if env is None else env))
+    check.problems.extend(notify_problems(check.config.notifications, os.environ if env is None else env))
     if database:
         against_db = preview_sync(check.config)
         check.problems.extend(against_db.problems)

@@ -313,6 +313,27 @@ class AuditOutbox(Base):
     event: Mapped[AuditEvent] = relationship()
 
 
+class NotificationOutbox(Base):
+    """One row per (notification, webhook) not yet delivered (``broker.db.notify_outbox``): written
+    in the transaction of the change it tells of where the store allows, deleted once delivered.
+    ``state``: ``pending`` (``next_attempt_at``: a claimed row's lease, a failed one's back-off) or
+    ``failed`` (given up: a 4xx, or ``max_attempts`` spent; kept for operators)."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (Index("ix_notification_outbox_due", "state", "webhook", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+
 class DurableState(Base):
     """The shared state that must outlive a Redis restart: CLI logins (``broker.db.durable_state``).
     ``expires_at``: epoch milliseconds (None: never); ``index_name``: the ``set_indexed`` index."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import AuditEvent, AuditOutbox, Base, utcnow
@@ -73,19 +73,9 @@ def claim(engine: Engine, destination: str, *, limit: int, now: datetime, lease:
         .order_by(AuditOutbox.id)
         .limit(limit)
     )
-    if engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    else:  # SQLite: the write lock before the read (one claimer at a time), only when there is work
-        with engine.connect() as conn:
-            if not list(conn.scalars(due)):
-                return []
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        ids = list(conn.scalars(due))
-        if not ids:
-            return []
-        conn.execute(update(_TABLE).where(_TABLE.c.id.in_(ids)).values(next_attempt_at=now + lease))
+    ids = lease_due(engine, _TABLE, due, until=now + lease)
+    if not ids:
+        return []
     with Session(engine) as s:
         rows = s.execute(
             select(AuditOutbox.id, AuditOutbox.attempts, AuditEvent)
@@ -94,6 +84,26 @@ def claim(engine: Engine, destination: str, *, limit: int, now: datetime, lease:
             .order_by(AuditOutbox.id)
         ).all()
         return [Claimed(outbox_id=r[0], attempts=r[1], event=r[2]) for r in rows]
+
+
+def lease_due(engine: Engine, table: Table, due: Select[int], *, until: datetime) -> list[int]:
+    """The ids ``due`` selects (an outbox's due rows, its ``id`` column, ordered and limited),
+    their ``next_attempt_at`` moved to ``until`` in the same transaction: a lease no other worker
+    or replica sees through (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer,
+    taken before the read and only when there is work). Every outbox of the broker claims so."""
+    if engine.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    else:
+        with engine.connect() as conn:
+            if not list(conn.scalars(due)):
+                return []
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        ids = list(conn.scalars(due))
+        if ids:
+            conn.execute(update(table).where(table.c.id.in_(ids)).values(next_attempt_at=until))
+        return ids
 
 
 def delivered(engine: Engine, outbox_ids: Sequence[int]) -> None:

@@ -2,6 +2,8 @@
 
 Every change is one conditional UPDATE (``WHERE id = :id AND version = :version``): two
 approvers at once cannot both move a request, the loser re-reads it (``broker.flow``).
+A change's notification (``note=``) is queued in the change's own transaction
+(``OutboxNotifier.queue_on``): no crash can leave one without the other.
 Times are stored in UTC; SQLite hands them back naive, so every read makes them aware.
 """
 
@@ -18,8 +20,10 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.db.models import AccessRequest as Row
+from broker.db.notify_outbox import OutboxNotifier
 from broker.db.session import session_factory
 from broker.errors import BrokerError, StorageUnavailable
+from broker.jit import NoteFor
 from broker.jit.requests import AccessRequest, NewRequest
 
 _OPEN = ("pending", "approved")
@@ -41,8 +45,16 @@ def _value(row: Row) -> AccessRequest:
 
 
 class SqlRequestStore:
-    def __init__(self, engine: Engine) -> None:
+    """``notifier``: where a change's notification goes, in the change's transaction (None: nowhere)."""
+
+    def __init__(self, engine: Engine, notifier: OutboxNotifier | None = None) -> None:
         self._sessions = session_factory(engine)
+        self._notifier = notifier
+
+    def _queue(self, s: Session, value: AccessRequest, note: NoteFor | None) -> None:
+        out = note(value) if note is not None and self._notifier is not None else None
+        if out is not None and out[0] and self._notifier is not None:
+            self._notifier.queue_on(s.connection(), out[0], out[1])
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -56,7 +68,7 @@ class SqlRequestStore:
         except SQLAlchemyError as exc:
             raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
 
-    def create(self, new: NewRequest) -> AccessRequest:
+    def create(self, new: NewRequest, *, note: NoteFor | None = None) -> AccessRequest:
         with self._tx() as s:
             row = Row(
                 requester_id=new.requester_id, requester=new.requester, account_id=new.account_id,
@@ -66,14 +78,16 @@ class SqlRequestStore:
             )
             s.add(row)
             s.flush()
-            return _value(row)
+            value = _value(row)
+            self._queue(s, value, note)
+            return value
 
     def get(self, request_id: int) -> AccessRequest | None:
         with self._tx() as s:
             row = s.get(Row, request_id)
             return None if row is None else _value(row)
 
-    def update(self, request: AccessRequest, **changes: Any) -> AccessRequest | None:
+    def update(self, request: AccessRequest, *, note: NoteFor | None = None, **changes: Any) -> AccessRequest | None:
         stored = {k: (v.astimezone(UTC) if isinstance(v, datetime) else
                       [dict(a) for a in v] if k == "approvals" else v) for k, v in changes.items()}
         with self._tx() as s:
@@ -84,7 +98,11 @@ class SqlRequestStore:
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             row = s.get(Row, request.id, populate_existing=True)
-            return None if row is None else _value(row)
+            if row is None:
+                return None
+            value = _value(row)
+            self._queue(s, value, note)
+            return value
 
     def of_requester(self, requester_id: str, *, limit: int = 100) -> list[AccessRequest]:
         with self._tx() as s:
@@ -109,4 +127,16 @@ class SqlRequestStore:
         with self._tx() as s:
             q = (select(Row).where(Row.state == "approved", Row.ends_at > now.astimezone(UTC))
                  .order_by(Row.ends_at).limit(10000))
+            return [_value(r) for r in s.scalars(q)]
+
+    def lapsed(self, now: datetime, *, limit: int = 500) -> list[AccessRequest]:
+        with self._tx() as s:
+            q = (select(Row).where(Row.state == "approved", Row.ends_at <= now.astimezone(UTC))
+                 .order_by(Row.ends_at).limit(limit))
+            return [_value(r) for r in s.scalars(q)]
+
+    def pending_since(self, before: datetime, *, limit: int = 500) -> list[AccessRequest]:
+        with self._tx() as s:
+            q = (select(Row).where(Row.state == "pending", Row.created_at < before.astimezone(UTC))
+                 .order_by(Row.id).limit(limit))
             return [_value(r) for r in s.scalars(q)]

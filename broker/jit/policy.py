@@ -2,7 +2,7 @@
 most, what a request must give, and when it approves itself.
 
 A policy is named; a mapping or naming rule with ``access: eligible`` names one (``policy:``).
-Room to grow: a ``notify:`` key (webhooks) or step-up MFA fit beside these fields.
+``notify:`` names the webhooks (``notifications.webhooks``) told of each request's changes.
 """
 
 from __future__ import annotations
@@ -117,6 +117,12 @@ class AccessPolicy(_Section):
     """Distinct approvers needed (the requester never counts)."""
     auto_approve: AutoApprove | None = None
     description: Annotated[str, Field(max_length=1024)] = ""
+    # notify part: webhooks and pending expiry
+    notify: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=16)
+    """Webhooks (``notifications.webhooks``) told of every request, approval, denial, cancellation,
+    expiry and early end under this policy."""
+    pending_expiry: Annotated[int, BeforeValidator(_seconds), Field(ge=60, le=30 * 86400)] = 86400
+    """A request still pending this long after it was made expires (seconds or 24h; default 24h)."""
 
     @property
     def approver_keys(self) -> frozenset[str]:
@@ -140,3 +146,5 @@ class JitConfig(_Section):
 
     policies: AccessPolicies = Field(default_factory=dict)
     """Named access policies; a mapping or naming rule with ``access: eligible`` names one (``policy:``)."""
+    sweep_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    """How often every replica's expiry sweep records lapsed grants and stale pending requests."""

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 State = Literal["pending", "approved", "denied", "cancelled", "expired", "ended"]
-"""pending → approved (a grant until ``ends_at``) | denied | cancelled; approved → expired (its
-end passed) | ended (ended early by an approver, an admin or the person)."""
+"""pending → approved (a grant until ``ends_at``) | denied | cancelled | expired (pending longer
+than the policy's ``pending_expiry``); approved → expired (its end passed) | ended (ended early
+by an approver, an admin or the person)."""
 
 _DURATION = re.compile(r"^(?:(?P<h>\d{1,2})h)?(?:(?P<m>\d{1,4})m)?(?:(?P<s>\d{1,5})s)?$")
 
@@ -34,23 +35,16 @@ def rfc3339(at: datetime | None) -> str | None:
     return None if at is None else at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def human_duration(seconds: int) -> str:
+    """3600 → "1 h", 43200 → "12 h", 5400 → "1 h 30 min", 900 → "15 min"."""
+    hours, minutes = divmod(seconds // 60, 60)
+    return " ".join(filter(None, [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""])) or "0 min"
+
+
 @dataclass(frozen=True)
 class NewRequest:
-    requester_id: str
-    requester: str
-    account_id: str
-    role_name: str
-    policy: str
-    reason: str
-    ticket: str | None
-    duration: int
-    approvals_needed: int
-    created_at: datetime
+    """What a person asks for; an ``AccessRequest`` is one once stored, with what became of it."""
 
-
-@dataclass(frozen=True)
-class AccessRequest:
-    id: int
     requester_id: str
     """The person's immutable id: the grant is theirs, not a username's."""
     requester: str
@@ -61,11 +55,16 @@ class AccessRequest:
     ticket: str | None
     duration: int
     """Seconds the grant lasts once approved."""
-    state: State
     approvals_needed: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessRequest(NewRequest):
+    id: int
+    state: State
     approvals: tuple[dict[str, Any], ...]
     """Each: ``{"by", "by_id", "at", "groups"}`` — the approver and their groups at that moment."""
-    created_at: datetime
     decided_at: datetime | None
     decided_by: str | None
     starts_at: datetime | None

@@ -6,6 +6,10 @@ Webhooks are named in the config (``notifications.webhooks``); an access policy 
 it notifies (``notify:``), the break-glass section the ones it alerts (``alert:``). ``Notifier``
 is what the rest of the broker calls: it never blocks on the receiver — a notification is kept
 (an outbox in the database) and delivered with retries, so none is lost while a receiver is down.
+
+Here (the core): ``config`` (the ``notifications:`` section), ``bodies`` (Slack, Teams and JSON
+bodies, the signature). The implementation is ``broker.db.notify_outbox.OutboxNotifier``; the
+delivery worker ``broker.notify_worker``; the access requests' notifications ``broker.jit.notes``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ __all__ = ["Notification", "Notifier"]
 @dataclass(frozen=True)
 class Notification:
     event: str
-    """A stable name: ``access.request``, ``access.approve``, ``access.deny``, ``access.expire``,
-    ``access.end``, ``break_glass.use`` (the audit kinds, where there is one)."""
+    """A stable name: ``access.request``, ``access.approve``, ``access.deny``, ``access.cancel``,
+    ``access.expire``, ``access.end``, ``break_glass.use`` (the audit kinds, where there is one)."""
     title: str
     """One line a person reads first."""
     text: str = ""

@@ -145,7 +145,7 @@ def report(request: Request, account: Name = "", role: Name = "", group: Name = 
         snapshot = services.store.full_snapshot()
         shown: list[dict[str, Any]] = []
         more = False
-        for row in rows(membership, snapshot, _report_filter(account, role, group, user), services.flow.active_grants()):
+        for row in rows(membership, snapshot, _report_filter(account, role, group, user), services.access_requests.active_grants()):
             if len(shown) == REPORT_ROWS:
                 more = True
                 break
@@ -173,7 +173,7 @@ def report_csv(request: Request, account: Name = "", role: Name = "", group: Nam
         snapshot = services.store.full_snapshot()
     except BrokerError as exc:
         return visit.error(exc)
-    report_rows = rows(membership, snapshot, _report_filter(account, role, group, user), services.flow.active_grants())
+    report_rows = rows(membership, snapshot, _report_filter(account, role, group, user), services.access_requests.active_grants())
     return StreamingResponse(
         batched(csv_lines(report_rows)), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="access-report.csv"',

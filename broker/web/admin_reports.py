@@ -74,7 +74,7 @@ def access_report(
     membership = membership_of(services.directory)
     snapshot = services.store.full_snapshot()
     report = rows(membership, snapshot, ReportFilter(account=account, role=role, group=group, user=user),
-                  services.flow.active_grants())
+                  services.access_requests.active_grants())
     if format == "csv":
         return StreamingResponse(
             batched(csv_lines(report)),

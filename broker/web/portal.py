@@ -31,7 +31,7 @@ from broker.errors import (
     Unauthenticated,
     Unavailable,
 )
-from broker.jit.requests import AccessRequest, rfc3339
+from broker.jit.requests import AccessRequest, human_duration, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
 from broker.web.break_glass_link import break_glass_offered
@@ -173,12 +173,6 @@ def logout(request: Request, services: ServicesDep, csrf_token: Text = "") -> Re
 # ---- home: accounts and roles ----
 
 
-def human_duration(seconds: int) -> str:
-    """3600 → "1 h", 43200 → "12 h", 5400 → "1 h 30 min", 900 → "15 min"."""
-    hours, minutes = divmod(seconds // 60, 60)
-    return " ".join(filter(None, [f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""])) or "0 min"
-
-
 @dataclass(frozen=True)
 class RoleRow:
     key: str
@@ -309,10 +303,10 @@ def home(request: Request, services: ServicesDep, q: Annotated[str, Query(max_le
     except BrokerError:  # the descriptions are a nicety: the page works without them
         descriptions = {}
     try:
-        active = services.flow.grants_of(current.id) if any(g.eligible for g in grants) else {}
+        active = services.access_requests.grants_of(current.id) if any(g.eligible for g in grants) else {}
     except BrokerError as exc:
         return error_page(request, session, exc)
-    rows = _rows(grants, set(prefs.favorites), descriptions, active, services.flow.policy_max)
+    rows = _rows(grants, set(prefs.favorites), descriptions, active, services.access_requests.policy_max)
     query = q.strip().lower()
     shown = [r for r in rows if all(word in r.search for word in query.split())] if query else rows
     by_key = {r.key: r for r in shown}
@@ -425,7 +419,7 @@ def requests_page(request: Request, services: ServicesDep) -> Response:
     if session is None or user is None:
         return _to_login(request, "/requests")
     try:
-        lists = services.flow.list_requests(identity=user, ctx=decision_context(request, "portal"))
+        lists = services.access_requests.list_requests(identity=user, ctx=decision_context(request, "portal"))
     except Unauthenticated:
         services.access.sessions.destroy(session)
         return _to_login(request, "/requests")
@@ -444,7 +438,7 @@ def request_access(request: Request, services: ServicesDep, account: Text, role:
         return refusal
     assert user is not None
     try:
-        services.flow.request_access(identity=user, account=account, role=role, duration=_opt(duration),
+        services.access_requests.request_access(identity=user, account=account, role=role, duration=_opt(duration),
                                      reason=reason, ticket=_opt(ticket), ctx=decision_context(request, "portal"))
     except BrokerError as exc:
         return error_page(request, session, exc)
@@ -459,15 +453,15 @@ def decide(request: Request, services: ServicesDep, request_id: int, choice: str
         return refusal
     assert user is not None
     ctx = decision_context(request, "portal")
-    flow = services.flow
+    requests = services.access_requests
     try:
         if choice in ("approve", "deny"):
-            flow.decide_request(identity=user, request_id=request_id, choice="approve" if choice == "approve" else "deny",
-                                ctx=ctx)
+            requests.decide_request(identity=user, request_id=request_id,
+                                    choice="approve" if choice == "approve" else "deny", ctx=ctx)
         elif choice == "cancel":
-            flow.cancel_request(identity=user, request_id=request_id, ctx=ctx)
+            requests.cancel_request(identity=user, request_id=request_id, ctx=ctx)
         elif choice == "end":
-            flow.end_grant(identity=user, request_id=request_id, ctx=ctx)
+            requests.end_grant(identity=user, request_id=request_id, ctx=ctx)
         else:
             return error_page(request, session, Forbidden("approve, deny, cancel or end"))
     except BrokerError as exc:

@@ -87,7 +87,7 @@ class RequestLists(BaseModel):
              summary="Request an eligible role with a reason and a duration")
 def create_request(body: NewAccessRequest, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
     with services.flow.one_audit_write():
-        made = services.flow.request_access(identity=caller.identity(), account=body.account, role=body.role,
+        made = services.access_requests.request_access(identity=caller.identity(), account=body.account, role=body.role,
                                             duration=body.duration, reason=body.reason, ticket=body.ticket,
                                             ctx=decision_context(request))
     return made.to_dict()
@@ -95,12 +95,12 @@ def create_request(body: NewAccessRequest, request: Request, caller: CallerDep, 
 
 @router.get("/requests", response_model=RequestLists, summary="My requests, and those I may approve")
 def list_requests(request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    return services.flow.list_requests(identity=caller.identity(), ctx=decision_context(request))
+    return services.access_requests.list_requests(identity=caller.identity(), ctx=decision_context(request))
 
 
 @router.get("/requests/{request_id}", response_model=AccessRequestOut, summary="One of my requests, or one I may decide")
 def get_request(request_id: RequestId, request: Request, caller: CallerDep, services: ServicesDep) -> dict[str, Any]:
-    lists = services.flow.list_requests(identity=caller.identity(), ctx=decision_context(request))
+    lists = services.access_requests.list_requests(identity=caller.identity(), ctx=decision_context(request))
     for item in lists["mine"] + lists["to_decide"]:
         if item["id"] == request_id:
             return item
@@ -112,12 +112,12 @@ def _decide(choice: str, request_id: int, request: Request, caller: CallerDep, s
     with services.flow.one_audit_write():
         identity = caller.identity()
         if choice in ("approve", "deny"):
-            done = services.flow.decide_request(identity=identity, request_id=request_id,
+            done = services.access_requests.decide_request(identity=identity, request_id=request_id,
                                                 choice="approve" if choice == "approve" else "deny", ctx=ctx)
         elif choice == "cancel":
-            done = services.flow.cancel_request(identity=identity, request_id=request_id, ctx=ctx)
+            done = services.access_requests.cancel_request(identity=identity, request_id=request_id, ctx=ctx)
         else:
-            done = services.flow.end_grant(identity=identity, request_id=request_id, ctx=ctx)
+            done = services.access_requests.end_grant(identity=identity, request_id=request_id, ctx=ctx)
     return done.to_dict()
 
 
@@ -148,6 +148,6 @@ def end_grant(request_id: RequestId, request: Request, caller: CallerDep, servic
                         409: documented_error("grant_not_active: ended, expired or never approved")},
              summary="End a grant early (admin); sessions already issued run on")
 def admin_end_grant(request_id: RequestId, request: Request, admin: AdminDep, services: ServicesDep) -> dict[str, Any]:
-    done = services.flow.end_grant(identity=None, admin=admin.actor, request_id=request_id,
+    done = services.access_requests.end_grant(identity=None, admin=admin.actor, request_id=request_id,
                                    ctx=decision_context(request, via="admin-api"))
     return done.to_dict()

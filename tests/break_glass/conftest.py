@@ -1,12 +1,13 @@
 """Break-glass fixtures: a slapd of the test's own (it is killed during the test), an app on it
-with a break-glass account, the TOTP secret in a file, and a notifier that records what it queued
-(the real outbox and webhooks are the notify part's; here: what the flow hands them)."""
+with a break-glass account, the TOTP secret in a file, and its alerts read from the notification
+outbox they are queued in (no delivery worker runs under a TestClient without its lifespan; the
+browser test delivers them to a real receiver)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +38,33 @@ MAPPING = {
 }
 
 
+ALERT_HOOK = "oncall-chat"
+
+
+def notifications_section(url: str = "http://127.0.0.1:9/hook") -> dict[str, Any]:
+    """The webhook break-glass alerts go to (port 9: nothing answers, the rows stay queued)."""
+    return {"webhooks": {ALERT_HOOK: {"url": url, "format": "slack", "unsigned": True, "max_backoff_seconds": 2}}}
+
+
 @dataclass
-class Recorder:
-    """A Notifier that records what was queued (``broker.notify.Notifier``)."""
+class Outbox:
+    """What was queued for the webhooks: the notification outbox's rows, oldest first."""
 
-    queued: list[tuple[tuple[str, ...], Notification]] = field(default_factory=list)
+    engine: Any
 
-    def notify(self, webhooks: tuple[str, ...] | list[str], note: Notification) -> None:
-        self.queued.append((tuple(webhooks), note))
+    @property
+    def queued(self) -> list[tuple[tuple[str, ...], Notification]]:
+        from broker.db.notify_outbox import rows
+        from broker.notify.bodies import note_of
+
+        return [((r["webhook"],), note_of(r["payload"])) for r in rows(self.engine)]
 
 
 @dataclass
 class Broker:
     client: TestClient
     app: Any
-    notes: Recorder
+    notes: Outbox
     totp: pyotp.TOTP
     slapd: Slapd
     user: str = BG_USER
@@ -121,7 +134,7 @@ def directory_section(slapd: Slapd, ca: Path) -> dict[str, Any]:
 def break_glass_section(secret_file: Path, user: str = BG_USER, **over: Any) -> dict[str, Any]:
     return {
         "when": "directory_unavailable",
-        "alert": ["oncall-chat"],
+        "alert": [ALERT_HOOK],
         "session_seconds": 1800,
         "accounts": [{"username": user, "password_hash": HASHER.hash(BG_PASSWORD),
                       "totp_secret_file": str(secret_file),
@@ -142,14 +155,14 @@ def glass(tmp_path: Path, own_slapd: Slapd, bg_pki: Pki) -> Iterator[Callable[..
 
     def build(state: dict[str, Any] | None = None, user: str = BG_USER, **over: Any) -> Broker:
         sections: dict[str, Any] = {"directory": directory_section(own_slapd, bg_pki.ca), "mapping": MAPPING,
-                                    "break_glass": break_glass_section(secret_file, user, **over)}
+                                    "break_glass": break_glass_section(secret_file, user, **over),
+                                    "notifications": notifications_section()}
         if state is not None:
             sections["state"] = state
         config = make_config(tmp_path, **sections)
-        notes = Recorder()
-        app = create_app(config, env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False, notifier=notes)
+        app = create_app(config, env={"BROKER_ADMIN_TOKEN": ADMIN_TOKEN}, configure_logging=False)
         client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
-        broker = Broker(client, app, notes, pyotp.TOTP(secret), own_slapd, user)
+        broker = Broker(client, app, Outbox(app.state.services.engine), pyotp.TOTP(secret), own_slapd, user)
         built.append(broker)
         return broker
 

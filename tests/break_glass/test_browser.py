@@ -1,9 +1,12 @@
 """Break-glass in real headless Chromium: slapd is killed, a directory sign-in fails, the sign-in
 page now offers the break-glass link; through /break-glass (username, password, one-time code)
-the on-call engineer lands on the portal and opens the console of the one listed role."""
+the on-call engineer lands on the portal and opens the console of the one listed role; both uses
+are alerted to a real webhook receiver."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +18,17 @@ from tests.break_glass.conftest import (
     BG_PASSWORD,
     LDAP_PASSWORD,
     MAPPING,
-    Recorder,
     break_glass_section,
     directory_section,
+    notifications_section,
 )
 from tests.conftest import free_port, make_config
+from tests.notify.receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap, pytest.mark.sts]
 
 
-def test_break_glass_in_the_browser(browser: Any, tmp_path: Path, own_slapd: Any, bg_pki: Any, serve_app: Any) -> None:
+def test_break_glass_in_the_browser(browser: Any, receiver: Receiver, tmp_path: Path, own_slapd: Any, bg_pki: Any, serve_app: Any) -> None:
     from broker.app import create_app
 
     secret = new_secret()
@@ -33,9 +37,9 @@ def test_break_glass_in_the_browser(browser: Any, tmp_path: Path, own_slapd: Any
     config = make_config(tmp_path, server={"public_url": f"http://127.0.0.1:{port}", "port": port},
                          logging={"level": "info", "format": "json", "access_log": False},
                          directory=directory_section(own_slapd, bg_pki.ca), mapping=MAPPING,
-                         break_glass=break_glass_section(tmp_path / "oncall.totp"))
-    notes = Recorder()
-    app = create_app(config, env={}, configure_logging=False, notifier=notes)
+                         break_glass=break_glass_section(tmp_path / "oncall.totp"),
+                         notifications=notifications_section(receiver.url()))
+    app = create_app(config, env={}, configure_logging=False)
     serve_app(app, port)
     url = f"http://127.0.0.1:{port}"
 
@@ -64,5 +68,11 @@ def test_break_glass_in_the_browser(browser: Any, tmp_path: Path, own_slapd: Any
     console.wait_for_load_state()
     assert "/sandbox/console/" in console.url
     assert "arn:aws:iam::222222222222:role/BreakGlassAdmin" in console.content()
-    assert [n.event for _, n in notes.queued] == ["break_glass.use", "break_glass.use"]  # the sign-in, the console
+    # the alerts reach the webhook (Slack's shape): the sign-in, then the console
+    deadline = time.monotonic() + 15
+    while len(receiver.accepted()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alerts = receiver.accepted()
+    assert [a.event for a in alerts] == ["break_glass.use", "break_glass.use"]
+    assert "oncall" in alerts[0].body["text"] and "BreakGlassAdmin" in json.dumps(alerts[1].body)
     context.close()

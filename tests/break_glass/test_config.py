@@ -96,7 +96,7 @@ def test_unknown_accounts_and_roles_are_named() -> None:
 def test_names_and_availability_rule_against_the_other_sections() -> None:
     static = {"type": "static", "name": "people", "users": [{"username": "oncall", "password_hash": HASHER.hash("y")}]}
     data = {"mapping": MAPPING, "directory": static,
-            "break_glass": {"accounts": [_account()], "alert": ["chat"]}}
+            "break_glass": {"accounts": [_account()]}}
     with pytest.raises(ConfigError) as err:
         parse_config(data, env={"BG_TOTP": SECRET})
     assert err.value.problems == ["break_glass.accounts[0].username: 'oncall' is also a directory user: choose another name"]
@@ -120,19 +120,20 @@ def _problems_two() -> list[str]:
     return err.value.problems
 
 
-def test_alerts_name_declared_webhooks_when_notifications_exist() -> None:
-    from broker.break_glass.config import problems
-
-    config = _config(alert=["oncall-chat", "pager"]).break_glass
-
-    class Notifications:  # the notify part's section: webhooks by name
-        def __init__(self) -> None:
-            self.webhooks = {"oncall-chat": object()}
-
-    parsed = parse_config({"mapping": MAPPING}, env={})
-    assert problems(config, mapping=parsed.mapping, directory=None, notifications=None) == []
-    assert problems(config, mapping=parsed.mapping, directory=None, notifications=Notifications()) == [
-        ("break_glass.alert[1]", "no webhook 'pager' in notifications.webhooks (oncall-chat)")]
+def test_alerts_name_declared_webhooks() -> None:
+    hooks = {"webhooks": {"oncall-chat": {"url": "https://chat.example.com/hook", "format": "slack", "unsigned": True}}}
+    data = {"mapping": MAPPING, "notifications": hooks,
+            "break_glass": {"when": "always", "accounts": [_account()], "alert": ["oncall-chat", "pager"]}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, env={"BG_TOTP": SECRET})
+    assert err.value.problems == ["break_glass.alert[1]: no webhook 'pager' in notifications.webhooks (oncall-chat)"]
+    data["break_glass"]["alert"] = ["oncall-chat"]
+    assert parse_config(data, env={"BG_TOTP": SECRET}).break_glass.alert == ["oncall-chat"]
+    data.pop("notifications")
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, env={"BG_TOTP": SECRET})
+    assert err.value.problems == [("break_glass.alert[0]: no webhook 'oncall-chat' in notifications.webhooks "
+                                  "(none is declared)")]
 
 
 def test_check_config_refuses_a_weak_hash(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ def test_request_in_the_portal_approve_on_the_requests_page_then_the_console(jit
     page = alice.get("/requests")
     assert "Approve request" in page.text and "bob" in page.text
     rid = j.call("bob", "GET", "/api/v1/requests").json()["mine"][0]["id"]
+    assert f'<tr id="request-{rid}">' in page.text  # the anchor of notifications' links (/requests#request-ID)
     own = bob.post(f"/requests/{rid}/approve", data={"csrf_token": csrf_of(mine)})
     assert own.status_code == 403 and "own request" in own.text
     done = alice.post(f"/requests/{rid}/approve", data={"csrf_token": csrf_of(page.text)})
