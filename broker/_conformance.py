@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.durable_state import DatabaseState
+    from broker.db.mfa_store import SqlFactorStore
     from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
     from broker.domain import TemporaryCredentials
     from broker.flow import DecisionLog
     from broker.jit import RequestStore
     from broker.mapping.store import MappingStore
+    from broker.mfa.store import FactorStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
     from broker.minting.saml_idp import SamlIdp
@@ -117,3 +119,6 @@ if TYPE_CHECKING:
     # ---- audit forwarding's destinations (audit_forward/forwarder.py) ----
     _syslog_sender: type[Sender] = SyslogSender
     _webhook_sender: type[Sender] = WebhookSender
+
+    # ---- second factors (mfa/store.py) ----
+    _sql_factors: type[FactorStore] = SqlFactorStore

@@ -28,6 +28,7 @@ from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
+from broker.db.mfa_store import SqlFactorStore
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
 from broker.db.store import SqlMappingStore, document_hash
@@ -35,6 +36,8 @@ from broker.draining import LIFESPAN_STATE_KEY, CloseWhileDraining, Drain
 from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
+from broker.mfa.secrets import SecretBox
+from broker.mfa.steps import StepUps
 from broker.minting.factory import build_minting
 from broker.readiness import Readiness, config_hash, directory_check, sts_check
 from broker.services import Services
@@ -184,12 +187,14 @@ def build_services(
         dependencies["directory"] = directory_check(directory.probe, directory_breakers)
     dependencies["sts"] = sts_check(sts_breakers)
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
+    flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
+                devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies,
+                mfa_default_max_age=config.mfa.default_max_age, step_up_url=f"{config.server.public_url}/mfa/step-up")
     return Services(
         config=config,
         engine=engine,
         store=store,
-        flow=Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
-                  devices=access.devices, requests=SqlRequestStore(engine), policies=config.jit.policies),
+        flow=flow,
         admin_tokens=AdminTokens(config.admin, env, directory=directory),
         metrics=Metrics(),
         minting=minting,
@@ -209,7 +214,19 @@ def build_services(
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
                               cache=ReportCache(state, config.doctor.cache_seconds),
                               run_timeout=config.doctor.run_timeout),
+        step_ups=build_step_ups(config, engine, flow, env),
     )
+
+
+def build_step_ups(config: Config, engine: Engine, flow: Flow, env: Mapping[str, str]) -> StepUps:
+    """Step-up MFA's decisions over the database (``mfa:``): the key is read once, here."""
+    try:
+        key = config.mfa.encryption_key(env)
+    except ValueError as exc:
+        engine.dispose()
+        raise ConfigError([str(exc)]) from None
+    return StepUps(store=SqlFactorStore(engine), box=SecretBox(key), audit=flow.audit, limits=flow.limits,
+                   issuer=config.mfa.issuer)
 
 
 def create_app(

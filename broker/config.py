@@ -42,6 +42,7 @@ from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_p
 from broker.errors import ConfigError
 from broker.jit.policy import AccessPolicies, JitConfig
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
+from broker.mfa.config import MfaConfig
 from broker.minting.config import (
     KeysConfig,
     OidcConfig,
@@ -187,6 +188,8 @@ class Config(Section):
     """Accounts, roles, mappings and rules declared here are read-only through the admin API."""
     jit: JitConfig = Field(default_factory=JitConfig)
     """Just-in-time access: the access policies that mappings and rules with ``access: eligible`` name."""
+    mfa: MfaConfig = Field(default_factory=MfaConfig)
+    """Step-up MFA: what ``require_mfa: true`` accepts, the TOTP secrets' encryption key (broker.mfa)."""
     directory: DirectoryConfig | None = None
     """Where people sign in and their groups come from (static | ldap | ad); broker.connectors.config."""
     upstream: list[UpstreamConfig] = Field(default_factory=list)

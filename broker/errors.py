@@ -47,7 +47,10 @@ in this tree: they are broker.oauth.errors.
     │   ├── GrantRequired            grant_required       (an eligible role without an active approved grant: request it)
     │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
     │   ├── SelfApproval             self_approval        (approving one's own request)
-    │   └── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   ├── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
+    │   ├── MfaRequired              mfa_required         (the role needs a second factor of this sign-in, no older than its max age)
+    │   ├── MfaCodeInvalid           mfa_code_invalid     (a TOTP or recovery code that is not one of the person's)
+    │   └── MfaCodeReused            mfa_code_reused      (a TOTP code already used, or a time step no later than the last used)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -62,7 +65,9 @@ in this tree: they are broker.oauth.errors.
     │   ├── RequestExists            request_exists       (a pending request or an active grant of that role already)
     │   ├── RequestNotPending        request_not_pending  (approve, deny or cancel of a request already decided)
     │   ├── AlreadyApproved          already_approved     (a second approval by the same approver)
-    │   └── GrantNotActive           grant_not_active     (ending a grant that is not active)
+    │   ├── GrantNotActive           grant_not_active     (ending a grant that is not active)
+    │   ├── MfaNotEnrolled           mfa_not_enrolled     (a step-up with a factor the person has not enrolled)
+    │   └── MfaAlreadyEnrolled       mfa_already_enrolled (enrolling TOTP while one is enrolled: remove it first)
     ├── PayloadTooLarge (413)        body_too_large
     ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
@@ -479,6 +484,29 @@ class AlreadyApproved(Conflict):
 
 class GrantNotActive(Conflict):
     code, message = "grant_not_active", "the grant is not active"
+
+
+# ---- step-up MFA (broker.mfa; the mfa part) ----
+
+
+class MfaRequired(Forbidden):
+    code, message = "mfa_required", "this needs a second factor proved in this sign-in: step up and try again"
+
+
+class MfaCodeInvalid(Forbidden):
+    code, message = "mfa_code_invalid", "that code is not right"
+
+
+class MfaCodeReused(Forbidden):
+    code, message = "mfa_code_reused", "that code was already used: wait for the next one"
+
+
+class MfaNotEnrolled(Conflict):
+    code, message = "mfa_not_enrolled", "you have not enrolled that second factor"
+
+
+class MfaAlreadyEnrolled(Conflict):
+    code, message = "mfa_already_enrolled", "an authenticator app is already enrolled: remove it first"
 
 
 class ShuttingDown(Unavailable):

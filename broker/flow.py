@@ -32,7 +32,7 @@ from broker.decisions.log import (
     outcome_of,
     refusal_details,
 )
-from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
+from broker.domain import Channel, ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
     AlreadyApproved,
     BadRequest,
@@ -63,6 +63,7 @@ from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
+from broker.mfa import within_mfa
 from broker.minting.names import sts_names
 from broker.oauth.device import DeviceAuthorization, DeviceFlow, PendingDevice
 from broker.ratelimit import RateLimiter
@@ -118,8 +119,14 @@ class Flow:
         clock: Callable[[], datetime] = _utcnow,
         requests: RequestStore | None = None,
         policies: Mapping[str, AccessPolicy] | None = None,
+        mfa_default_max_age: int = 43200,
+        step_up_url: str = "/mfa/step-up",
     ) -> None:
         self.store = store
+        self.mfa_default_max_age = mfa_default_max_age
+        """What ``require_mfa: true`` accepts (config ``mfa.default_max_age``)."""
+        self.step_up_url = step_up_url
+        """Where a person steps up (``{public_url}/mfa/step-up``), in ``mfa_required``'s details."""
         self.requests = requests
         """Access requests and their time-bound grants (None: eligible roles are never issued)."""
         self.policies: Mapping[str, AccessPolicy] = policies or {}
@@ -434,6 +441,7 @@ class Flow:
             grant = self._grant(self.grants_for(current.groups), account, role)
             seconds = self._within_grant(current, grant, clamp_duration(grant=grant, channel="cli", requested=duration),
                                          details)
+            seconds = self._with_mfa(current, grant, "cli", seconds, details)
             details |= self._describe(current, grant, seconds)
             creds = self._assume(current, grant, seconds, self.clock())
             details["access_key_id"] = creds.access_key_id
@@ -464,6 +472,7 @@ class Flow:
                 partition(grant.partition).check_console_region(region, account_region=grant.region)
             seconds = self._within_grant(
                 current, grant, clamp_duration(grant=grant, channel="console", requested=duration), details)
+            seconds = self._with_mfa(current, grant, "console", seconds, details)
             details |= self._describe(current, grant, seconds)
             now = self.clock()
             creds = self._assume(current, grant, seconds, now)
@@ -475,6 +484,14 @@ class Flow:
             )
 
         return self._decide("issue.console", identity, ctx, f"{account}/{role}", step)
+
+    def _with_mfa(self, current: Identity, grant: RoleGrant, channel: Channel, seconds: int,
+                  details: dict[str, Any]) -> int:
+        """Step-up MFA (``require_mfa`` / ``mfa_max_age``, the least demanding reason wins): a
+        second factor of this sign-in young enough, and no session that outlives its max age."""
+        return within_mfa(current, max_age=grant.mfa_max_age(channel, self.mfa_default_max_age),
+                          now=self.clock().timestamp(), seconds=seconds, step_up_url=self.step_up_url,
+                          details=details)
 
     # ---- just-in-time access (broker.jit): requests, approvals, time-bound grants ----
 

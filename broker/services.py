@@ -23,6 +23,7 @@ from broker.connectors.base import Connector, UpstreamConnector
 from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
+from broker.mfa.steps import StepUps
 from broker.minting.factory import Minting
 from broker.readiness import Readiness
 from broker.state import StateStore
@@ -59,6 +60,8 @@ class Services:
     configuration hashes (broker.readiness)."""
     doctor: DoctorOnDemand
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
+    step_ups: StepUps
+    """Step-up MFA's decisions: TOTP enrolment, step-ups, recovery codes (``mfa:``; broker.mfa.steps)."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,
