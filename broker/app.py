@@ -54,6 +54,7 @@ from broker.web import (
     device,
     federation,
     history_api,
+    mfa,
     ops,
     portal,
     requests_api,
@@ -281,6 +282,7 @@ def create_app(
     app.include_router(history_api.router)
     if config.portal.enabled:
         app.include_router(portal.router)
+        app.include_router(mfa.router)
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
         app.include_router(admin_review_pages.router)

@@ -26,6 +26,7 @@ from broker.errors import (
     DirectoryUnavailable,
     Forbidden,
     InvalidCredentials,
+    MfaRequired,
     TooManyRequests,
     Unauthenticated,
     Unavailable,
@@ -34,6 +35,7 @@ from broker.jit.requests import AccessRequest, rfc3339
 from broker.redirects import safe_next
 from broker.web.access import role_key
 from broker.web.deps import ServicesDep, decision_context, services_of
+from broker.web.mfa import remember_resume
 from broker.web.pages import error_page, page
 from broker.web.sessions import Session
 from broker.web.sign_in_options import sign_in_options
@@ -375,6 +377,10 @@ def console(
         grant = _find_grant(services.flow.grants_for(user.groups).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=decision_context(request, "portal"))
+    except MfaRequired:  # step up, then one click re-posts this form (broker.web.mfa)
+        assert session is not None
+        return remember_resume(request, session, {"action": "/console", "account": account, "role": role,
+                                                  "service": service, "region": region})
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is not None:  # recorded by account id, however the form named the account
@@ -391,6 +397,9 @@ def cli_credentials(request: Request, services: ServicesDep, account: Text, role
     assert user is not None
     try:
         issued = services.flow.credentials(identity=user, account=account, role=role, ctx=decision_context(request, "portal"))
+    except MfaRequired:
+        assert session is not None
+        return remember_resume(request, session, {"action": "/cli-credentials", "account": account, "role": role})
     except BrokerError as exc:
         return error_page(request, session, exc)
     services.access.prefs.used(user, role_key(issued.grant.account_id, issued.grant.role_name))
