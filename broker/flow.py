@@ -42,6 +42,7 @@ from broker.errors import (
     GrantRequired,
     InvalidCredentials,
     InvalidInput,
+    MfaRequired,
     NotApprover,
     NotEligible,
     NotFound,
@@ -63,7 +64,8 @@ from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
-from broker.mfa import within_mfa
+from broker.mfa import fresh, within_mfa
+from broker.mfa import rfc3339 as rfc3339_epoch
 from broker.minting.names import sts_names
 from broker.oauth.device import DeviceAuthorization, DeviceFlow, PendingDevice
 from broker.ratelimit import RateLimiter
@@ -276,10 +278,12 @@ class Flow:
 
     # ---- a device login (RFC 8628: the CLI starts it, the person approves on /device, the CLI polls) ----
 
-    def start_device(self, *, client_id: str, user_agent: str | None, ctx: DecisionContext) -> DeviceAuthorization:
-        """A new device code (§3.1-3.2), rate limited per address: starts count until completed."""
+    def start_device(self, *, client_id: str, user_agent: str | None, ctx: DecisionContext,
+                     mfa: bool = False) -> DeviceAuthorization:
+        """A new device code (§3.1-3.2), rate limited per address: starts count until completed.
+        ``mfa``: the login is approved only with a fresh step-up (``decide_device``)."""
         self.limits.device_authorization(address=ctx.source_ip)
-        return self.devices.authorize(client_id=client_id, address=ctx.source_ip, user_agent=user_agent)
+        return self.devices.authorize(client_id=client_id, address=ctx.source_ip, user_agent=user_agent, mfa=mfa)
 
     def complete_device(self, *, device_code: str, client_id: str, ctx: DecisionContext) -> Identity:
         """The identity a poll finds approved (§3.4-3.5; else the RFC error to answer); once
@@ -304,13 +308,27 @@ class Flow:
         if choice not in ("approve", "deny"):
             return "no_choice"
         action = f"device.{choice}"
-        current = self._decide(action, identity, ctx, None, lambda current, _details: current, audit_allow=False)
+        pending = self.devices.pending(user_code) if choice == "approve" else None
+
+        def step(current: Identity, details: dict[str, Any]) -> Identity:
+            if pending is not None and pending.mfa:  # the CLI asked for MFA: a fresh step-up first
+                details["mfa"] = True
+                if not fresh(current, now=self.clock().timestamp()):
+                    raise MfaRequired("this command-line login asks for a second factor: step up first",
+                                      details=[{"field": "step_up_url", "code": "mfa_required",
+                                                "value": self.step_up_url, "message": "step up, then approve"}])
+            return current
+
+        current = self._decide(action, identity, ctx, None, step, audit_allow=False)
         if not self.devices.decide(user_code, identity=current, approve=choice == "approve"):
             self.limits.user_code_failed(user=identity.username, address=ctx.source_ip)
             self.audit.write(decision(ctx, "device.decide", current, outcome="deny",
                                       details={"groups": list(current.groups), "code": "unknown_user_code"}))
             return "unknown_code"
-        self.audit.write(decision(ctx, action, current, outcome="allow", details={"groups": list(current.groups)}))
+        details: dict[str, Any] = {"groups": list(current.groups)}
+        if pending is not None and pending.mfa:
+            details |= {"mfa": True, "mfa_at": rfc3339_epoch(current.mfa_at), "mfa_methods": list(current.mfa_methods)}
+        self.audit.write(decision(ctx, action, current, outcome="allow", details=details))
         return "approved" if choice == "approve" else "denied"
 
     # ---- the directory's view now ----

@@ -15,7 +15,21 @@ from typing import Any
 from broker.domain import Identity
 from broker.errors import MfaRequired
 
-__all__ = ["stepped_up", "within_mfa"]
+__all__ = ["FRESH_SECONDS", "fresh", "rfc3339", "stepped_up", "within_mfa"]
+
+FRESH_SECONDS = 300
+"""What a "fresh" step-up is: removing a factor, new recovery codes, approving a CLI login that
+asked for MFA need a second factor proved at most this long ago."""
+
+
+def rfc3339(at: float | None) -> str | None:
+    """An ``mfa_at`` (epoch seconds) as the audit trail writes times: RFC 3339, UTC."""
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def fresh(identity: Identity, *, now: float) -> bool:
+    """A second factor proved within ``FRESH_SECONDS``."""
+    return identity.mfa_at is not None and now - identity.mfa_at <= FRESH_SECONDS
 
 
 def stepped_up(identity: Identity, *, method: str, at: float) -> Identity:
@@ -37,7 +51,7 @@ def within_mfa(identity: Identity, *, max_age: int | None, now: float, seconds: 
     session later), and refused as well when that leaves less than STS's 900-second minimum.
     ``details`` (the audit event's) get ``mfa_at`` (RFC 3339) and ``mfa_methods``."""
     if identity.mfa_at is not None:
-        details["mfa_at"] = datetime.fromtimestamp(identity.mfa_at, UTC).isoformat().replace("+00:00", "Z")
+        details["mfa_at"] = rfc3339(identity.mfa_at)
         details["mfa_methods"] = list(identity.mfa_methods)
     if max_age is None:
         return seconds

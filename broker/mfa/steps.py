@@ -26,13 +26,10 @@ from broker.errors import (
     MfaRequired,
     TooManyRequests,
 )
-from broker.mfa import recovery, stepped_up, totp
+from broker.mfa import FRESH_SECONDS, fresh, recovery, stepped_up, totp
 from broker.mfa.secrets import SecretBox
 from broker.mfa.store import FactorStore, TotpFactor
 from broker.ratelimit import RateLimiter
-
-FRESH_SECONDS = 300
-"""Removing a factor or replacing the recovery codes needs a step-up at most this old."""
 
 Method = Literal["totp", "recovery"]
 AMR = {"totp": "otp", "recovery": "otp"}
@@ -54,10 +51,6 @@ class Status:
     recovery_codes_left: int
 
 
-def rfc3339(at: float | None) -> str | None:
-    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
-
-
 class StepUps:
     def __init__(self, *, store: FactorStore, box: SecretBox, audit: AuditWriter, limits: RateLimiter,
                  issuer: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -75,7 +68,7 @@ class StepUps:
 
     def fresh(self, identity: Identity) -> bool:
         """A step-up within ``FRESH_SECONDS``."""
-        return identity.mfa_at is not None and self.clock().timestamp() - identity.mfa_at <= FRESH_SECONDS
+        return fresh(identity, now=self.clock().timestamp())
 
     def _audited(self, action: str, identity: Identity, ctx: DecisionContext, details: dict[str, object],
                  run: Callable[[], object]) -> object:

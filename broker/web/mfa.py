@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from broker.domain import Identity
 from broker.errors import BrokerError, MfaNotEnrolled, MfaRequired, TooManyRequests, Unauthenticated
 from broker.identity_json import identity_to_dict
-from broker.mfa.steps import rfc3339
+from broker.mfa import rfc3339
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import error_page, page
