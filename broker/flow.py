@@ -261,7 +261,9 @@ class Flow:
         log.info("upstream_sign_in", idp=idp, outcome="allow", code=None, reason=None)
         self.audit.write(decision(
             ctx, "login", identity, outcome="allow", target_type="identity_provider", target_id=idp,
-            details={"idp": idp, "protocol": protocol, "source": identity.source, "groups": list(identity.groups)},
+            details={"idp": idp, "protocol": protocol, "source": identity.source, "groups": list(identity.groups),
+                     **({"mfa_at": rfc3339_epoch(identity.mfa_at), "mfa_methods": list(identity.mfa_methods)}
+                        if identity.mfa_at is not None else {})},
         ))
         return result
 
