@@ -6,7 +6,7 @@ from __future__ import annotations
 from broker.domain import GrantReason, RoleGrant
 from tests.conftest import ADMIN_TOKEN
 from tests.mfa.conftest import mfa_sections
-from tests.portal.conftest import ALICE_PW, BOB_PW
+from tests.portal.conftest import ALICE_PW, BOB_PW, build, clock  # noqa: F401  (fixtures)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -73,3 +73,29 @@ def test_the_user_api_refuses_an_mfa_role_without_a_second_factor_and_audits_it(
     events = client.get("/api/v1/admin/audit", params={"action": "issue.credentials"}, headers=ADMIN).json()["items"]
     deny = next(e for e in events if e["outcome"] != "allow")
     assert deny["details"]["code"] == "mfa_required" and "access_key_id" not in deny["details"]
+
+
+def test_the_access_report_says_each_reasons_mfa(app_factory):
+    client = app_factory(**mfa_sections())
+    report = client.get("/api/v1/admin/reports/access", params={"format": "json"}, headers=ADMIN)
+    assert report.status_code == 200, report.text
+    rows = {(r["username"], r["account_alias"], r["role_name"]): r["mfa"] for r in report.json()["rows"]}
+    assert rows[("alice", "sandbox-dev", "Admin")] == "required"
+    assert rows[("bob", "sandbox-prod", "ReadOnly")] == "3600"
+    assert rows[("bob", "sandbox-dev", "Developer")] == ""
+
+
+def test_editing_a_mapping_on_the_admin_pages_keeps_its_mfa(build, admin_headers):  # noqa: F811
+    from tests.portal.conftest import csrf_of, sign_in
+
+    client = build(admin={"directory_groups": ["aws-admins"]})
+    assert sign_in(client).status_code == 303
+    made = client.post("/api/v1/admin/mappings", headers=admin_headers,
+                       json={"group": "qa", "account": "sandbox-dev", "role": "Developer", "mfa_max_age": 1800})
+    ref = made.json()["id"]
+    page = client.get(f"/admin/mappings/{ref}")
+    data = {"csrf_token": csrf_of(page.text), "group": "qa", "target": "account", "account": "sandbox-dev",
+            "role": "Developer", "console": "on", "cli": "on", "session_duration": "1800"}
+    assert client.post(f"/admin/mappings/{ref}", data=data).status_code == 303
+    api = client.get(f"/api/v1/admin/mappings/{ref}", headers=admin_headers).json()
+    assert (api["session_duration"], api["mfa_max_age"]) == (1800, 1800)  # the form's edit, and the MFA kept
