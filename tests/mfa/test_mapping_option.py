@@ -67,6 +67,10 @@ def test_the_user_api_refuses_an_mfa_role_without_a_second_factor_and_audits_it(
     assert error["code"] == "mfa_required"
     by_field = {d["field"]: d["value"] for d in error["details"]}
     assert by_field["mfa_max_age"] == 3600 and by_field["step_up_url"].endswith("/mfa/step-up")
+    roles = {(r["account_alias"], r["role_name"]): r["mfa_max_age"]
+             for r in client.get("/api/v1/roles", auth=("bob", BOB_PW)).json()}
+    assert roles[("sandbox-prod", "ReadOnly")] == {"console": 3600, "cli": 3600}
+    assert roles[("sandbox-dev", "Developer")] == {"console": None, "cli": None}
     plain = client.post("/api/v1/credentials", auth=("alice", ALICE_PW),
                         json={"account": "sandbox-dev", "role": "Developer"})
     assert plain.status_code == 200  # a role without the option: as before
