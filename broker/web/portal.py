@@ -32,6 +32,7 @@ from broker.errors import (
     Unavailable,
 )
 from broker.jit.requests import AccessRequest, rfc3339
+from broker.mapping.model import MAX_SESSION
 from broker.redirects import safe_next
 from broker.web.access import role_key
 from broker.web.deps import ServicesDep, decision_context, services_of
@@ -200,6 +201,8 @@ class RoleRow:
     """The end of the person's active grant of an eligible role (RFC 3339); None: none is active."""
     request_max: int | None = None
     """An eligible role: the longest grant a request may ask (its policy's max_duration)."""
+    mfa: bool = False
+    """Step-up MFA: issuance on some channel needs a second factor (``require_mfa`` / ``mfa_max_age``)."""
 
     @property
     def usable(self) -> bool:
@@ -269,6 +272,7 @@ def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, 
             description=descriptions.get(role_key(g.account_id, g.role_name), ""),
             eligible=g.eligible, grant_ends=ends(g),
             request_max=request_max(g) if g.eligible and request_max is not None else None,
+            mfa=any(g.allows(c) and g.mfa_max_age(c, MAX_SESSION) is not None for c in ("console", "cli")),
         )
         for g in grants
     ]

@@ -34,6 +34,7 @@ def test_enrol_step_up_then_open_the_console_of_an_mfa_role(browser: Any, live: 
     ctx.close()
     ctx, page = _sign_in(browser, server.url, "alice", ALICE_PW)
     row = page.locator("li.role", has_text="sandbox-dev").filter(has_text="Admin")
+    assert "second factor" in row.inner_text()  # the role says it asks for one
     with ctx.expect_page() as new_tab:
         row.get_by_role("button", name="Open the AWS console as Admin in sandbox-dev (new tab)").click()
     tab = new_tab.value
