@@ -20,7 +20,6 @@ from fastapi.responses import RedirectResponse, Response
 
 from broker.domain import Identity
 from broker.errors import BrokerError, MfaNotEnrolled, MfaRequired, TooManyRequests, Unauthenticated
-from broker.identity_json import identity_to_dict
 from broker.mfa import rfc3339
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
@@ -43,10 +42,14 @@ def step_up_redirect(next_url: str) -> RedirectResponse:
     return _no_store(f"/mfa/step-up?next={quote(safe_next(next_url) or '/', safe='/')}")
 
 
-def save_identity(request: Request, session: Session, identity: Identity) -> bool:
-    """The session now carries ``identity`` (a step-up's ``stepped_up``); False: it was ended meanwhile."""
-    session.user = identity_to_dict(identity)
-    return services_of(request).access.sessions.save(session)
+def save_identity(request: Request, session: Session, identity: Identity, response: Response) -> Session | None:
+    """After a step-up: the session, under a new id (a change of privilege), carries ``identity``
+    (``stepped_up``'s) and ``response`` sets its cookie. None: the session was ended meanwhile."""
+    sessions = services_of(request).access.sessions
+    renewed = sessions.renewed(session, identity)
+    if renewed is not None:
+        sessions.set_cookie(request, response, renewed)
+    return renewed
 
 
 def remember_resume(request: Request, session: Session, form: dict[str, str]) -> RedirectResponse:
@@ -127,10 +130,14 @@ def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token
         proved, codes = services.step_ups.confirm_totp(user, code, ctx=decision_context(request, "portal"))
     except BrokerError as exc:
         return _refused(request, session, user, exc, lambda **kw: _factors_page(request, session, user, **kw))
-    save_identity(request, session, proved)
-    return _factors_page(request, session, proved, codes=codes,
+    renewed = services.access.sessions.renewed(session, proved)  # a new session id for the new privilege
+    if renewed is None:
+        return _no_store("/login")
+    response = _factors_page(request, renewed, proved, codes=codes,
                          notice="Your authenticator app is enrolled. Keep these recovery codes somewhere safe: "
                                 "they are shown only now, and each works once.")
+    services.access.sessions.set_cookie(request, response, renewed)
+    return response
 
 
 @router.post("/mfa/recovery-codes")
@@ -212,9 +219,8 @@ def step_up(request: Request, services: ServicesDep, method: Annotated[Literal["
             return _no_store("/mfa")
         return _refused(request, session, user, exc,
                         lambda **kw: _step_up_page(request, session, user, next_url, **kw))
-    if not save_identity(request, session, proved):
-        return _no_store("/login")
-    return _no_store(next_url)
+    response = _no_store(next_url)
+    return response if save_identity(request, session, proved, response) is not None else _no_store("/login")
 
 
 @router.get("/mfa/continue")

@@ -8,6 +8,7 @@ import re
 import time
 from datetime import timedelta
 
+from broker.web.sessions import host_cookie_name
 from tests.mfa.conftest import Portal, code_at
 
 
@@ -23,6 +24,9 @@ def test_an_mfa_role_leads_through_enrolment_and_step_up_then_opens_with_the_pro
     assert "no authenticator app enrolled" in p.client.get("/mfa/step-up?next=/mfa/continue").text
 
     secret = p.enrol()
+    name = host_cookie_name(p.services.config.sessions.cookie_name, secure=False)
+    before_cookie = p.client.cookies.get(name)
+    assert p.services.access.sessions.get(before_cookie) is not None
     wrong = p.confirm("000000" if code_at(secret) != "000000" else "111111")
     assert wrong.status_code == 403 and "not right" in wrong.text
     confirmed = p.confirm(code_at(secret))
@@ -30,6 +34,7 @@ def test_an_mfa_role_leads_through_enrolment_and_step_up_then_opens_with_the_pro
     assert confirmed.text.count("<li>") >= 10 and 'id="recovery-codes"' in confirmed.text
     assert [e["outcome"] for e in p.audit("mfa.enrol")] == ["allow", "deny"]  # newest first
 
+    assert p.services.access.sessions.get(before_cookie) is None  # the step-up renewed the session id
     cont = p.client.get("/mfa/continue")
     assert cont.status_code == 200 and 'action="/console"' in cont.text and "sandbox-dev" in cont.text
     opened = p.console()
