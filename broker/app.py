@@ -157,6 +157,7 @@ def build_services(
     config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True
 ) -> Services:
     env = os.environ if env is None else env
+    secrets_key = mfa_key(config, env)
     engine, store = open_store(config, sync_mapping=sync_mapping)
     minting = build_minting(
         public_url=config.server.public_url,
@@ -215,17 +216,20 @@ def build_services(
         doctor=DoctorOnDemand(access=IamAccess(config.doctor, session_name="broker-doctor"), broker=BrokerSide.of(minting),
                               cache=ReportCache(state, config.doctor.cache_seconds),
                               run_timeout=config.doctor.run_timeout),
-        step_ups=build_step_ups(config, engine, flow, env),
+        step_ups=build_step_ups(config, engine, flow, secrets_key),
     )
 
 
-def build_step_ups(config: Config, engine: Engine, flow: Flow, env: Mapping[str, str]) -> StepUps:
-    """Step-up MFA's decisions over the database (``mfa:``): the key is read once, here."""
+def mfa_key(config: Config, env: Mapping[str, str]) -> bytes | None:
+    """The TOTP secrets' key (``mfa.encryption_key_*``), read once before anything is opened."""
     try:
-        key = config.mfa.encryption_key(env)
+        return config.mfa.encryption_key(env)
     except ValueError as exc:
-        engine.dispose()
         raise ConfigError([str(exc)]) from None
+
+
+def build_step_ups(config: Config, engine: Engine, flow: Flow, key: bytes | None) -> StepUps:
+    """Step-up MFA's decisions over the database (``mfa:``)."""
     return StepUps(store=SqlFactorStore(engine), box=SecretBox(key), audit=flow.audit, limits=flow.limits,
                    issuer=config.mfa.issuer)
 
