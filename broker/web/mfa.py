@@ -84,7 +84,7 @@ def _qr(uri: str) -> str:
 
 
 def _factors_page(request: Request, session: Session, user: Identity, *, status: int = 200, error: str = "",
-                  notice: str = "", codes: list[str] | None = None) -> Response:
+                  notice: str = "", codes: list[str] | None = None, next_url: str = "") -> Response:
     services = services_of(request)
     steps = services.step_ups
     state = steps.status(user)
@@ -92,23 +92,24 @@ def _factors_page(request: Request, session: Session, user: Identity, *, status:
     return page(request, "mfa.html", status=status, session=session, title="Second factors", state=state,
                 pending=pending, qr=_qr(pending.uri) if pending is not None else "", error=error, notice=notice,
                 codes=codes or [], mfa_at=rfc3339(user.mfa_at), mfa_methods=list(user.mfa_methods),
-                fresh=steps.fresh(user))
+                fresh=steps.fresh(user), next_url=safe_next(next_url) or "")
 
 
 @router.get("/mfa")
-def factors(request: Request) -> Response:
+def factors(request: Request, next: Annotated[str, Query(max_length=2048)] = "") -> Response:
+    """``next``: where to continue once enrolled (a step-up sent the person here)."""
     session, user, refusal = _signed_in(request, "/mfa")
     if refusal is not None:
         return refusal
     assert session is not None and user is not None
     try:
-        return _factors_page(request, session, user)
+        return _factors_page(request, session, user, next_url=next)
     except BrokerError as exc:
         return error_page(request, session, exc)
 
 
 @router.post("/mfa/totp/enrol")
-def enrol(request: Request, services: ServicesDep, csrf_token: Text = "") -> Response:
+def enrol(request: Request, services: ServicesDep, csrf_token: Text = "", next: Next = "") -> Response:
     session, user, refusal = _form(request, csrf_token, "/mfa")
     if refusal is not None:
         return refusal
@@ -116,12 +117,13 @@ def enrol(request: Request, services: ServicesDep, csrf_token: Text = "") -> Res
     try:
         services.step_ups.begin_totp(user)
     except BrokerError as exc:
-        return _factors_page(request, session, user, status=exc.status, error=exc.message)
-    return _no_store("/mfa#enrol")
+        return _factors_page(request, session, user, status=exc.status, error=exc.message, next_url=next)
+    back = safe_next(next)
+    return _no_store(f"/mfa?next={quote(back, safe='/')}#enrol" if back else "/mfa#enrol")
 
 
 @router.post("/mfa/totp/confirm")
-def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token: Text = "") -> Response:
+def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token: Text = "", next: Next = "") -> Response:
     session, user, refusal = _form(request, csrf_token, "/mfa")
     if refusal is not None:
         return refusal
@@ -129,11 +131,12 @@ def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token
     try:
         proved, codes = services.step_ups.confirm_totp(user, code, ctx=decision_context(request, "portal"))
     except BrokerError as exc:
-        return _refused(request, session, user, exc, lambda **kw: _factors_page(request, session, user, **kw))
+        return _refused(request, session, user, exc,
+                        lambda **kw: _factors_page(request, session, user, next_url=next, **kw))
     renewed = services.access.sessions.renewed(session, proved)  # a new session id for the new privilege
     if renewed is None:
         return _no_store("/login")
-    response = _factors_page(request, renewed, proved, codes=codes,
+    response = _factors_page(request, renewed, proved, codes=codes, next_url=next,
                          notice="Your authenticator app is enrolled. Keep these recovery codes somewhere safe: "
                                 "they are shown only now, and each works once.")
     services.access.sessions.set_cookie(request, response, renewed)

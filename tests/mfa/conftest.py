@@ -45,16 +45,16 @@ class Portal:
     def post(self, path: str, **data: Any) -> Any:
         return self.client.post(path, data={"csrf_token": self.csrf("/mfa"), **data})
 
-    def enrol(self) -> str:
+    def enrol(self, next_url: str = "") -> str:
         """Start the enrolment and read the secret from the page, as a person would type it."""
-        started = self.post("/mfa/totp/enrol")
+        started = self.post("/mfa/totp/enrol", next=next_url)
         assert started.status_code == 303, started.text
-        m = re.search(r'id="totp-secret">([A-Z2-7]+)<', self.client.get("/mfa").text)
+        m = re.search(r'id="totp-secret">([A-Z2-7]+)<', self.client.get(started.headers["location"]).text)
         assert m, "no secret on the page"
         return m.group(1)
 
-    def confirm(self, code: str) -> Any:
-        return self.post("/mfa/totp/confirm", code=code)
+    def confirm(self, code: str, next_url: str = "") -> Any:
+        return self.post("/mfa/totp/confirm", code=code, next=next_url)
 
     def step_up(self, code: str, *, method: str = "totp", next_url: str = "/") -> Any:
         return self.post("/mfa/step-up", code=code, method=method, next=next_url)

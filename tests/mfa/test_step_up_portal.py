@@ -21,17 +21,19 @@ def test_an_mfa_role_leads_through_enrolment_and_step_up_then_opens_with_the_pro
     refused = p.console()
     assert refused.status_code == 303 and refused.headers["location"] == "/mfa/step-up?next=/mfa/continue"
     assert _deny_codes(p.audit("issue.console")) == ["mfa_required"]
-    assert "no authenticator app enrolled" in p.client.get("/mfa/step-up?next=/mfa/continue").text
+    asked = p.client.get("/mfa/step-up?next=/mfa/continue").text
+    assert "no authenticator app enrolled" in asked and 'href="/mfa?next=/mfa/continue"' in asked
 
-    secret = p.enrol()
+    secret = p.enrol(next_url="/mfa/continue")
     name = host_cookie_name(p.services.config.sessions.cookie_name, secure=False)
     before_cookie = p.client.cookies.get(name)
     assert p.services.access.sessions.get(before_cookie) is not None
     wrong = p.confirm("000000" if code_at(secret) != "000000" else "111111")
     assert wrong.status_code == 403 and "not right" in wrong.text
-    confirmed = p.confirm(code_at(secret))
+    confirmed = p.confirm(code_at(secret), next_url="/mfa/continue")
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.text.count("<li>") >= 10 and 'id="recovery-codes"' in confirmed.text
+    assert 'id="mfa-continue" href="/mfa/continue"' in confirmed.text  # back to where the step-up was asked
     assert [e["outcome"] for e in p.audit("mfa.enrol")] == ["allow", "deny"]  # newest first
 
     assert p.services.access.sessions.get(before_cookie) is None  # the step-up renewed the session id
