@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from broker.connectors.saml_sp import SamlServiceProvider
     from broker.connectors.static import StaticConnector
     from broker.db.durable_state import DatabaseState
+    from broker.db.mfa_store import SqlFactorStore
     from broker.db.notify_outbox import OutboxNotifier
     from broker.db.requests_store import SqlRequestStore
     from broker.db.store import SqlMappingStore
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from broker.jit import RequestStore
     from broker.mapping.store import MappingStore
     from broker.mfa.credentials import WebAuthnCredentialStore
+    from broker.mfa.store import FactorStore
     from broker.minting import SamlIssuer, TokenIssuer
     from broker.minting.oidc_issuer import OidcIssuer
     from broker.minting.saml_idp import SamlIdp
@@ -125,3 +127,6 @@ if TYPE_CHECKING:
 
     # ---- notifications (notify/__init__.py): the outbox of webhook notifications ----
     _outbox_notifier: type[Notifier] = OutboxNotifier
+
+    # ---- second factors (mfa/store.py) ----
+    _sql_factors: type[FactorStore] = SqlFactorStore

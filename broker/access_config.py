@@ -79,6 +79,9 @@ class RateLimitsConfig(_Section):
     the slower bucket it degrades into: failures per window per username (per signed-in person
     for device codes) from that address. One guesser behind a shared address exhausts only the
     buckets of the names they try, never everybody's."""
+    mfa_failures_per_user: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Wrong TOTP or recovery codes per person per window at a step-up (``broker.mfa``): then 429.
+    Per person, not per address: the person is signed in already, the code is all that is guessed."""
     user_code_attempts_per_address: Annotated[int, Field(ge=1, le=1000)] = 10
     """Wrong device user codes entered per source address (and per signed-in person) per window."""
     device_authorizations_per_address: Annotated[int, Field(ge=1, le=10000)] = 30

@@ -30,6 +30,7 @@ from broker.connectors.base import BreakerConnector, ProbeConnector
 from broker.connectors.registry import build_connector, build_upstream
 from broker.db import outbox
 from broker.db.durable_state import open_durable_state
+from broker.db.mfa_store import SqlFactorStore
 from broker.db.notify_outbox import OutboxNotifier
 from broker.db.requests_store import SqlRequestStore
 from broker.db.session import current_revision, head_revision, make_engine, migrate
@@ -40,6 +41,8 @@ from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailabl
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.mfa.passkeys import Passkeys
+from broker.mfa.secrets import SecretBox
+from broker.mfa.steps import StepUps
 from broker.minting.factory import build_minting
 from broker.notify.config import resolve as resolve_webhooks
 from broker.notify_worker import Delivery
@@ -60,6 +63,7 @@ from broker.web import (
     device,
     federation,
     history_api,
+    mfa,
     ops,
     portal,
     requests_api,
@@ -161,6 +165,7 @@ def startup_problems(exc: BrokerError) -> list[str]:
 
 def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync_mapping: bool = True) -> Services:
     env = os.environ if env is None else env
+    secrets_key = mfa_key(config, env)
     engine, store = open_store(config, sync_mapping=sync_mapping)
     minting = build_minting(
         public_url=config.server.public_url,
@@ -199,7 +204,8 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync
         notifier=notifier, count=lambda outcome: metrics.break_glass.labels(outcome=outcome).inc())
     flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,
                 devices=access.devices, requests=SqlRequestStore(engine, notifier), policies=config.jit.policies,
-                break_glass=break_glass)
+                break_glass=break_glass, mfa_default_max_age=config.mfa.default_max_age,
+                step_up_url=f"{config.server.public_url}/mfa/step-up")
     return Services(
         config=config,
         engine=engine,
@@ -228,6 +234,7 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync
                              audit=flow.audit),
         access_requests=AccessRequests(flow, public_url=config.server.public_url),
         notifier=notifier,
+        step_ups=build_step_ups(config, engine, flow, secrets_key),
     )
 
 
@@ -244,6 +251,20 @@ def background_jobs(services: Services, *, env: Mapping[str, str]) -> list[Deliv
         jobs.append(Periodic("jit-expiry-sweep", lambda: services.access_requests.sweep() >= SWEEP_LIMIT,
                              interval=config.jit.sweep_seconds))
     return jobs
+
+
+def mfa_key(config: Config, env: Mapping[str, str]) -> bytes | None:
+    """The TOTP secrets' key (``mfa.encryption_key_*``), read once before anything is opened."""
+    try:
+        return config.mfa.encryption_key(env)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def build_step_ups(config: Config, engine: Engine, flow: Flow, key: bytes | None) -> StepUps:
+    """Step-up MFA's decisions over the database (``mfa:``)."""
+    return StepUps(store=SqlFactorStore(engine), box=SecretBox(key), audit=flow.audit, limits=flow.limits,
+                   issuer=config.mfa.issuer)
 
 
 def create_app(
@@ -302,6 +323,7 @@ def create_app(
         app.include_router(portal.router)
         app.include_router(webauthn.router)
         app.include_router(break_glass.router)
+        app.include_router(mfa.router)
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
         app.include_router(admin_review_pages.router)

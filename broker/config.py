@@ -44,7 +44,7 @@ from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_p
 from broker.errors import ConfigError
 from broker.jit.policy import AccessPolicies, JitConfig
 from broker.mapping.model import AccountSpec, MappingDocument, MappingSpec, RuleSpec, reference_issues
-from broker.mfa.config import MfaConfig  # part webauthn: mfa.webauthn
+from broker.mfa.config import MfaConfig
 from broker.minting.config import (
     KeysConfig,
     OidcConfig,
@@ -192,7 +192,8 @@ class Config(Section):
     jit: JitConfig = Field(default_factory=JitConfig)
     """Just-in-time access: the access policies that mappings and rules with ``access: eligible`` name."""
     mfa: MfaConfig = Field(default_factory=MfaConfig)
-    """Second factors at the broker (part webauthn: ``mfa.webauthn``, passkeys and security keys)."""
+    """Second factors at the broker: what ``require_mfa: true`` accepts, the TOTP secrets' encryption
+    key, passkeys and security keys (``mfa.webauthn``) (broker.mfa)."""
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     """Webhooks (Slack, Teams, JSON) that access policies notify (broker.notify)."""
     directory: DirectoryConfig | None = None

@@ -81,6 +81,16 @@ class GrantReason(NamedTuple):
     """``eligible``: this reason lets the person *request* the role (``broker.access``), not use it."""
     policy: str | None = None
     """The access policy of an eligible reason (config ``jit.policies``)."""
+    require_mfa: bool = False
+    """Issuance through this reason needs a second factor of this sign-in (``broker.mfa``)."""
+    mfa_max_age: int | None = None
+    """... proved at most this many seconds ago (implies ``require_mfa``)."""
+
+    def mfa_age(self, default_max_age: int) -> int | None:
+        """The oldest second factor this reason accepts (seconds); None: it needs none."""
+        if self.mfa_max_age is not None:
+            return self.mfa_max_age
+        return default_max_age if self.require_mfa else None
 
     def describe(self) -> str:
         """One line a person reads: ``mapping 12 via ops``, ``mapping org-3 via platform-admins via OU ou-...``."""
@@ -94,6 +104,8 @@ class GrantReason(NamedTuple):
             del out["via"]
         if self.access == "standing":
             del out["access"], out["policy"]
+        if not self.require_mfa and self.mfa_max_age is None:
+            del out["require_mfa"], out["mfa_max_age"]
         return out
 
 
@@ -148,6 +160,15 @@ class RoleGrant(NamedTuple):
                 cap = self.role_max_session if r.session_duration is None else r.session_duration
                 best = max(best, min(cap, self.role_max_session))
         return best
+
+    def mfa_max_age(self, channel: Channel, default_max_age: int) -> int | None:
+        """The oldest second factor issuance on ``channel`` accepts (seconds), None: none is needed.
+        The least demanding reason of the channel wins (as a standing reason beats an eligible
+        one): a reason without MFA beside one with it makes the role need none."""
+        ages = [r.mfa_age(default_max_age) for r in self.reasons if getattr(r, channel)]
+        if not ages or None in ages:
+            return None
+        return max(a for a in ages if a is not None)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -40,7 +40,6 @@ in this tree: they are broker.oauth.errors.
     │       └── WebAuthnSignCount    webauthn_sign_count  (the signature counter did not grow: possible clone)
     ├── Unauthenticated (401)        unauthenticated
     │   ├── InvalidCredentials       invalid_credentials  (wrong password, unknown user, disabled/locked/expired: one answer)
-    │   ├── MfaCodeReused            mfa_code_reused      (a right one-time code whose time step was already used)
     │   └── UpstreamRejected         upstream_rejected    (the IdP's answer was refused; ``reason`` for the audit log only)
     │       ├── UpstreamReplay       upstream_replay      (an assertion ID or a code already used)
     │       ├── UpstreamDenied       upstream_denied      (the IdP said no: error=access_denied, a non-Success status)
@@ -54,8 +53,10 @@ in this tree: they are broker.oauth.errors.
     │   ├── GrantEnding              grant_ending         (the grant ends in less than STS's 15-minute minimum session)
     │   ├── SelfApproval             self_approval        (approving one's own request)
     │   ├── NotApprover              not_approver         (not in the policy's approver groups now, as the directory says)
-    │   ├── WebAuthnStepUpRequired   webauthn_step_up_required (removing a passkey without a fresh step-up)
-    │   └── BreakGlassUnavailable    break_glass_unavailable (a break-glass sign-in while the directory answers)
+    │   ├── BreakGlassUnavailable    break_glass_unavailable (a break-glass sign-in while the directory answers)
+    │   ├── MfaRequired              mfa_required         (the role needs a second factor of this sign-in, no older than its max age)
+    │   ├── MfaCodeInvalid           mfa_code_invalid     (a TOTP or recovery code that is not one of the person's)
+    │   └── MfaCodeReused            mfa_code_reused      (a TOTP code already used, or a time step no later than the last used)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -70,7 +71,9 @@ in this tree: they are broker.oauth.errors.
     │   ├── RequestExists            request_exists       (a pending request or an active grant of that role already)
     │   ├── RequestNotPending        request_not_pending  (approve, deny or cancel of a request already decided)
     │   ├── AlreadyApproved          already_approved     (a second approval by the same approver)
-    │   └── GrantNotActive           grant_not_active     (ending a grant that is not active)
+    │   ├── GrantNotActive           grant_not_active     (ending a grant that is not active)
+    │   ├── MfaNotEnrolled           mfa_not_enrolled     (a step-up with a factor the person has not enrolled)
+    │   └── MfaAlreadyEnrolled       mfa_already_enrolled (enrolling TOTP while one is enrolled: remove it first)
     ├── PayloadTooLarge (413)        body_too_large
     ├── UnsupportedMediaType (415)   unsupported_media_type
     ├── TooManyRequests (429)        rate_limited         (password guessing, user-code guessing; Retry-After)
@@ -489,6 +492,29 @@ class GrantNotActive(Conflict):
     code, message = "grant_not_active", "the grant is not active"
 
 
+# ---- step-up MFA (broker.mfa; the mfa part) ----
+
+
+class MfaRequired(Forbidden):
+    code, message = "mfa_required", "this needs a second factor proved in this sign-in: step up and try again"
+
+
+class MfaCodeInvalid(Forbidden):
+    code, message = "mfa_code_invalid", "that code is not right"
+
+
+class MfaCodeReused(Forbidden):
+    code, message = "mfa_code_reused", "that code was already used: wait for the next one"
+
+
+class MfaNotEnrolled(Conflict):
+    code, message = "mfa_not_enrolled", "you have not enrolled that second factor"
+
+
+class MfaAlreadyEnrolled(Conflict):
+    code, message = "mfa_already_enrolled", "an authenticator app is already enrolled: remove it first"
+
+
 class ShuttingDown(Unavailable):
     code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"
 
@@ -516,16 +542,7 @@ class WebAuthnSignCount(WebAuthnInvalid):
     code, message = "webauthn_sign_count", "the security key's use counter went back: it may have been cloned"
 
 
-class WebAuthnStepUpRequired(Forbidden):
-    code, message = "webauthn_step_up_required", "confirm with a second factor first (a step-up in the last 5 minutes)"
-
-
 # ---- break-glass accounts (part: glass; broker.break_glass) ----
-
-
-class MfaCodeReused(Unauthenticated):
-    code, message = "mfa_code_reused", "that one-time code was already used: wait for the next one"
-    headers = None
 
 
 class BreakGlassUnavailable(Forbidden):

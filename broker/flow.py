@@ -33,7 +33,7 @@ from broker.decisions.log import (
     outcome_of,
     refusal_details,
 )
-from broker.domain import ConsoleLink, Identity, RoleGrant, TemporaryCredentials
+from broker.domain import Channel, ConsoleLink, Identity, RoleGrant, TemporaryCredentials
 from broker.errors import (
     BadRequest,
     BrokerError,
@@ -41,6 +41,7 @@ from broker.errors import (
     InvalidCredentials,
     InvalidInput,
     MfaCodeReused,
+    MfaRequired,
     NotFound,
     RoleNotGranted,
     TooManyRequests,
@@ -56,6 +57,8 @@ from broker.mapping.model import REGION
 from broker.mapping.rules import Resolution
 from broker.mapping.store import MappingStore
 from broker.mapping.suggest import not_granted_hint
+from broker.mfa import fresh, within_mfa
+from broker.mfa import rfc3339 as rfc3339_epoch
 from broker.minting.names import sts_names
 from broker.oauth.device import DeviceAuthorization, DeviceFlow, PendingDevice
 from broker.ratelimit import RateLimiter
@@ -113,10 +116,16 @@ class Flow:
         requests: RequestStore | None = None,
         policies: Mapping[str, AccessPolicy] | None = None,
         break_glass: BreakGlass | None = None,
+        mfa_default_max_age: int = 43200,
+        step_up_url: str = "/mfa/step-up",
     ) -> None:
         self.store = store
         self.break_glass = break_glass
         """Break-glass accounts (``break_glass:``); None: none are configured."""
+        self.mfa_default_max_age = mfa_default_max_age
+        """What ``require_mfa: true`` accepts (config ``mfa.default_max_age``)."""
+        self.step_up_url = step_up_url
+        """Where a person steps up (``{public_url}/mfa/step-up``), in ``mfa_required``'s details."""
         self.requests = requests
         """Access requests and their time-bound grants (None: eligible roles are never issued)."""
         self.policies: Mapping[str, AccessPolicy] = policies or {}
@@ -256,7 +265,9 @@ class Flow:
         log.info("upstream_sign_in", idp=idp, outcome="allow", code=None, reason=None)
         self.audit.write(decision(
             ctx, "login", identity, outcome="allow", target_type="identity_provider", target_id=idp,
-            details={"idp": idp, "protocol": protocol, "source": identity.source, "groups": list(identity.groups)},
+            details={"idp": idp, "protocol": protocol, "source": identity.source, "groups": list(identity.groups),
+                     **({"mfa_at": rfc3339_epoch(identity.mfa_at), "mfa_methods": list(identity.mfa_methods)}
+                        if identity.mfa_at is not None else {})},
         ))
         return result
 
@@ -273,10 +284,12 @@ class Flow:
 
     # ---- a device login (RFC 8628: the CLI starts it, the person approves on /device, the CLI polls) ----
 
-    def start_device(self, *, client_id: str, user_agent: str | None, ctx: DecisionContext) -> DeviceAuthorization:
-        """A new device code (§3.1-3.2), rate limited per address: starts count until completed."""
+    def start_device(self, *, client_id: str, user_agent: str | None, ctx: DecisionContext,
+                     mfa: bool = False) -> DeviceAuthorization:
+        """A new device code (§3.1-3.2), rate limited per address: starts count until completed.
+        ``mfa``: the login is approved only with a fresh step-up (``decide_device``)."""
         self.limits.device_authorization(address=ctx.source_ip)
-        return self.devices.authorize(client_id=client_id, address=ctx.source_ip, user_agent=user_agent)
+        return self.devices.authorize(client_id=client_id, address=ctx.source_ip, user_agent=user_agent, mfa=mfa)
 
     def complete_device(self, *, device_code: str, client_id: str, ctx: DecisionContext) -> Identity:
         """The identity a poll finds approved (§3.4-3.5; else the RFC error to answer); once
@@ -301,13 +314,27 @@ class Flow:
         if choice not in ("approve", "deny"):
             return "no_choice"
         action = f"device.{choice}"
-        current = self._decide(action, identity, ctx, None, lambda current, _details: current, audit_allow=False)
+        pending = self.devices.pending(user_code) if choice == "approve" else None
+
+        def step(current: Identity, details: dict[str, Any]) -> Identity:
+            if pending is not None and pending.mfa:  # the CLI asked for MFA: a fresh step-up first
+                details["mfa"] = True
+                if not fresh(current, now=self.clock().timestamp()):
+                    raise MfaRequired("this command-line login asks for a second factor: step up first",
+                                      details=[{"field": "step_up_url", "code": "mfa_required",
+                                                "value": self.step_up_url, "message": "step up, then approve"}])
+            return current
+
+        current = self._decide(action, identity, ctx, None, step, audit_allow=False)
         if not self.devices.decide(user_code, identity=current, approve=choice == "approve"):
             self.limits.user_code_failed(user=identity.username, address=ctx.source_ip)
             self.audit.write(decision(ctx, "device.decide", current, outcome="deny",
                                       details={"groups": list(current.groups), "code": "unknown_user_code"}))
             return "unknown_code"
-        self.audit.write(decision(ctx, action, current, outcome="allow", details={"groups": list(current.groups)}))
+        details: dict[str, Any] = {"groups": list(current.groups)}
+        if pending is not None and pending.mfa:
+            details |= {"mfa": True, "mfa_at": rfc3339_epoch(current.mfa_at), "mfa_methods": list(current.mfa_methods)}
+        self.audit.write(decision(ctx, action, current, outcome="allow", details=details))
         return "approved" if choice == "approve" else "denied"
 
     # ---- the directory's view now ----
@@ -443,6 +470,7 @@ class Flow:
             grant = self._grant(self.roles_of(current), account, role)
             seconds = self._within_grant(current, grant, clamp_duration(grant=grant, channel="cli", requested=duration),
                                          details)
+            seconds = self._with_mfa(current, grant, "cli", seconds, details)
             details |= self._describe(current, grant, seconds)
             creds = self._assume(current, grant, seconds, self.clock())
             details["access_key_id"] = creds.access_key_id
@@ -474,6 +502,7 @@ class Flow:
                 partition(grant.partition).check_console_region(region, account_region=grant.region)
             seconds = self._within_grant(
                 current, grant, clamp_duration(grant=grant, channel="console", requested=duration), details)
+            seconds = self._with_mfa(current, grant, "console", seconds, details)
             details |= self._describe(current, grant, seconds)
             now = self.clock()
             creds = self._assume(current, grant, seconds, now)
@@ -548,6 +577,14 @@ class Flow:
         details["break_glass"] = True
         self.break_glass.used(current, what=what, address=ctx.source_ip, at=self.clock().timestamp(),
                               account=grant.account_alias or grant.account_id, role=grant.role_name)
+
+    def _with_mfa(self, current: Identity, grant: RoleGrant, channel: Channel, seconds: int,
+                  details: dict[str, Any]) -> int:
+        """Step-up MFA (``require_mfa`` / ``mfa_max_age``, the least demanding reason wins): a
+        second factor of this sign-in young enough, and no session that outlives its max age."""
+        return within_mfa(current, max_age=grant.mfa_max_age(channel, self.mfa_default_max_age),
+                          now=self.clock().timestamp(), seconds=seconds, step_up_url=self.step_up_url,
+                          details=details)
 
     # ---- just-in-time access (broker.jit): the issuance under a grant (the requests: broker.access_requests) ----
 

@@ -114,6 +114,15 @@ class RateLimiter:
         subject = self._pair(username, address) or username
         return self.state.set_if_absent(self._key("login-refused", subject), "1", ttl=self.config.window_seconds)
 
+    # -- step-up MFA codes (broker.mfa): wrong TOTP or recovery codes per person (the mfa part) --
+
+    def check_mfa(self, *, person: str) -> None:
+        self._refuse_over("mfa-user", person, self.config.mfa_failures_per_user,
+                          "too many wrong codes; wait a few minutes and try again")
+
+    def mfa_failed(self, *, person: str) -> None:
+        self.hit("mfa-user", person)
+
     # -- RFC 8628 user codes and device authorizations --
 
     def check_user_code(self, *, user: str, address: str | None) -> None:

@@ -26,6 +26,7 @@ from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
 from broker.mfa.passkeys import Passkeys
+from broker.mfa.steps import StepUps
 from broker.minting.factory import Minting
 from broker.readiness import Readiness
 from broker.state import StateStore
@@ -68,6 +69,8 @@ class Services:
     """Just-in-time access requests on the flow: request, approve/deny, cancel, end, expiry sweep."""
     notifier: OutboxNotifier
     """``broker.notify.Notifier``: queues a notification for named webhooks (the outbox)."""
+    step_ups: StepUps
+    """Step-up MFA's decisions: TOTP enrolment, step-ups, recovery codes (``mfa:``; broker.mfa.steps)."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,

@@ -33,7 +33,7 @@ def row(user: str, role: str, *, kind: str = "mapping", ref: str = "1", group: s
         "role_arn": f"arn:aws:iam::{account}:role/{role}", "username": user, "user_id": f"id-{user}",
         "display_name": user, "email": "", "group": group, "path": path or [group], "kind": kind, "ref": ref,
         "via": via, "console": True, "cli": True, "session_cap": 3600, "role_session_name": user,
-        "source_identity": user, "access": "standing", "grant_ends_at": "",
+        "source_identity": user, "mfa": "", "access": "standing", "grant_ends_at": "",
     }
 
 

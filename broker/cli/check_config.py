@@ -48,6 +48,11 @@ def config_warnings(config: Config) -> list[str]:
     for i, dest in enumerate(config.audit.forward):
         if dest.type == "syslog" and dest.tls is None and not dest.host_port()[0].startswith("127."):
             warnings.append(f"audit.forward[{i}]: tls: none — the audit events cross the network unencrypted")
+    if config.server.public_url.startswith("https://") and not config.mfa.encrypts:
+        warnings.append(
+            "mfa: no encryption_key_env or encryption_key_file: TOTP secrets are stored unencrypted in the "
+            "database (anyone who reads it can make the codes); set one in production"
+        )
     if config.directory is None and not config.upstream:
         warnings.append(
             "no directory: and no upstream: section: nobody can sign in (only admin tokens reach the admin API)"
@@ -80,6 +85,10 @@ def check_config_file(
     check.warnings.extend(config_warnings(check.config))
     check.problems.extend(forward_problems(check.config, os.environ if env is None else env))
     check.problems.extend(notify_problems(check.config.notifications, os.environ if env is None else env))
+    try:
+        check.config.mfa.encryption_key(os.environ if env is None else env)
+    except ValueError as exc:  # an unset variable, an unreadable file, a key of the wrong size
+        check.problems.append(str(exc))
     if database:
         against_db = preview_sync(check.config)
         check.problems.extend(against_db.problems)

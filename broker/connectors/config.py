@@ -356,6 +356,33 @@ class _Upstream(_Section):
     """Seconds to wait for the IdP's metadata, discovery, keys or token endpoint."""
 
 
+class SamlUpstreamMfa(_Section):
+    """Which answers of this IdP count as a second factor (step-up MFA, ``broker.mfa``)."""
+
+    authn_context_class_refs: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]],
+                                        Field(min_length=1, max_length=32)]
+    """An AuthnStatement whose AuthnContextClassRef is one of these (e.g. Entra ID's
+    ``http://schemas.microsoft.com/claims/multipleauthn``, ``https://refeds.org/profile/mfa``)
+    counts: ``mfa_at`` is its AuthnInstant."""
+
+
+class OidcUpstreamMfa(_Section):
+    """Which ID tokens of this provider count as a second factor (step-up MFA, ``broker.mfa``)."""
+
+    amr: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=32)] = Field(
+        default_factory=list)
+    """Any of these in the ID token's ``amr`` (RFC 8176: ``mfa``, ``otp``, ``hwk``, ...) counts."""
+    acr: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(max_length=32)] = Field(
+        default_factory=list)
+    """... or the ID token's ``acr`` being one of these. ``mfa_at`` is ``auth_time``, else ``iat``."""
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.amr and not self.acr:
+            raise ValueError("mfa: names amr values, acr values, or both")
+        return self
+
+
 class SamlUpstreamConfig(_Upstream):
     type: Literal["saml"]
     metadata_file: Path | None = None
@@ -376,6 +403,8 @@ class SamlUpstreamConfig(_Upstream):
     name_id_format: str | None = None
     """NameIDPolicy Format asked for (``urn:oasis:names:tc:SAML:2.0:nameid-format:persistent``, ...)."""
     attributes: SamlAttributeMap = Field(default_factory=SamlAttributeMap)
+    mfa: SamlUpstreamMfa | None = None
+    """Step-up MFA: the AuthnContextClassRefs that count as a second factor. None: none does."""
 
     @field_validator("metadata_url")
     @classmethod
@@ -430,6 +459,8 @@ class OidcUpstreamConfig(_Upstream):
     jwks_refresh_min_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     """An unknown ``kid`` makes the broker fetch the JWKS again (key rotation), at most this often."""
     discovery_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    mfa: OidcUpstreamMfa | None = None
+    """Step-up MFA: the ``amr`` / ``acr`` values that count as a second factor. None: none does."""
 
     @field_validator("issuer")
     @classmethod

@@ -51,6 +51,7 @@ from broker.connectors.upstream import (
 from broker.domain import Identity
 from broker.errors import SsoRequestInvalid, UpstreamDenied, UpstreamRejected, UpstreamUnavailable
 from broker.logs import get_logger
+from broker.mfa import stepped_up
 from broker.redirects import safe_next
 from broker.state.base import StateStore
 
@@ -242,12 +243,30 @@ class OidcRelyingParty:
         if not isinstance(id_token, str):
             raise UpstreamRejected(reason="no_id_token")
         claims = self.validate_id_token(id_token, nonce=pending["nonce"], now=now)
+        token_claims = claims
         if self._config.userinfo:
             claims = self._with_userinfo(doc["userinfo_endpoint"], tokens.get("access_token"), claims)
         identity = self._identity(claims)
         if self._config.enrich_from_directory is not None:
             identity = enrich(identity, self._config.enrich_from_directory, self._directory, subject=claims["sub"], idp=self.name)
+        auth_time = token_claims.get("auth_time")
+        proved = float(auth_time if isinstance(auth_time, int | float) and not isinstance(auth_time, bool)
+                       else token_claims["iat"])
+        for method in self._mfa_methods(token_claims):  # the signed ID token's own amr / acr only
+            identity = stepped_up(identity, method=method, at=min(proved, now))
         return SignIn(identity, safe_next(pending.get("next")) or "/")
+
+    def _mfa_methods(self, claims: dict[str, Any]) -> list[str]:
+        """The ``amr`` values (and the ``acr``) the config counts as a second factor."""
+        mfa = self._config.mfa
+        if mfa is None:
+            return []
+        amr = claims.get("amr")
+        found = [a for a in amr if isinstance(a, str) and a in mfa.amr] if isinstance(amr, list) else []
+        acr = claims.get("acr")
+        if isinstance(acr, str) and acr in mfa.acr:
+            found.append(acr)
+        return found
 
     def _exchange(self, token_endpoint: str, code: str, verifier: str) -> dict[str, Any]:
         try:

@@ -65,6 +65,7 @@ from broker.errors import (
     UpstreamUnavailable,
 )
 from broker.logs import get_logger
+from broker.mfa import stepped_up
 from broker.redirects import safe_next
 from broker.state.base import StateStore
 from broker.xml_safety import refuse_unsafe_xml
@@ -124,6 +125,8 @@ class _Facts(NamedTuple):
     """The earliest NotOnOrAfter (Conditions, SubjectConfirmationData): the replay cache keeps the ID until then."""
     session_end: float | None
     """The earliest AuthnStatement SessionNotOnOrAfter: the IdP's end of the person's session."""
+    mfa: tuple[float, str] | None = None
+    """(AuthnInstant, AuthnContextClassRef) of an AuthnStatement the config counts as MFA."""
 
 
 class _IdpSettings:
@@ -346,6 +349,8 @@ class SamlServiceProvider:
             identity = enrich(identity, self._config.enrich_from_directory, self._directory, subject=subject, idp=self.name)
         if facts.session_end is not None:  # the IdP ends the session then (SAML core 2.7.2)
             identity = replace(identity, valid_until=facts.session_end)
+        if facts.mfa is not None:  # the IdP's answer proves a second factor, as the config counts it
+            identity = stepped_up(identity, method=facts.mfa[1], at=facts.mfa[0])
         return SignIn(identity, next_url)
 
     def _check(self, response: OneLogin_Saml2_Response, assertion: Any, *, now: float) -> _Facts:
@@ -395,7 +400,21 @@ class SamlServiceProvider:
         assertion_id = assertion.get("ID")
         if not assertion_id:
             raise UpstreamRejected(reason="missing_id")
-        return _Facts(assertion_id, signed_irt or outer_irt, earliest, session_end)
+        return _Facts(assertion_id, signed_irt or outer_irt, earliest, session_end, self._mfa(assertion, now=now))
+
+    def _mfa(self, assertion: Any, *, now: float) -> tuple[float, str] | None:
+        """The signed assertion's latest AuthnStatement whose AuthnContextClassRef the config counts."""
+        if self._config.mfa is None:
+            return None
+        counted = set(self._config.mfa.authn_context_class_refs)
+        found: list[tuple[float, str]] = []
+        for statement in assertion.findall("saml:AuthnStatement", _SAML):
+            ref = (statement.findtext("saml:AuthnContext/saml:AuthnContextClassRef", default="", namespaces=_SAML)
+                   or "").strip()
+            instant = _epoch(statement.get("AuthnInstant"))
+            if ref in counted and instant is not None:
+                found.append((min(instant, now), ref))  # never in the future, whatever the IdP's clock
+        return max(found, default=None)
 
     def _identity(self, nameid: str | None, attributes: dict[str, list[Any]]) -> tuple[Identity, str]:
         amap = self._config.attributes

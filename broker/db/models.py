@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -94,6 +95,8 @@ class Mapping(Base):
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
     access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
     policy: Mapped[str | None] = mapped_column(String(64))
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mfa_max_age: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -114,6 +117,8 @@ class NamingRule(Base):
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
     access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
     policy: Mapped[str | None] = mapped_column(String(64))
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mfa_max_age: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -142,6 +147,8 @@ class OrgMapping(Base):
     cli: Mapped[bool] = mapped_column(Boolean, default=True)
     access: Mapped[str] = mapped_column(String(16), default="standing", server_default="standing")
     policy: Mapped[str | None] = mapped_column(String(64))
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mfa_max_age: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(8), default="api")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -398,3 +405,33 @@ class WebAuthnCredential(Base):
     label: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MfaTotp(Base):
+    """A person's TOTP factor (step-up MFA, ``broker.mfa``): counts once ``confirmed`` (a code
+    typed at enrolment). ``secret`` is AES-GCM ciphertext when ``mfa.encryption_key_*`` is set
+    (``broker.mfa.secrets``). ``last_step`` is the time step of the last accepted code, raised only
+    by a conditional update (``WHERE last_step < :step``): a code is accepted once, across replicas."""
+
+    __tablename__ = "mfa_totp"
+
+    person_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    username: Mapped[str] = mapped_column(String(256))
+    secret: Mapped[str] = mapped_column(Text)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MfaRecoveryCode(Base):
+    """One recovery code of a person, as its SHA-256 (hex); ``used_at`` set once, conditionally."""
+
+    __tablename__ = "mfa_recovery_codes"
+    __table_args__ = (UniqueConstraint("person_id", "code_sha256", name="uq_mfa_recovery_codes_person_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(256), index=True)
+    code_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -229,7 +229,7 @@ def _role_record(r: Row[*tuple[Any, ...]]) -> RoleRecord:
 def _mapping_record(r: Row[*tuple[Any, ...]]) -> MappingRecord:
     return MappingRecord(
         str(r.id), r.group, r.group_key, r.account_id, r.role_name, r.session_duration, r.console, r.cli, r.source,
-        r.access, r.policy,
+        r.access, r.policy, r.require_mfa, r.mfa_max_age,
     )
 
 

@@ -62,6 +62,8 @@ MAX_MANAGED_POLICIES = 20
 """IAM's managed policies per role: 10 by default, 20 at most (the quota's hard maximum)."""
 
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
+MIN_MFA_AGE = 60
+"""The shortest ``mfa_max_age``: a step-up must survive the redirect back to the issuance."""
 """Who manages an object: the configuration file (read-only through the API) or the admin API."""
 
 
@@ -360,6 +362,14 @@ class GrantOptions(Strict):
         default=None, description="eligible only: the name of the access policy (config jit.policies) that "
         "says who approves, for how long at most, and what a request must give",
     )
+    require_mfa: bool = Field(
+        default=False, description="issuance needs a second factor proved in this sign-in (TOTP, WebAuthn, or an "
+        "upstream IdP's MFA the config counts), no older than mfa.default_max_age",
+    )
+    mfa_max_age: Annotated[int, Field(ge=MIN_MFA_AGE, le=MAX_SESSION)] | None = Field(
+        default=None, description="issuance needs a second factor proved at most this many seconds ago "
+        "(implies require_mfa)",
+    )
 
     @model_validator(mode="after")
     def _some_channel(self) -> GrantOptions:
@@ -384,6 +394,9 @@ class GrantOptions(Strict):
         if not every and out.get("access") == "standing" and out.get("policy") is None:
             out.pop("access", None)
             out.pop("policy", None)
+        if not every and not out.get("require_mfa") and out.get("mfa_max_age") is None:
+            out.pop("require_mfa", None)  # likewise a grant without MFA: as before step-up MFA existed
+            out.pop("mfa_max_age", None)
         return out
 
 

@@ -156,7 +156,7 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
             if acc is None or role is None:  # a partial snapshot that misses it: not reachable
                 continue
             add(acc, role, GrantReason("mapping", m.id, g.given, m.console, m.cli, m.session_duration, m.source,
-                                       None, m.access, m.policy), g.key)
+                                       None, m.access, m.policy, m.require_mfa, m.mfa_max_age), g.key)
 
     for g in normalized:
         for om in data.org_mappings_by_group.get(g.key, ()):
@@ -168,7 +168,8 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
             for acc in selected:
                 role = data.role(acc.id, om.role_name) or RoleRecord(acc.id, om.role_name, "/", AWS_DEFAULT_MAX_SESSION)
                 reason = GrantReason("mapping", org_mapping_ref(om.id), g.given, om.console, om.cli,
-                                     om.session_duration, om.source, via, om.access, om.policy)
+                                     om.session_duration, om.source, via, om.access, om.policy, om.require_mfa,
+                                     om.mfa_max_age)
                 add(acc, role, reason, g.key)
 
     matcher = data.matcher or rules_matcher(data.rules)
@@ -181,7 +182,7 @@ def resolve(groups: Iterable[str], data: MappingSnapshot) -> Resolution:
                 break
             role = data.role(acc.id, role_name) or RoleRecord(acc.id, role_name, "/", AWS_DEFAULT_MAX_SESSION)
             reason = GrantReason("rule", rule.name, g.given, rule.console, rule.cli, rule.session_duration, rule.source,
-                                 rule_via, rule.access, rule.policy)
+                                 rule_via, rule.access, rule.policy, rule.require_mfa, rule.mfa_max_age)
             add(acc, role, reason, g.key)
 
     grants = [role_grant(*targets[key], tuple(reasons[key]))

@@ -51,6 +51,8 @@ class MappingRecord:
     source: Source
     access: Access = "standing"
     policy: str | None = None
+    require_mfa: bool = False
+    mfa_max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class OrgMappingRecord:
     source: Source
     access: Access = "standing"
     policy: str | None = None
+    require_mfa: bool = False
+    mfa_max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class RuleRecord:
     """The rule's ``accounts:`` target key; none: any registered account its pattern names."""
     access: Access = "standing"
     policy: str | None = None
+    require_mfa: bool = False
+    mfa_max_age: int | None = None
 
 
 def rules_matcher(rules: Iterable[RuleRecord]) -> RuleMatcher:

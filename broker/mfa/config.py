@@ -1,11 +1,21 @@
-"""Configuration of second factors at the broker: the ``mfa:`` section (``mfa.webauthn``: passkeys
-and security keys as a step-up factor, ``broker.mfa.passkeys``)."""
+"""The ``mfa:`` section: step-up MFA at issuance (``require_mfa`` / ``mfa_max_age`` on mappings),
+its TOTP secrets' encryption key, and ``mfa.webauthn`` (passkeys and security keys, ``broker.mfa.passkeys``)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from broker.mapping.model import MAX_SESSION, MIN_MFA_AGE
+
+KEY_BYTES = 32
+"""AES-256-GCM: the TOTP secrets' encryption key is 32 bytes, given base64-encoded."""
 
 
 class WebAuthnConfig(BaseModel):
@@ -24,4 +34,51 @@ class WebAuthnConfig(BaseModel):
 class MfaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    default_max_age: Annotated[int, Field(ge=MIN_MFA_AGE, le=MAX_SESSION)] = MAX_SESSION
+    """How old a second factor ``require_mfa: true`` accepts (seconds; default 43200, the longest
+    AWS session: any second factor of this sign-in). ``mfa_max_age`` on a mapping says its own."""
+    issuer: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^:]+$")] = "AWS access broker"
+    """The name authenticator apps show beside the account (the ``otpauth://`` URI's issuer)."""
+    encryption_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    """An environment variable holding the key that encrypts TOTP secrets at rest (AES-256-GCM;
+    32 random bytes, base64: ``openssl rand -base64 32``)."""
+    encryption_key_file: Path | None = None
+    """... or a file holding it. Neither: secrets are stored as they are (check-config warns when
+    ``server.public_url`` is https://, i.e. in production)."""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> MfaConfig:
+        if self.encryption_key_env is not None and self.encryption_key_file is not None:
+            raise ValueError("give encryption_key_env or encryption_key_file, not both")
+        return self
+
+    @property
+    def encrypts(self) -> bool:
+        return self.encryption_key_env is not None or self.encryption_key_file is not None
+
+    def encryption_key(self, env: Mapping[str, str] | None = None) -> bytes | None:
+        """The key (32 bytes), None when none is configured; ValueError saying what is wrong."""
+        if self.encryption_key_env is not None:
+            raw = (os.environ if env is None else env).get(self.encryption_key_env)
+            if not raw:
+                raise ValueError(f"mfa.encryption_key_env: environment variable {self.encryption_key_env} is not set")
+            where = f"environment variable {self.encryption_key_env}"
+        elif self.encryption_key_file is not None:
+            try:
+                raw = self.encryption_key_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"mfa.encryption_key_file: cannot read {self.encryption_key_file}: "
+                                 f"{getattr(exc, 'strerror', None) or 'not text'}") from None
+            where = str(self.encryption_key_file)
+        else:
+            return None
+        try:
+            key = base64.b64decode(raw.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"mfa: the key in {where} is not {KEY_BYTES} bytes, base64-encoded "
+                             "(make one with `openssl rand -base64 32`)")
+        return key
     webauthn: WebAuthnConfig = Field(default_factory=WebAuthnConfig)
+    """Passkeys and security keys as a step-up factor."""

@@ -21,13 +21,13 @@ from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome
 from broker.domain import Identity
 from broker.errors import (
     BrokerError,
+    MfaRequired,
     WebAuthnChallenge,
     WebAuthnInvalid,
     WebAuthnSignCount,
-    WebAuthnStepUpRequired,
     WebAuthnUnknownCredential,
 )
-from broker.mfa import stepped_up
+from broker.mfa import fresh, stepped_up
 from broker.mfa.config import WebAuthnConfig
 from broker.mfa.credentials import NewStoredCredential, StoredCredential, WebAuthnCredentialStore
 from broker.mfa.webauthn import (
@@ -44,8 +44,6 @@ from broker.state.base import StateStore
 
 CHALLENGE_TTL = 300
 CHALLENGE_BYTES = 32
-FRESH_STEP_UP = 300
-"""Removing a credential needs a step-up at most this many seconds old."""
 METHOD = "webauthn"
 
 
@@ -155,8 +153,9 @@ class Passkeys:
 
     def remove(self, identity: Identity, id: int, *, ctx: DecisionContext, now: float) -> StoredCredential:
         try:
-            if identity.mfa_at is None or not 0 <= now - identity.mfa_at <= FRESH_STEP_UP:
-                raise WebAuthnStepUpRequired(reason="step_up_stale")
+            if not fresh(identity, now=now):  # a factor is removed only with a step-up of the last 5 minutes
+                raise MfaRequired("confirm with a second factor first (a step-up in the last 5 minutes)",
+                                  reason="step_up_stale")
             gone = self.store.remove(identity.id, id)
             if gone is None:
                 raise WebAuthnUnknownCredential(reason="not_registered")

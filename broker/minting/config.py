@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # AWS session tags (IAM User Guide, id_session-tags): at most 50 per session, keys 1-128 and
 # values 0-256 characters of letters, spaces, digits and _ . : / = + - @.
@@ -67,24 +67,35 @@ class SessionTag(_Section):
     @field_validator("key")
     @classmethod
     def _aws_key(cls, value: str) -> str:
-        if not is_tag_text(value):
-            raise ValueError("a tag key is letters, digits, spaces and _ . : / = + - @")
-        if value.lower().startswith("aws:"):
-            raise ValueError("tag keys starting with 'aws:' are reserved by AWS")
-        return value
+        return aws_tag_key(value)
+
+
+def aws_tag_key(value: str) -> str:
+    """A tag key AWS accepts (ValueError otherwise)."""
+    if not is_tag_text(value):
+        raise ValueError("a tag key is letters, digits, spaces and _ . : / = + - @")
+    if value.lower().startswith("aws:"):
+        raise ValueError("tag keys starting with 'aws:' are reserved by AWS")
+    return value
 
 
 class SessionTagsConfig(_Section):
     tags: Annotated[list[SessionTag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
     """Session tags taken from directory attributes, sent in SAML assertions and ID tokens alike."""
+    mfa_tag: Annotated[str, Field(min_length=1, max_length=MAX_TAG_KEY), AfterValidator(aws_tag_key)] | None = None
+    """Step-up MFA: this tag key (e.g. ``mfa``) is added to every session, ``true`` when the sign-in
+    proved a second factor (``broker.mfa``), else ``false``; for ABAC (``aws:PrincipalTag/mfa``).
+    It counts toward AWS's 50 tags."""
 
     @model_validator(mode="after")
     def _unique_keys(self) -> SessionTagsConfig:
         seen: set[str] = set()
-        for tag in self.tags:
-            if tag.key.lower() in seen:  # AWS tag keys are case-insensitive within a session
-                raise ValueError(f"tag key {tag.key!r} is listed twice (keys are case-insensitive)")
-            seen.add(tag.key.lower())
+        for key in [t.key for t in self.tags] + ([self.mfa_tag] if self.mfa_tag is not None else []):
+            if key.lower() in seen:  # AWS tag keys are case-insensitive within a session
+                raise ValueError(f"tag key {key!r} is listed twice (keys are case-insensitive)")
+            seen.add(key.lower())
+        if len(seen) > MAX_TAGS:
+            raise ValueError(f"{len(seen)} session tags with mfa_tag; AWS accepts at most {MAX_TAGS}")
         return self
 
 

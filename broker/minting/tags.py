@@ -55,9 +55,10 @@ class TagPolicy:
 
     def __init__(self, config: SessionTagsConfig) -> None:
         self._tags = tuple(config.tags)
+        self._mfa_tag = config.mfa_tag
 
     def tags_for(self, identity: Identity) -> SessionTags:
-        if not self._tags:
+        if not self._tags and self._mfa_tag is None:
             return SessionTags()
         attributes = {name.lower(): values for name, values in identity.attributes}
         pairs: list[tuple[str, str]] = []
@@ -75,4 +76,6 @@ class TagPolicy:
             pairs.append((tag.key, value))
             if tag.transitive:
                 transitive.append(tag.key)
+        if self._mfa_tag is not None:  # step-up MFA: did this sign-in prove a second factor
+            pairs.append((self._mfa_tag, "true" if identity.mfa_at is not None else "false"))
         return SessionTags(tuple(pairs), tuple(transitive))

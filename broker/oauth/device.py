@@ -108,6 +108,9 @@ class PendingDevice:
     address: str | None
     """The source address of the device authorization request (who started the login)."""
     user_agent: str | None
+    mfa: bool = False
+    """The CLI asked for a login with a second factor (``mfa=required``: a role needs step-up MFA):
+    approved only after a fresh step-up, so the tokens carry its ``mfa_at``."""
 
 
 class _Record(TypedDict):
@@ -125,6 +128,7 @@ class _Record(TypedDict):
     created: NotRequired[float]
     addr: NotRequired[str | None]
     ua: NotRequired[str | None]
+    mfa: NotRequired[bool]
 
 
 class DeviceFlow:
@@ -146,8 +150,10 @@ class DeviceFlow:
 
     # -- §3.1/3.2 --
 
-    def authorize(self, *, client_id: str, address: str | None = None, user_agent: str | None = None) -> DeviceAuthorization:
-        """A new device code; ``address`` and ``user_agent`` of the starting request are kept for the approval page."""
+    def authorize(self, *, client_id: str, address: str | None = None, user_agent: str | None = None,
+                  mfa: bool = False) -> DeviceAuthorization:
+        """A new device code; ``address`` and ``user_agent`` of the starting request are kept for the
+        approval page, ``mfa``: approved only with a fresh second factor."""
         if client_id != self.config.client_id:
             raise InvalidClient("unknown client_id")
         now = self.clock()
@@ -161,7 +167,7 @@ class DeviceFlow:
             raise RuntimeError("could not allocate a unique user code")
         record: _Record = {"status": "pending", "client": client_id, "exp": now + ttl, "interval": self.config.interval_seconds,
                   "last_poll": None, "user_code": secret_hash(user_code), "sub": None,
-                  "created": now, "addr": address, "ua": clean_user_agent(user_agent)}
+                  "created": now, "addr": address, "ua": clean_user_agent(user_agent), "mfa": mfa}
         self._save(secret_hash(device_code), record, now)
         return DeviceAuthorization(device_code, format_user_code(user_code), ttl, self.config.interval_seconds)
 
@@ -190,7 +196,7 @@ class DeviceFlow:
         record = found[1]
         return PendingDevice(format_user_code(code), record["client"], record["exp"],
                              created_at=record.get("created", record["exp"] - self.config.device_code_ttl_seconds),
-                             address=record.get("addr"), user_agent=record.get("ua"))
+                             address=record.get("addr"), user_agent=record.get("ua"), mfa=bool(record.get("mfa")))
 
     def decide(self, user_code: str, *, identity: Identity, approve: bool) -> bool:
         """Approve (bind ``identity``) or deny; the user code is spent either way. False if not pending."""

@@ -8,7 +8,8 @@ membership path (person → group → parent group).
 
 One row per (person, role, reason). ``access`` says how the reason gives the role: ``standing``
 (always on), ``eligible`` (the person may request it) or ``active`` (eligible, and an approved
-request's grant is active now: ``grant_ends_at`` says until when). Filters narrow it; a filter that names nothing gives no
+request's grant is active now: ``grant_ends_at`` says until when). ``mfa``: the reason's step-up
+MFA (empty, ``required``, or its ``mfa_max_age`` in seconds). Filters narrow it; a filter that names nothing gives no
 rows, not an error. Rows are produced lazily (``rows``), so CSV and JSON are streamed.
 """
 
@@ -54,6 +55,7 @@ COLUMNS = (
     "session_cap",
     "role_session_name",
     "source_identity",
+    "mfa",
     "access",
     "grant_ends_at",
 )
@@ -162,9 +164,17 @@ def rows(membership: Membership, snapshot: MappingSnapshot, flt: ReportFilter,
                     "session_cap": _cap(grant, reason),
                     "role_session_name": names.role_session_name,
                     "source_identity": names.source_identity,
+                    "mfa": _mfa(reason),
                     "access": reason.access if reason.access == "standing" or not ends else "active",
                     "grant_ends_at": ends if reason.access == "eligible" else "",
                 }
+
+
+def _mfa(reason: GrantReason) -> str:
+    """Step-up MFA through this reason: ``""`` none, ``required`` (``mfa.default_max_age``), or the max age in seconds."""
+    if reason.mfa_max_age is not None:
+        return str(reason.mfa_max_age)
+    return "required" if reason.require_mfa else ""
 
 
 def _names(membership: Membership, keys: set[str]) -> list[str]:

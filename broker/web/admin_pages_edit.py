@@ -39,6 +39,14 @@ _MAPPING_REF = re.compile(r"^(?:org-)?[0-9]{1,19}$")
 READ_ONLY = "Declared in the config file; change it there. It is read-only here and through the API."
 
 
+KEPT_ON_EDIT = ("access", "policy", "require_mfa", "mfa_max_age")
+"""Grant options the edit forms do not show (yet): an edit keeps them as they are."""
+
+
+def _kept(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: view[k] for k in KEPT_ON_EDIT if k in view}
+
+
 def _see(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
@@ -166,7 +174,7 @@ def update_mapping(
     form = _mapping_form(group, target, account, ou, tag, role, session_duration, console, cli, description)
     org, number = _mapping_ref(view["ref"])
     try:
-        spec = MappingSpec.model_validate(form.body())
+        spec = MappingSpec.model_validate(form.body() | _kept(view))
         if org:
             store.update_org_mapping(number, spec, visit.ctx)
         else:
@@ -288,7 +296,7 @@ def update_rule(
         return visit.error(exc)
     form = _rule_form(view["name"], pattern, target, ou, tag, session_duration, console, cli, description)
     try:
-        store.update_rule(view["name"], RuleSpec.model_validate(form.body()), visit.ctx)
+        store.update_rule(view["name"], RuleSpec.model_validate(form.body() | _kept(view)), visit.ctx)
     except (ValidationError, BrokerError) as exc:
         return _rule_page(visit, view, form, problems_of(exc, RuleForm.names()))
     return _see(f"/admin/rules/{quote(view['name'], safe='')}?saved=1")

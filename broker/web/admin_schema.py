@@ -189,6 +189,13 @@ class GrantReasonView(_View):
         description="eligible: this reason lets the person request the role (absent: standing)")
     policy: str | None = Field(default=None, exclude_if=lambda v: v is None,
                                description="the access policy of an eligible reason (absent: standing)")
+    require_mfa: bool | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="true: issuance through this reason needs a second factor of this sign-in (absent: none)")
+    mfa_max_age: int | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="the oldest second factor (seconds) this reason accepts; null with require_mfa: "
+        "mfa.default_max_age")
 
 
 class PlacementView(_View):

@@ -15,8 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, TooManyRequests
-from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice
+from broker.errors import BrokerError, CsrfFailed, InvalidCredentials, MfaRequired, TooManyRequests
+from broker.mfa import fresh
+from broker.oauth.device import DEVICE_CODE_GRANT_TYPE, PendingDevice, format_user_code, normalize_user_code
 from broker.oauth.errors import (
     NO_STORE,
     DeviceStartsLimited,
@@ -29,6 +30,7 @@ from broker.oauth.errors import (
 from broker.redirects import safe_next
 from broker.services import Services
 from broker.web.deps import ServicesDep, client_ip, decision_context
+from broker.web.mfa import step_up_redirect
 from broker.web.pages import error_page, message, page
 from broker.web.sessions import Session
 
@@ -42,12 +44,17 @@ _CLIENTS = {"awsbroker": "awsbroker, the command-line client"}
 
 
 @router.post("/oauth/device/authorization", summary="RFC 8628 §3.1: start a device login (the awsbroker CLI)")
-def device_authorization(request: Request, services: ServicesDep, client_id: Param = None, scope: Param = None) -> Response:
+def device_authorization(request: Request, services: ServicesDep, client_id: Param = None, scope: Param = None,
+                         mfa: Param = None) -> Response:
+    """``mfa=required``: a login with a second factor (the CLI after ``mfa_required``): the person
+    steps up before the approval counts, and the tokens carry it (``mfa_at``)."""
     if not client_id:
         raise InvalidRequest("client_id is required")
+    if mfa not in (None, "", "required"):
+        raise InvalidRequest("mfa is 'required' or absent")
     try:
         grant = services.flow.start_device(client_id=client_id, user_agent=request.headers.get("user-agent"),
-                                           ctx=decision_context(request, "cli"))
+                                           ctx=decision_context(request, "cli"), mfa=mfa == "required")
     except TooManyRequests as exc:
         raise DeviceStartsLimited(exc.message, retry_after=exc.retry_after) from None
     return JSONResponse(grant.response(services.config.server.public_url + DEVICE_PATH), headers=_NO_STORE)
@@ -151,6 +158,8 @@ def device_page(request: Request, services: ServicesDep, user_code: Annotated[st
         return error_page(request, session, exc)
     if pending is None:
         return _entry_page(request, session, user_code=user_code, status=400, error=_UNKNOWN_CODE)
+    if pending.mfa and not fresh(identity, now=services.access.devices.clock()):
+        return step_up_redirect(f"{DEVICE_PATH}?user_code={pending.user_code}")  # then back to this page
     return _confirm_page(request, services, session, pending)
 
 
@@ -174,6 +183,9 @@ def device_decide(
     assert identity is not None
     try:
         outcome = services.flow.decide_device(identity, user_code, decision, ctx=decision_context(request, "device"))
+    except MfaRequired:
+        code = normalize_user_code(user_code) or ""
+        return step_up_redirect(f"{DEVICE_PATH}?user_code={format_user_code(code)}" if code else DEVICE_PATH)
     except BrokerError as exc:  # rate limited, or the directory no longer accepts the account
         return error_page(request, session, exc)
     if outcome == "no_choice":

@@ -27,15 +27,18 @@ from broker.errors import (
     DirectoryUnavailable,
     Forbidden,
     InvalidCredentials,
+    MfaRequired,
     TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
 from broker.jit.requests import AccessRequest, human_duration, rfc3339
+from broker.mapping.model import MAX_SESSION
 from broker.redirects import safe_next
 from broker.web.access import role_key
 from broker.web.break_glass_link import break_glass_offered
 from broker.web.deps import ServicesDep, decision_context, services_of
+from broker.web.mfa import remember_resume
 from broker.web.pages import error_page, page
 from broker.web.sessions import Session
 from broker.web.sign_in_options import sign_in_options
@@ -196,6 +199,8 @@ class RoleRow:
     """The end of the person's active grant of an eligible role (RFC 3339); None: none is active."""
     request_max: int | None = None
     """An eligible role: the longest grant a request may ask (its policy's max_duration)."""
+    mfa: bool = False
+    """Step-up MFA: issuance on some channel needs a second factor (``require_mfa`` / ``mfa_max_age``)."""
 
     @property
     def usable(self) -> bool:
@@ -265,6 +270,7 @@ def _rows(grants: list[RoleGrant], favorites: set[str], descriptions: dict[str, 
             description=descriptions.get(role_key(g.account_id, g.role_name), ""),
             eligible=g.eligible, grant_ends=ends(g),
             request_max=request_max(g) if g.eligible and request_max is not None else None,
+            mfa=any(g.allows(c) and g.mfa_max_age(c, MAX_SESSION) is not None for c in ("console", "cli")),
         )
         for g in grants
     ]
@@ -373,6 +379,10 @@ def console(
         grant = _find_grant(services.flow.roles_of(user).grants, account, role)
         link = services.flow.console(identity=user, account=account, role=role, service=_opt(service),
                                      region=_opt(region), ctx=decision_context(request, "portal"))
+    except MfaRequired:  # step up, then one click re-posts this form (broker.web.mfa)
+        assert session is not None
+        return remember_resume(request, session, {"action": "/console", "account": account, "role": role,
+                                                  "service": service, "region": region})
     except BrokerError as exc:
         return error_page(request, session, exc)
     if grant is not None:  # recorded by account id, however the form named the account
@@ -389,6 +399,9 @@ def cli_credentials(request: Request, services: ServicesDep, account: Text, role
     assert user is not None
     try:
         issued = services.flow.credentials(identity=user, account=account, role=role, ctx=decision_context(request, "portal"))
+    except MfaRequired:
+        assert session is not None
+        return remember_resume(request, session, {"action": "/cli-credentials", "account": account, "role": role})
     except BrokerError as exc:
         return error_page(request, session, exc)
     services.access.prefs.used(user, role_key(issued.grant.account_id, issued.grant.role_name))

@@ -257,6 +257,19 @@ class SessionStore:
         own = f"{request.url.scheme}://{request.url.netloc}"
         return {f"{public.scheme}://{public.netloc}", own}
 
+    def renewed(self, session: Session, identity: Identity) -> Session | None:
+        """The session under a new id and CSRF token, now for ``identity`` (a step-up: a change of
+        privilege, OWASP ASVS 3.2.1), keeping its start (the absolute timeout still counts from the
+        sign-in) and its ``extra``; the old id stops working. None: it was ended meanwhile."""
+        now = self.clock()
+        fresh = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), created=session.created,
+                        seen=now, user=identity_to_dict(identity), extra=dict(session.extra))
+        if self.state.get(self._key(session.id)) is None:
+            return None
+        self.save(fresh, new=True)
+        self.destroy(session)
+        return fresh
+
     # -- a sign-in becomes a session --
 
     def login_response(self, request: Request, identity: Identity, next_url: str | None) -> Response:

@@ -99,6 +99,9 @@ class MyRole(BaseModel):
     cli: bool
     max_session_duration: Durations = Field(description="seconds, per channel")
     access: str = Field(description="standing, or eligible: request it first (POST /api/v1/requests)")
+    mfa_max_age: dict[str, int | None] = Field(
+        default_factory=dict, description="step-up MFA, per channel (console, cli): the oldest second factor "
+        "issuance accepts (seconds); null: none is needed")
 
 
 class ConsoleRequest(CredentialsRequest):
@@ -135,6 +138,7 @@ def my_roles(caller: CallerDep, services: ServicesDep) -> list[dict[str, Any]]:
             "cli": g.allows("cli"),
             "max_session_duration": {"console": g.max_duration("console"), "cli": g.max_duration("cli")},
             "access": "eligible" if g.eligible else "standing",
+            "mfa_max_age": {c: g.mfa_max_age(c, services.flow.mfa_default_max_age) for c in ("console", "cli")},
         }
         for g in services.flow.roles_of(current).grants
     ]

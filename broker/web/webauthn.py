@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.domain import Identity
 from broker.errors import CsrfFailed, Unauthenticated
-from broker.identity_json import identity_to_dict
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
+from broker.web.mfa import check_may_add_factor, save_identity
 from broker.web.pages import page
 from broker.web.sessions import CSRF_HEADER, Session
 
@@ -95,6 +95,7 @@ def credentials(request: Request, services: ServicesDep) -> Response:
 @router.post("/register/options")
 def register_options(request: Request, services: ServicesDep) -> Response:
     session, identity = _signed_in(request, action="mfa.enrol")
+    check_may_add_factor(request, identity)
     return _json(services.passkeys.registration_options(identity, binding=_binding(session)))
 
 
@@ -119,11 +120,11 @@ def authenticate(body: Assertion, request: Request, services: ServicesDep) -> Re
     session, identity = _signed_in(request, action="mfa.step_up")
     stepped = services.passkeys.authenticate(identity, json.dumps(body.credential), binding=_binding(session),
                                              ctx=decision_context(request, "portal"), now=sessions.clock())
-    session.user = {**(session.user or {}), **identity_to_dict(stepped)}
-    if not sessions.save(session):
+    response = _json({"step_up": {"at": stepped.mfa_at, "methods": list(stepped.mfa_methods)},
+                      "next": safe_next(body.next) if body.next else None})
+    if save_identity(request, session, stepped, response) is None:  # under a new session id, as a TOTP step-up
         raise Unauthenticated("the portal session ended: sign in again")
-    return _json({"step_up": {"at": stepped.mfa_at, "methods": list(stepped.mfa_methods)},
-                  "next": safe_next(body.next) if body.next else None})
+    return response
 
 
 @router.post("/credentials/{credential_id}/remove")

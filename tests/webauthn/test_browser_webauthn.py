@@ -48,9 +48,9 @@ def test_register_see_it_step_up_then_remove(browser: Any, broker: Any) -> None:
 
     # removal needs a fresh step-up: refused, still listed
     bob.page.get_by_role("button", name="Remove Work laptop").click()
-    bob.status("webauthn_step_up_required")
+    bob.status("mfa_required")
     assert len(bob.mine()["credentials"]) == 1
-    _denied(server, "mfa.remove", "webauthn_step_up_required")
+    _denied(server, "mfa.remove", "mfa_required")
 
     # the step-up button returns to `next`
     bob.page.goto(server.url + "/mfa/webauthn?next=/requests")

@@ -85,7 +85,7 @@ def test_malformed_answers_and_no_credential_are_refused(build: Any, admin_heade
     label = client.post("/mfa/webauthn/register", json={"credential": {}, "label": "x" * 65}, headers=headers)
     assert label.status_code == 422
     gone = client.post("/mfa/webauthn/credentials/7/remove", headers=headers)
-    assert gone.status_code == 403 and gone.json()["error"]["code"] == "webauthn_step_up_required"
+    assert gone.status_code == 403 and gone.json()["error"]["code"] == "mfa_required"
     assert client.get("/mfa/webauthn/credentials").json() == {"credentials": [], "step_up": {"at": None, "methods": []}}
     events = audit(client, admin_headers, action="mfa.step_up")
     assert [e["details"]["code"] for e in events if e["outcome"] == "deny"].count("webauthn_invalid") == 2

@@ -19,13 +19,13 @@ import sys
 import time
 import webbrowser
 from collections.abc import Callable
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from awsbroker import __version__, cache, delivery
 from awsbroker import config as awsconfig
-from awsbroker.client import EXIT_DENIED, EXIT_ERROR, EXIT_USAGE, Broker, CliError, broker_url
+from awsbroker.client import EXIT_DENIED, EXIT_ERROR, EXIT_USAGE, Broker, CliError, MfaNeeded, broker_url
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -97,6 +97,7 @@ def login(
     password: Annotated[bool, typer.Option("--password", help="headless: directory username + password "
                                            "(only if the broker allows it; read from $AWSBROKER_PASSWORD or asked)")] = False,
     username: Annotated[str | None, typer.Option("--username", help="with --password")] = None,
+    mfa: Annotated[bool, typer.Option("--mfa", help="with a second factor now (roles with require_mfa)")] = False,
 ) -> None:
     """Sign in through the browser (device login): no password is typed into this terminal."""
     broker = _broker(url)
@@ -107,23 +108,42 @@ def login(
             secret = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
         tokens = broker.password_login(user, secret)
     else:
-        grant = broker.start_device_login()
-        typer.echo(f"To sign in, open {grant['verification_uri']}\nand enter the code:  {grant['user_code']}", err=True)
-        if grant.get("verification_uri_complete"):
-            # the broker's confirmation page shows where and when this login started before anyone approves it
-            typer.echo(f"or open {grant['verification_uri_complete']}\n"
-                       "and check that the page shows the same code before you approve.", err=True)
-        if not no_browser and grant.get("verification_uri_complete"):
-            try:
-                webbrowser.open(grant["verification_uri_complete"], new=2)
-            except webbrowser.Error:
-                pass
-        spinner = Spinner("Waiting for approval in the browser…")
-        tokens = broker.wait_for_approval(grant, tick=spinner.tick)
-        spinner.done("Approved.")
+        tokens = _device_login(broker, no_browser=no_browser, mfa=mfa)
     broker.save_tokens(tokens)
     who = broker.whoami()
     typer.echo(f"Logged in to {broker.url} as {who.get('username')}.", err=True)
+
+
+def _device_login(broker: Broker, *, no_browser: bool, mfa: bool) -> dict[str, Any]:
+    """The browser device login (RFC 8628); ``mfa``: the approval asks for a second factor first."""
+    grant = broker.start_device_login(mfa=mfa)
+    if mfa:
+        typer.echo("This needs a second factor: the page asks for it before you approve.", err=True)
+    typer.echo(f"To sign in, open {grant['verification_uri']}\nand enter the code:  {grant['user_code']}", err=True)
+    if grant.get("verification_uri_complete"):
+        # the broker's confirmation page shows where and when this login started before anyone approves it
+        typer.echo(f"or open {grant['verification_uri_complete']}\n"
+                   "and check that the page shows the same code before you approve.", err=True)
+    if not no_browser and grant.get("verification_uri_complete"):
+        try:
+            webbrowser.open(grant["verification_uri_complete"], new=2)
+        except webbrowser.Error:
+            pass
+    spinner = Spinner("Waiting for approval in the browser…")
+    tokens = broker.wait_for_approval(grant, tick=spinner.tick)
+    spinner.done("Approved.")
+    return tokens
+
+
+def _stepped_up(broker: Broker, call: Callable[[], R]) -> R:
+    """``call``; on ``mfa_required`` a device login with a second factor (the browser, like
+    `awsbroker login`), then ``call`` once more. The new login replaces the saved one."""
+    try:
+        return call()
+    except MfaNeeded:
+        typer.echo("awsbroker: this role needs a second factor; signing in again with one.", err=True)
+        broker.save_tokens(_device_login(broker, no_browser=os.environ.get("AWSBROKER_NO_BROWSER") == "1", mfa=True))
+        return call()
 
 
 @app.command()
@@ -188,7 +208,8 @@ def credentials(
         raise CliError("--format is json, env or ini", EXIT_USAGE)
     if shell not in delivery.SHELLS:
         raise CliError(f"--shell is one of {', '.join(delivery.SHELLS)}", EXIT_USAGE)
-    data, account_region = _broker(url).issue(account, role, duration)
+    broker = _broker(url)
+    data, account_region = _stepped_up(broker, lambda: broker.issue(account, role, duration))
     if format == "json":
         typer.echo(json.dumps(data, indent=2))
         return
@@ -205,7 +226,8 @@ def credentials(
 @handled
 def credential_process(account: AccountOpt, role: RoleOpt, url: UrlOpt = None) -> None:
     """For `credential_process` in ~/.aws/config: cached (0600), refreshed 5 minutes before expiry."""
-    typer.echo(json.dumps(_broker(url).cached_credentials(account, role)))
+    broker = _broker(url)
+    typer.echo(json.dumps(_stepped_up(broker, lambda: broker.cached_credentials(account, role))))
 
 
 @app.command()
@@ -266,7 +288,8 @@ def console(
                                             "(it signs anyone in for 15 minutes: do not share it)")] = False,
 ) -> None:
     """Open the AWS console as a role in your browser."""
-    link = _broker(url).console(account, role, service, region)
+    broker = _broker(url)
+    link = _stepped_up(broker, lambda: broker.console(account, role, service, region))
     if print_url:
         typer.echo(link["url"])
         return

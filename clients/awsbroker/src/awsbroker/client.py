@@ -63,9 +63,15 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+class MfaNeeded(CliError):
+    """403 ``mfa_required``: the role needs a second factor of this login (``awsbroker login --mfa``)."""
+
+
 def _api_error(response: httpx.Response) -> CliError:
     code, text = _error_text(response)
     status = response.status_code
+    if status == 403 and code == "mfa_required":
+        return MfaNeeded(f"denied ({code}): {text}", EXIT_DENIED)
     if status == 401:
         return CliError(f"login required: not signed in or the login expired ({code}): {LOGIN}", EXIT_LOGIN_REQUIRED)
     if status == 403:
@@ -98,8 +104,10 @@ class Broker:
 
     # -- RFC 8628 device login --
 
-    def start_device_login(self) -> dict[str, Any]:
-        r = self._send("POST", "/oauth/device/authorization", data={"client_id": CLIENT_ID})
+    def start_device_login(self, *, mfa: bool = False) -> dict[str, Any]:
+        """``mfa``: a login with a second factor (the broker's approval page asks for a step-up first)."""
+        data = {"client_id": CLIENT_ID} | ({"mfa": "required"} if mfa else {})
+        r = self._send("POST", "/oauth/device/authorization", data=data)
         if r.status_code != 200:
             code, text = _error_text(r)
             raise CliError(f"the broker refused to start a login ({code}): {text}", EXIT_LOGIN_FAILED)
