@@ -20,7 +20,7 @@ from broker.errors import CsrfFailed, Unauthenticated
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
-from broker.web.mfa import check_may_add_factor, save_identity
+from broker.web.mfa import check_may_add_factor
 from broker.web.pages import page
 from broker.web.sessions import CSRF_HEADER, Session
 
@@ -120,10 +120,12 @@ def authenticate(body: Assertion, request: Request, services: ServicesDep) -> Re
     session, identity = _signed_in(request, action="mfa.step_up")
     stepped = services.passkeys.authenticate(identity, json.dumps(body.credential), binding=_binding(session),
                                              ctx=decision_context(request, "portal"), now=sessions.clock())
-    response = _json({"step_up": {"at": stepped.mfa_at, "methods": list(stepped.mfa_methods)},
-                      "next": safe_next(body.next) if body.next else None})
-    if save_identity(request, session, stepped, response) is None:  # under a new session id, as a TOTP step-up
+    renewed = sessions.renewed(session, stepped)  # a new session id and CSRF token, as every step-up
+    if renewed is None:
         raise Unauthenticated("the portal session ended: sign in again")
+    response = _json({"step_up": {"at": stepped.mfa_at, "methods": list(stepped.mfa_methods)},
+                      "next": safe_next(body.next) if body.next else None, "csrf": renewed.csrf})
+    sessions.set_cookie(request, response, renewed)
     return response
 
 

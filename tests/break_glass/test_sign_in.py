@@ -109,9 +109,9 @@ def test_wrong_password_wrong_code_replay_and_unknown_name(glass: Any) -> None:
     assert b.sign_in(code=code).status_code == 303
     b.client.cookies.clear()
     replay = b.sign_in(code=code)
-    assert replay.status_code == 401 and "already used" in _error(replay) and not _signed_in(b)
+    assert replay.status_code == 403 and "already used" in _error(replay) and not _signed_in(b)
     older = b.sign_in(code=b.code(-1))  # a code of an earlier step than one accepted: refused too
-    assert older.status_code == 401 and "already used" in _error(older)
+    assert older.status_code == 403 and "already used" in _error(older)
 
     events = b.audit("break_glass.sign_in")
     refusals = [(e["outcome"], e["details"]["code"], e["details"]["reason"]) for e in reversed(events)
@@ -162,7 +162,7 @@ def test_two_replicas_accept_a_code_once(glass: Any) -> None:
     code = first.code()
     assert first.sign_in(code=code).status_code == 303
     again = second.sign_in(code=code)
-    assert again.status_code == 401 and "already used" in _error(again)
+    assert again.status_code == 403 and "already used" in _error(again)
     assert second.sign_in(code=second.code(1)).status_code == 303
 
 

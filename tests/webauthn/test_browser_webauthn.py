@@ -37,9 +37,9 @@ def test_register_see_it_step_up_then_remove(browser: Any, broker: Any) -> None:
     bob.register("Work laptop")
     listed = bob.page.locator("#webauthn-list li.webauthn-credential")
     assert listed.count() == 1 and "Work laptop" in listed.inner_text()
-    # the same authenticator again: the broker excluded it, the browser refuses
+    # another one without a fresh step-up: refused (a stolen session cannot add a factor of its own)
     bob.page.get_by_role("button", name="Register a security key or passkey").click()
-    bob.status("already registered")
+    bob.status("mfa_required")
     assert listed.count() == 1 and len(bob.mine()["credentials"]) == 1
     assert bob.mine()["step_up"] == {"at": None, "methods": []}
     enrol = server.audit("mfa.enrol")
@@ -64,6 +64,12 @@ def test_register_see_it_step_up_then_remove(browser: Any, broker: Any) -> None:
     text = json.dumps(server.audit("mfa.step_up"))
     assert "signature" not in text and "clientDataJSON" not in text and "authenticatorData" not in text
     assert bob.mine()["credentials"][0]["last_used_at"] is not None
+
+    # stepped up, the same authenticator again: the broker excluded it, the browser refuses
+    bob.page.goto(server.url + "/mfa/webauthn")
+    bob.page.get_by_role("button", name="Register a security key or passkey").click()
+    bob.status("already registered")
+    assert len(bob.mine()["credentials"]) == 1
 
     bob.page.goto(server.url + "/mfa/webauthn")
     bob.page.get_by_role("button", name="Remove Work laptop").click()
@@ -121,6 +127,7 @@ def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any,
     made = bob.assertion()
     first = bob.post("/mfa/webauthn/authenticate", {"credential": made})
     assert first["status"] == 200, first
+    bob.page.reload()  # the step-up renewed the session id and its CSRF token
     again = bob.post("/mfa/webauthn/authenticate", {"credential": made})
     assert again["status"] == 400 and _code(again) == "webauthn_challenge"
     assert bob.mine()["step_up"]["at"] == first["body"]["step_up"]["at"]

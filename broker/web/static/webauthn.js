@@ -58,7 +58,6 @@
 
   var root = document.getElementById("webauthn");
   if (!root) { return; }
-  var csrf = root.getAttribute("data-csrf");
   var status = document.getElementById("webauthn-status");
   var list = document.getElementById("webauthn-list");
 
@@ -67,7 +66,7 @@
   function call(method, url, body) {
     var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
     if (method === "POST") {
-      init.headers["X-CSRF-Token"] = csrf;
+      init.headers["X-CSRF-Token"] = root.getAttribute("data-csrf");  // renewed by a step-up
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body || {});
     }
@@ -137,6 +136,9 @@
                   { credential: credentialJSON(cred), next: root.getAttribute("data-next") || null });
     }).then(function (done) {
       say("Confirmed with your security key or passkey.");
+      // the step-up renewed the session: its new CSRF token for this page's later posts and forms
+      root.setAttribute("data-csrf", done.csrf);
+      document.querySelectorAll('input[name="csrf_token"]').forEach(function (input) { input.value = done.csrf; });
       if (done.next && done.next !== window.location.pathname + window.location.search) {
         window.location.assign(done.next);
       } else {
