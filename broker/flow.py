@@ -308,13 +308,14 @@ class Flow:
 
     # ---- the directory's view now ----
 
-    def current_identity(self, identity: Identity) -> Identity:
+    def current_identity(self, identity: Identity, *, uncached: bool = False) -> Identity:
         """At every issuance: the account and its groups as the directory says *now*.
 
         A disabled, locked, expired or deleted account, or a username that now belongs to
         another account (another immutable id), gets nothing. Groups come through the group
         cache (``directory.cache.ttl_seconds``), so a removed membership stops issuance at once
-        or within that TTL. Identities from other sources (upstream IdPs) pass unchanged.
+        or within that TTL; ``uncached`` (an approver deciding) reads them from the directory now.
+        Identities from other sources (upstream IdPs) pass unchanged.
         When the same request signed in with a password (HTTP Basic), that sign-in was this
         read: the identity it returned is used as is, once, within ``FRESH_SIGN_IN_SECONDS``.
         A sign-in past the end its source gave it (``Identity.valid_until``) gets nothing.
@@ -326,7 +327,7 @@ class Flow:
             return identity
         if self._take_fresh(identity):  # this request's own sign-in read the directory a moment ago
             return identity
-        fresh = directory.lookup(identity.username)
+        fresh = directory.lookup(identity.username, uncached=uncached)
         if fresh is None or fresh.id != identity.id:
             raise Unauthenticated("the directory no longer accepts this account: sign in again")
         if identity.valid_until is None and identity.mfa_at is None:
@@ -381,13 +382,14 @@ class Flow:
         *,
         audit_allow: bool = True,
         target_type: str = "role",
+        uncached: bool = False,
     ) -> _T:
         """Run ``step`` on the directory's current view of ``identity``; audit allow (unless the
         caller writes it, ``audit_allow`` False) or deny/error."""
         details: dict[str, Any] = {}
         kind = target_type if target else None
         try:
-            current = self.current_identity(identity)
+            current = self.current_identity(identity, uncached=uncached)
             details["groups"] = list(current.groups)
             result = step(current, details)
         except BrokerError as exc:
@@ -623,7 +625,8 @@ class Flow:
                     return updated
             raise Conflict("the request kept changing while you decided: reload and try again")
 
-        return self._decide(f"access.{choice}", identity, ctx, str(request_id), step, target_type="access_request")
+        return self._decide(f"access.{choice}", identity, ctx, str(request_id), step, target_type="access_request",
+                            uncached=True)
 
     def cancel_request(self, *, identity: Identity, request_id: int, ctx: DecisionContext) -> AccessRequest:
         """The requester withdraws a pending request."""
@@ -686,7 +689,8 @@ class Flow:
                     raise NotApprover("only an approver of the role's policy, an admin or the person ends a grant")
             return end(req, current.username, details)
 
-        return self._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request")
+        return self._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request",
+                            uncached=True)
 
     def active_grants(self) -> dict[tuple[str, str, str], str]:
         """The just-in-time grants active now, for the access report and explain:
