@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.jit.requests import AccessRequest, NewRequest
+from broker.jit.requests import AccessRequest, NewRequest, RequestFilter
 
-__all__ = ["AccessRequest", "NewRequest", "RequestStore"]
+__all__ = ["AccessRequest", "NewRequest", "RequestFilter", "RequestStore"]
 
 
 class RequestStore(Protocol):
@@ -43,4 +43,10 @@ class RequestStore(Protocol):
 
     def active_grants(self, now: datetime) -> Sequence[AccessRequest]:
         """Every grant active at ``now`` (the access report)."""
+        ...
+
+    def search(self, flt: RequestFilter, *, now: datetime, limit: int, before_id: int | None = None
+               ) -> list[AccessRequest]:
+        """Every request that ``flt`` lets through (states as of ``now``), newest first, ``limit``
+        of them with ids below ``before_id`` (the admin listing's pages)."""
         ...
