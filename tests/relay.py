@@ -25,6 +25,8 @@ class Relay:
         """Connections accepted while hanging (each one left unanswered)."""
         self.asked: set[int] = set()
         """The connections (ids) on which a request arrived while frozen."""
+        self.accepted = 0
+        """Connections accepted so far (a client that opens one per request: its requests)."""
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -49,6 +51,7 @@ class Relay:
                 return
             with self._lock:
                 self._conns.append(client)
+                self.accepted += 1
                 hanging = self.hanging
                 if hanging:
                     self.held += 1
