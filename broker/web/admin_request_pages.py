@@ -31,6 +31,10 @@ FILTERS = ("state", "requester", "account", "role")
 NOTICES = {"ended": "The grant was ended. The person's later issuances are refused; sessions already issued run on."}
 
 
+def _given(filters: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in filters.items() if v}
+
+
 def _render(visit: AdminVisit, filters: dict[str, str], cursor: int | None, *, status: int = 200,
             problem: str = "", notice: str = "") -> Response:
     problems: dict[str, str] = {}
@@ -48,14 +52,12 @@ def _render(visit: AdminVisit, filters: dict[str, str], cursor: int | None, *, s
         except BrokerError as exc:
             return visit.error(exc)
         items = page.items
-        given = {k: v for k, v in filters.items() if v}
         if page.next_cursor is not None:
-            older = f"/admin/requests?{urlencode({**given, 'cursor': page.next_cursor})}"
-    given = {k: v for k, v in filters.items() if v}
-    first = f"/admin/requests?{urlencode(given)}" if cursor is not None else None
+            older = f"/admin/requests?{urlencode({**_given(filters), 'cursor': page.next_cursor})}"
+    first = f"/admin/requests?{urlencode(_given(filters))}" if cursor is not None else None
     return visit.render("admin_requests.html", status=422 if problems else status, title="Access requests",
                         nav="requests", f=filters, problems=problems, problem=problem, items=items, older=older,
-                        first=first, states=STATES, notice=notice)
+                        first=first, states=STATES, filter_names=FILTERS, notice=notice)
 
 
 @router.get("/requests")
@@ -65,7 +67,7 @@ def requests_page(request: Request, state: Short = "", requester: Short = "", ac
     visit = admin_visit(request)
     if not isinstance(visit, AdminVisit):
         return visit
-    filters = {"state": state, "requester": requester, "account": account, "role": role}
+    filters = dict(zip(FILTERS, (state, requester, account, role), strict=True))
     return _render(visit, filters, cursor, notice=NOTICES.get(done, ""))
 
 
@@ -75,7 +77,7 @@ def end_grant(request: Request, request_id: RequestId, csrf_token: Text = "", st
     visit = admin_visit(request, csrf_token=csrf_token)
     if not isinstance(visit, AdminVisit):
         return visit
-    filters = {"state": state, "requester": requester, "account": account, "role": role}
+    filters = dict(zip(FILTERS, (state, requester, account, role), strict=True))
     services = services_of(request)
     try:
         services.flow.end_grant(identity=None, admin=visit.principal.actor, request_id=request_id,
@@ -84,6 +86,5 @@ def end_grant(request: Request, request_id: RequestId, csrf_token: Text = "", st
         return _render(visit, filters, None, status=exc.status, problem=exc.message)
     except BrokerError as exc:
         return visit.error(exc)
-    given = {k: v for k, v in filters.items() if v}
-    return RedirectResponse(f"/admin/requests?{urlencode({**given, 'done': 'ended'})}", status_code=303,
+    return RedirectResponse(f"/admin/requests?{urlencode({**_given(filters), 'done': 'ended'})}", status_code=303,
                             headers={"Cache-Control": "no-store"})
