@@ -264,7 +264,7 @@ class AccessRequests:
             raise Conflict("the request kept changing while you decided: reload and try again")
 
         return self.flow._decide(f"access.{choice}", identity, ctx, str(request_id), step,
-                                 target_type="access_request")
+                                 target_type="access_request", uncached=True)  # the approver's groups now, past the cache
 
     def cancel_request(self, *, identity: Identity, request_id: int, ctx: DecisionContext) -> AccessRequest:
         """The requester withdraws a pending request (notified ``access.cancel``)."""
@@ -330,7 +330,8 @@ class AccessRequests:
                     raise NotApprover("only an approver of the role's policy, an admin or the person ends a grant")
             return end(req, current.username, details)
 
-        return self.flow._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request")
+        return self.flow._decide("access.end", identity, ctx, str(request_id), step, target_type="access_request",
+                                 uncached=True)  # an approver's groups as the directory says now, past the cache
 
     # ---- listings ----
 

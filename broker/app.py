@@ -55,6 +55,8 @@ from broker.web import (
     admin_pages,
     admin_pages_edit,
     admin_reports,
+    admin_request_pages,  # mend: the admin requests page
+    admin_requests,  # mend: GET /api/v1/admin/requests
     admin_review_pages,
     admin_reviews,
     api_docs,
@@ -317,6 +319,7 @@ def create_app(
     app.include_router(admin_api.router)
     app.include_router(admin_reports.router)
     app.include_router(admin_reviews.router)
+    app.include_router(admin_requests.router)
     app.include_router(audit_api.router)
     app.include_router(history_api.router)
     if config.portal.enabled:
@@ -327,6 +330,7 @@ def create_app(
         app.include_router(admin_pages.router)
         app.include_router(admin_pages_edit.router)
         app.include_router(admin_review_pages.router)
+        app.include_router(admin_request_pages.router)
     if config.server.docs:
         app.include_router(api_docs.router)
     # Added innermost first: the client address is decided before anything reads it, the request id

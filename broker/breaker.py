@@ -9,7 +9,12 @@ the target answered.
 
 Callers report every call they were allowed: ``success()`` (the target answered, even with an
 error of its own), ``failure()`` (refused, timed out, broken), or ``release()`` (nothing was
-learnt, e.g. the request was invalid before it left).
+learnt, e.g. the request was invalid before it left). ``with breaker.call() as outcome:`` does
+it for them: the block ending normally is a success, an exception a failure (``timeout=`` says
+which exceptions are timeouts), an interruption that is no ``Exception`` (KeyboardInterrupt, a
+cancelled task) a release; inside the block ``outcome.succeed()`` / ``fail()`` / ``release()``
+report otherwise (an error answer of the target's own is a success), and ``outcome.changed``
+says afterwards whether this call opened or closed the breaker (for a log line).
 
 (pybreaker holds its lock during the whole protected call, so every call through one breaker
 would wait for the one in flight — a frozen target would serialise the worker; and its half-open
@@ -20,7 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,3 +106,46 @@ class Breaker:
         """An allowed call that taught nothing: a probe slot it held is free again."""
         with self._lock:
             self._probing = False
+
+    @contextmanager
+    def call(self, *, timeout: Callable[[Exception], bool] = lambda _exc: False) -> Iterator[Outcome]:
+        """Report the allowed call the block makes (see the module's docstring); ``allow()`` is
+        the caller's to ask first, as what a refusal means differs (an error, the next server)."""
+        outcome = Outcome(self)
+        try:
+            yield outcome
+        except Exception as exc:
+            if not outcome.reported:
+                outcome.fail(timeout=timeout(exc))
+            raise
+        except BaseException:
+            if not outcome.reported:
+                outcome.release()
+            raise
+        if not outcome.reported:
+            outcome.succeed()
+
+
+class Outcome:
+    """What one call through ``Breaker.call()`` reported: at most once, the first report counts."""
+
+    def __init__(self, breaker: Breaker) -> None:
+        self._breaker = breaker
+        self.reported = False
+        self.changed = False
+        """This call's report opened the breaker (a failure) or closed an open one (a success)."""
+
+    def succeed(self) -> bool:
+        if not self.reported:
+            self.reported, self.changed = True, self._breaker.success()
+        return self.changed
+
+    def fail(self, *, timeout: bool = False) -> bool:
+        if not self.reported:
+            self.reported, self.changed = True, self._breaker.failure(timeout=timeout)
+        return self.changed
+
+    def release(self) -> None:
+        if not self.reported:
+            self.reported = True
+            self._breaker.release()

@@ -339,13 +339,14 @@ class Flow:
 
     # ---- the directory's view now ----
 
-    def current_identity(self, identity: Identity) -> Identity:
+    def current_identity(self, identity: Identity, *, uncached: bool = False) -> Identity:
         """At every issuance: the account and its groups as the directory says *now*.
 
         A disabled, locked, expired or deleted account, or a username that now belongs to
         another account (another immutable id), gets nothing. Groups come through the group
         cache (``directory.cache.ttl_seconds``), so a removed membership stops issuance at once
-        or within that TTL. Identities from other sources (upstream IdPs) pass unchanged.
+        or within that TTL; ``uncached`` (an approver deciding) reads them from the directory now.
+        Identities from other sources (upstream IdPs) pass unchanged.
         When the same request signed in with a password (HTTP Basic), that sign-in was this
         read: the identity it returned is used as is, once, within ``FRESH_SIGN_IN_SECONDS``.
         A sign-in past the end its source gave it (``Identity.valid_until``) gets nothing.
@@ -361,7 +362,7 @@ class Flow:
             return identity
         if self._take_fresh(identity):  # this request's own sign-in read the directory a moment ago
             return identity
-        fresh = directory.lookup(identity.username)
+        fresh = directory.lookup(identity.username, uncached=uncached)
         if fresh is None or fresh.id != identity.id:
             raise Unauthenticated("the directory no longer accepts this account: sign in again")
         if identity.valid_until is None and identity.mfa_at is None:
@@ -417,13 +418,14 @@ class Flow:
         *,
         audit_allow: bool = True,
         target_type: str = "role",
+        uncached: bool = False,
     ) -> _T:
         """Run ``step`` on the directory's current view of ``identity``; audit allow (unless the
         caller writes it, ``audit_allow`` False) or deny/error."""
         details: dict[str, Any] = {}
         kind = target_type if target else None
         try:
-            current = self.current_identity(identity)
+            current = self.current_identity(identity, uncached=uncached)
             details["groups"] = list(current.groups)
             result = step(current, details)
         except BrokerError as exc:

@@ -14,6 +14,10 @@ STS is never called for readiness: it is "up" while every STS endpoint's circuit
 closed. The directory: its breakers, and an authenticated bind (bounded by its timeouts) unless
 every server's breaker is open already.
 
+/metrics reuses the dependencies' outcomes for ``DEPENDENCY_SECONDS`` (per process,
+``Readiness.recent_dependencies``), so a scrape every second does not bind to the directory each
+time; /readyz always runs them (and refreshes what /metrics reuses).
+
 The configuration's hashes (the mapping, as synced into the database, and the whole effective
 configuration with secrets masked) make a replica started with a different file visible.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +37,19 @@ from broker.errors import DirectoryUnavailable, StsUnavailable
 
 Check = Callable[[], object]
 """Raises when what it checks cannot be used; its return value is ignored."""
+
+DEPENDENCY_SECONDS = 2.0
+"""How long /metrics reuses the dependencies' outcomes."""
+
+
+@dataclass
+class _Recent:
+    """The last outcomes and when (``clock``) they were taken; one run at a time."""
+
+    clock: Callable[[], float] = time.monotonic
+    at: float | None = None
+    outcomes: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,25 @@ class Readiness:
     """Every circuit breaker (directory servers, STS endpoints)."""
     mapping_hash: str = ""
     config_hash: str = ""
+    _recent: _Recent = field(default_factory=_Recent, compare=False, repr=False)
+
+    def run_dependencies(self) -> dict[str, str]:
+        """Each dependency's outcome now (``ok`` or ``down: <why>``), kept for ``recent_dependencies``."""
+        with self._recent.lock:
+            return self._run_locked()
+
+    def recent_dependencies(self, seconds: float = DEPENDENCY_SECONDS) -> dict[str, str]:
+        """The outcomes of at most ``seconds`` ago, else run now. Scrapes at once wait for one run."""
+        with self._recent.lock:
+            at = self._recent.at
+            if at is not None and self._recent.clock() - at < seconds:
+                return dict(self._recent.outcomes)
+            return self._run_locked()
+
+    def _run_locked(self) -> dict[str, str]:
+        found = run(self.dependencies, prefix="down: ")
+        self._recent.at, self._recent.outcomes = self._recent.clock(), found
+        return dict(found)
 
 
 def config_hash(document: Any) -> str:

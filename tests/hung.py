@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class HungServer:
-    """Accepts every TCP connection, reads what comes, answers nothing (a frozen STS or proxy)."""
+    """Accepts every TCP connection, reads what comes, answers nothing (a frozen STS or proxy).
+    ``drip`` (seconds): answers instead with the start of a TLS record and then one byte per
+    ``drip`` seconds, forever: each read gets something before any per-read timeout, the
+    handshake never ends (only a bound on the whole handshake stops it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, drip: float | None = None) -> None:
+        self.drip = drip
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -30,6 +35,18 @@ class HungServer:
                 self.connections += 1
                 self._open.append(conn)
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            if self.drip is not None:
+                threading.Thread(target=self._trickle, args=(conn, self.drip), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket, every: float) -> None:
+        # a TLS handshake record of 16 KiB announced, its body sent a byte at a time
+        chunks = iter([b"\x16\x03\x03\x40\x00"])
+        while True:
+            try:
+                conn.sendall(next(chunks, b"\x00"))
+            except OSError:
+                return
+            time.sleep(every)
 
     def _read(self, conn: socket.socket) -> None:
         seen = b""

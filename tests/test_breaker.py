@@ -98,3 +98,67 @@ def test_a_late_failure_of_an_old_call_does_not_extend_the_open_interval() -> No
 def test_nonsense_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="failures >= 1"):
         Breaker("sts", "x", failures=0, open_seconds=1)
+
+
+# ---- with breaker.call(): the report made by the block's end ----
+
+
+class Refused(Exception):
+    pass
+
+
+def test_call_reports_a_success_when_the_block_ends_and_a_failure_when_it_raises() -> None:
+    clock = Clock()
+    b = _breaker(clock, failures=2)
+    for _ in range(2):
+        with pytest.raises(Refused), b.call():
+            raise Refused()
+    assert b.state == "open" and not b.allow()  # two failures in a row: open
+    clock.now += 1.1
+    assert b.allow() and b.state == "half_open"  # the probe
+    with b.call() as outcome:
+        pass
+    assert outcome.changed and b.state == "closed"  # its success closed it
+    assert b.snapshot().failures == 0
+
+
+def test_call_counts_a_timeout_as_opening_at_once_and_an_answer_given_in_the_block_as_success() -> None:
+    b = _breaker(Clock(), failures=3)
+    with pytest.raises(TimeoutError), b.call(timeout=lambda exc: isinstance(exc, TimeoutError)) as outcome:
+        raise TimeoutError()
+    assert outcome.changed and b.state == "open"  # opened by one timeout
+
+    b2 = _breaker(Clock(), failures=1)
+    with pytest.raises(ValueError), b2.call() as outcome:
+        outcome.succeed()  # the target answered, with an error of its own
+        raise ValueError("AccessDenied")
+    assert b2.state == "closed"
+
+
+def test_a_failed_probe_opens_it_again_and_an_interrupted_probe_frees_the_slot() -> None:
+    clock = Clock()
+    b = _breaker(clock, failures=1)
+    b.failure()
+    clock.now += 1.1
+    assert b.allow()
+    with pytest.raises(KeyboardInterrupt), b.call():
+        raise KeyboardInterrupt()  # nothing learnt: released, not a failure
+    assert b.state == "open" and b.snapshot().failures == 1
+    assert b.allow()  # the probe slot is free again
+    with pytest.raises(Refused), b.call():
+        raise Refused()
+    assert b.state == "open" and not b.allow()  # the probe failed: open for another interval
+    clock.now += 0.5
+    assert not b.allow()
+
+
+def test_release_in_the_block_reports_nothing_learnt() -> None:
+    clock = Clock()
+    b = _breaker(clock, failures=1)
+    b.failure()
+    clock.now += 1.1
+    assert b.allow()
+    with pytest.raises(ValueError), b.call() as outcome:
+        outcome.release()  # the request was invalid before it left
+        raise ValueError("never sent")
+    assert b.state == "open" and b.allow()  # still open, and the next caller may probe

@@ -206,7 +206,7 @@ class _CountingDirectory:
     def login_key(self, username):
         return username.casefold()
 
-    def lookup(self, username):
+    def lookup(self, username, *, uncached=False):
         from broker.domain import Identity
 
         self.lookups += 1

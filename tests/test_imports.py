@@ -118,6 +118,8 @@ ROUTERS = (
     "broker.web.admin_api",
     "broker.web.admin_pages",
     "broker.web.admin_pages_edit",
+    "broker.web.admin_request_pages",
+    "broker.web.admin_requests",
     "broker.web.admin_review_pages",
     "broker.web.admin_reports",
     "broker.web.admin_reviews",

@@ -45,7 +45,7 @@ from broker import logs
 from broker.aws.config import WORKER_THREADS, StsConfig
 from broker.aws.deadline import Deadline, OutOfTime
 from broker.aws.partitions import partition
-from broker.breaker import Breaker, BreakerState
+from broker.breaker import Breaker, BreakerState, Outcome
 from broker.domain import Channel, RoleGrant, TemporaryCredentials
 from broker.errors import (
     BrokerError,
@@ -246,29 +246,26 @@ class StsGateway:
                 f"tries it again within {self.clients.breaker_open_seconds:g} s); try again shortly"
             )
         method = client.assume_role_with_saml if call == "AssumeRoleWithSAML" else client.assume_role_with_web_identity
-        try:
-            answer: dict[str, Any] = method(**params)
-        except (ClientError, BotoCoreError) as exc:
-            error = translate(exc, grant=grant, call=call, issuer=self.issuer,
-                              recipient=self._recipient(grant) if call == "AssumeRoleWithSAML" else None)
-            if isinstance(exc, ParamValidationError):
-                breaker.release()  # never sent
-            elif isinstance(error, StsUnavailable):
-                if breaker.failure(timeout=isinstance(exc, (OutOfTime, ReadTimeoutError, ConnectTimeoutError))):
+        with breaker.call() as outcome:
+            try:
+                answer: dict[str, Any] = method(**params)
+            except (ClientError, BotoCoreError) as exc:
+                error = translate(exc, grant=grant, call=call, issuer=self.issuer,
+                                  recipient=self._recipient(grant) if call == "AssumeRoleWithSAML" else None)
+                if isinstance(exc, ParamValidationError):
+                    outcome.release()  # never sent
+                elif not isinstance(error, StsUnavailable):
+                    self._answered(outcome, breaker)  # a refusal is an answer
+                elif outcome.fail(timeout=isinstance(exc, (OutOfTime, ReadTimeoutError, ConnectTimeoutError))):
                     log.warning("sts_endpoint_down", endpoint=breaker.target, error_type=type(exc).__name__,
                                 retry_seconds=self.clients.breaker_open_seconds)
-            else:
-                self._answered(breaker)  # a refusal is an answer
-            raise error from None
-        except BaseException:
-            breaker.release()
-            raise
-        self._answered(breaker)
+                raise error from None
+        self._answered(outcome, breaker)
         return answer
 
     @staticmethod
-    def _answered(breaker: Breaker) -> None:
-        if breaker.success():
+    def _answered(outcome: Outcome, breaker: Breaker) -> None:
+        if outcome.succeed():  # (after the block: breaker.call reported it already; this says what it did)
             log.info("sts_endpoint_back", endpoint=breaker.target)
 
 

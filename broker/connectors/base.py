@@ -7,9 +7,10 @@ Every connector returns the same frozen ``broker.domain.Identity``.
   answer for all; ``reason`` says which, for the audit log). An empty or whitespace password is
   refused before anything reaches the directory. ``login_key(username)`` names the account a
   typed name stands for, which the sign-in rate limits count.
-- ``LookupConnector.lookup(username)`` → the current ``Identity`` (account status and groups
-  read again, groups through the cache), or ``None`` when the account is gone or not usable.
-  The broker calls it at every credential issuance.
+- ``LookupConnector.lookup(username, uncached=)`` → the current ``Identity`` (account status and
+  groups read again, groups through the cache unless ``uncached``: then read from the directory
+  now), or ``None`` when the account is gone or not usable. The broker calls it at every
+  credential issuance, ``uncached`` when an approver decides (approve, deny, end a grant).
 - ``ProbeConnector.probe()`` → None; raises when the directory cannot be used (readiness).
 - ``BreakerConnector.breakers()`` → each server's circuit breaker state (/readyz, /metrics).
 - ``InspectConnector.inspect(username)`` → what ``broker check-directory`` prints.
@@ -72,7 +73,7 @@ class PasswordConnector(Connector, Protocol):
 
 @runtime_checkable
 class LookupConnector(Connector, Protocol):
-    def lookup(self, username: str) -> Identity | None: ...
+    def lookup(self, username: str, *, uncached: bool = False) -> Identity | None: ...
 
 
 @runtime_checkable

@@ -217,8 +217,8 @@ class _DirectoryServer(_Section):
     connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
     """Seconds to open a TCP connection to one server (a server that refuses it is skipped at once)."""
     timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
-    """Per operation: the client waits this long for an answer (rounded up to whole seconds; the TLS
-    handshake included); the server gets it as its time limit. A server that lets it pass is marked
+    """Per operation: the client waits this long for an answer (rounded up to whole seconds; a TLS
+    handshake gets exactly this long in all); the server gets it as its time limit. A server that lets it pass is marked
     down: the request goes on with the next server, and other requests skip it."""
     recheck_interval: Annotated[float, Field(ge=0.1, le=60)] = 1.0
     """Seconds between checks (off the request path: a connection and a service-account bind) of a

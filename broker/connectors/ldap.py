@@ -218,15 +218,17 @@ class LdapConnector:
             raise DirectoryUnavailable()
         return InvalidCredentials(reason=self._refusal(result))
 
-    def lookup(self, username: str) -> Identity | None:
+    def _groups_of(self, entry: Entry, user_id: str, *, uncached: bool = False) -> tuple[str, ...]:
+        """The groups through the cache, or (``uncached``) read now, which refreshes the cache."""
+        cached = self._cache.get(user_id) if self._cache is not None and user_id and not uncached else None
+        return cached if cached is not None else self._groups_fresh(entry, user_id)
+
+    def lookup(self, username: str, *, uncached: bool = False) -> Identity | None:
         login = self._login_name(username)
         entry = None if login is None else self._locate(login)
         if entry is None or self._problems(entry):
             return None
-        user_id = self._user_id(entry)
-        cached = self._cache.get(user_id) if self._cache is not None and user_id else None
-        groups = cached if cached is not None else self._groups_fresh(entry, user_id)
-        return self._identity(entry, groups, login or username)
+        return self._identity(entry, self._groups_of(entry, self._user_id(entry), uncached=uncached), login or username)
 
     def find_by(self, attribute: str, value: str) -> Identity | None:
         """The one usable account whose ``attribute`` equals ``value`` (the value escaped, RFC 4515),
@@ -243,10 +245,7 @@ class LdapConnector:
         entry = entries[0]
         if self._problems(entry):
             return None
-        user_id = self._user_id(entry)
-        cached = self._cache.get(user_id) if self._cache is not None and user_id else None
-        groups = cached if cached is not None else self._groups_fresh(entry, user_id)
-        return self._identity(entry, groups, login)
+        return self._identity(entry, self._groups_of(entry, self._user_id(entry)), login)
 
     def inspect(self, username: str) -> Inspection | None:
         login = self._login_name(username)

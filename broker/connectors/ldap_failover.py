@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 from broker.breaker import Breaker, BreakerState
 from broker.logs import get_logger
@@ -80,14 +81,11 @@ class Failover:
                 return  # a request that began before it opened saw it answer
             if not breaker.allow():
                 continue
-            try:
+            # still down: the failure is reported by breaker.call, and it is checked again after the interval
+            with suppress(Exception), breaker.call():
                 self._check(index)
-            except Exception:  # noqa: BLE001 - still down: checked again after the interval
-                breaker.failure()
-                continue
-            breaker.success()
-            log.info("directory_server_back", server=self._labels[index])
-            return
+                log.info("directory_server_back", server=self._labels[index])
+                return
 
     def breakers(self) -> list[BreakerState]:
         return [b.snapshot() for b in self._breakers]

@@ -138,20 +138,32 @@ class _Target:
 
 class _Tls(ldap3.Tls):
     """TLS with the standard library's own checks: chain *and* host name verified during the
-    handshake (``check_hostname``), with one SSLContext built at start-up."""
+    handshake (``check_hostname``), with one SSLContext built at start-up. The handshake (LDAPS
+    at every new or reopened connection, StartTLS after its answer) has ``timeout`` seconds in
+    all, whatever timeout ldap3 left on the socket (CPython bounds a handshake on a socket with
+    a timeout as a whole, not per read: a server trickling bytes cannot stretch it); the socket's
+    own timeout is put back afterwards."""
 
-    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+    def __init__(self, context: ssl.SSLContext, host: str, *, timeout: float) -> None:
         super().__init__(validate=context.verify_mode)
         self._context = context
         self._host = host
+        self._timeout = timeout
 
     def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
-        connection.socket = self._context.wrap_socket(
-            connection.socket,
-            server_side=False,
-            do_handshake_on_connect=do_handshake,
-            server_hostname=self._host,
-        )
+        raw = connection.socket
+        previous = raw.gettimeout()
+        raw.settimeout(self._timeout)
+        wrapped = self._context.wrap_socket(raw, server_side=False, do_handshake_on_connect=False,
+                                            server_hostname=self._host)
+        if do_handshake:
+            try:
+                wrapped.do_handshake()
+            except BaseException:
+                wrapped.close()
+                raise
+        wrapped.settimeout(previous)
+        connection.socket = wrapped
 
 
 def tls_context(config: _DirectoryServer) -> ssl.SSLContext:
@@ -175,7 +187,7 @@ def _targets(config: _DirectoryServer) -> list[_Target]:
         parts = urlsplit(url)
         secure = parts.scheme == "ldaps"
         host = parts.hostname or ""
-        tls = _Tls(context, host)
+        tls = _Tls(context, host, timeout=config.timeout)
         server = ldap3.Server(
             host,
             port=parts.port or (636 if secure else 389),

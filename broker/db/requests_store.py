@@ -15,16 +15,17 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.db.models import AccessRequest as Row
 from broker.db.notify_outbox import OutboxNotifier
+from broker.db.queries import find_account
 from broker.db.session import session_factory
 from broker.errors import BrokerError, StorageUnavailable
 from broker.jit import NoteFor
-from broker.jit.requests import AccessRequest, NewRequest
+from broker.jit.requests import AccessRequest, NewRequest, RequestFilter
 
 _OPEN = ("pending", "approved")
 _TIMES = ("created_at", "decided_at", "starts_at", "ends_at", "ended_at")
@@ -139,4 +140,27 @@ class SqlRequestStore:
         with self._tx() as s:
             q = (select(Row).where(Row.state == "pending", Row.created_at < before.astimezone(UTC))
                  .order_by(Row.id).limit(limit))
+            return [_value(r) for r in s.scalars(q)]
+
+    def search(self, flt: RequestFilter, *, now: datetime, limit: int, before_id: int | None = None
+               ) -> list[AccessRequest]:
+        at = now.astimezone(UTC)
+        lapsed = and_(Row.state == "approved", Row.ends_at <= at)
+        with self._tx() as s:
+            q = select(Row).order_by(Row.id.desc()).limit(limit)
+            if before_id is not None:
+                q = q.where(Row.id < before_id)
+            if flt.state == "expired":
+                q = q.where(or_(Row.state == "expired", lapsed))
+            elif flt.state == "approved":
+                q = q.where(Row.state == "approved", Row.ends_at > at)
+            elif flt.state is not None:
+                q = q.where(Row.state == flt.state)
+            if flt.requester:
+                q = q.where(func.lower(Row.requester) == flt.requester.lower())
+            if flt.account:
+                acc = find_account(s, flt.account)
+                q = q.where(Row.account_id == (acc.id if acc is not None else flt.account))
+            if flt.role:
+                q = q.where(Row.role_key == flt.role.lower())
             return [_value(r) for r in s.scalars(q)]

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from broker.jit.requests import AccessRequest, NewRequest, rfc3339
+from broker.jit.requests import AccessRequest, NewRequest, RequestFilter, rfc3339
 from broker.notify import Notification
 
-__all__ = ["AccessRequest", "NewRequest", "NoteFor", "RequestStore"]
+__all__ = ["AccessRequest", "NewRequest", "NoteFor", "RequestFilter", "RequestStore"]
 
 NoteFor = Callable[[AccessRequest], tuple[Sequence[str], Notification] | None]
 """The notification of a change, from the request as the change left it: (webhooks, notification),
@@ -57,6 +57,13 @@ class RequestStore(Protocol):
 
     def pending_since(self, before: datetime, *, limit: int = 500) -> Sequence[AccessRequest]:
         """Pending requests made before ``before`` (the expiry sweep), oldest first."""
+        ...
+
+
+    def search(self, flt: RequestFilter, *, now: datetime, limit: int, before_id: int | None = None
+               ) -> list[AccessRequest]:
+        """Every request that ``flt`` lets through (states as of ``now``), newest first, ``limit``
+        of them with ids below ``before_id`` (the admin listing's pages)."""
         ...
 
 

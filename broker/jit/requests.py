@@ -12,6 +12,23 @@ State = Literal["pending", "approved", "denied", "cancelled", "expired", "ended"
 than the policy's ``pending_expiry``); approved → expired (its end passed) | ended (ended early
 by an approver, an admin or the person)."""
 
+STATES: tuple[State, ...] = ("pending", "approved", "denied", "cancelled", "expired", "ended")
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    """Which requests an admin listing shows (None: any). ``state`` is as a person reads it: an
+    approved request whose end has passed is ``expired`` even before a listing records it so."""
+
+    state: State | None = None
+    requester: str | None = None
+    """The requester's username, case-insensitively."""
+    account: str | None = None
+    """A 12-digit account id or a registered alias."""
+    role: str | None = None
+    """A role name, case-insensitively."""
+
+
 _DURATION = re.compile(r"^(?:(?P<h>\d{1,2})h)?(?:(?P<m>\d{1,4})m)?(?:(?P<s>\d{1,5})s)?$")
 
 

@@ -6,7 +6,8 @@ Dependencies every replica shares (directory, STS) are reported in its body and 
 ``broker_dependency_up``, never as a 503 of /readyz: their outage must not empty the load
 balancer; the broker answers requests that need them with its own 503 and stable code
 (broker.readiness). Both handlers are sync: the checks (bounded by their timeouts) run in the
-threadpool, never on the event loop.
+threadpool, never on the event loop. /metrics reuses the dependencies' outcomes for 2 s
+(``broker.readiness.Readiness.recent_dependencies``): a scrape every second binds once in two.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _dependencies(services: Services) -> dict[str, str]:
-    found = readiness.run(services.ready.dependencies, prefix="down: ")
+def _dependencies(services: Services, *, recent: bool = False) -> dict[str, str]:
+    """The dependencies' outcomes, recorded in the metrics; ``recent``: those of at most
+    ``broker.readiness.DEPENDENCY_SECONDS`` ago (/metrics: no directory bind per scrape)."""
+    found = services.ready.recent_dependencies() if recent else services.ready.run_dependencies()
     services.metrics.observe_readiness(
         {name: outcome == "ok" for name, outcome in found.items()},
         [(b.kind, b.target, b.state != "closed") for b in services.ready.breakers()],
@@ -63,5 +66,5 @@ def readyz(request: Request, services: ServicesDep) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
 def metrics(services: ServicesDep) -> Response:
-    _dependencies(services)
+    _dependencies(services, recent=True)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

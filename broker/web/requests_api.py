@@ -14,6 +14,7 @@ from broker.errors import UnknownRequest
 from broker.web.admin_schema import COMMON, documented_error
 from broker.web.deps import AdminDep, CallerDep, ServicesDep, decision_context
 from broker.web.errors import Error
+from broker.web.request_schema import AccessRequestOut
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Error, "description": text}
@@ -43,33 +44,6 @@ class NewAccessRequest(BaseModel):
     duration: int | Annotated[str, Field(max_length=16)] | None = (
         Field(default=None, description="seconds, or e.g. 2h, 90m, 1h30m; absent: the policy's maximum"))
     ticket: Annotated[str, Field(max_length=128)] | None = None
-
-
-class Approval(BaseModel):
-    by: str | None
-    at: str | None
-    groups: list[str] = Field(description="the approver's approver groups at the moment of approval")
-
-
-class AccessRequestOut(BaseModel):
-    id: int
-    requester: str
-    account_id: str
-    role_name: str
-    policy: str
-    reason: str
-    ticket: str | None
-    duration: int = Field(description="seconds the grant lasts from its approval")
-    state: str = Field(description="pending, approved, denied, cancelled, expired or ended")
-    approvals_needed: int
-    approvals: list[Approval]
-    created_at: str | None
-    decided_at: str | None
-    decided_by: str | None
-    starts_at: str | None
-    ends_at: str | None
-    ended_at: str | None
-    ended_by: str | None
 
 
 class ListedRequest(AccessRequestOut):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Cluster, nginx_program
+from tests.cluster.harness import Cluster
 from tests.conftest import component_missing
+from tests.nginx import nginx_program
 
 
 def require_cluster_components() -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -37,6 +36,7 @@ import yaml
 
 from bench.live_broker import BIN, Database, database, ldap_broker_config, migrate, start_moto, wait_http
 from tests.directory.servers import SUFFIX, Slapd, free_port, make_pki, population_seed, stop
+from tests.nginx import Nginx
 
 ADMIN_TOKEN = "cluster-admin-token-" + secrets.token_hex(8)
 PASSWORD = "cluster-" + secrets.token_urlsafe(12)
@@ -63,24 +63,8 @@ def mapping_document(team_role: str = "ReadOnly") -> dict[str, Any]:
     }
 
 
-def nginx_program() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-
-
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    log_format upstreamlog '$remote_addr "$request" $status $upstream_addr $upstream_status $request_time';
-    access_log {tmp}/nginx-access.log upstreamlog;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
+NGINX_LOG_FORMAT = """upstreamlog '$remote_addr "$request" $status $upstream_addr $upstream_status $request_time'"""
+NGINX_HTTP = """
     upstream brokers {{
 {servers}
         keepalive 32;
@@ -108,7 +92,6 @@ http {{
             proxy_read_timeout 60s;
         }}
     }}
-}}
 """
 
 
@@ -242,6 +225,7 @@ class Cluster:
     _out: set[int] = field(default_factory=set)
     """Replicas marked ``down`` in nginx's upstream (``roll``)."""
     _nginx_port: int = 0
+    _proxy: Nginx | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -257,9 +241,7 @@ class Cluster:
         self.stop()
 
     def start(self, n: int = 3) -> None:
-        nginx = nginx_program()
-        if nginx is None:
-            raise FileNotFoundError("nginx")
+        self._proxy = Nginx(self.tmp, worker_connections=4096, prefix="nginx-", log_format=NGINX_LOG_FORMAT)
         self.tmp.mkdir(parents=True, exist_ok=True)
         pki = make_pki(self.tmp / "pki", names=("ldap.test",))
         first = Slapd(self.tmp / "slapd-a", pki)
@@ -314,29 +296,18 @@ class Cluster:
             replica.wait_ready()
 
         self._nginx_port = nginx_port
-        conf = self._write_nginx_conf()
-        log = self.tmp / "nginx-error.log"
-        log.touch()
-        with log.open("ab") as out:
-            self.nginx = subprocess.Popen([nginx, "-p", str(self.tmp), "-c", str(conf), "-g", "daemon off;"],
-                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.nginx = self._proxy.start(self._nginx_http(), self.url + "/healthz")
         self._procs.append(self.nginx)
-        wait_http(self.url + "/healthz", self.nginx, log)
 
-    def _write_nginx_conf(self) -> Path:
+    def _nginx_http(self) -> str:
         servers = "\n".join(f"        server 127.0.0.1:{r.port} max_fails=1 fail_timeout=2s{' down' if r.index in self._out else ''};"
                             for r in self.replicas)
-        conf = self.tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(
-            tmp=self.tmp, port=self._nginx_port, servers=servers, user="user root;" if os.geteuid() == 0 else ""))
-        return conf
+        return NGINX_HTTP.format(port=self._nginx_port, servers=servers)
 
     def _reload_nginx(self) -> None:
-        """nginx -s reload: new workers route by the new file; the old ones finish what they carry
-        (asynchronous: until the new workers take over, the old ones still route by the old file)."""
-        self._write_nginx_conf()
-        assert self.nginx is not None
-        self.nginx.send_signal(signal.SIGHUP)
+        """nginx -s reload (``tests.nginx.Nginx.reload``): the old workers finish what they carry."""
+        assert self._proxy is not None
+        self._proxy.reload(self._nginx_http())
 
     def roll(self, replica: Replica) -> float | None:
         """One step of a rolling update, as an orchestrator does it: the replica leaves the load

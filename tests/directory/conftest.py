@@ -289,7 +289,7 @@ def ad_admin_connection(samba: Samba) -> Any:
 
     from broker.connectors.ldap_pool import _Tls
 
-    tls = _Tls(ssl.create_default_context(cafile=str(samba.pki.ca)), samba.host)
+    tls = _Tls(ssl.create_default_context(cafile=str(samba.pki.ca)), samba.host, timeout=10)
     server = ldap3.Server(samba.host, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
     return ldap3.Connection(
         server, f"Administrator@{samba.realm.lower()}", samba.admin_password, auto_bind=True

@@ -655,7 +655,7 @@ class Samba:
         deadline = time.monotonic() + 60
         while True:
             try:
-                tls = _Tls(ssl.create_default_context(cafile=str(self.pki.ca)), self.host)
+                tls = _Tls(ssl.create_default_context(cafile=str(self.pki.ca)), self.host, timeout=10)
                 server = ldap3.Server(self.host, port=636, use_ssl=True, tls=tls, get_info=ldap3.NONE)
                 ldap3.Connection(
                     server, f"Administrator@{self.realm.lower()}", self.admin_password, auto_bind=True

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from broker.errors import BrokerError, DirectoryUnavailable
 from tests.directory.conftest import _need
 from tests.directory.servers import SERVICE_DN, SUFFIX, Pki, Slapd, population_seed
 from tests.directory.test_directory_app import basic
+from tests.relay import Relay
 
 pytestmark = pytest.mark.ldap
 PASSWORD = "twin-servers-pw-1"
@@ -69,77 +69,12 @@ def _directory(servers: list[str], service_password: str, ca: str, **over: Any) 
     }
 
 
-class FreezableProxy:
-    """A TCP relay in front of a server. Frozen, it still accepts connections (as a stopped
-    server's kernel does) but forwards and answers nothing, and counts the connections on which
-    a request arrived meanwhile: how often the broker asked the frozen server something."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.frozen = False
-        self.asked: set[int] = set()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns.append(client)
-                frozen = self.frozen
-            server = None if frozen else socket.create_connection(("127.0.0.1", self.upstream))
-            if server is not None:
-                self._conns.append(server)
-                threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, server, id(client)), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket | None, key: int | None) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                return
-            if not data:
-                if dst is not None:
-                    with suppress(OSError):
-                        dst.shutdown(socket.SHUT_WR)
-                return
-            with self._lock:
-                frozen = self.frozen
-                if frozen and key is not None:
-                    self.asked.add(key)
-            if dst is None or frozen:
-                dst = None  # this connection is dead for good: nothing it sent is ever answered
-                continue
-            try:
-                dst.sendall(data)
-            except OSError:
-                return
-
-    def freeze(self) -> None:
-        with self._lock:
-            self.frozen = True
-
-    def close(self) -> None:
-        self.sock.close()
-        with self._lock:
-            for conn in self._conns:
-                with suppress(OSError):
-                    conn.close()
-
-
 @pytest.fixture
-def proxies() -> Iterator[Callable[[int], FreezableProxy]]:
-    made: list[FreezableProxy] = []
+def proxies() -> Iterator[Callable[[int], Relay]]:
+    made: list[Relay] = []
 
-    def make(port: int) -> FreezableProxy:
-        made.append(FreezableProxy(port))
+    def make(port: int) -> Relay:
+        made.append(Relay(port))
         return made[-1]
 
     yield make

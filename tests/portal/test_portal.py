@@ -90,7 +90,7 @@ def test_clear_pages_for_no_roles_role_denied_and_directory_unavailable(portal, 
 
     services = portal.app.state.services
 
-    def down(username):
+    def down(username, **_):
         raise DirectoryUnavailable()
 
     services.directory.lookup = down

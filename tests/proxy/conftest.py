@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,23 +25,12 @@ import pytest
 import yaml
 
 from tests.conftest import ADMIN_TOKEN, component_missing, free_port
+from tests.nginx import Nginx, nginx_program
 
 PROXY_ADDRESS = "127.0.0.4"  # nginx's address as the broker sees it
 USERS = {"alice": "alice-proxy-pw-1", "bob": "bob-proxy-pw-2", "carol": "carol-proxy-pw-3"}
 
-NGINX_CONF = """
-user root;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+NGINX_HTTP = """
     # RFC 7239: append this hop to what the client sent, as $proxy_add_x_forwarded_for does
     map $http_forwarded $proxy_add_forwarded {{
         default "$http_forwarded, for=$remote_addr;proto=$scheme";
@@ -66,7 +54,6 @@ http {{
             proxy_set_header X-Forwarded-For "";
         }}
     }}
-}}
 """
 
 
@@ -122,10 +109,10 @@ def _wait(url: str, proc: subprocess.Popen[Any], log: Path) -> None:
 def behind_nginx(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
     """``behind_nginx(trusted_proxies=[...], rate_limits={...})``: `broker serve` (a subprocess, as in
     production) with a static directory, and nginx in front of it."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx is None:
+    if nginx_program() is None:
         component_missing("Debian nginx (apt-get install -y nginx; see `make test-deps`)")
     procs: list[subprocess.Popen[Any]] = []
+    proxies: list[Nginx] = []
 
     def start(*, trusted_proxies: list[str], rate_limits: dict[str, Any], workers: int = 1) -> Setup:
         broker_port, xff_port, forwarded_port = free_port(), free_port(), free_port()
@@ -156,19 +143,15 @@ def behind_nginx(tmp_path: Path) -> Iterator[Callable[..., Setup]]:
         procs.append(broker)
         _wait(f"http://127.0.0.1:{broker_port}/healthz", broker, log)
 
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp_path, xff_port=xff_port, forwarded_port=forwarded_port,
-                                          broker_port=broker_port, proxy=PROXY_ADDRESS))
-        nlog = tmp_path / "error.log"
-        nlog.touch()
-        proxy = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-                                 stdout=nlog.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(proxy)
-        _wait(f"http://127.0.0.1:{xff_port}/healthz", proxy, nlog)
-        _wait(f"http://127.0.0.1:{forwarded_port}/healthz", proxy, nlog)
+        proxies.append(Nginx(tmp_path, worker_connections=64))
+        proxies[-1].start(NGINX_HTTP.format(xff_port=xff_port, forwarded_port=forwarded_port, broker_port=broker_port,
+                                            proxy=PROXY_ADDRESS),
+                          f"http://127.0.0.1:{xff_port}/healthz", f"http://127.0.0.1:{forwarded_port}/healthz")
         return Setup(f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{xff_port}",
                      f"http://127.0.0.1:{forwarded_port}")
 
     yield start
+    for proxy in proxies:
+        proxy.stop(timeout=15)
     for proc in reversed(procs):
         _stop(proc)

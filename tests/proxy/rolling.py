@@ -3,7 +3,7 @@ on one database, nginx balancing them, a thread issuing credentials and listing 
 nginx all along; each replica in turn is sent SIGTERM, waited for, started again, and waited for
 until ready before the next one goes — what a Kubernetes rollout with maxUnavailable 0 does.
 
-The nginx configuration (``NGINX_CONF``) is what makes a restart invisible to clients, together
+The nginx configuration (``NGINX_HTTP``, in ``tests.nginx``'s common frame) is what makes a restart invisible to clients, together
 with the broker's drain (broker.serving):
 
 - ``proxy_next_upstream error timeout``: a request whose connection to a replica fails (refused:
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,23 +44,12 @@ import yaml
 
 from broker.minting.keys import generate_keypair
 from tests.conftest import ADMIN_TOKEN, free_port
+from tests.nginx import Nginx
 
 PASSWORD = "rolling-restart-pw-1"
 ACCOUNT = "111122223333"
 
-NGINX_CONF = """
-user root;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+NGINX_HTTP = """
     upstream brokers {{
         server 127.0.0.1:{first} max_fails=0;
         server 127.0.0.1:{second} max_fails=0;
@@ -76,12 +64,7 @@ http {{
             proxy_read_timeout 30s;
         }}
     }}
-}}
 """
-
-
-def nginx_program() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 120) -> None:
@@ -187,10 +170,7 @@ class Deployment:
     def __init__(self, tmp: Path, database_url: str, *, workers: int = 2, drain_seconds: float = 2,
                  grace_seconds: int = 10) -> None:
         self.tmp = tmp
-        nginx = nginx_program()
-        if nginx is None:
-            raise FileNotFoundError("nginx")
-        self.nginx_bin = nginx
+        self.nginx = Nginx(tmp, worker_connections=256)
         key, cert, _ = generate_keypair(tmp / "keys")
         users = [{"username": "alice", "id": "id-alice", "groups": ["staff"],
                   "password_hash": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}]
@@ -214,19 +194,12 @@ class Deployment:
             self.replicas.append(Replica(name, path, port, tmp / f"replica-{name}.log"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.nginx: subprocess.Popen[Any] | None = None
 
     def start(self) -> None:
         for replica in self.replicas:  # one after the other: the first one migrates the database
             replica.start()
-        conf = self.tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=self.tmp, port=self.port, first=self.replicas[0].port,
-                                          second=self.replicas[1].port))
-        log = self.tmp / "error.log"
-        log.touch()
-        self.nginx = subprocess.Popen([self.nginx_bin, "-p", str(self.tmp), "-c", str(conf), "-g", "daemon off;"],
-                                      stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(f"{self.url}/healthz", self.nginx, log)
+        self.nginx.start(NGINX_HTTP.format(port=self.port, first=self.replicas[0].port, second=self.replicas[1].port),
+                         f"{self.url}/healthz")
 
     def rolling_restart(self) -> list[Restart]:
         """Each replica stopped (SIGTERM), started again and ready, one after the other."""
@@ -240,8 +213,7 @@ class Deployment:
         return restarts
 
     def close(self) -> None:
-        if self.nginx is not None:
-            stop(self.nginx, timeout=10)
+        self.nginx.stop(timeout=10)
         for replica in self.replicas:
             if replica.proc is not None:
                 stop(replica.proc)

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.conftest import component_missing
-from tests.proxy.rolling import Deployment, Load, nginx_program
+from tests.nginx import nginx_program
+from tests.proxy.rolling import Deployment, Load
 
 pytestmark = pytest.mark.proxy
 
