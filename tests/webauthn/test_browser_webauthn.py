@@ -138,6 +138,7 @@ def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any,
     both = bob.page.evaluate(TOGETHER, [{"credential": bob.assertion()}, csrf])
     assert sorted(a["status"] for a in both) == [200, 400]
     assert len([e for e in server.audit("mfa.step_up") if e["outcome"] == "allow"]) == 2
+    bob.page.reload()  # renewed again
 
     # a challenge the broker never issued
     options = bob.post("/mfa/webauthn/authenticate/options")["body"]
