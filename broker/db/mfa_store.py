@@ -7,48 +7,33 @@ concurrent uses wins. Times are stored in UTC; SQLite hands them back naive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.db.models import MfaRecoveryCode, MfaTotp
 from broker.db.session import session_factory
-from broker.errors import BrokerError, StorageUnavailable
+from broker.db.tx import aware, transaction
+from broker.errors import StorageUnavailable
 from broker.mfa.store import TotpFactor
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def _value(row: MfaTotp) -> TotpFactor:
-    created = _aware(row.created_at)
+    created = aware(row.created_at)
     assert created is not None
     return TotpFactor(row.person_id, row.username, row.secret, row.confirmed, created, row.last_step,
-                      _aware(row.last_used_at))
+                      aware(row.last_used_at))
 
 
 class SqlFactorStore:
     def __init__(self, engine: Engine) -> None:
         self._sessions = session_factory(engine)
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except BrokerError:
-            raise
-        except OperationalError as exc:
-            raise StorageUnavailable() from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions)
 
     def totp(self, person_id: str) -> TotpFactor | None:
         with self._tx() as s:

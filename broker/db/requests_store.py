@@ -9,21 +9,19 @@ Times are stored in UTC; SQLite hands them back naive, so every read makes them 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from broker.db.models import AccessRequest as Row
 from broker.db.notify_outbox import OutboxNotifier
 from broker.db.queries import find_account
 from broker.db.session import session_factory
-from broker.errors import BrokerError, StorageUnavailable
+from broker.db.tx import aware, transaction
 from broker.jit import NoteFor
 from broker.jit.requests import AccessRequest, NewRequest, RequestFilter
 
@@ -31,16 +29,10 @@ _OPEN = ("pending", "approved")
 _TIMES = ("created_at", "decided_at", "starts_at", "ends_at", "ended_at")
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def _value(row: Row) -> AccessRequest:
     data: dict[str, Any] = {f.name: getattr(row, f.name) for f in fields(AccessRequest)}
     for name in _TIMES:
-        data[name] = _aware(data[name])
+        data[name] = aware(data[name])
     data["approvals"] = tuple(data["approvals"] or ())
     return AccessRequest(**data)
 
@@ -57,17 +49,8 @@ class SqlRequestStore:
         if out is not None and out[0] and self._notifier is not None:
             self._notifier.queue_on(s.connection(), out[0], out[1])
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except BrokerError:
-            raise
-        except OperationalError as exc:
-            raise StorageUnavailable() from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions)
 
     def create(self, new: NewRequest, *, note: NoteFor | None = None) -> AccessRequest:
         with self._tx() as s:

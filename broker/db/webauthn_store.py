@@ -7,47 +7,33 @@ UTC; SQLite hands them back naive, so every read makes them aware.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.db.models import WebAuthnCredential as Row
 from broker.db.session import session_factory
-from broker.errors import BrokerError, StorageUnavailable
+from broker.db.tx import aware, transaction
 from broker.mfa.credentials import NewStoredCredential, StoredCredential
-
-
-def _aware(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _value(row: Row) -> StoredCredential:
     return StoredCredential(
         id=row.id, person_id=row.person_id, username=row.username, credential_id=bytes(row.credential_id),
         public_key=bytes(row.public_key), sign_count=row.sign_count, transports=tuple(row.transports or ()),
-        aaguid=row.aaguid, label=row.label, created_at=_aware(row.created_at),
-        last_used_at=None if row.last_used_at is None else _aware(row.last_used_at))
+        aaguid=row.aaguid, label=row.label, created_at=aware(row.created_at),
+        last_used_at=None if row.last_used_at is None else aware(row.last_used_at))
 
 
 class SqlWebAuthnStore:
     def __init__(self, engine: Engine) -> None:
         self._sessions = session_factory(engine)
 
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except (BrokerError, IntegrityError):
-            raise
-        except OperationalError as exc:
-            raise StorageUnavailable() from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"database error: {type(exc).__name__}") from exc
+    def _tx(self) -> AbstractContextManager[Session]:
+        return transaction(self._sessions, passing=(IntegrityError,))
 
     def add(self, new: NewStoredCredential) -> StoredCredential | None:
         try:
