@@ -1,6 +1,6 @@
 """A background thread that runs one step every ``interval`` seconds (sooner again while the
 step says it had work), for the jobs every worker process runs: notification delivery, the
-just-in-time expiry sweep. A step's exception is logged, never ends the thread; ``stop`` waits
+just-in-time expiry sweep, audit forwarding. A step's exception is logged, never ends the thread; ``stop`` waits
 for the step in progress (each is bounded), up to ``join_timeout``."""
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ class Periodic:
         self.join_timeout = join_timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The running thread (None: not started, or stopped)."""
+        return self._thread
 
     def start(self) -> None:
         if self._thread is not None:

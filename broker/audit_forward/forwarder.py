@@ -33,6 +33,7 @@ from broker.db import outbox
 from broker.db.audit import event_dict
 from broker.db.models import utcnow
 from broker.metrics import Metrics
+from broker.periodic import Periodic
 
 log = logs.get_logger("broker.audit_forward")
 
@@ -84,8 +85,9 @@ class Forwarder:
         self.interval = interval
         self._clock = clock
         self._rand = rand
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # each send is bounded by its timeout: a pass ends within a few of them
+        self._job = Periodic("audit-forwarder", lambda: self.run_once() > 0, interval=interval,
+                             join_timeout=3 * max((r.timeout for r in self.routes), default=1) + 1)
 
     # ---- one pass ----
 
@@ -140,39 +142,24 @@ class Forwarder:
 
     # ---- the background thread ----
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._job.thread
+
     def start(self) -> None:
-        if self._thread is not None:
+        if self._job.thread is not None:
             return
         self._warn_orphans()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="audit-forwarder", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
         """Ends the thread after its current pass (each send is bounded by its timeout)."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(timeout=3 * max((r.timeout for r in self.routes), default=1) + 1)
+        self._job.stop()
 
     def close(self) -> None:
         self.stop()
         for route in self.routes:
             route.sender.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once() > 0
-            except SQLAlchemyError as exc:
-                log.warning("audit_forward_db_error", error=type(exc).__name__)
-                busy = False
-            except Exception:
-                log.exception("audit_forward_error")
-                busy = False
-            if not busy:
-                self._stop.wait(self.interval)
 
     def _warn_orphans(self) -> None:
         try:

@@ -111,7 +111,7 @@ def test_the_forwarder_runs_in_the_lifespan_and_stops_with_it(tmp_path, pki):
             wait_for(lambda: "issue.credentials" in [m.msgid for m in rx.messages()], "the issuance's event")
             metrics = client.get("/metrics").text
             assert f'broker_audit_forwarded_total{{destination="syslog:127.0.0.1:{rx.port}"}}' in metrics
-            thread = app.state.forwarder._thread
+            thread = app.state.forwarder.thread
             assert thread is not None and thread.is_alive()
         assert not thread.is_alive()  # stopped with the lifespan
         with TestClient(app) as client:  # a second lifespan forwards again
