@@ -11,29 +11,6 @@ from webauthn.helpers import bytes_to_base64url
 
 
 @dataclass(frozen=True)
-class StoredCredential:
-    id: int
-    person_id: str
-    """The person's immutable directory id (``Identity.id``)."""
-    username: str
-    credential_id: bytes
-    public_key: bytes
-    sign_count: int
-    transports: tuple[str, ...]
-    aaguid: str
-    label: str
-    created_at: datetime
-    last_used_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the person's list shows: never the public key."""
-        return {"id": self.id, "label": self.label, "credential_id": bytes_to_base64url(self.credential_id),
-                "transports": list(self.transports), "aaguid": self.aaguid,
-                "created_at": self.created_at.isoformat(), "last_used_at": self.last_used_at and
-                self.last_used_at.isoformat()}
-
-
-@dataclass(frozen=True)
 class NewStoredCredential:
     person_id: str
     username: str
@@ -44,6 +21,21 @@ class NewStoredCredential:
     aaguid: str
     label: str
     created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredCredential(NewStoredCredential):
+    """A registered credential: what was stored, its row id and when it was last used."""
+
+    id: int
+    last_used_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the person's list shows: never the public key."""
+        return {"id": self.id, "label": self.label, "credential_id": bytes_to_base64url(self.credential_id),
+                "transports": list(self.transports), "aaguid": self.aaguid,
+                "created_at": self.created_at.isoformat(), "last_used_at": self.last_used_at and
+                self.last_used_at.isoformat()}
 
 
 class WebAuthnCredentialStore(Protocol):
