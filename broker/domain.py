@@ -149,13 +149,23 @@ class RoleGrant(NamedTuple):
         """The access policies of the eligible reasons, first reason first, each once."""
         return tuple(dict.fromkeys(r.policy for r in self.reasons if r.access == "eligible" and r.policy))
 
+    @property
+    def in_force(self) -> tuple[GrantReason, ...]:
+        """The reasons that decide how the role is issued: all of them for an eligible role (under
+        its grant), else the standing ones only — an eligible reason beside a standing one is not in
+        force (nobody requested it), so it never widens the standing reasons' channels, session or
+        second-factor demand."""
+        if self.eligible:
+            return self.reasons
+        return tuple(r for r in self.reasons if r.access != "eligible")
+
     def allows(self, channel: Channel) -> bool:
-        return any(getattr(r, channel) for r in self.reasons)
+        return any(getattr(r, channel) for r in self.in_force)
 
     def max_duration(self, channel: Channel) -> int:
         """The longest session this grant allows on a channel: min(role max, cap), best reason wins."""
         best = 0
-        for r in self.reasons:
+        for r in self.in_force:
             if getattr(r, channel):
                 cap = self.role_max_session if r.session_duration is None else r.session_duration
                 best = max(best, min(cap, self.role_max_session))
@@ -165,7 +175,7 @@ class RoleGrant(NamedTuple):
         """The oldest second factor issuance on ``channel`` accepts (seconds), None: none is needed.
         The least demanding reason of the channel wins (as a standing reason beats an eligible
         one): a reason without MFA beside one with it makes the role need none."""
-        ages = [r.mfa_age(default_max_age) for r in self.reasons if getattr(r, channel)]
+        ages = [r.mfa_age(default_max_age) for r in self.in_force if getattr(r, channel)]
         if not ages or None in ages:
             return None
         return max(a for a in ages if a is not None)

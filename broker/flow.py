@@ -449,7 +449,7 @@ class Flow:
             "account_id": grant.account_id,
             "role_arn": grant.role_arn,
             "federation_path": grant.federation_path,
-            "granted_by": [r.to_dict() for r in grant.reasons],
+            "granted_by": [r.to_dict() for r in grant.in_force],
             "duration": duration,
             "role_session_name": names.role_session_name,
             "source_identity": names.source_identity,

@@ -103,3 +103,24 @@ def test_editing_a_mapping_on_the_admin_pages_keeps_its_mfa(build, admin_headers
     assert client.post(f"/admin/mappings/{ref}", data=data).status_code == 303
     api = client.get(f"/api/v1/admin/mappings/{ref}", headers=admin_headers).json()
     assert (api["session_duration"], api["mfa_max_age"]) == (1800, 1800)  # the form's edit, and the MFA kept
+
+
+def test_an_eligible_mapping_beside_a_standing_one_widens_nothing(app_factory):
+    """A standing mapping with require_mfa (sandbox-dev Admin) and one without the CLI (sandbox-prod
+    Admin); an admin adds eligible mappings of the same roles for another of her groups: the standing
+    rules still hold — the eligible reason is not in force, nobody requested it."""
+    data = mfa_sections()
+    data["api"] = {"password_login": True}
+    data["jit"] = {"policies": {"p": {"approver_groups": ["approvers"], "max_duration": "1h"}}}
+    client = app_factory(**data)
+    for account in ("sandbox-dev", "sandbox-prod"):
+        made = client.post("/api/v1/admin/mappings", headers=ADMIN, json={
+            "group": "developers", "account": account, "role": "Admin", "access": "eligible", "policy": "p"})
+        assert made.status_code == 201, made.text
+    mfa = client.post("/api/v1/credentials", auth=("alice", ALICE_PW), json={"account": "sandbox-dev", "role": "Admin"})
+    assert mfa.status_code == 403 and mfa.json()["error"]["code"] == "mfa_required", mfa.text
+    cli = client.post("/api/v1/credentials", auth=("alice", ALICE_PW), json={"account": "sandbox-prod", "role": "Admin"})
+    assert cli.status_code == 403 and cli.json()["error"]["code"] == "channel_not_allowed", cli.text
+    roles = {(r["account_alias"], r["role_name"]): r for r in client.get("/api/v1/roles", auth=("alice", ALICE_PW)).json()}
+    assert roles[("sandbox-dev", "Admin")]["mfa_max_age"] == {"console": 43200, "cli": 43200}
+    assert roles[("sandbox-prod", "Admin")]["cli"] is False
