@@ -323,7 +323,10 @@ class Flow:
                     raise MfaRequired("this command-line login asks for a second factor: step up first",
                                       details=[{"field": "step_up_url", "code": "mfa_required",
                                                 "value": self.step_up_url, "message": "step up, then approve"}])
-            return current
+                return current
+            # a login that did not ask for MFA gets none of the browser's: a phished device code
+            # approved after a step-up must not carry it (the CLI asks with mfa=required when it needs it)
+            return replace(current, mfa_at=None, mfa_methods=())
 
         current = self._decide(action, identity, ctx, None, step, audit_allow=False)
         if not self.devices.decide(user_code, identity=current, approve=choice == "approve"):

@@ -105,3 +105,23 @@ def test_a_device_login_asking_for_mfa_is_not_approved_without_a_fresh_step_up(m
     assert events[0]["outcome"] == "deny" and events[0]["details"]["code"] == "mfa_required"
     proc.kill()
     proc.communicate(timeout=30)
+
+
+def test_a_device_login_that_did_not_ask_for_mfa_gets_none_of_the_browsers(mfa_laptop: Laptop):
+    """A device code approved by a browser session that has stepped up (a phished code, say): the
+    login did not ask for MFA, so its tokens carry none — an MFA role still asks for a step-up."""
+    proc = mfa_laptop.start("login", "--no-browser")
+    code, _ = _user_code(proc)
+    _approve_with_step_up(mfa_laptop.url, code)  # the browser stepped up, then approved
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    retry = mfa_laptop.start("credentials", "-a", "sandbox-dev", "-r", "Admin")
+    _, seen = _user_code(retry)
+    assert "second factor" in seen  # refused with mfa_required: the CLI asks for a login with MFA
+    retry.kill()
+    retry.communicate(timeout=30)
+    from broker.audit import AuditFilter
+
+    events = mfa_laptop.server.services.store.audit_events(  # type: ignore[union-attr]
+        AuditFilter(action="device.approve"), limit=10, before_id=None)
+    assert events[0]["outcome"] == "allow" and "mfa_at" not in events[0]["details"]
