@@ -526,8 +526,8 @@ class Flow:
 
     def break_glass_sign_in(self, username: str, password: str, code: str, *, ctx: DecisionContext) -> Identity:
         """A break-glass sign-in: malformed input refused, the rate limits (per account and per
-        address, as ``sign_in``), the password (the same work for an unknown name), the TOTP code
-        (once only), then the availability rule (``when``). Audited ``break_glass.sign_in`` either
+        address, as ``sign_in``), the availability rule (``when``), then the password (the same
+        work for an unknown name) and the TOTP code (once only). Audited ``break_glass.sign_in`` either
         way; a success is also logged at WARNING, counted and alerted. InvalidCredentials (one
         answer) for a wrong name, password or code; MfaCodeReused; BreakGlassUnavailable."""
         bg = self.break_glass
@@ -542,16 +542,16 @@ class Flow:
             # audited once per window, not per attempt; logged and counted each time
             raise self._break_glass_refused(username, exc, ctx=ctx,
                                             audit=self.limits.first_refusal(username=key, address=ctx.source_ip)) from None
+        try:  # first: while closed, no password is checked (no 64 MiB hash) and no code is used up
+            why = bg.check_available()
+        except BrokerError as exc:
+            raise self._break_glass_refused(username, exc, ctx=ctx) from None
         now = self.clock().timestamp()
         try:
             account = bg.check_password(username, password)
             bg.check_code(account, code, at=now)
         except (InvalidCredentials, MfaCodeReused) as exc:
             self.limits.login_failed(username=key, address=ctx.source_ip)
-            raise self._break_glass_refused(username, exc, ctx=ctx) from None
-        try:
-            why = bg.check_available()
-        except BrokerError as exc:
             raise self._break_glass_refused(username, exc, ctx=ctx) from None
         identity = bg.identity(account, at=now)
         self.audit.write(decision(ctx, "break_glass.sign_in", identity, outcome="allow",
