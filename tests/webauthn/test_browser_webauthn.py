@@ -136,7 +136,11 @@ def test_a_challenge_counts_once_and_only_the_brokers(browser: Any, broker: Any,
     # one assertion posted twice at once: one step-up
     csrf = bob.page.locator("#webauthn").get_attribute("data-csrf")
     both = bob.page.evaluate(TOGETHER, [{"credential": bob.assertion()}, csrf])
-    assert sorted(a["status"] for a in both) == [200, 400]
+    first_wins, other = sorted(a["status"] for a in both)
+    # the other: its challenge already taken (400 webauthn_challenge) or, when the winner's step-up
+    # has renewed the session first, its session gone (401) or its CSRF token no longer the
+    # session's (403): refused either way, and one step-up counted
+    assert first_wins == 200 and other in (400, 401, 403), both
     assert len([e for e in server.audit("mfa.step_up") if e["outcome"] == "allow"]) == 2
     bob.page.reload()  # renewed again
 
