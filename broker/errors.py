@@ -515,6 +515,18 @@ class MfaAlreadyEnrolled(Conflict):
     code, message = "mfa_already_enrolled", "an authenticator app is already enrolled: remove it first"
 
 
+# ---- first-factor enrolment (part: enrol; broker.mfa.enrolment) ----
+
+
+class EnrolmentCodeRequired(Forbidden):
+    code, message = ("enrolment_code_required",
+                     "setting up your first second factor needs an enrolment code from an admin")
+
+
+class EnrolmentCodeInvalid(Forbidden):
+    code, message = "enrolment_code_invalid", "that enrolment code is not right, used or expired: ask an admin for a new one"
+
+
 class ShuttingDown(Unavailable):
     code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"
 

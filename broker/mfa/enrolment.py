@@ -1,0 +1,97 @@
+"""Who may enrol a first second factor (``mfa.enrolment``) and the admin's enrolment codes.
+
+- ``open``: trust on first use — a signed-in person with no factor may enrol one. The enrolment
+  is no step-up of that session: the person steps up with the new factor afterwards.
+- ``invite``: a person with no factor enrols only with a one-time enrolment code an admin issued
+  (``issue``). A code is 128 bits of randomness, kept only as its SHA-256 in the shared state
+  store under the person's immutable id, for ``mfa.enrolment_code_ttl`` seconds, and taken with
+  one ``delete`` (true once, on any replica). A wrong, used or expired code counts as a failed
+  step-up in the rate limiter (``rate_limits.mfa_failures_per_user``) and is audited.
+
+A session that took a code (or, under ``open``, any session of a person with no factor) may add
+the first factor for ``WINDOW`` seconds: the mark lives in the portal session (``MARK``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from broker.audit import AuditContext, Decision
+from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome_of, refusal_details
+from broker.domain import Identity
+from broker.errors import BrokerError, EnrolmentCodeInvalid, TooManyRequests
+from broker.mfa.credentials import WebAuthnCredentialStore
+from broker.mfa.store import FactorStore
+from broker.ratelimit import RateLimiter
+from broker.state.base import StateStore
+
+Mode = Literal["open", "invite"]
+WINDOW = 600
+"""How long a session may finish a first enrolment after taking a code (seconds); also how long
+an unconfirmed TOTP enrolment stays confirmable."""
+MARK = "mfa_enrol_until"
+"""Session ``extra``: until when (epoch seconds) this session may enrol a first factor."""
+
+
+def _key(person_id: str, code: str) -> str:
+    digest = hashlib.sha256(f"broker.mfa.enrolment:{person_id}:{code.strip()}".encode()).hexdigest()
+    return f"mfa:enrolment_code:{digest}"
+
+
+class EnrolmentCodes:
+    def __init__(self, *, mode: Mode, ttl: int, state: StateStore, audit: AuditWriter, limits: RateLimiter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.mode = mode
+        self.ttl = ttl
+        self.state = state
+        self.audit = audit
+        self.limits = limits
+        self.clock = clock
+
+    def issue(self, person: Identity, *, by: AuditContext) -> tuple[str, datetime]:
+        """A new code for ``person`` (the directory's account: its immutable id), shown once, and
+        when it expires. Audited ``mfa.enrolment_code`` under the admin ``by`` (never the code)."""
+        code = secrets.token_urlsafe(16)
+        expires = datetime.fromtimestamp(self.clock() + self.ttl, UTC)
+        self.state.set(_key(person.id, code), "1", ttl=self.ttl)
+        self.audit.write(_admin_event(by, "mfa.enrolment_code", person,
+                                      {"expires_at": expires.isoformat().replace("+00:00", "Z")}))
+        return code, expires
+
+    def reset(self, person: Identity, *, by: AuditContext, factors: FactorStore,
+              credentials: WebAuthnCredentialStore) -> dict[str, object]:
+        """The lost-phone path: remove ``person``'s TOTP factor (with its recovery codes) and every
+        passkey; what was removed. Audited ``mfa.reset`` under the admin ``by``."""
+        totp = factors.remove_totp(person.id)
+        passkeys = [c.label for c in credentials.of_person(person.id) if credentials.remove(person.id, c.id)]
+        removed: dict[str, object] = {"totp": totp, "passkeys": len(passkeys)}
+        self.audit.write(_admin_event(by, "mfa.reset", person, removed | {"passkey_labels": passkeys}))
+        return removed
+
+    def take(self, person: Identity, code: str, *, ctx: DecisionContext) -> None:
+        """Use ``person``'s code: once. ``EnrolmentCodeInvalid`` (wrong, used, expired), 429 after
+        too many failures; both audited ``mfa.enrolment_code_used`` (deny), a success too (allow)."""
+        try:
+            try:
+                self.limits.check_mfa(person=person.id)
+            except TooManyRequests as exc:
+                exc.reason = "mfa_failures"
+                raise
+            if not code.strip() or len(code) > 64 or not self.state.delete(_key(person.id, code)):
+                self.limits.mfa_failed(person=person.id)
+                raise EnrolmentCodeInvalid(reason="unknown_used_or_expired" if code.strip() else "missing")
+        except BrokerError as exc:
+            self.audit.write(decision(ctx, "mfa.enrolment_code_used", person, outcome=outcome_of(exc),
+                                      details=refusal_details(exc)), required=False)
+            raise
+        self.audit.write(decision(ctx, "mfa.enrolment_code_used", person, outcome="allow"))
+
+
+def _admin_event(by: AuditContext, action: str, person: Identity, details: dict[str, object]) -> Decision:
+    return Decision(by, action, "allow", target_type="user", target_id=person.id,
+                    details={"user": person.username, "immutable_id": person.id, "via": "admin-api", **details})
