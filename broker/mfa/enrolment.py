@@ -24,7 +24,7 @@ from typing import Literal
 from broker.audit import AuditContext, Decision
 from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome_of, refusal_details
 from broker.domain import Identity
-from broker.errors import BrokerError, EnrolmentCodeInvalid, TooManyRequests
+from broker.errors import BrokerError, EnrolmentCodeInvalid, EnrolmentCodeRequired, TooManyRequests
 from broker.mfa.credentials import WebAuthnCredentialStore
 from broker.mfa.store import FactorStore
 from broker.ratelimit import RateLimiter
@@ -74,17 +74,19 @@ class EnrolmentCodes:
         return removed
 
     def take(self, person: Identity, code: str, *, ctx: DecisionContext) -> None:
-        """Use ``person``'s code: once. ``EnrolmentCodeInvalid`` (wrong, used, expired), 429 after
-        too many failures; both audited ``mfa.enrolment_code_used`` (deny), a success too (allow)."""
+        """Use ``person``'s code: once. ``EnrolmentCodeRequired`` (none given), ``EnrolmentCodeInvalid``
+        (wrong, used, expired), 429 after too many failures; all audited ``mfa.enrolment_code_used`` (deny), a success too (allow)."""
         try:
             try:
                 self.limits.check_mfa(person=person.id)
             except TooManyRequests as exc:
                 exc.reason = "mfa_failures"
                 raise
-            if not code.strip() or len(code) > 64 or not self.state.delete(_key(person.id, code)):
+            if not code.strip():
+                raise EnrolmentCodeRequired(reason="missing")
+            if len(code) > 64 or not self.state.delete(_key(person.id, code)):
                 self.limits.mfa_failed(person=person.id)
-                raise EnrolmentCodeInvalid(reason="unknown_used_or_expired" if code.strip() else "missing")
+                raise EnrolmentCodeInvalid(reason="unknown_used_or_expired")
         except BrokerError as exc:
             self.audit.write(decision(ctx, "mfa.enrolment_code_used", person, outcome=outcome_of(exc),
                                       details=refusal_details(exc)), required=False)

@@ -77,6 +77,11 @@ class StepUps:
         """A step-up within ``FRESH_SECONDS``."""
         return fresh(identity, now=self.clock().timestamp())
 
+    def refused(self, action: str, identity: Identity, ctx: DecisionContext, exc: BrokerError) -> None:
+        """A refusal decided before this module was asked (who may add a factor: ``broker.web.mfa``)."""
+        self.audit.write(decision(ctx, action, identity, outcome=outcome_of(exc),
+                                  details={"method": "totp"} | refusal_details(exc)), required=False)
+
     def _audited(self, action: str, identity: Identity, ctx: DecisionContext, details: dict[str, object],
                  run: Callable[[], object]) -> object:
         try:

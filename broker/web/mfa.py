@@ -77,14 +77,15 @@ def needs_enrolment_code(request: Request, session: Session, user: Identity) -> 
             and not _enrolled(request, user))
 
 
-def check_may_add_factor(request: Request, session: Session, user: Identity, *, code: str = "") -> None:
+def check_may_add_factor(request: Request, session: Session, user: Identity, *, code: str | None = None) -> None:
     """Who may add a second factor (start, confirm or register one):
     - one is enrolled (an app, a passkey): only with a fresh step-up (a stolen session must not
       add a factor of its own); MfaRequired otherwise;
     - none is, ``mfa.enrolment: open``: anyone signed in (trust on first use);
     - none is, ``invite``: a session that took an enrolment code in the last ``WINDOW`` seconds,
-      or takes ``code`` now (``EnrolmentCodes.take``: once; audited, rate limited);
-      EnrolmentCodeRequired / EnrolmentCodeInvalid otherwise."""
+      or takes ``code`` now (``EnrolmentCodes.take``: once; audited, rate limited; ``""``: none
+      was typed, audited too); EnrolmentCodeRequired / EnrolmentCodeInvalid otherwise (``code``
+      None: EnrolmentCodeRequired, not audited: the caller audits its own refusal)."""
     services = services_of(request)
     if _enrolled(request, user):
         if not services.step_ups.fresh(user):
@@ -92,7 +93,7 @@ def check_may_add_factor(request: Request, session: Session, user: Identity, *, 
         return
     if services.enrolment.mode == "open" or _enrolment_window(request, session):
         return
-    if not code.strip():
+    if code is None:
         raise EnrolmentCodeRequired()
     services.enrolment.take(user, code, ctx=decision_context(request, "portal"))
     session.extra[MARK] = services.access.sessions.clock() + WINDOW
@@ -192,8 +193,13 @@ def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token
         return refusal
     assert session is not None and user is not None
     try:
-        check_may_add_factor(request, session, user)  # finding 3: not from any later session
-        codes = services.step_ups.confirm_totp(user, code, ctx=decision_context(request, "portal"))
+        ctx = decision_context(request, "portal")
+        try:
+            check_may_add_factor(request, session, user)  # finding 3: not from any later session
+        except BrokerError as exc:
+            services.step_ups.refused("mfa.enrol", user, ctx, exc)
+            raise
+        codes = services.step_ups.confirm_totp(user, code, ctx=ctx)
     except BrokerError as exc:
         return _refused(request, session, user, exc,
                         lambda **kw: _factors_page(request, session, user, next_url=next, **kw))
