@@ -18,13 +18,13 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Literal
 
 from broker.audit import AuditContext, Decision
 from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome_of, refusal_details
 from broker.domain import Identity
 from broker.errors import BrokerError, EnrolmentCodeInvalid, EnrolmentCodeRequired, TooManyRequests
+from broker.mfa import rfc3339
 from broker.mfa.credentials import WebAuthnCredentialStore
 from broker.mfa.store import FactorStore
 from broker.ratelimit import RateLimiter
@@ -53,14 +53,13 @@ class EnrolmentCodes:
         self.limits = limits
         self.clock = clock
 
-    def issue(self, person: Identity, *, by: AuditContext) -> tuple[str, datetime]:
+    def issue(self, person: Identity, *, by: AuditContext) -> tuple[str, str]:
         """A new code for ``person`` (the directory's account: its immutable id), shown once, and
-        when it expires. Audited ``mfa.enrolment_code`` under the admin ``by`` (never the code)."""
+        when it expires (RFC 3339). Audited ``mfa.enrolment_code`` under the admin ``by`` (never the code)."""
         code = secrets.token_urlsafe(16)
-        expires = datetime.fromtimestamp(self.clock() + self.ttl, UTC)
+        expires = rfc3339(self.clock() + self.ttl) or ""
         self.state.set(_key(person.id, code), "1", ttl=self.ttl)
-        self.audit.write(_admin_event(by, "mfa.enrolment_code", person,
-                                      {"expires_at": expires.isoformat().replace("+00:00", "Z")}))
+        self.audit.write(_admin_event(by, "mfa.enrolment_code", person, {"expires_at": expires}))
         return code, expires
 
     def reset(self, person: Identity, *, by: AuditContext, factors: FactorStore,

@@ -70,8 +70,7 @@ class Reset(BaseModel):
 def issue_code(body: CodeFor, ctx: AdminCtx, services: ServicesDep) -> dict[str, Any]:
     person = services.flow.person(body.username.strip(), none="enrolment codes are for directory accounts")
     code, expires = services.enrolment.issue(person, by=ctx)
-    return {"username": person.username, "code": code,
-            "expires_at": expires.isoformat().replace("+00:00", "Z")}
+    return {"username": person.username, "code": code, "expires_at": expires}
 
 
 @router.delete("/{username}", response_model=Reset, responses=NOT_FOUND,
