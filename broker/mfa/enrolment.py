@@ -23,7 +23,13 @@ from typing import Literal
 from broker.audit import AuditContext, Decision
 from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome_of, refusal_details
 from broker.domain import Identity
-from broker.errors import BrokerError, EnrolmentCodeInvalid, EnrolmentCodeRequired, TooManyRequests
+from broker.errors import (
+    BrokerError,
+    EnrolmentCodeInvalid,
+    EnrolmentCodeRequired,
+    MfaNotEnrolled,
+    TooManyRequests,
+)
 from broker.mfa import rfc3339
 from broker.mfa.credentials import WebAuthnCredentialStore
 from broker.mfa.store import FactorStore
@@ -65,7 +71,13 @@ class EnrolmentCodes:
     def reset(self, person: Identity, *, by: AuditContext, factors: FactorStore,
               credentials: WebAuthnCredentialStore) -> dict[str, object]:
         """The lost-phone path: remove ``person``'s TOTP factor (with its recovery codes) and every
-        passkey; what was removed. Audited ``mfa.reset`` under the admin ``by``."""
+        passkey; what was removed. ``MfaNotEnrolled`` (409) when there was nothing to remove (a
+        typo of another username?). Audited ``mfa.reset`` (allow or deny) under the admin ``by``."""
+        if factors.totp(person.id) is None and not credentials.of_person(person.id):
+            exc = MfaNotEnrolled("that person has no second factor to reset", reason="nothing_enrolled")
+            self.audit.write(_admin_event(by, "mfa.reset", person, refusal_details(exc), outcome="deny"),
+                             required=False)
+            raise exc
         totp = factors.remove_totp(person.id)
         passkeys = [c.label for c in credentials.of_person(person.id) if credentials.remove(person.id, c.id)]
         removed: dict[str, object] = {"totp": totp, "passkeys": len(passkeys)}
@@ -93,6 +105,7 @@ class EnrolmentCodes:
         self.audit.write(decision(ctx, "mfa.enrolment_code_used", person, outcome="allow"))
 
 
-def _admin_event(by: AuditContext, action: str, person: Identity, details: dict[str, object]) -> Decision:
-    return Decision(by, action, "allow", target_type="user", target_id=person.id,
+def _admin_event(by: AuditContext, action: str, person: Identity, details: dict[str, object], *,
+                 outcome: str = "allow") -> Decision:
+    return Decision(by, action, outcome, target_type="user", target_id=person.id,
                     details={"user": person.username, "immutable_id": person.id, "via": "admin-api", **details})

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker.admin_auth import AdminPrincipal
 from broker.audit import AuditContext
 from broker.errors import Forbidden, Unauthenticated
-from broker.web.admin_schema import COMMON, NOT_FOUND, Timestamp
+from broker.web.admin_schema import COMMON, NOT_FOUND, Timestamp, documented_error
 from broker.web.deps import ServicesDep, client_ip, request_id, require_admin
 from broker.web.sessions import CSRF_HEADER
 
@@ -73,7 +73,8 @@ def issue_code(body: CodeFor, ctx: AdminCtx, services: ServicesDep) -> dict[str,
     return {"username": person.username, "code": code, "expires_at": expires}
 
 
-@router.delete("/{username}", response_model=Reset, responses=NOT_FOUND,
+@router.delete("/{username}", response_model=Reset,
+               responses={**NOT_FOUND, 409: documented_error("mfa_not_enrolled: the person has no second factor")},
                summary="Remove a person's second factors (a lost phone): TOTP, recovery codes, passkeys")
 def reset(username: Annotated[str, Path(min_length=1, max_length=256)], ctx: AdminCtx,
           services: ServicesDep) -> dict[str, Any]:

@@ -258,3 +258,6 @@ def test_an_admin_resets_a_persons_factors(mfa_portal):
     assert event["details"]["passkey_labels"] == ["Laptop"] and secret not in str(event)
     assert "Not enrolled." in p.client.get("/mfa").text
     assert p.client.delete("/api/v1/admin/mfa/mallory", headers=ADMIN).status_code == 404
+    again = p.client.delete("/api/v1/admin/mfa/alice", headers=ADMIN)  # nothing left to remove
+    assert again.status_code == 409 and again.json()["error"]["code"] == "mfa_not_enrolled"
+    assert [e["outcome"] for e in p.audit("mfa.reset")] == ["deny", "allow"]
