@@ -40,6 +40,7 @@ from broker.draining import LIFESPAN_STATE_KEY, CloseWhileDraining, Drain
 from broker.errors import BrokerError, ConfigError, StateUnavailable, Unavailable
 from broker.flow import Flow
 from broker.metrics import Metrics
+from broker.mfa.enrolment import EnrolmentCodes
 from broker.mfa.passkeys import Passkeys
 from broker.mfa.secrets import SecretBox
 from broker.mfa.steps import StepUps
@@ -52,6 +53,7 @@ from broker.services import Services
 from broker.state import StateStore, open_state
 from broker.web import (
     admin_api,
+    admin_mfa,  # enrol: enrolment codes, factor reset
     admin_pages,
     admin_pages_edit,
     admin_reports,
@@ -237,6 +239,8 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync
         access_requests=AccessRequests(flow, public_url=config.server.public_url),
         notifier=notifier,
         step_ups=build_step_ups(config, engine, flow, secrets_key),
+        enrolment=EnrolmentCodes(mode=config.mfa.enrolment, ttl=config.mfa.enrolment_code_ttl, state=state,
+                                 audit=flow.audit, limits=flow.limits),
     )
 
 
@@ -320,6 +324,7 @@ def create_app(
     app.include_router(admin_reports.router)
     app.include_router(admin_reviews.router)
     app.include_router(admin_requests.router)
+    app.include_router(admin_mfa.router)
     app.include_router(audit_api.router)
     app.include_router(history_api.router)
     if config.portal.enabled:

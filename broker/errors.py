@@ -56,7 +56,9 @@ in this tree: they are broker.oauth.errors.
     │   ├── BreakGlassUnavailable    break_glass_unavailable (a break-glass sign-in while the directory answers)
     │   ├── MfaRequired              mfa_required         (the role needs a second factor of this sign-in, no older than its max age)
     │   ├── MfaCodeInvalid           mfa_code_invalid     (a TOTP or recovery code that is not one of the person's)
-    │   └── MfaCodeReused            mfa_code_reused      (a TOTP code already used, or a time step no later than the last used)
+    │   ├── MfaCodeReused            mfa_code_reused      (a TOTP code already used, or a time step no later than the last used)
+    │   ├── EnrolmentCodeRequired    enrolment_code_required (a first factor under mfa.enrolment: invite without a code)
+    │   └── EnrolmentCodeInvalid     enrolment_code_invalid (an enrolment code wrong, used, expired or another person's)
     ├── NotFound (404)               not_found
     │   ├── UnknownIdentityProvider  unknown_identity_provider
     │   ├── UnknownSnapshot          unknown_snapshot     (no access-review snapshot of that number)
@@ -513,6 +515,18 @@ class MfaNotEnrolled(Conflict):
 
 class MfaAlreadyEnrolled(Conflict):
     code, message = "mfa_already_enrolled", "an authenticator app is already enrolled: remove it first"
+
+
+# ---- first-factor enrolment (part: enrol; broker.mfa.enrolment) ----
+
+
+class EnrolmentCodeRequired(Forbidden):
+    code, message = ("enrolment_code_required",
+                     "setting up your first second factor needs an enrolment code from an admin")
+
+
+class EnrolmentCodeInvalid(Forbidden):
+    code, message = "enrolment_code_invalid", "that enrolment code is not right, used or expired: ask an admin for a new one"
 
 
 class ShuttingDown(Unavailable):

@@ -374,15 +374,21 @@ class Flow:
         return replace(fresh, valid_until=identity.valid_until, mfa_at=identity.mfa_at,
                        mfa_methods=identity.mfa_methods)
 
+    def person(self, username: str, *, none: str = "nobody can be looked up") -> Identity:
+        """The directory's active account of ``username`` (its immutable id): NotFound when there is
+        none; BadRequest (``none`` says what to do) when no directory is configured."""
+        if self._lookup_directory is None:
+            raise BadRequest(f"no directory is configured: {none}")
+        identity = self._lookup_directory.lookup(username)
+        if identity is None:
+            raise NotFound("no active account of that name in the directory")
+        return identity
+
     def explain(self, username: str, groups: Iterable[str] | None = None) -> Explanation:
         """Which roles ``username`` gets and why; without ``groups`` they are read from the directory."""
         if groups is not None:
             return Explanation(username, self.grants_for(groups))
-        if self._lookup_directory is None:
-            raise BadRequest("no directory is configured: give the groups to explain")
-        identity = self._lookup_directory.lookup(username)
-        if identity is None:
-            raise NotFound("no active account of that name in the directory")
+        identity = self.person(username, none="give the groups to explain")
         active = {(a, r): ends for (person, a, r), ends in grant_ends(self.requests, self.clock()).items()
                   if person == identity.id}
         return Explanation(username, self.grants_for(identity.groups), identity, active)

@@ -25,6 +25,7 @@ from broker.db.notify_outbox import OutboxNotifier
 from broker.db.store import SqlMappingStore
 from broker.flow import Flow
 from broker.metrics import Metrics
+from broker.mfa.enrolment import EnrolmentCodes
 from broker.mfa.passkeys import Passkeys
 from broker.mfa.steps import StepUps
 from broker.minting.factory import Minting
@@ -71,6 +72,8 @@ class Services:
     """``broker.notify.Notifier``: queues a notification for named webhooks (the outbox)."""
     step_ups: StepUps
     """Step-up MFA's decisions: TOTP enrolment, step-ups, recovery codes (``mfa:``; broker.mfa.steps)."""
+    enrolment: EnrolmentCodes
+    """Who may enrol a first second factor (``mfa.enrolment``) and the admins' enrolment codes (part enrol)."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,

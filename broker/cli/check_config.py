@@ -53,6 +53,11 @@ def config_warnings(config: Config) -> list[str]:
             "mfa: no encryption_key_env or encryption_key_file: TOTP secrets are stored unencrypted in the "
             "database (anyone who reads it can make the codes); set one in production"
         )
+    if config.server.public_url.startswith("https://") and config.mfa.enrolment == "open":
+        warnings.append(
+            "mfa.enrolment: open — whoever has a person's password and signs in before them sets up their "
+            "first second factor; set enrolment: invite in production (admins issue enrolment codes)"
+        )
     if config.directory is None and not config.upstream:
         warnings.append(
             "no directory: and no upstream: section: nobody can sign in (only admin tokens reach the admin API)"

@@ -80,5 +80,11 @@ class MfaConfig(BaseModel):
             raise ValueError(f"mfa: the key in {where} is not {KEY_BYTES} bytes, base64-encoded "
                              "(make one with `openssl rand -base64 32`)")
         return key
+    enrolment: Literal["open", "invite"] = "open"
+    """Who may enrol a first second factor: ``open`` (anyone signed in who has none: trust on
+    first use; check-config warns when ``server.public_url`` is https://) or ``invite`` (only with
+    a one-time enrolment code an admin issued: ``POST /api/v1/admin/mfa/enrolment-codes``)."""
+    enrolment_code_ttl: Annotated[int, Field(ge=300, le=30 * 86400)] = 86400
+    """How long an enrolment code works (seconds; default 24 hours)."""
     webauthn: WebAuthnConfig = Field(default_factory=WebAuthnConfig)
     """Passkeys and security keys as a step-up factor."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from broker.decisions.log import AuditWriter, DecisionContext, decision, outcome_of, refusal_details
@@ -27,6 +27,7 @@ from broker.errors import (
     TooManyRequests,
 )
 from broker.mfa import FRESH_SECONDS, fresh, recovery, stepped_up, totp
+from broker.mfa.enrolment import WINDOW
 from broker.mfa.secrets import SecretBox
 from broker.mfa.store import FactorStore, TotpFactor
 from broker.ratelimit import RateLimiter
@@ -47,7 +48,7 @@ class Status:
     totp: bool
     """A confirmed TOTP factor."""
     pending: bool
-    """An enrolment started, not confirmed."""
+    """An enrolment started, not confirmed, in the last ``WINDOW`` seconds (an older one is void)."""
     recovery_codes_left: int
 
 
@@ -64,11 +65,22 @@ class StepUps:
     def status(self, identity: Identity) -> Status:
         factor = self.store.totp(identity.id)
         left = self.store.recovery_codes_left(identity.id) if factor is not None and factor.confirmed else 0
-        return Status(factor is not None and factor.confirmed, factor is not None and not factor.confirmed, left)
+        return Status(factor is not None and factor.confirmed, self._pending(factor) is not None, left)
+
+    def _pending(self, factor: TotpFactor | None) -> TotpFactor | None:
+        """An unconfirmed factor started less than ``WINDOW`` seconds ago (an older one: re-enrol)."""
+        if factor is None or factor.confirmed or self.clock() - factor.created_at > timedelta(seconds=WINDOW):
+            return None
+        return factor
 
     def fresh(self, identity: Identity) -> bool:
         """A step-up within ``FRESH_SECONDS``."""
         return fresh(identity, now=self.clock().timestamp())
+
+    def refused(self, action: str, identity: Identity, ctx: DecisionContext, exc: BrokerError) -> None:
+        """A refusal decided before this module was asked (who may add a factor: ``broker.web.mfa``)."""
+        self.audit.write(decision(ctx, action, identity, outcome=outcome_of(exc),
+                                  details={"method": "totp"} | refusal_details(exc)), required=False)
 
     def _audited(self, action: str, identity: Identity, ctx: DecisionContext, details: dict[str, object],
                  run: Callable[[], object]) -> object:
@@ -93,34 +105,37 @@ class StepUps:
         return Enrolment(secret, totp.provisioning_uri(secret, account=identity.username, issuer=self.issuer))
 
     def pending_enrolment(self, identity: Identity) -> Enrolment | None:
-        factor = self.store.totp(identity.id)
-        if factor is None or factor.confirmed:
+        """The secret of an enrolment under way; show it only to a session that may add a factor."""
+        factor = self._pending(self.store.totp(identity.id))
+        if factor is None:
             return None
         secret = self.box.open(factor.sealed_secret, person_id=identity.id)
         return Enrolment(secret, totp.provisioning_uri(secret, account=identity.username, issuer=self.issuer))
 
-    def confirm_totp(self, identity: Identity, code: str, *, ctx: DecisionContext) -> tuple[Identity, list[str]]:
-        """The first code of the new secret: the factor counts from now, ten recovery codes are
-        made (shown once), and this proof is the sign-in's step-up. Audited ``mfa.enrol``."""
+    def confirm_totp(self, identity: Identity, code: str, *, ctx: DecisionContext) -> list[str]:
+        """The first code of the new secret: the factor counts from now and ten recovery codes are
+        made (shown once). No step-up of this session: whoever enrolled proved nothing the password
+        did not (the person steps up with the new factor next). Audited ``mfa.enrol``."""
         codes = recovery.new_codes()
 
-        def run() -> Identity:
+        def run() -> None:
             self._limited(identity)
             factor = self.store.totp(identity.id)
             if factor is None:
                 raise MfaNotEnrolled("start the enrolment first")
             if factor.confirmed:
                 raise MfaAlreadyEnrolled()
+            if self._pending(factor) is None:
+                raise MfaNotEnrolled(f"the enrolment was not confirmed within {WINDOW // 60} minutes: start again",
+                                     reason="enrolment_expired")
             now = self.clock()
             step = self._step(identity, factor, code, now)
             if not self.store.confirm_totp(identity.id, step=step, at=now,
                                            recovery_digests=[recovery.digest(c) for c in codes]):
                 raise MfaCodeReused()
-            return stepped_up(identity, method=AMR["totp"], at=now.timestamp())
 
-        proved = self._audited("mfa.enrol", identity, ctx, {"method": "totp"}, run)
-        assert isinstance(proved, Identity)
-        return proved, codes
+        self._audited("mfa.enrol", identity, ctx, {"method": "totp"}, run)
+        return codes
 
     def regenerate_recovery_codes(self, identity: Identity, *, ctx: DecisionContext) -> list[str]:
         codes = recovery.new_codes()

@@ -19,8 +19,16 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from broker.domain import Identity
-from broker.errors import BrokerError, MfaNotEnrolled, MfaRequired, TooManyRequests, Unauthenticated
+from broker.errors import (
+    BrokerError,
+    EnrolmentCodeRequired,
+    MfaNotEnrolled,
+    MfaRequired,
+    TooManyRequests,
+    Unauthenticated,
+)
 from broker.mfa import rfc3339
+from broker.mfa.enrolment import MARK, WINDOW
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.pages import error_page, page
@@ -52,13 +60,53 @@ def save_identity(request: Request, session: Session, identity: Identity, respon
     return renewed
 
 
-def check_may_add_factor(request: Request, user: Identity) -> None:
-    """Adding a second factor while one is enrolled (an app, a passkey) needs a fresh step-up:
-    a stolen session must not add a factor of its own. MfaRequired otherwise."""
+def _enrolled(request: Request, user: Identity) -> bool:
     services = services_of(request)
-    enrolled = services.step_ups.status(user).totp or bool(services.passkeys.credentials(user))
-    if enrolled and not services.step_ups.fresh(user):
-        raise MfaRequired(details=services.step_ups.fresh_details())
+    return services.step_ups.status(user).totp or bool(services.passkeys.credentials(user))
+
+
+def _enrolment_window(request: Request, session: Session) -> bool:
+    """This session took an enrolment code less than ``WINDOW`` seconds ago."""
+    until = session.extra.get(MARK)
+    return isinstance(until, int | float) and until > services_of(request).access.sessions.clock()
+
+
+def needs_enrolment_code(request: Request, session: Session, user: Identity) -> bool:
+    """A first factor here needs an admin's enrolment code first (``mfa.enrolment: invite``)."""
+    return (services_of(request).enrolment.mode == "invite" and not _enrolment_window(request, session)
+            and not _enrolled(request, user))
+
+
+def check_may_add_factor(request: Request, session: Session, user: Identity, *, code: str | None = None) -> None:
+    """Who may add a second factor (start, confirm or register one):
+    - one is enrolled (an app, a passkey): only with a fresh step-up (a stolen session must not
+      add a factor of its own); MfaRequired otherwise;
+    - none is, ``mfa.enrolment: open``: anyone signed in (trust on first use);
+    - none is, ``invite``: a session that took an enrolment code in the last ``WINDOW`` seconds,
+      or takes ``code`` now (``EnrolmentCodes.take``: once; audited, rate limited; ``""``: none
+      was typed, audited too); EnrolmentCodeRequired / EnrolmentCodeInvalid otherwise (``code``
+      None: EnrolmentCodeRequired, not audited: the caller audits its own refusal)."""
+    services = services_of(request)
+    if _enrolled(request, user):
+        if not services.step_ups.fresh(user):
+            raise MfaRequired(details=services.step_ups.fresh_details())
+        return
+    if services.enrolment.mode == "open" or _enrolment_window(request, session):
+        return
+    if code is None:
+        raise EnrolmentCodeRequired()
+    services.enrolment.take(user, code, ctx=decision_context(request, "portal"))
+    session.extra[MARK] = services.access.sessions.clock() + WINDOW
+    services.access.sessions.save(session)
+
+
+def may_add_factor(request: Request, session: Session, user: Identity) -> bool:
+    """``check_may_add_factor`` without a code: whether this session may see an enrolment under way."""
+    try:
+        check_may_add_factor(request, session, user)
+    except BrokerError:
+        return False
+    return True
 
 
 def remember_resume(request: Request, session: Session, form: dict[str, str]) -> RedirectResponse:
@@ -97,9 +145,11 @@ def _factors_page(request: Request, session: Session, user: Identity, *, status:
     services = services_of(request)
     steps = services.step_ups
     state = steps.status(user)
-    pending = steps.pending_enrolment(user) if state.pending else None
+    # an enrolment under way is shown only to a session that may finish it (finding 3)
+    pending = steps.pending_enrolment(user) if state.pending and may_add_factor(request, session, user) else None
     return page(request, "mfa.html", status=status, session=session, title="Second factors", state=state,
                 webauthn=bool(services.passkeys.credentials(user)),
+                enrolment_code_needed=needs_enrolment_code(request, session, user),
                 pending=pending, qr=_qr(pending.uri) if pending is not None else "", error=error, notice=notice,
                 codes=codes or [], mfa_at=rfc3339(user.mfa_at), mfa_methods=list(user.mfa_methods),
                 fresh=steps.fresh(user), next_url=safe_next(next_url) or "")
@@ -119,16 +169,19 @@ def factors(request: Request, next: Annotated[str, Query(max_length=2048)] = "")
 
 
 @router.post("/mfa/totp/enrol")
-def enrol(request: Request, services: ServicesDep, csrf_token: Text = "", next: Next = "") -> Response:
+def enrol(request: Request, services: ServicesDep, csrf_token: Text = "", next: Next = "",
+          enrolment_code: Text = "") -> Response:
+    """``enrolment_code``: an admin's one-time code, when a first factor needs one (``mfa.enrolment: invite``)."""
     session, user, refusal = _form(request, csrf_token, "/mfa")
     if refusal is not None:
         return refusal
     assert session is not None and user is not None
     try:
-        check_may_add_factor(request, user)
+        check_may_add_factor(request, session, user, code=enrolment_code)
         services.step_ups.begin_totp(user)
     except BrokerError as exc:
-        return _factors_page(request, session, user, status=exc.status, error=exc.message, next_url=next)
+        return _refused(request, session, user, exc,
+                        lambda **kw: _factors_page(request, session, user, next_url=next, **kw))
     back = safe_next(next)
     return _no_store(f"/mfa?next={quote(back, safe='/')}#enrol" if back else "/mfa#enrol")
 
@@ -140,18 +193,21 @@ def confirm(request: Request, services: ServicesDep, code: Text = "", csrf_token
         return refusal
     assert session is not None and user is not None
     try:
-        proved, codes = services.step_ups.confirm_totp(user, code, ctx=decision_context(request, "portal"))
+        ctx = decision_context(request, "portal")
+        try:
+            check_may_add_factor(request, session, user)  # finding 3: not from any later session
+        except BrokerError as exc:
+            services.step_ups.refused("mfa.enrol", user, ctx, exc)
+            raise
+        codes = services.step_ups.confirm_totp(user, code, ctx=ctx)
     except BrokerError as exc:
         return _refused(request, session, user, exc,
                         lambda **kw: _factors_page(request, session, user, next_url=next, **kw))
-    renewed = services.access.sessions.renewed(session, proved)  # a new session id for the new privilege
-    if renewed is None:
-        return _no_store("/login")
-    response = _factors_page(request, renewed, proved, codes=codes, next_url=next,
+    # No step-up: the enrolment proved only the password. The page leads to one with the new factor.
+    return _factors_page(request, session, user, codes=codes, next_url=next,
                          notice="Your authenticator app is enrolled. Keep these recovery codes somewhere safe: "
-                                "they are shown only now, and each works once.")
-    services.access.sessions.set_cookie(request, response, renewed)
-    return response
+                                "they are shown only now, and each works once. Then confirm it is you with "
+                                "the app's next code.")
 
 
 @router.post("/mfa/recovery-codes")

@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.domain import Identity
-from broker.errors import CsrfFailed, Unauthenticated
+from broker.errors import BrokerError, CsrfFailed, Unauthenticated
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
 from broker.web.deps import ServicesDep, decision_context, services_of
-from broker.web.mfa import check_may_add_factor
+from broker.web.mfa import check_may_add_factor, needs_enrolment_code
 from broker.web.pages import page
 from broker.web.sessions import CSRF_HEADER, Session
 
@@ -35,6 +35,12 @@ class Registration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     credential: dict[str, Any]
     label: Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S")] = "Passkey"
+
+
+class RegistrationStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enrolment_code: Annotated[str, Field(max_length=64)] = ""
+    """An admin's one-time code, when a first factor needs one (``mfa.enrolment: invite``)."""
 
 
 class Assertion(BaseModel):
@@ -81,8 +87,10 @@ def webauthn_page(request: Request, services: ServicesDep,
     session = services.access.sessions.load(request)
     if session is None or session.user is None:
         return RedirectResponse("/login?next=/mfa/webauthn", status_code=303, headers=_NO_STORE)
+    identity = session.identity
     return page(request, "webauthn.html", session=session, title="Security keys and passkeys",
-                next_url=(safe_next(next) or "") if next else "")
+                next_url=(safe_next(next) or "") if next else "",
+                enrolment_code_needed=identity is not None and needs_enrolment_code(request, session, identity))
 
 
 @router.get("/credentials")
@@ -93,15 +101,20 @@ def credentials(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/register/options")
-def register_options(request: Request, services: ServicesDep) -> Response:
+def register_options(request: Request, services: ServicesDep, body: RegistrationStart | None = None) -> Response:
     session, identity = _signed_in(request, action="mfa.enrol")
-    check_may_add_factor(request, identity)
+    check_may_add_factor(request, session, identity, code=body.enrolment_code if body is not None else "")
     return _json(services.passkeys.registration_options(identity, binding=_binding(session)))
 
 
 @router.post("/register")
 def register(body: Registration, request: Request, services: ServicesDep) -> Response:
     session, identity = _signed_in(request, action="mfa.enrol")
+    try:
+        check_may_add_factor(request, session, identity)  # finding 5: not only when the options were asked
+    except BrokerError as exc:
+        services.passkeys.refused(decision_context(request, "portal"), "mfa.enrol", identity, exc)
+        raise
     stored = services.passkeys.register(identity, json.dumps(body.credential), label=body.label.strip(),
                                         binding=_binding(session), ctx=decision_context(request, "portal"),
                                         now=services.access.sessions.clock())

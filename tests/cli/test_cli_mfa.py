@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable
 
 import httpx
@@ -45,8 +46,8 @@ def _user_code(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def _approve_with_step_up(url: str, user_code: str) -> list[str]:
-    """In the browser: sign in, open the code's page (sent to the step-up), enrol TOTP (its first
-    code is the step-up), then approve. The pages seen, by path."""
+    """In the browser: sign in, open the code's page (sent to the step-up), enrol TOTP, step up
+    with its next code (the enrolment itself is no step-up), then approve. The pages seen, by path."""
     seen: list[str] = []
     with httpx.Client(base_url=url, follow_redirects=False) as browser:
         page = browser.get("/login")
@@ -59,9 +60,13 @@ def _approve_with_step_up(url: str, user_code: str) -> list[str]:
         enrol = browser.get("/mfa").text
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol)
         assert secret, enrol
+        totp = pyotp.TOTP(secret.group(1))
         done = browser.post("/mfa/totp/confirm", data={"csrf_token": csrf_of(enrol),
-                                                       "code": pyotp.TOTP(secret.group(1)).now()})
+                                                       "code": totp.at(time.time() - 30)})
         assert done.status_code == 200, done.text
+        stepped = browser.post("/mfa/step-up", data={"csrf_token": csrf_of(done.text), "code": totp.now(),
+                                                     "method": "totp", "next": "/"})
+        assert stepped.status_code == 303, stepped.text
         confirm = browser.get(f"/device?user_code={user_code}")
         assert confirm.status_code == 200 and "Approve" in confirm.text
         approved = browser.post("/device", data={"user_code": user_code, "decision": "approve",

@@ -32,11 +32,22 @@ def test_check_config_refuses_a_missing_or_bad_key_and_warns_without_one_in_prod
                               env={"MFA_KEY": base64.b64encode(b"x" * 16).decode()}, database=False)
     assert any("not 32 bytes" in p for p in short.problems)
     (tmp_path / "key").write_text(KEY + "\n")
-    good = check_config_file(_file(tmp_path, mfa={"encryption_key_file": str(tmp_path / "key")}, **https), env={},
-                             database=False)
+    good = check_config_file(_file(tmp_path, mfa={"encryption_key_file": str(tmp_path / "key"), "enrolment": "invite"},
+                                   **https), env={}, database=False)
     assert good.problems == [] and not any("mfa" in w for w in good.warnings)
     plain = check_config_file(_file(tmp_path, **https), env={}, database=False)
     assert any(w.startswith("mfa: no encryption_key_env") for w in plain.warnings)
+    assert any(w.startswith("mfa.enrolment: open") and "enrolment: invite" in w for w in plain.warnings)
+    local = check_config_file(_file(tmp_path), env={}, database=False)  # http:// (a laptop, the demo): no warning
+    assert not any("mfa.enrolment" in w for w in local.warnings)
+
+
+def test_enrolment_mode_and_code_ttl_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"mfa\.enrolment"):
+        make_config(tmp_path, mfa={"enrolment": "closed"})
+    with pytest.raises(ConfigError, match=r"mfa\.enrolment_code_ttl"):
+        make_config(tmp_path, mfa={"enrolment_code_ttl": 10})
+    assert make_config(tmp_path, mfa={"enrolment": "invite", "enrolment_code_ttl": 3600}).mfa.enrolment == "invite"
 
 
 def test_unknown_or_conflicting_mfa_keys_are_refused(tmp_path):

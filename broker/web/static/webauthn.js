@@ -117,7 +117,9 @@
     event.preventDefault();
     var label = document.getElementById("webauthn-label").value.trim() || "Passkey";
     say("Follow your browser's prompt…");
-    call("POST", "/mfa/webauthn/register/options").then(function (options) {
+    var code = document.getElementById("webauthn-enrolment-code");
+    var start = code ? { enrolment_code: code.value.trim() } : {};
+    call("POST", "/mfa/webauthn/register/options", start).then(function (options) {
       return navigator.credentials.create(createOptions(options));
     }).then(function (cred) {
       return call("POST", "/mfa/webauthn/register", { credential: credentialJSON(cred), label: label });
