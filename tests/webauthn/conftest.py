@@ -124,6 +124,8 @@ class Person:
         self.page.get_by_label("Name").fill(label)
         self.page.get_by_role("button", name="Register a security key or passkey").click()
         self.status(f"Registered {label}.")
+        # the list is read again after the status says so: wait for the new entry in it
+        self.page.locator("#webauthn-list li.webauthn-credential", has_text=label).first.wait_for()
 
     def post(self, path: str, body: dict[str, Any] | None = None, *, csrf: str | None | bool = True) -> Any:
         token = None if csrf is None else (csrf if isinstance(csrf, str) else None)
