@@ -108,7 +108,7 @@ if TYPE_CHECKING:
     _sql_mapping: type[MappingStore] = SqlMappingStore
     _sql_decisions: type[DecisionLog] = SqlMappingStore
     _sql_requests: type[RequestStore] = SqlRequestStore  # just-in-time access (jit/__init__.py)
-    _sql_webauthn: type[WebAuthnCredentialStore] = SqlWebAuthnStore  # passkeys (mfa/credentials.py; part webauthn)
+    _sql_webauthn: type[WebAuthnCredentialStore] = SqlWebAuthnStore  # passkeys (mfa/credentials.py)
 
     # ---- signing (minting/__init__.py) and AWS (aws/__init__.py) ----
     _saml_idp: type[SamlIssuer] = SamlIdp

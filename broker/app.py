@@ -53,12 +53,12 @@ from broker.services import Services
 from broker.state import StateStore, open_state
 from broker.web import (
     admin_api,
-    admin_mfa,  # enrol: enrolment codes, factor reset
+    admin_mfa,
     admin_pages,
     admin_pages_edit,
     admin_reports,
-    admin_request_pages,  # mend: the admin requests page
-    admin_requests,  # mend: GET /api/v1/admin/requests
+    admin_request_pages,
+    admin_requests,
     admin_review_pages,
     admin_reviews,
     api_docs,
@@ -203,7 +203,7 @@ def build_services(config: Config, *, env: Mapping[str, str] | None = None, sync
     access = Access(config, state, durable=open_durable_state(config.state, engine, state))
     metrics = Metrics()
     notifier = OutboxNotifier(engine, config.notifications.webhooks)
-    break_glass = None if config.break_glass is None else BreakGlass(  # break-glass (part: glass)
+    break_glass = None if config.break_glass is None else BreakGlass(
         config.break_glass, state=state, store=store, directory_check=dependencies.get("directory"),
         notifier=notifier, count=lambda outcome: metrics.break_glass.labels(outcome=outcome).inc())
     flow = Flow(store=store, directory=directory, minting=minting, aws=aws, log=store, limits=access.limits,

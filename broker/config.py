@@ -419,12 +419,12 @@ def cross_problems(sections: dict[str, Any]) -> list[str]:
         found += [(f"mapping.{path}", message) for path, message in reference_issues(mapping)]
         if "jit" in sections:
             found += policy_problems(mapping, sections["jit"].policies)
-    if sections.get("break_glass") is not None:  # break-glass (part: glass)
+    if sections.get("break_glass") is not None:
         found += break_glass_config.problems(
             sections["break_glass"], mapping=mapping, directory=sections.get("directory"),
             upstream=sections.get("upstream"),
             webhooks=None if sections.get("notifications") is None else sections["notifications"].webhooks)
-    if {"jit", "notifications"} <= sections.keys():  # notify part: a policy's webhooks are declared
+    if {"jit", "notifications"} <= sections.keys():  # a policy's webhooks are declared
         found += webhook_problems(sections["jit"].policies, sections["notifications"])
     return [f"{path}: {message}" for path, message in found]
 

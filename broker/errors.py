@@ -494,7 +494,7 @@ class GrantNotActive(Conflict):
     code, message = "grant_not_active", "the grant is not active"
 
 
-# ---- step-up MFA (broker.mfa; the mfa part) ----
+# ---- step-up MFA (broker.mfa) ----
 
 
 class MfaRequired(Forbidden):
@@ -517,7 +517,7 @@ class MfaAlreadyEnrolled(Conflict):
     code, message = "mfa_already_enrolled", "an authenticator app is already enrolled: remove it first"
 
 
-# ---- first-factor enrolment (part: enrol; broker.mfa.enrolment) ----
+# ---- first-factor enrolment (broker.mfa.enrolment) ----
 
 
 class EnrolmentCodeRequired(Forbidden):
@@ -533,7 +533,7 @@ class ShuttingDown(Unavailable):
     code, message = "shutting_down", "this broker process is shutting down and could not finish the request in time; retry it"
 
 
-# ---- WebAuthn / passkeys as a step-up factor (part: webauthn; broker.mfa.webauthn, broker.mfa.passkeys) ----
+# ---- WebAuthn / passkeys as a step-up factor (broker.mfa.webauthn, broker.mfa.passkeys) ----
 
 
 class WebAuthnInvalid(BadRequest):
@@ -556,7 +556,7 @@ class WebAuthnSignCount(WebAuthnInvalid):
     code, message = "webauthn_sign_count", "the security key's use counter went back: it may have been cloned"
 
 
-# ---- break-glass accounts (part: glass; broker.break_glass) ----
+# ---- break-glass accounts (broker.break_glass) ----
 
 
 class BreakGlassUnavailable(Forbidden):

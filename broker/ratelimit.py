@@ -114,7 +114,7 @@ class RateLimiter:
         subject = self._pair(username, address) or username
         return self.state.set_if_absent(self._key("login-refused", subject), "1", ttl=self.config.window_seconds)
 
-    # -- step-up MFA codes (broker.mfa): wrong TOTP or recovery codes per person (the mfa part) --
+    # -- step-up MFA codes (broker.mfa): wrong TOTP or recovery codes per person --
 
     def check_mfa(self, *, person: str) -> None:
         self._refuse_over("mfa-user", person, self.config.mfa_failures_per_user,

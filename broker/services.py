@@ -65,7 +65,7 @@ class Services:
     doctor: DoctorOnDemand
     """GET /api/v1/admin/doctor: read-only IAM checks per account (``doctor:``), cached in ``state``."""
     passkeys: Passkeys
-    """WebAuthn step-up (part webauthn): challenges in ``state``, credentials in the database (``mfa.webauthn``)."""
+    """WebAuthn step-up: challenges in ``state``, credentials in the database (``mfa.webauthn``)."""
     access_requests: AccessRequests
     """Just-in-time access requests on the flow: request, approve/deny, cancel, end, expiry sweep."""
     notifier: OutboxNotifier
@@ -73,7 +73,7 @@ class Services:
     step_ups: StepUps
     """Step-up MFA's decisions: TOTP enrolment, step-ups, recovery codes (``mfa:``; broker.mfa.steps)."""
     enrolment: EnrolmentCodes
-    """Who may enrol a first second factor (``mfa.enrolment``) and the admins' enrolment codes (part enrol)."""
+    """Who may enrol a first second factor (``mfa.enrolment``) and the admins' enrolment codes."""
 
     def close(self) -> list[str]:
         """Release what build_services opened (the sandbox STS, HTTP clients, LDAP pools, Redis,

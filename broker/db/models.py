@@ -388,8 +388,8 @@ class AccessRequest(Base):
 
 
 class WebAuthnCredential(Base):
-    """A passkey or security key a person registered as a step-up factor (part webauthn;
-    ``broker.mfa.passkeys``). ``sign_count`` changes only by a conditional update."""
+    """A passkey or security key a person registered as a step-up factor (``broker.mfa.passkeys``).
+    ``sign_count`` changes only by a conditional update."""
 
     __tablename__ = "webauthn_credentials"
     __table_args__ = (Index("ix_webauthn_credentials_person", "person_id"),)

@@ -117,7 +117,7 @@ class AccessPolicy(_Section):
     """Distinct approvers needed (the requester never counts)."""
     auto_approve: AutoApprove | None = None
     description: Annotated[str, Field(max_length=1024)] = ""
-    # notify part: webhooks and pending expiry
+    # notifications: webhooks, and when an undecided request expires
     notify: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=16)
     """Webhooks (``notifications.webhooks``) told of every request, approval, denial, cancellation,
     expiry and early end under this policy."""

@@ -1,4 +1,4 @@
-"""Admins and people's second factors (part enrol): ``POST /api/v1/admin/mfa/enrolment-codes``
+"""Admins and people's second factors: ``POST /api/v1/admin/mfa/enrolment-codes``
 (a one-time code a person with no factor enrols with under ``mfa.enrolment: invite``; shown
 once) and ``DELETE /api/v1/admin/mfa/{username}`` (the lost-phone path: the person's TOTP,
 recovery codes and passkeys removed). Either with an admin token (or HTTP Basic, as the rest of

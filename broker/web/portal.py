@@ -47,7 +47,7 @@ router = APIRouter(include_in_schema=False, tags=["portal"])
 
 _NO_REFERRER = {"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer"}
 STATIC = {"portal.css": "text/css; charset=utf-8", "portal.js": "text/javascript; charset=utf-8",
-          "webauthn.js": "text/javascript; charset=utf-8"}  # webauthn.js: part webauthn
+          "webauthn.js": "text/javascript; charset=utf-8"}
 
 Text = Annotated[str, Form(max_length=256)]
 OptionalText = Annotated[str, Form(max_length=256)]
