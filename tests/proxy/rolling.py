@@ -51,8 +51,8 @@ ACCOUNT = "111122223333"
 
 NGINX_HTTP = """
     upstream brokers {{
-        server 127.0.0.1:{first} max_fails=0;
-        server 127.0.0.1:{second} max_fails=0;
+        server 127.0.0.1:{first} max_fails=0{first_down};
+        server 127.0.0.1:{second} max_fails=0{second_down};
     }}
     server {{
         listen 127.0.0.1:{port};
@@ -198,17 +198,28 @@ class Deployment:
     def start(self) -> None:
         for replica in self.replicas:  # one after the other: the first one migrates the database
             replica.start()
-        self.nginx.start(NGINX_HTTP.format(port=self.port, first=self.replicas[0].port, second=self.replicas[1].port),
-                         f"{self.url}/healthz")
+        self.nginx.start(self._nginx_http(), f"{self.url}/healthz")
+
+    def _nginx_http(self, out: Replica | None = None) -> str:
+        first, second = self.replicas
+        return NGINX_HTTP.format(port=self.port, first=first.port, second=second.port,
+                                 first_down=" down" if out is first else "", second_down=" down" if out is second else "")
 
     def rolling_restart(self) -> list[Restart]:
-        """Each replica stopped (SIGTERM), started again and ready, one after the other."""
+        """Each replica stopped (SIGTERM), started again and ready, one after the other. As it gets
+        SIGTERM it leaves nginx's upstream (``down`` and a reload), as Kubernetes removes a pod's
+        endpoint when it stops it; its drain serves what is still on the way to it (without this, a
+        POST nginx sent as the replica closed its listening socket came back 502 now and then:
+        nginx retries no POST). Back once ready."""
         restarts = []
         for replica in self.replicas:
             began = time.monotonic()
+            self.nginx.reload(self._nginx_http(out=replica))
             code = replica.stop()
             stopped = time.monotonic()
             replica.start()
+            self.nginx.reload(self._nginx_http())
+            time.sleep(0.5)  # the new nginx workers route to it again
             restarts.append(Restart(replica.name, code, stopped - began, time.monotonic() - stopped))
         return restarts
 
