@@ -40,6 +40,7 @@ from broker.audit_forward.config import AuditDestination, unique_names
 from broker.aws.config import DoctorConfig, IamAccessConfig, OrganizationsConfig, StsConfig
 from broker.break_glass import config as break_glass_config
 from broker.break_glass.config import BreakGlassConfig
+from broker.config_sources import from_file
 from broker.connectors.config import DirectoryConfig, UpstreamConfig, upstream_problems
 from broker.errors import ConfigError
 from broker.jit.policy import AccessPolicies, JitConfig
@@ -251,10 +252,9 @@ def _certificate_files(data: dict[str, Any], problems: list[str]) -> None:
         if "certificate" in encryption:
             problems.append(f"{path}: give certificate (the PEM) or certificate_file, not both")
             continue
-        try:
-            encryption["certificate"] = Path(str(name)).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{path}: cannot read {name}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
+        text = from_file(path, str(name), problems)
+        if text is not None:
+            encryption["certificate"] = text
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -155,9 +155,10 @@ class RoleGrant(NamedTuple):
         its grant), else the standing ones only — an eligible reason beside a standing one is not in
         force (nobody requested it), so it never widens the standing reasons' channels, session or
         second-factor demand."""
-        if self.eligible:
+        eligible = [r.access == "eligible" for r in self.reasons]
+        if all(eligible) or not any(eligible):  # the common cases: no new tuple
             return self.reasons
-        return tuple(r for r in self.reasons if r.access != "eligible")
+        return tuple(r for r, e in zip(self.reasons, eligible, strict=True) if not e)
 
     def allows(self, channel: Channel) -> bool:
         return any(getattr(r, channel) for r in self.in_force)

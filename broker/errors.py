@@ -99,6 +99,7 @@ in this tree: they are broker.oauth.errors.
         ├── StorageUnavailable       storage_unavailable
         ├── DirectoryUnavailable     directory_unavailable (LDAP/AD outage; broker.connectors.ldap_pool.translate)
         ├── StateUnavailable         state_unavailable     (Redis outage; broker.state.redis)
+        ├── MfaUnavailable           mfa_unavailable       (a stored TOTP secret the configured mfa.encryption_key cannot read)
         ├── UpstreamUnavailable      upstream_unavailable  (the IdP's metadata, discovery, JWKS or token endpoint; broker.connectors.upstream)
         └── ShuttingDown             shutting_down         (a request cut at the shutdown grace period; broker.draining)
 """
@@ -429,6 +430,11 @@ class DirectoryUnavailable(Unavailable):
 
 class StateUnavailable(Unavailable):
     code, message = "state_unavailable", "the shared state store (Redis) is unavailable"
+
+
+class MfaUnavailable(Unavailable):
+    code, message = ("mfa_unavailable", ("your authenticator app's secret cannot be read here (the broker's "
+                     "mfa.encryption_key is missing or changed): ask an administrator"))
 
 
 class UpstreamUnavailable(Unavailable):

@@ -62,6 +62,7 @@ CORE = (
     "broker.affinity",
     "broker.draining",
     "broker.config",
+    "broker.config_sources",
     "broker.identity_json",
     "broker.jit",
     "broker.logins",

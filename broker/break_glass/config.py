@@ -24,6 +24,7 @@ from argon2.exceptions import InvalidHashError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from broker.break_glass import BREAK_GLASS_SOURCE
+from broker.config_sources import from_env, from_file
 from broker.mapping.model import AccountRef, MappingDocument, RoleName, SessionSeconds
 
 ARGON2_MIN_MEMORY_KIB = 19456
@@ -149,18 +150,13 @@ def load_secrets(data: dict[str, Any], env: dict[str, str], problems: list[str],
             account.pop("totp_secret")
             problems.append(f"{path}.totp_secret: not a key of the file: give totp_secret_env or totp_secret_file")
         name, file = account.get("totp_secret_env"), account.get("totp_secret_file")
+        secret = None
         if isinstance(name, str) and file is None:
-            if env.get(name):
-                account["totp_secret"] = env[name]
-            else:
-                problems.append(f"{path}.totp_secret_env: environment variable {name} is not set")
+            secret = from_env(f"{path}.totp_secret_env", name, env, problems)
         elif isinstance(file, str) and name is None:
-            try:
-                path_of = Path(file) if base is None or Path(file).is_absolute() else base / file
-                account["totp_secret"] = path_of.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"{path}.totp_secret_file: cannot read {file}: "
-                                f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
+            secret = from_file(f"{path}.totp_secret_file", file, problems, base=base)
+        if secret is not None:
+            account["totp_secret"] = secret.strip()
 
 
 def problems(config: BreakGlassConfig, *, mapping: MappingDocument | None, directory: Any,

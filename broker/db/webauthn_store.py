@@ -25,7 +25,7 @@ def _value(row: Row) -> StoredCredential:
         id=row.id, person_id=row.person_id, username=row.username, credential_id=bytes(row.credential_id),
         public_key=bytes(row.public_key), sign_count=row.sign_count, transports=tuple(row.transports or ()),
         aaguid=row.aaguid, label=row.label, created_at=aware(row.created_at),
-        last_used_at=None if row.last_used_at is None else aware(row.last_used_at))
+        last_used_at=aware(row.last_used_at))
 
 
 class SqlWebAuthnStore:

@@ -59,7 +59,6 @@ class RequestStore(Protocol):
         """Pending requests made before ``before`` (the expiry sweep), oldest first."""
         ...
 
-
     def search(self, flt: RequestFilter, *, now: datetime, limit: int, before_id: int | None = None
                ) -> list[AccessRequest]:
         """Every request that ``flt`` lets through (states as of ``now``), newest first, ``limit``

@@ -64,7 +64,6 @@ MAX_MANAGED_POLICIES = 20
 MIN_SESSION, MAX_SESSION, AWS_DEFAULT_MAX_SESSION = 900, 43200, 3600
 MIN_MFA_AGE = 60
 """The shortest ``mfa_max_age``: a step-up must survive the redirect back to the issuance."""
-"""Who manages an object: the configuration file (read-only through the API) or the admin API."""
 
 
 def _fail(error: type[BrokerError] | str, message: str, **ctx: object) -> PydanticCustomError:

@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.domain import Identity
 from broker.errors import MfaRequired
+from broker.mapping.model import MIN_SESSION  # STS's shortest: a proof with less left is asked again
 
 __all__ = ["FRESH_SECONDS", "fresh", "rfc3339", "stepped_up", "within_mfa"]
 
@@ -37,10 +38,6 @@ def stepped_up(identity: Identity, *, method: str, at: float) -> Identity:
     (an RFC 8176 ``amr`` value: ``otp`` for TOTP, ``hwk`` / ``swk`` for WebAuthn)."""
     methods = identity.mfa_methods if method in identity.mfa_methods else (*identity.mfa_methods, method)
     return replace(identity, mfa_at=at, mfa_methods=methods)
-
-
-MIN_SESSION = 900
-"""STS's shortest session: an MFA proof with less left than this is asked again."""
 
 
 def within_mfa(identity: Identity, *, max_age: int | None, now: float, seconds: int, step_up_url: str,

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from broker.config_sources import from_env, from_file
 from broker.mapping.model import MAX_SESSION, MIN_MFA_AGE
 
 KEY_BYTES = 32
@@ -46,6 +47,15 @@ class MfaConfig(BaseModel):
     """... or a file holding it. Neither: secrets are stored as they are (check-config warns when
     ``server.public_url`` is https://, i.e. in production)."""
 
+    enrolment: Literal["open", "invite"] = "open"
+    """Who may enrol a first second factor: ``open`` (anyone signed in who has none: trust on
+    first use; check-config warns when ``server.public_url`` is https://) or ``invite`` (only with
+    a one-time enrolment code an admin issued: ``POST /api/v1/admin/mfa/enrolment-codes``)."""
+    enrolment_code_ttl: Annotated[int, Field(ge=300, le=30 * 86400)] = 86400
+    """How long an enrolment code works (seconds; default 24 hours)."""
+    webauthn: WebAuthnConfig = Field(default_factory=WebAuthnConfig)
+    """Passkeys and security keys as a step-up factor."""
+
     @model_validator(mode="after")
     def _one_key_source(self) -> MfaConfig:
         if self.encryption_key_env is not None and self.encryption_key_file is not None:
@@ -58,20 +68,18 @@ class MfaConfig(BaseModel):
 
     def encryption_key(self, env: Mapping[str, str] | None = None) -> bytes | None:
         """The key (32 bytes), None when none is configured; ValueError saying what is wrong."""
+        problems: list[str] = []
         if self.encryption_key_env is not None:
-            raw = (os.environ if env is None else env).get(self.encryption_key_env)
-            if not raw:
-                raise ValueError(f"mfa.encryption_key_env: environment variable {self.encryption_key_env} is not set")
+            raw = from_env("mfa.encryption_key_env", self.encryption_key_env, os.environ if env is None else env,
+                           problems)
             where = f"environment variable {self.encryption_key_env}"
         elif self.encryption_key_file is not None:
-            try:
-                raw = self.encryption_key_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"mfa.encryption_key_file: cannot read {self.encryption_key_file}: "
-                                 f"{getattr(exc, 'strerror', None) or 'not text'}") from None
+            raw = from_file("mfa.encryption_key_file", self.encryption_key_file, problems)
             where = str(self.encryption_key_file)
         else:
             return None
+        if raw is None:
+            raise ValueError(problems[0])
         try:
             key = base64.b64decode(raw.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -80,11 +88,3 @@ class MfaConfig(BaseModel):
             raise ValueError(f"mfa: the key in {where} is not {KEY_BYTES} bytes, base64-encoded "
                              "(make one with `openssl rand -base64 32`)")
         return key
-    enrolment: Literal["open", "invite"] = "open"
-    """Who may enrol a first second factor: ``open`` (anyone signed in who has none: trust on
-    first use; check-config warns when ``server.public_url`` is https://) or ``invite`` (only with
-    a one-time enrolment code an admin issued: ``POST /api/v1/admin/mfa/enrolment-codes``)."""
-    enrolment_code_ttl: Annotated[int, Field(ge=300, le=30 * 86400)] = 86400
-    """How long an enrolment code works (seconds; default 24 hours)."""
-    webauthn: WebAuthnConfig = Field(default_factory=WebAuthnConfig)
-    """Passkeys and security keys as a step-up factor."""

@@ -14,12 +14,15 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.errors import MfaUnavailable
+
 _ENC, _PLAIN = "aesgcm:", "plain:"
 _NONCE = 12
 
 
-class SecretUnreadable(Exception):
-    """A stored secret that this key cannot read (another key, or none configured)."""
+class SecretUnreadable(MfaUnavailable):
+    """A stored secret that this key cannot read (another key, or none configured): 503
+    ``mfa_unavailable`` to the person (an operator's key problem, not theirs), never a 500."""
 
 
 class SecretBox:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from broker.audit_forward.config import is_loopback
+from broker.config_sources import from_env, from_file
 from broker.errors import ConfigError
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -105,20 +106,14 @@ def _read(name: str, path: str, *, env_key: str | None, file: Path | None, inlin
           env: Mapping[str, str], problems: list[str]) -> str | None:
     if inline is not None:
         return inline.get_secret_value()
+    where = f"notifications.webhooks.{name}.{path}"
     if env_key is not None:
-        value = env.get(env_key, "").strip()
-        if not value:
-            problems.append(f"notifications.webhooks.{name}.{path}_env: environment variable {env_key} is not set")
-        return value or None
+        return from_env(f"{where}_env", env_key, env, problems)
     assert file is not None
-    try:
-        value = file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"notifications.webhooks.{name}.{path}_file: cannot read {file}: "
-                        f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}")
-        return None
-    if not value:
-        problems.append(f"notifications.webhooks.{name}.{path}_file: {file} is empty")
+    text = from_file(f"{where}_file", file, problems)
+    value = None if text is None else text.strip()
+    if value == "":
+        problems.append(f"{where}_file: {file} is empty")
     return value or None
 
 

@@ -19,6 +19,7 @@ from broker.domain import Identity
 from broker.errors import BrokerError, CsrfFailed, Unauthenticated
 from broker.oauth import secret_hash
 from broker.redirects import safe_next
+from broker.services import Services
 from broker.web.deps import ServicesDep, decision_context, services_of
 from broker.web.mfa import check_may_add_factor, needs_enrolment_code
 from broker.web.pages import page
@@ -75,7 +76,7 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="application/json", headers=_NO_STORE)
 
 
-def _mine(services: Any, identity: Identity) -> dict[str, Any]:
+def _mine(services: Services, identity: Identity) -> dict[str, Any]:
     return {"credentials": [c.to_dict() for c in services.passkeys.credentials(identity)],
             "step_up": {"at": identity.mfa_at, "methods": list(identity.mfa_methods)}}
 

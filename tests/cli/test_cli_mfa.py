@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 
 import httpx
@@ -16,7 +15,7 @@ import pyotp
 import pytest
 
 from tests.cli.conftest import Laptop, approve_in_portal
-from tests.mfa.conftest import mfa_sections
+from tests.mfa.conftest import earlier_code, mfa_sections
 from tests.portal.conftest import ALICE_PW, Live, csrf_of
 
 pytestmark = pytest.mark.sts
@@ -62,7 +61,7 @@ def _approve_with_step_up(url: str, user_code: str) -> list[str]:
         assert secret, enrol
         totp = pyotp.TOTP(secret.group(1))
         done = browser.post("/mfa/totp/confirm", data={"csrf_token": csrf_of(enrol),
-                                                       "code": totp.at(time.time() - 30)})
+                                                       "code": earlier_code(totp.secret)})
         assert done.status_code == 200, done.text
         stepped = browser.post("/mfa/step-up", data={"csrf_token": csrf_of(done.text), "code": totp.now(),
                                                      "method": "totp", "next": "/"})

@@ -31,6 +31,16 @@ def code_at(secret: str, at: float | None = None) -> str:
     return pyotp.TOTP(secret).at(time.time() if at is None else at)
 
 
+def earlier_code(secret: str) -> str:
+    """The previous time step's code: still accepted (one step either side), leaving the current
+    step's for a step-up. Never taken in the last 2 s of a step, where the broker might already
+    be one step further when it checks (the previous code then out of its window)."""
+    left = 30 - time.time() % 30
+    if left < 2:
+        time.sleep(left + 0.05)
+    return pyotp.TOTP(secret).at(time.time() - 30)
+
+
 class Portal:
     def __init__(self, client: Any) -> None:
         self.client = client

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.mfa.credentials import NewStoredCredential
 from broker.mfa.enrolment import _key
 from tests.conftest import ADMIN_TOKEN
-from tests.mfa.conftest import Portal, code_at
+from tests.mfa.conftest import Portal, code_at, earlier_code
 from tests.portal.conftest import BOB_PW, sign_in
 
 ALICE_ID = "a1b2c3d4-0000-4000-8000-000000000001"
@@ -70,7 +69,7 @@ def _codes(events: list[dict[str, Any]]) -> list[str | None]:
 def test_an_open_enrolment_does_not_step_the_session_up(mfa_portal):
     p: Portal = mfa_portal()
     secret = p.enrol()
-    confirmed = p.confirm(code_at(secret, time.time() - 30))
+    confirmed = p.confirm(earlier_code(secret))
     assert confirmed.status_code == 200 and 'id="recovery-codes"' in confirmed.text
     assert 'id="mfa-step-up" href="/mfa/step-up?next=/mfa"' in confirmed.text  # the page leads to a step-up
     refused = p.console()  # the password and a factor of its own: still no MFA role
@@ -113,7 +112,7 @@ def test_invite_needs_an_admins_code_which_works_once_for_that_person_only(mfa_p
     assert used.status_code == 403 and "not right, used or expired" in used.text
     secret = SECRET.search(p.client.get("/mfa").text)
     assert secret is not None
-    assert p.confirm(code_at(secret.group(1), time.time() - 30)).status_code == 200
+    assert p.confirm(earlier_code(secret.group(1))).status_code == 200
     assert p.console().status_code == 303  # enrolled, not stepped up
     events = p.audit("mfa.enrolment_code_used")
     assert [e["outcome"] for e in events] == ["deny", "allow", "deny", "deny", "deny"]  # newest first
@@ -212,7 +211,7 @@ def _register(p: Portal, csrf: str) -> Any:
 def test_registering_a_passkey_without_a_fresh_step_up_is_refused(mfa_portal):
     p: Portal = mfa_portal()
     secret = p.enrol()
-    assert p.confirm(code_at(secret, time.time() - 30)).status_code == 200
+    assert p.confirm(earlier_code(secret)).status_code == 200
     assert p.step_up(code_at(secret)).status_code == 303
     steps = p.services.step_ups
     later = steps.clock() + timedelta(seconds=600)  # the step-up is 10 minutes old
@@ -244,7 +243,7 @@ def test_under_invite_a_first_passkey_needs_the_code_at_its_options(mfa_portal):
 def test_an_admin_resets_a_persons_factors(mfa_portal):
     p: Portal = mfa_portal()
     secret = p.enrol()
-    assert p.confirm(code_at(secret, time.time() - 30)).status_code == 200
+    assert p.confirm(earlier_code(secret)).status_code == 200
     _passkey(p)
     assert _anonymous(p).delete("/api/v1/admin/mfa/alice").status_code == 401
     reset = p.client.delete("/api/v1/admin/mfa/alice", headers=ADMIN)

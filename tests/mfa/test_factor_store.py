@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import time
 from typing import Any
 
 import pyotp
@@ -27,6 +26,7 @@ from broker.mfa.secrets import SecretBox, SecretUnreadable
 from broker.mfa.steps import StepUps
 from broker.ratelimit import RateLimiter
 from broker.state.memory import MemoryState
+from tests.mfa.conftest import earlier_code
 
 ALICE = Identity(id="a1b2c3d4-0000-4000-8000-000000000001", username="alice")
 CTX = DecisionContext(source_ip="127.0.0.1", via="portal")
@@ -39,7 +39,7 @@ def _steps(engine: Any, key: bytes | None = None) -> StepUps:
 
 def _enrolled(steps: StepUps) -> tuple[str, Identity]:
     enrolment = steps.begin_totp(ALICE)
-    steps.confirm_totp(ALICE, pyotp.TOTP(enrolment.secret).at(time.time() - 30), ctx=CTX)
+    steps.confirm_totp(ALICE, earlier_code(enrolment.secret), ctx=CTX)
     return enrolment.secret, ALICE
 
 
@@ -83,3 +83,16 @@ def test_the_secret_at_rest_is_ciphertext_bound_to_the_person(engine):
         SecretBox(base64.b64decode(base64.b64encode(os.urandom(32)))).open(stored, person_id=ALICE.id)
     with pytest.raises(SecretUnreadable):
         SecretBox(None).open(stored, person_id=ALICE.id)
+
+
+def test_a_secret_the_key_cannot_read_is_a_clear_503_and_audited(engine):
+    """The key was changed (or dropped) after enrolment: the step-up is refused with 503
+    mfa_unavailable, the operator's problem in plain words, audited — not an internal error."""
+    secret, _ = _enrolled(_steps(engine, os.urandom(32)))
+    other = _steps(engine, os.urandom(32))
+    with pytest.raises(SecretUnreadable) as refused:
+        other.step_up(ALICE, method="totp", code=pyotp.TOTP(secret).now(), ctx=CTX)
+    assert refused.value.status == 503 and refused.value.code == "mfa_unavailable"
+    assert "mfa.encryption_key" in refused.value.message
+    [event] = SqlMappingStore(engine).audit_events(AuditFilter(action="mfa.step_up"), limit=10, before_id=None)
+    assert event["outcome"] != "allow" and event["details"]["code"] == "mfa_unavailable"

@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 from broker.web.sessions import host_cookie_name
-from tests.mfa.conftest import Portal, code_at
+from tests.mfa.conftest import Portal, code_at, earlier_code
 
 
 def _deny_codes(events: list[dict]) -> list[str]:
@@ -30,7 +30,7 @@ def test_an_mfa_role_leads_through_enrolment_and_step_up_then_opens_with_the_pro
     assert p.services.access.sessions.get(before_cookie) is not None
     wrong = p.confirm("000000" if code_at(secret) != "000000" else "111111")
     assert wrong.status_code == 403 and "not right" in wrong.text
-    confirmed = p.confirm(code_at(secret, time.time() - 30), next_url="/mfa/continue")
+    confirmed = p.confirm(earlier_code(secret), next_url="/mfa/continue")
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.text.count("<li>") >= 10 and 'id="recovery-codes"' in confirmed.text
     assert [e["outcome"] for e in p.audit("mfa.enrol")] == ["allow", "deny"]  # newest first
@@ -100,7 +100,7 @@ def test_mfa_max_age_asks_again_once_the_proof_is_older_and_clamps_the_session(m
 
     p: Portal = mfa_portal("bob", BOB_PW)
     secret = p.enrol()
-    assert p.confirm(code_at(secret, time.time() - 30)).status_code == 200
+    assert p.confirm(earlier_code(secret)).status_code == 200
     assert p.step_up(code_at(secret)).status_code == 303
     flow = p.services.flow
     issued = p.client.post("/cli-credentials", data={"csrf_token": p.csrf(), "account": "sandbox-prod",
